@@ -1,0 +1,454 @@
+//! The TOML config file: where the clusters are and how the jobs behave.
+//!
+//! Read once at start. Unknown keys are refused rather than ignored (a typo in
+//! `lag_crit` must not silently disable a threshold), and every error names the file,
+//! the key and what is wrong, so a broken deploy is fixed from the message alone.
+//! Passwords never live here: libpq's conventions (PGPASSWORD, pgpass, systemd
+//! credentials) supply them.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::conn::ConnParams;
+use crate::error::{Error, Result};
+use crate::units::{serde_duration, Threshold};
+
+pub const DEFAULT_PATH: &str = "/etc/odoo-db/odoo-db.toml";
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The file this was read from, for messages.
+    #[serde(skip)]
+    pub path: PathBuf,
+    pub catalog: CatalogConfig,
+    pub clusters: BTreeMap<String, ClusterConfig>,
+    #[serde(default)]
+    pub provision: ProvisionConfig,
+    #[serde(default)]
+    pub recreate: RecreateConfig,
+    #[serde(default)]
+    pub health: HealthConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CatalogConfig {
+    /// The cluster whose primary holds the catalog database.
+    pub cluster: String,
+    #[serde(default = "default_catalog_database")]
+    pub database: String,
+}
+
+fn default_catalog_database() -> String {
+    "odoo_db".to_string()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClusterKind {
+    Production,
+    Integration,
+}
+
+impl ClusterKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClusterKind::Production => "production",
+            ClusterKind::Integration => "integration",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    pub kind: ClusterKind,
+    /// libpq connection string or URL of the primary.
+    pub primary: String,
+    #[serde(default)]
+    pub standbys: Vec<StandbyEntry>,
+    /// `ssh://user@bastion:port`: reach this cluster through an SSH bastion.
+    pub ssh: Option<String>,
+    pub ssh_identity: Option<PathBuf>,
+    pub ssh_known_hosts: Option<PathBuf>,
+    pub ssh_control_dir: Option<PathBuf>,
+}
+
+/// A standby is either a bare URL or `{ name, url, application_name }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum StandbyEntry {
+    Url(String),
+    Table(StandbyTable),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StandbyTable {
+    pub name: Option<String>,
+    pub url: String,
+    pub application_name: Option<String>,
+}
+
+/// A standby as the jobs use it, defaults applied.
+#[derive(Debug, Clone)]
+pub struct Standby {
+    /// Labels this standby in outputs (default `host:port`).
+    pub name: String,
+    pub url: String,
+    /// What the standby's WAL receiver calls itself in the primary's
+    /// `pg_stat_replication`; None means "match any walreceiver from this standby".
+    pub application_name: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProvisionConfig {
+    #[serde(default = "default_locale")]
+    pub locale: String,
+    pub connection_limit: Option<i32>,
+}
+
+fn default_locale() -> String {
+    "C.UTF-8".to_string()
+}
+
+impl Default for ProvisionConfig {
+    fn default() -> Self {
+        ProvisionConfig {
+            locale: default_locale(),
+            connection_limit: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecreateConfig {
+    #[serde(default = "default_backup_dir")]
+    pub backup_dir: PathBuf,
+    #[serde(default = "default_keep_backups")]
+    pub keep_backups: usize,
+    /// pg_dump `--compress` value; the default favours speed (`-Z 1` dumps about as
+    /// small as the default level in a third of the time).
+    #[serde(default = "default_compression")]
+    pub compression: String,
+}
+
+fn default_backup_dir() -> PathBuf {
+    PathBuf::from("/var/backups/odoo-db")
+}
+fn default_keep_backups() -> usize {
+    3
+}
+fn default_compression() -> String {
+    "1".to_string()
+}
+
+impl Default for RecreateConfig {
+    fn default() -> Self {
+        RecreateConfig {
+            backup_dir: default_backup_dir(),
+            keep_backups: default_keep_backups(),
+            compression: default_compression(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthConfig {
+    /// The whole run never outlives this; past it the run is UNKNOWN.
+    #[serde(default = "default_health_timeout", with = "serde_duration")]
+    pub timeout: Duration,
+    /// Connect as this monitoring role (pg_monitor + heartbeat writer) instead of the
+    /// admin role of the cluster URLs.
+    pub user: Option<String>,
+    #[serde(default = "default_lag_warn", deserialize_with = "thresholds")]
+    pub lag_warn: Vec<Threshold>,
+    #[serde(default = "default_lag_crit", deserialize_with = "thresholds")]
+    pub lag_crit: Vec<Threshold>,
+    /// Physical slots retaining more WAL than this are a WARNING.
+    #[serde(default = "default_slot_retained_warn", deserialize_with = "size")]
+    pub slot_retained_warn: u64,
+}
+
+fn default_health_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_lag_warn() -> Vec<Threshold> {
+    vec![
+        Threshold::Bytes(16 << 20),
+        Threshold::Time(Duration::from_secs(30)),
+    ]
+}
+fn default_lag_crit() -> Vec<Threshold> {
+    vec![
+        Threshold::Bytes(256 << 20),
+        Threshold::Time(Duration::from_secs(300)),
+    ]
+}
+fn default_slot_retained_warn() -> u64 {
+    1 << 30
+}
+
+fn thresholds<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> std::result::Result<Vec<Threshold>, D::Error> {
+    let texts = Vec::<String>::deserialize(deserializer)?;
+    texts
+        .iter()
+        .map(|text| Threshold::parse(text).map_err(serde::de::Error::custom))
+        .collect()
+}
+
+fn size<'de, D: serde::Deserializer<'de>>(deserializer: D) -> std::result::Result<u64, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    crate::units::parse_size(&text).map_err(serde::de::Error::custom)
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        HealthConfig {
+            timeout: default_health_timeout(),
+            user: None,
+            lag_warn: default_lag_warn(),
+            lag_crit: default_lag_crit(),
+            slot_retained_warn: default_slot_retained_warn(),
+        }
+    }
+}
+
+impl Config {
+    /// The config path: `--config`, else `$ODOO_DB_CONFIG`, else the default.
+    pub fn locate(flag: Option<&Path>) -> PathBuf {
+        if let Some(path) = flag {
+            return path.to_path_buf();
+        }
+        match std::env::var_os("ODOO_DB_CONFIG") {
+            Some(path) if !path.is_empty() => PathBuf::from(path),
+            _ => PathBuf::from(DEFAULT_PATH),
+        }
+    }
+
+    /// Read and check the config; every error is a refusal naming file and key.
+    pub fn load(path: &Path) -> Result<Config> {
+        let text = std::fs::read_to_string(path).map_err(|error| {
+            Error::refused(format!(
+                "cannot read config {}: {error} (pass --config PATH or set ODOO_DB_CONFIG)",
+                path.display()
+            ))
+        })?;
+        Self::parse(&text, path)
+    }
+
+    pub fn parse(text: &str, path: &Path) -> Result<Config> {
+        let deserializer = toml::Deserializer::new(text);
+        let mut config: Config = serde_path_to_error::deserialize(deserializer).map_err(|error| {
+            let key = error.path().to_string();
+            let inner = error.into_inner();
+            let message = inner.message().to_string();
+            let location = inner
+                .span()
+                .map(|span| {
+                    let line = text[..span.start].matches('\n').count() + 1;
+                    format!(" (line {line})")
+                })
+                .unwrap_or_default();
+            if key.is_empty() || key == "." {
+                Error::refused(format!("config {}{location}: {message}", path.display()))
+            } else {
+                Error::refused(format!(
+                    "config {}{location}: key `{key}`: {message}",
+                    path.display()
+                ))
+            }
+        })?;
+        config.path = path.to_path_buf();
+        config.check()?;
+        Ok(config)
+    }
+
+    fn refuse(&self, key: &str, what: impl std::fmt::Display) -> Error {
+        Error::refused(format!(
+            "config {}: key `{key}`: {what}",
+            self.path.display()
+        ))
+    }
+
+    /// Rules that span keys, and connection strings parsed now rather than mid-job.
+    fn check(&self) -> Result<()> {
+        if self.clusters.is_empty() {
+            return Err(self.refuse("clusters", "no cluster is configured"));
+        }
+        if !self.clusters.contains_key(&self.catalog.cluster) {
+            return Err(self.refuse(
+                "catalog.cluster",
+                format!(
+                    "{:?} is not a configured cluster (configured: {})",
+                    self.catalog.cluster,
+                    self.clusters.keys().cloned().collect::<Vec<_>>().join(", ")
+                ),
+            ));
+        }
+        for (name, cluster) in &self.clusters {
+            ConnParams::parse(&cluster.primary)
+                .map_err(|error| self.refuse(&format!("clusters.{name}.primary"), error))?;
+            for (index, standby) in cluster.standbys.iter().enumerate() {
+                let url = match standby {
+                    StandbyEntry::Url(url) => url,
+                    StandbyEntry::Table(table) => &table.url,
+                };
+                ConnParams::parse(url).map_err(|error| {
+                    self.refuse(&format!("clusters.{name}.standbys[{index}]"), error)
+                })?;
+            }
+            if let Some(ssh) = &cluster.ssh {
+                if !ssh.starts_with("ssh://") {
+                    return Err(self.refuse(
+                        &format!("clusters.{name}.ssh"),
+                        format!("{ssh:?} must look like ssh://user@bastion:22"),
+                    ));
+                }
+            }
+        }
+        for kind in [ClusterKind::Production, ClusterKind::Integration] {
+            let count = self.clusters.values().filter(|c| c.kind == kind).count();
+            if count > 1 {
+                return Err(self.refuse(
+                    "clusters",
+                    format!(
+                        "{count} clusters have kind {:?}; odoo-db manages one production and one integration cluster",
+                        kind.as_str()
+                    ),
+                ));
+            }
+        }
+        if self.health.timeout.is_zero() {
+            return Err(self.refuse("health.timeout", "must be greater than zero"));
+        }
+        if self.recreate.keep_backups == 0 {
+            return Err(self.refuse(
+                "recreate.keep_backups",
+                "must be at least 1 (use --no-backup to skip backups)",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The cluster of a given kind, if configured.
+    pub fn cluster_of_kind(&self, kind: ClusterKind) -> Option<(&str, &ClusterConfig)> {
+        self.clusters
+            .iter()
+            .find(|(_, cluster)| cluster.kind == kind)
+            .map(|(name, cluster)| (name.as_str(), cluster))
+    }
+
+    pub fn cluster(&self, name: &str) -> Result<&ClusterConfig> {
+        self.clusters.get(name).ok_or_else(|| {
+            Error::refused(format!(
+                "no cluster {name:?} in config {} (configured: {})",
+                self.path.display(),
+                self.clusters.keys().cloned().collect::<Vec<_>>().join(", ")
+            ))
+        })
+    }
+}
+
+impl ClusterConfig {
+    /// Standbys with defaults applied: the name defaults to `host:port` of the URL.
+    pub fn standbys(&self) -> Vec<Standby> {
+        self.standbys
+            .iter()
+            .map(|entry| {
+                let (name, url, application_name) = match entry {
+                    StandbyEntry::Url(url) => (None, url.clone(), None),
+                    StandbyEntry::Table(table) => (
+                        table.name.clone(),
+                        table.url.clone(),
+                        table.application_name.clone(),
+                    ),
+                };
+                let name = name.unwrap_or_else(|| {
+                    ConnParams::parse(&url)
+                        .map(|params| params.label())
+                        .unwrap_or_else(|_| url.clone())
+                });
+                Standby {
+                    name,
+                    url,
+                    application_name,
+                }
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[catalog]
+cluster = "production"
+
+[clusters.production]
+kind = "production"
+primary = "postgresql://odoo_db_admin@db1.example:5432/postgres?sslmode=verify-full"
+standbys = ["postgresql://odoo_db_admin@db2.example:5432/postgres", { name = "db3", url = "host=db3.example user=x", application_name = "db3" }]
+
+[clusters.integration]
+kind = "integration"
+primary = "postgresql://odoo_db_admin@dbint.example:5432/postgres"
+
+[health]
+timeout = "10s"
+lag_warn = ["16MB", "30s"]
+"#;
+
+    fn parse(text: &str) -> Result<Config> {
+        Config::parse(text, Path::new("/etc/odoo-db/test.toml"))
+    }
+
+    #[test]
+    fn reads_the_contract_example() {
+        let config = parse(GOOD).unwrap();
+        assert_eq!(config.catalog.database, "odoo_db");
+        assert_eq!(config.health.timeout, Duration::from_secs(10));
+        assert_eq!(config.health.lag_warn[0], Threshold::Bytes(16777216));
+        let standbys = config.clusters["production"].standbys();
+        assert_eq!(standbys[0].name, "db2.example:5432");
+        assert_eq!(standbys[1].name, "db3");
+        assert_eq!(standbys[1].application_name.as_deref(), Some("db3"));
+        assert_eq!(config.recreate.keep_backups, 3);
+    }
+
+    #[test]
+    fn unknown_key_names_file_and_key() {
+        let text = GOOD.replace("timeout = \"10s\"", "timeout = \"10s\"\nlag_critical = [\"1s\"]");
+        let error = parse(&text).unwrap_err();
+        let message = error.to_string();
+        assert_eq!(error.class(), crate::error::Class::Refused);
+        assert!(message.contains("/etc/odoo-db/test.toml"), "{message}");
+        assert!(message.contains("lag_critical"), "{message}");
+    }
+
+    #[test]
+    fn bad_duration_names_the_key() {
+        let text = GOOD.replace("\"10s\"", "\"10 fortnights\"");
+        let message = parse(&text).unwrap_err().to_string();
+        assert!(message.contains("health.timeout"), "{message}");
+        assert!(message.contains("unknown time unit"), "{message}");
+    }
+
+    #[test]
+    fn catalog_must_name_a_cluster() {
+        let text = GOOD.replace("cluster = \"production\"", "cluster = \"prod\"");
+        let message = parse(&text).unwrap_err().to_string();
+        assert!(message.contains("catalog.cluster"), "{message}");
+    }
+}

@@ -1,0 +1,476 @@
+//! Connections to PostgreSQL that behave like libpq's, bounded as a whole.
+//!
+//! Everything odoo-db does goes through here, so this is where the promises about
+//! connections are kept once: parameters and passwords found where `psql` finds them
+//! ([`params`], [`pgpass`]), TLS with libpq's `sslmode` meanings ([`tls`]), and an
+//! attempt that cannot hang. tokio-postgres's own `connect_timeout` covers only the TCP
+//! connect; a server (or a bastion's forward) that accepts and then never answers would
+//! stall the TLS handshake or the authentication forever, and a systemd timer run would
+//! pile up behind it. So the whole attempt — DNS, TCP, TLS, authentication, startup —
+//! runs under one `tokio::time::timeout`.
+
+mod params;
+mod pgpass;
+mod tls;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime};
+use tokio::task::JoinHandle;
+use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
+use tokio_postgres::{Client, NoTls, Socket};
+use tokio_postgres_rustls::MakeRustlsConnect;
+
+pub use params::{ConnParams, SslMode};
+use params::{ChannelBinding, PasswordSource, TargetSessionAttrs};
+
+use crate::error::{describe_pg_error, Error, Result};
+
+/// Idle time before the first TCP keepalive probe: a standby in the other datacenter
+/// that vanishes behind a firewall is noticed in about a minute, not in two hours
+/// (the kernel default).
+const KEEPALIVES_IDLE: Duration = Duration::from_secs(30);
+const KEEPALIVES_INTERVAL: Duration = Duration::from_secs(10);
+const KEEPALIVES_COUNT: u32 = 3;
+
+/// Per-session settings sent in the startup packet (through `options`), so they are in
+/// force from the first query and cost no round trip.
+#[derive(Clone, Debug, Default)]
+pub struct SessionOptions {
+    /// `statement_timeout`: no query of this session runs longer.
+    pub statement_timeout: Option<Duration>,
+    /// `lock_timeout`: no lock wait of this session lasts longer.
+    pub lock_timeout: Option<Duration>,
+}
+
+impl SessionOptions {
+    /// The `-c name=value` switches for the `options` startup parameter.
+    fn startup_options(&self) -> Vec<String> {
+        let mut switches = Vec::new();
+        for (name, value) in [
+            ("statement_timeout", self.statement_timeout),
+            ("lock_timeout", self.lock_timeout),
+        ] {
+            if let Some(value) = value {
+                switches.push(format!("-c {name}={}", postgres_millis(value)));
+            }
+        }
+        switches
+    }
+}
+
+/// Milliseconds as PostgreSQL reads a unitless timeout; a non-zero duration below 1 ms
+/// becomes 1 ms rather than 0, which would mean "no timeout".
+fn postgres_millis(duration: Duration) -> u128 {
+    match duration.as_millis() {
+        0 if !duration.is_zero() => 1,
+        millis => millis,
+    }
+}
+
+/// "5s", "1.5s", "250ms": a timeout as a person reads it.
+fn human(duration: Duration) -> String {
+    if duration.subsec_millis() == 0 && duration.as_secs() > 0 {
+        format!("{}s", duration.as_secs())
+    } else if duration.as_secs() > 0 {
+        format!("{:.1}s", duration.as_secs_f64())
+    } else {
+        format!("{}ms", duration.as_millis())
+    }
+}
+
+/// Which transports one connection attempt tries, in order (libpq's sslmode semantics).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Plan {
+    /// Plain only: `disable`, and every Unix socket (libpq never uses TLS on one).
+    Plain,
+    /// Plain, then TLS if the server refused the plain session (`allow`).
+    PlainThenTls,
+    /// TLS if the server offers it, plain if it says no or the handshake fails (`prefer`).
+    TlsThenPlain,
+    /// TLS or fail.
+    Tls,
+}
+
+impl ConnParams {
+    fn plan(&self) -> Plan {
+        if self.is_unix_socket() && self.hostaddr.is_none() {
+            return Plan::Plain;
+        }
+        match self.sslmode() {
+            SslMode::Disable => Plan::Plain,
+            SslMode::Allow => Plan::PlainThenTls,
+            SslMode::Prefer => Plan::TlsThenPlain,
+            SslMode::Require | SslMode::VerifyCa | SslMode::VerifyFull => Plan::Tls,
+        }
+    }
+
+    /// The TLS connector this connection needs, built (and its root certificates read)
+    /// once per `connect` or per pool.
+    fn tls_connector(&self) -> Result<Option<MakeRustlsConnect>> {
+        if self.plan() == Plan::Plain {
+            return Ok(None);
+        }
+        tls::connector(
+            self.sslmode(),
+            self.sslrootcert.as_deref(),
+            self.sslrootcert_is_default,
+        )
+        .map_err(|e| e.context(format!("connecting to {}", self.label())))
+    }
+
+    /// The tokio-postgres configuration, without TLS mode or password (added per attempt).
+    fn pg_config(&self, session: &SessionOptions) -> Result<tokio_postgres::Config> {
+        let host = self.host.as_deref().filter(|h| !h.is_empty()).ok_or_else(|| {
+            Error::refused("connection parameters have no host: they were not resolved")
+        })?;
+        let user = self.user.as_deref().ok_or_else(|| {
+            Error::refused("connection parameters have no user: they were not resolved")
+        })?;
+        let mut config = tokio_postgres::Config::new();
+        match self.hostaddr {
+            // A socket directory cannot name a TLS server; the address will do.
+            Some(addr) if host.starts_with('/') => {
+                config.host(addr.to_string()).hostaddr(addr);
+            }
+            Some(addr) => {
+                config.host(host).hostaddr(addr);
+            }
+            None if host.starts_with('/') => {
+                config.host_path(host);
+            }
+            None => {
+                config.host(host);
+            }
+        }
+        config
+            .port(self.port())
+            .user(user)
+            .dbname(self.dbname())
+            .application_name(self.application_name())
+            .connect_timeout(self.connect_timeout())
+            .keepalives(self.keepalives.unwrap_or(true))
+            .keepalives_idle(self.keepalives_idle.unwrap_or(KEEPALIVES_IDLE))
+            .keepalives_interval(self.keepalives_interval.unwrap_or(KEEPALIVES_INTERVAL))
+            .keepalives_retries(self.keepalives_count.unwrap_or(KEEPALIVES_COUNT));
+        let mut options: Vec<String> = self.options.iter().cloned().collect();
+        options.extend(session.startup_options());
+        if !options.is_empty() {
+            config.options(options.join(" "));
+        }
+        config.target_session_attrs(match self.target_session_attrs {
+            None | Some(TargetSessionAttrs::Any) => tokio_postgres::config::TargetSessionAttrs::Any,
+            Some(TargetSessionAttrs::ReadWrite) => {
+                tokio_postgres::config::TargetSessionAttrs::ReadWrite
+            }
+            Some(TargetSessionAttrs::ReadOnly) => {
+                tokio_postgres::config::TargetSessionAttrs::ReadOnly
+            }
+        });
+        config.channel_binding(match self.channel_binding {
+            None | Some(ChannelBinding::Prefer) => tokio_postgres::config::ChannelBinding::Prefer,
+            Some(ChannelBinding::Disable) => tokio_postgres::config::ChannelBinding::Disable,
+            Some(ChannelBinding::Require) => tokio_postgres::config::ChannelBinding::Require,
+        });
+        if let Some(password) = &self.password {
+            config.password(password.as_bytes());
+        }
+        Ok(config)
+    }
+
+    /// One connection attempt, unbounded in time: the callers bound it (`connect` with
+    /// `tokio::time::timeout`, the pool with its create timeout).
+    async fn establish(
+        &self,
+        config: &tokio_postgres::Config,
+        tls: Option<&MakeRustlsConnect>,
+    ) -> std::result::Result<(Client, JoinHandle<()>), tokio_postgres::Error> {
+        use tokio_postgres::config::SslMode as Wire;
+        let label = self.label();
+        let with = |mode: Wire| {
+            let mut config = config.clone();
+            config.ssl_mode(mode);
+            config
+        };
+        match (self.plan(), tls) {
+            (Plan::Plain, _) | (_, None) => start(&with(Wire::Disable), NoTls, &label).await,
+            (Plan::Tls, Some(tls)) => start(&with(Wire::Require), tls.clone(), &label).await,
+            (Plan::PlainThenTls, Some(tls)) => {
+                match start(&with(Wire::Disable), NoTls, &label).await {
+                    // The server answered and said no (pg_hba wants hostssl, say).
+                    Err(error) if error.as_db_error().is_some() => {
+                        start(&with(Wire::Require), tls.clone(), &label).await
+                    }
+                    result => result,
+                }
+            }
+            (Plan::TlsThenPlain, Some(tls)) => {
+                // tokio-postgres already falls back when the server declines TLS; libpq
+                // also retries in plain when the handshake itself fails.
+                match start(&with(Wire::Prefer), tls.clone(), &label).await {
+                    Err(error) if is_tls_handshake_error(&error) => {
+                        tracing::debug!(server = %label, "TLS handshake failed, retrying without TLS (sslmode=prefer): {}", describe_pg_error(&error));
+                        start(&with(Wire::Disable), NoTls, &label).await
+                    }
+                    result => result,
+                }
+            }
+        }
+    }
+
+    /// "connecting to db1.example:5432 as odoo_db_admin", plus the route when it differs.
+    fn attempt_description(&self) -> String {
+        let mut text = format!("connecting to {} as {}", self.label(), self.user());
+        if let Some(addr) = self.hostaddr {
+            if self.host() != addr.to_string() || self.origin_port.is_some() {
+                text.push_str(&format!(" (through {})", socket_label(addr, self.port())));
+            }
+        }
+        text
+    }
+
+    fn timeout_error(&self) -> Error {
+        Error::failed(format!(
+            "timed out after {} (TCP, TLS and authentication)",
+            human(self.connect_timeout())
+        ))
+        .context(self.attempt_description())
+    }
+
+    /// A failed attempt, with what libpq would add and what to do about it.
+    fn connect_error(&self, error: &tokio_postgres::Error) -> Error {
+        let mut message = describe_pg_error(error);
+        let code = error.as_db_error().map(|db| db.code().code());
+        if code == Some("28P01") && self.password_source == Some(PasswordSource::File) {
+            if let Some(file) = self.passfile() {
+                message.push_str(&format!(" (password retrieved from file {})", file.display()));
+            }
+        } else if message.contains("password missing") {
+            let file = self
+                .passfile()
+                .map(|f| f.display().to_string())
+                .unwrap_or_else(|| "~/.pgpass".to_string());
+            message.push_str(&format!(
+                ": the server asks for a password and none was found; set PGPASSWORD or add \
+                 a line for {} to {file} (mode 0600)",
+                self.label()
+            ));
+        } else if message.contains("NotValidForName") || message.contains("not valid for name") {
+            message.push_str(&format!(
+                " (sslmode=verify-full: the server's certificate must name \"{}\")",
+                self.host()
+            ));
+        } else if message.contains("UnknownIssuer") || message.contains("unknown issuer") {
+            message.push_str(&format!(
+                " (the server's certificate is not signed by a CA in {})",
+                self.sslrootcert.as_deref().unwrap_or("sslrootcert")
+            ));
+        }
+        Error::failed(message).context(self.attempt_description())
+    }
+
+    /// Connect: the whole attempt (DNS, TCP, TLS, authentication, startup) bounded by
+    /// `connect_timeout`, TCP keepalives on, `application_name`, and the session
+    /// options given at startup. The connection task is spawned; it ends with the
+    /// client.
+    pub async fn connect(&self, session: &SessionOptions) -> Result<Client> {
+        let config = self.pg_config(session)?;
+        let tls = self.tls_connector()?;
+        let attempt = self.establish(&config, tls.as_ref());
+        match tokio::time::timeout(self.connect_timeout(), attempt).await {
+            Err(_elapsed) => Err(self.timeout_error()),
+            Ok(Err(error)) => Err(self.connect_error(&error)),
+            Ok(Ok((client, _task))) => Ok(client),
+        }
+    }
+
+    /// A small deadpool-postgres pool for this server: each new connection is made
+    /// like [`ConnParams::connect`] (same TLS, session options and hints), bounded by
+    /// `connect_timeout` through the pool's create timeout. Take connections with
+    /// [`ConnParams::checkout`] to get errors that name the server.
+    pub fn pool(&self, session: &SessionOptions, max_size: usize) -> Result<Pool> {
+        let config = self.pg_config(session)?;
+        let tls = self.tls_connector()?;
+        let connector = PoolConnector {
+            params: self.clone(),
+            config: config.clone(),
+            tls,
+        };
+        let manager = Manager::from_connect(
+            config,
+            connector,
+            // One odoo-db run lives seconds; a dead connection shows as an error on use.
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        Pool::builder(manager)
+            .max_size(max_size)
+            .runtime(Runtime::Tokio1)
+            .create_timeout(Some(self.connect_timeout()))
+            .recycle_timeout(Some(self.connect_timeout()))
+            .build()
+            .map_err(|e| Error::refused(format!("creating a connection pool for {}: {e}", self.label())))
+    }
+
+    /// A connection from `pool` (made by [`ConnParams::pool`] for these parameters),
+    /// with errors worded like [`ConnParams::connect`]'s.
+    pub async fn checkout(&self, pool: &Pool) -> Result<deadpool_postgres::Object> {
+        pool.get().await.map_err(|error| self.pool_error(error))
+    }
+
+    /// A pool error as an odoo-db error naming this server.
+    pub fn pool_error(&self, error: PoolError) -> Error {
+        use deadpool_postgres::TimeoutType;
+        match error {
+            PoolError::Backend(error) => self.connect_error(&error),
+            PoolError::Timeout(TimeoutType::Create) => self.timeout_error(),
+            PoolError::Timeout(TimeoutType::Wait) => Error::failed(
+                "timed out waiting for a free connection in the pool",
+            )
+            .context(self.attempt_description()),
+            PoolError::Timeout(TimeoutType::Recycle) => {
+                Error::failed("timed out checking a pooled connection")
+                    .context(self.attempt_description())
+            }
+            PoolError::Closed => {
+                Error::failed("the connection pool is closed").context(self.attempt_description())
+            }
+            PoolError::NoRuntimeSpecified => {
+                Error::failed("the connection pool has no runtime").context(self.attempt_description())
+            }
+            PoolError::PostCreateHook(error) => {
+                Error::failed(error.to_string()).context(self.attempt_description())
+            }
+        }
+    }
+}
+
+/// "127.0.0.1:40123" / "[::1]:40123".
+fn socket_label(addr: std::net::IpAddr, port: u16) -> String {
+    std::net::SocketAddr::new(addr, port).to_string()
+}
+
+/// tokio-postgres's words for a failed TLS handshake (its error kinds are private).
+fn is_tls_handshake_error(error: &tokio_postgres::Error) -> bool {
+    error.to_string().contains("error performing TLS handshake")
+}
+
+/// Connect and spawn the connection task, which logs how the connection ended.
+async fn start<T>(
+    config: &tokio_postgres::Config,
+    tls: T,
+    label: &str,
+) -> std::result::Result<(Client, JoinHandle<()>), tokio_postgres::Error>
+where
+    T: MakeTlsConnect<Socket>,
+    T::Stream: Send + 'static,
+    T::TlsConnect: Send,
+    <T::TlsConnect as TlsConnect<Socket>>::Future: Send,
+{
+    let (client, connection) = config.connect(tls).await?;
+    let label = label.to_string();
+    let task = tokio::spawn(async move {
+        if let Err(error) = connection.await {
+            tracing::warn!(server = %label, "connection to {label} ended: {}", describe_pg_error(&error));
+        }
+    });
+    Ok((client, task))
+}
+
+/// How the pool makes its connections: the same path as [`ConnParams::connect`].
+struct PoolConnector {
+    params: ConnParams,
+    config: tokio_postgres::Config,
+    tls: Option<MakeRustlsConnect>,
+}
+
+type ConnectFuture<'a> = Pin<
+    Box<
+        dyn Future<Output = std::result::Result<(Client, JoinHandle<()>), tokio_postgres::Error>>
+            + Send
+            + 'a,
+    >,
+>;
+
+impl deadpool_postgres::Connect for PoolConnector {
+    fn connect(&self, _config: &tokio_postgres::Config) -> ConnectFuture<'_> {
+        Box::pin(self.params.establish(&self.config, self.tls.as_ref()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn session_options_become_startup_switches() {
+        let session = SessionOptions {
+            statement_timeout: Some(Duration::from_secs(30)),
+            lock_timeout: Some(Duration::from_micros(10)),
+        };
+        assert_eq!(
+            session.startup_options(),
+            vec![
+                "-c statement_timeout=30000".to_string(),
+                "-c lock_timeout=1".to_string()
+            ]
+        );
+        assert!(SessionOptions::default().startup_options().is_empty());
+    }
+
+    #[test]
+    fn options_combine_user_and_session_settings() {
+        let params = ConnParams::parse("host=h user=u options='-c search_path=x'").unwrap();
+        let session = SessionOptions {
+            statement_timeout: Some(Duration::from_millis(1500)),
+            lock_timeout: None,
+        };
+        let config = params.pg_config(&session).unwrap();
+        assert_eq!(
+            config.get_options(),
+            Some("-c search_path=x -c statement_timeout=1500")
+        );
+        assert_eq!(config.get_application_name(), Some("odoo-db"));
+        assert!(config.get_keepalives());
+        assert_eq!(config.get_keepalives_idle(), Duration::from_secs(30));
+    }
+
+    #[test]
+    fn unresolved_parameters_are_refused() {
+        let e = ConnParams::parse("user=u").unwrap().pg_config(&SessionOptions::default());
+        assert!(e.unwrap_err().to_string().contains("no host"));
+    }
+
+    #[test]
+    fn sockets_never_use_tls() {
+        let params = ConnParams::parse("host=/tmp user=u sslmode=verify-full").unwrap();
+        assert_eq!(params.plan(), Plan::Plain);
+        assert!(params.tls_connector().unwrap().is_none());
+        let params = ConnParams::parse("host=h user=u sslmode=allow").unwrap();
+        assert_eq!(params.plan(), Plan::PlainThenTls);
+    }
+
+    #[test]
+    fn human_durations() {
+        assert_eq!(human(Duration::from_secs(5)), "5s");
+        assert_eq!(human(Duration::from_millis(1500)), "1.5s");
+        assert_eq!(human(Duration::from_millis(250)), "250ms");
+    }
+
+    #[test]
+    fn attempt_description_shows_the_route() {
+        let params = ConnParams::parse("host=db1.example port=5432 user=admin").unwrap();
+        assert_eq!(
+            params.attempt_description(),
+            "connecting to db1.example:5432 as admin"
+        );
+        let via = params.via("127.0.0.1".parse().unwrap(), 40123);
+        assert_eq!(
+            via.attempt_description(),
+            "connecting to db1.example:5432 as admin (through 127.0.0.1:40123)"
+        );
+    }
+}

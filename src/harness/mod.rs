@@ -1,0 +1,905 @@
+//! Throwaway PostgreSQL servers for the integration tests and `odoo-db sandbox`.
+//!
+//! [`Harness::start`] builds, from the PostgreSQL binaries of this machine
+//! ([`find_bindir`]), on free ports (or `base_port`, `+1`, `+2`):
+//!
+//! - a **primary** (`wal_level = replica`, `log_statement = all`, WAL senders and
+//!   slots, a small `wal_keep_size`), `cluster_name = 'primary'`;
+//! - a **streaming standby** (`pg_basebackup -R -X stream -C -S standby`, physical
+//!   slot `standby`, `hot_standby = on`, `cluster_name = 'standby'`, so its WAL
+//!   receiver shows as `application_name = 'standby'` in the primary's
+//!   `pg_stat_replication`), replicating over the primary's Unix socket as `postgres`;
+//! - a standalone **integration** server (its own initdb: a system identifier of
+//!   its own, as `init` pins).
+//!
+//! Every server listens on 127.0.0.1 only. pg_hba: the superuser `postgres` is
+//! trusted on the Unix socket (normal and replication connections); everyone else,
+//! and everyone over TCP, authenticates with SCRAM-SHA-256. Two roles exist on every
+//! server (created on the primary, replicated to the standby):
+//! [`ADMIN_ROLE`] (LOGIN CREATEDB CREATEROLE, member of `pg_monitor` and
+//! `pg_signal_backend`: the least-privilege role odoo-db runs as, never a superuser)
+//! and [`MONITOR_ROLE`] (LOGIN, `pg_monitor`). Their passwords are sent as
+//! SCRAM-SHA-256 verifiers computed here, so the statement log never sees them.
+//!
+//! Speed: `fsync = off`, `full_page_writes = off`, `initdb --no-sync`,
+//! `pg_basebackup -c fast --no-sync`; both initdb run at once. Durability does not
+//! matter for servers that live minutes.
+//!
+//! As root, the server tools run as the `postgres` OS user and the harness
+//! directory is handed to it; otherwise they run as the current user.
+//!
+//! Layout of the harness directory (`/tmp/odoo-db-XXXXXX` by default, short so the
+//! Unix socket path stays under its 107-byte limit):
+//!
+//! ```text
+//! harness.toml            what [`Harness::open`] needs to find the servers again
+//! primary/ standby/ integration/          data directories
+//! primary.log standby.log integration.log server logs (pg_ctl -l)
+//! sock/                   Unix sockets of all three (.s.PGSQL.<port>)
+//! odoo-db.toml pgpass     client files (Harness::write_client_files)
+//! backups/                [recreate] backup_dir of the generated config
+//! ```
+//!
+//! Servers of a harness not started with `keep` are stopped and its directory
+//! removed on drop, at process exit (even for a harness in a `static`), and by a
+//! watchdog process when the process dies abruptly: see [`cleanup`].
+
+mod cleanup;
+mod server;
+mod tools;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+pub use cleanup::{register_cleanup_at_exit, unregister_cleanup_at_exit};
+pub use server::PgServer;
+pub use tools::{find_bindir, pg_major};
+
+use crate::error::{Context, Error, Result};
+use cleanup::ExitCleanup;
+use server::{append_conf, stop_immediate_dir};
+use tools::{chown_to, run_async, Tools};
+
+/// The least-privilege role odoo-db runs as on every harness server.
+pub const ADMIN_ROLE: &str = "odoo_db_admin";
+/// Fixed password of [`ADMIN_ROLE`]: throwaway servers listening on loopback only.
+pub const ADMIN_PASSWORD: &str = "odoo_db_admin_sandbox_pw";
+/// A monitoring role (`pg_monitor`), for `[health] user`.
+pub const MONITOR_ROLE: &str = "odoo_db_monitor";
+/// Fixed password of [`MONITOR_ROLE`].
+pub const MONITOR_PASSWORD: &str = "odoo_db_monitor_sandbox_pw";
+
+/// The physical replication slot (and `cluster_name`/application_name) of the standby.
+pub const STANDBY_NAME: &str = "standby";
+
+/// The file in the harness directory that records its servers.
+pub const STATE_FILE: &str = "harness.toml";
+
+/// What to start, and where.
+#[derive(Debug, Clone)]
+pub struct HarnessOptions {
+    /// The harness directory: must be new or empty. `None`: a fresh
+    /// `/tmp/odoo-db-XXXXXX`.
+    pub dir: Option<PathBuf>,
+    /// Ports `base_port` (primary), `+1` (standby), `+2` (integration), refused when
+    /// taken. `None`: free ports chosen by the kernel (retried if a race takes one).
+    pub base_port: Option<u16>,
+    pub standby: bool,
+    pub integration: bool,
+    /// Extra postgresql.conf settings for the primary (the standby copies them
+    /// through pg_basebackup), e.g. `("ssl", "on")`. Values are quoted for you.
+    pub primary_conf: Vec<(String, String)>,
+    /// Leave the servers running and the directory in place on drop (the sandbox).
+    pub keep: bool,
+}
+
+impl Default for HarnessOptions {
+    fn default() -> Self {
+        HarnessOptions {
+            dir: None,
+            base_port: None,
+            standby: true,
+            integration: true,
+            primary_conf: Vec::new(),
+            keep: false,
+        }
+    }
+}
+
+/// A running trio of throwaway servers. See the [module docs](self).
+pub struct Harness {
+    pub primary: PgServer,
+    pub standby: Option<PgServer>,
+    pub integration: Option<PgServer>,
+    /// The harness directory (absolute, canonical).
+    pub dir: PathBuf,
+    /// Socket directory outside `dir`, when `dir` was too long for a socket path.
+    external_socket_dir: Option<PathBuf>,
+    keep: bool,
+    remove_dir: bool,
+    stopped: bool,
+    cleanup: Option<ExitCleanup>,
+}
+
+impl std::fmt::Debug for Harness {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Harness")
+            .field("dir", &self.dir)
+            .field("primary", &self.primary.port)
+            .field("standby", &self.standby.as_ref().map(|s| s.port))
+            .field("integration", &self.integration.as_ref().map(|s| s.port))
+            .finish()
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct State {
+    bindir: PathBuf,
+    socket_dir: PathBuf,
+    /// The socket directory lives outside the harness directory (remove it too).
+    external_socket_dir: bool,
+    servers: Vec<ServerState>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct ServerState {
+    name: String,
+    port: u16,
+}
+
+/// Longest Unix socket path the kernel takes (sun_path is 108 bytes with the NUL).
+const MAX_SOCKET_PATH: usize = 107;
+
+impl Harness {
+    /// Starts the servers `options` asks for and creates the roles; returns once
+    /// the standby streams. On failure nothing is left running and a directory
+    /// this call created is removed.
+    pub async fn start(options: HarnessOptions) -> Result<Harness> {
+        let tools = Arc::new(Tools::discover()?);
+        if options.standby && !tools.bindir.join("pg_basebackup").exists() {
+            return Err(Error::refused(format!(
+                "{} has no pg_basebackup, which the standby needs: install the PostgreSQL \
+                 client tools (Debian/Ubuntu: `apt-get install postgresql`)",
+                tools.bindir.display()
+            )));
+        }
+        // Ports first: a refusal must change nothing.
+        let (ports, fixed) = choose_ports(options.base_port)?;
+        let (dir, created) = prepare_dir(options.dir.as_deref(), &tools)?;
+        let result = Self::build(&options, tools, &dir, ports, fixed).await;
+        if result.is_err() {
+            if created {
+                let _ = std::fs::remove_dir_all(&dir);
+            } else if let Ok(entries) = std::fs::read_dir(&dir) {
+                // Leave the directory the caller gave us empty, as we found it.
+                for entry in entries.flatten() {
+                    let path = entry.path();
+                    let _ = std::fs::remove_dir_all(&path).or_else(|_| std::fs::remove_file(&path));
+                }
+            }
+        }
+        result
+    }
+
+    async fn build(
+        options: &HarnessOptions,
+        tools: Arc<Tools>,
+        dir: &Path,
+        ports: [u16; 3],
+        fixed: bool,
+    ) -> Result<Harness> {
+        // The socket directory: inside dir unless that makes the path too long.
+        let inside = dir.join("sock");
+        let (socket_dir, external_socket_dir) =
+            if inside.as_os_str().len() + "/.s.PGSQL.65535".len() <= MAX_SOCKET_PATH {
+                std::fs::create_dir(&inside)
+                    .with_context(|| format!("creating {}", inside.display()))?;
+                (inside, None)
+            } else {
+                let outside = tempfile::Builder::new()
+                    .prefix("odoo-db-sock-")
+                    .tempdir_in("/tmp")
+                    .context("creating a socket directory in /tmp")?
+                    .keep();
+                (outside.clone(), Some(outside))
+            };
+        chown_to(tools.run_as.as_ref(), &socket_dir)?;
+
+        let primary = PgServer::new("primary", ports[0], dir, &socket_dir, tools.clone());
+        let standby = options
+            .standby
+            .then(|| PgServer::new(STANDBY_NAME, ports[1], dir, &socket_dir, tools.clone()));
+        let integration = options
+            .integration
+            .then(|| PgServer::new("integration", ports[2], dir, &socket_dir, tools.clone()));
+
+        let mut harness = Harness {
+            primary,
+            standby,
+            integration,
+            dir: dir.to_path_buf(),
+            external_socket_dir,
+            keep: options.keep,
+            // A directory we made, or any directory when not kept.
+            remove_dir: !options.keep,
+            stopped: false,
+            cleanup: None,
+        };
+        if !options.keep {
+            let mut remove = vec![harness.dir.clone()];
+            remove.extend(harness.external_socket_dir.clone());
+            let data_dirs = harness.servers().map(|s| s.data_dir.clone()).collect();
+            harness.cleanup = Some(ExitCleanup::arm(data_dirs, remove));
+        }
+        match harness.bring_up(options, fixed).await {
+            Ok(()) => Ok(harness),
+            Err(e) => {
+                // Stop what started; remove what we made. Drop then has nothing to do.
+                for server in harness.servers() {
+                    stop_immediate_dir(&server.data_dir);
+                }
+                if let Some(outside) = &harness.external_socket_dir {
+                    let _ = std::fs::remove_dir_all(outside);
+                }
+                if let Some(cleanup) = harness.cleanup.take() {
+                    cleanup.disarm();
+                }
+                harness.stopped = true;
+                Err(e)
+            }
+        }
+    }
+
+    async fn bring_up(&mut self, options: &HarnessOptions, fixed_ports: bool) -> Result<()> {
+        let started = Instant::now();
+        let locale = pick_locale();
+        let Harness {
+            primary,
+            standby,
+            integration,
+            ..
+        } = self;
+        // Both initdb at once: each is mostly one CPU busy for half a second.
+        let (primary_init, integration_init) = tokio::join!(initdb(primary, &locale), async {
+            match integration.as_ref() {
+                Some(server) => initdb(server, &locale).await,
+                None => Ok(()),
+            }
+        });
+        primary_init?;
+        integration_init?;
+
+        let major = primary.major();
+        let mut primary_settings = base_settings(primary, major);
+        primary_settings.extend(options.primary_conf.iter().cloned());
+        configure(primary, &primary_settings)?;
+        if let Some(server) = integration.as_ref() {
+            configure(server, &base_settings(server, major))?;
+        }
+
+        let (primary_start, integration_start) =
+            tokio::join!(start_new(primary, fixed_ports), async {
+                match integration.as_mut() {
+                    Some(server) => start_new(server, fixed_ports).await,
+                    None => Ok(()),
+                }
+            });
+        primary_start?;
+        integration_start?;
+
+        let primary = &*primary;
+        let (primary_side, integration_roles) = tokio::join!(
+            async {
+                create_roles(primary).await?;
+                if let Some(standby) = standby.as_mut() {
+                    make_standby(primary, standby, fixed_ports).await?;
+                }
+                Ok::<(), Error>(())
+            },
+            async {
+                match integration.as_ref() {
+                    Some(server) => create_roles(server).await,
+                    None => Ok(()),
+                }
+            }
+        );
+        primary_side?;
+        integration_roles?;
+        if self.standby.is_some() {
+            self.wait_streaming(Duration::from_secs(60)).await?;
+        }
+        self.write_state()?;
+        tracing::debug!(
+            dir = %self.dir.display(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "harness started"
+        );
+        Ok(())
+    }
+
+    /// Finds the servers of a harness directory again (the sandbox between two
+    /// commands). The result is kept: dropping it stops nothing.
+    pub fn open(dir: &Path) -> Result<Harness> {
+        let dir = std::fs::canonicalize(dir)
+            .with_context(|| format!("opening the harness directory {}", dir.display()))?;
+        let state_path = dir.join(STATE_FILE);
+        let text = std::fs::read_to_string(&state_path).map_err(|e| {
+            Error::refused(format!(
+                "{} holds no harness ({}: {e})",
+                dir.display(),
+                state_path.display()
+            ))
+        })?;
+        let state: State = toml::from_str(&text).map_err(|e| {
+            Error::failed(format!("{}: {e}", state_path.display()))
+        })?;
+        let tools = Arc::new(Tools::at(state.bindir)?);
+        let server = |name: &str| {
+            state
+                .servers
+                .iter()
+                .find(|s| s.name == name)
+                .map(|s| PgServer::new(name, s.port, &dir, &state.socket_dir, tools.clone()))
+        };
+        let primary = server("primary").ok_or_else(|| {
+            Error::failed(format!("{}: no primary server listed", state_path.display()))
+        })?;
+        Ok(Harness {
+            primary,
+            standby: server(STANDBY_NAME),
+            integration: server("integration"),
+            external_socket_dir: state.external_socket_dir.then(|| state.socket_dir.clone()),
+            dir,
+            keep: true,
+            remove_dir: false,
+            stopped: false,
+            cleanup: None,
+        })
+    }
+
+    fn write_state(&self) -> Result<()> {
+        let state = State {
+            bindir: self.primary.tools.bindir.clone(),
+            socket_dir: self.primary.socket_dir.clone(),
+            external_socket_dir: self.external_socket_dir.is_some(),
+            servers: self
+                .servers()
+                .map(|s| ServerState {
+                    name: s.name.clone(),
+                    port: s.port,
+                })
+                .collect(),
+        };
+        let text = toml::to_string(&state)
+            .map_err(|e| Error::failed(format!("serialising the harness state: {e}")))?;
+        write_atomically(&self.dir.join(STATE_FILE), text.as_bytes(), 0o644)
+    }
+
+    /// The servers of this harness: primary, standby, integration (those present).
+    pub fn servers(&self) -> impl Iterator<Item = &PgServer> {
+        std::iter::once(&self.primary)
+            .chain(self.standby.as_ref())
+            .chain(self.integration.as_ref())
+    }
+
+    /// Waits until the primary's `pg_stat_replication` shows the standby
+    /// (`application_name = 'standby'`) in state `streaming`.
+    pub async fn wait_streaming(&self, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        let client = self.primary.superuser().await?;
+        let mut last = String::from("no WAL sender for it");
+        loop {
+            let row = client
+                .query_opt(
+                    "SELECT state FROM pg_stat_replication WHERE application_name = $1",
+                    &[&STANDBY_NAME],
+                )
+                .await
+                .context("reading pg_stat_replication on the primary")?;
+            if let Some(row) = row {
+                let state: Option<String> = row.get(0);
+                if state.as_deref() == Some("streaming") {
+                    return Ok(());
+                }
+                last = format!("state {}", state.as_deref().unwrap_or("NULL"));
+            }
+            if Instant::now() >= deadline {
+                let log = self
+                    .standby
+                    .as_ref()
+                    .map(|s| s.log_path().display().to_string())
+                    .unwrap_or_default();
+                return Err(Error::failed(format!(
+                    "the standby is not streaming after {timeout:?} ({last}); see {log}"
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// The odoo-db config (TOML) for these servers, per the contract: the catalog
+    /// on `production`, cluster `production` (the primary, and the standby named
+    /// `standby` with `application_name = "standby"`), cluster `integration`, and
+    /// `[recreate] backup_dir = <dir>/backups`. All as [`ADMIN_ROLE`] over TCP
+    /// without TLS; passwords come from the pgpass file. `[health] user` is not set.
+    pub fn config_toml(&self) -> String {
+        let quote = |s: &str| toml::Value::String(s.to_string()).to_string();
+        let mut text = String::from(
+            "# Generated by odoo-db's harness for throwaway local servers.\n\
+             [catalog]\ncluster = \"production\"\ndatabase = \"odoo_db\"\n\n\
+             [clusters.production]\nkind = \"production\"\n",
+        );
+        text.push_str(&format!("primary = {}\n", quote(&self.primary.admin_url())));
+        if let Some(standby) = &self.standby {
+            text.push_str(&format!(
+                "standbys = [{{ name = {}, url = {}, application_name = {} }}]\n",
+                quote(STANDBY_NAME),
+                quote(&standby.admin_url()),
+                quote(STANDBY_NAME)
+            ));
+        }
+        if let Some(integration) = &self.integration {
+            text.push_str(&format!(
+                "\n[clusters.integration]\nkind = \"integration\"\nprimary = {}\n",
+                quote(&integration.admin_url())
+            ));
+        }
+        text.push_str(&format!(
+            "\n[recreate]\nbackup_dir = {}\n",
+            quote(&self.dir.join("backups").to_string_lossy())
+        ));
+        text
+    }
+
+    /// The pgpass text: [`ADMIN_ROLE`] and [`MONITOR_ROLE`] on every server's port,
+    /// for host `127.0.0.1` and `localhost` (which libpq also matches for Unix
+    /// sockets).
+    pub fn pgpass(&self) -> String {
+        let mut text = String::new();
+        for server in self.servers() {
+            for host in ["127.0.0.1", "localhost"] {
+                for (role, password) in [(ADMIN_ROLE, ADMIN_PASSWORD), (MONITOR_ROLE, MONITOR_PASSWORD)]
+                {
+                    text.push_str(&format!("{host}:{}:*:{role}:{password}\n", server.port));
+                }
+            }
+        }
+        text
+    }
+
+    /// Writes `dir/odoo-db.toml` and `dir/pgpass` (mode 0600), each atomically;
+    /// returns their paths (config, pgpass).
+    pub fn write_client_files(&self) -> Result<(PathBuf, PathBuf)> {
+        let config = self.config_path();
+        let pgpass = self.pgpass_path();
+        write_atomically(&config, self.config_toml().as_bytes(), 0o644)?;
+        write_atomically(&pgpass, self.pgpass().as_bytes(), 0o600)?;
+        Ok((config, pgpass))
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.join("odoo-db.toml")
+    }
+
+    pub fn pgpass_path(&self) -> PathBuf {
+        self.dir.join("pgpass")
+    }
+
+    /// Stops every server (immediate shutdown) and, unless the harness was started
+    /// with `keep` or [opened](Harness::open), removes its directory.
+    pub fn stop(&mut self) -> Result<()> {
+        let remove = self.remove_dir;
+        self.shut_down(remove)
+    }
+
+    /// Stops every server and removes the harness directory, whatever the options
+    /// (`sandbox down`).
+    pub fn destroy(mut self) -> Result<()> {
+        self.shut_down(true)
+    }
+
+    fn shut_down(&mut self, remove: bool) -> Result<()> {
+        let mut survivors = Vec::new();
+        // Standby first: it would only retry its connection to a stopped primary.
+        let servers: Vec<&PgServer> = self
+            .standby
+            .iter()
+            .chain(std::iter::once(&self.primary))
+            .chain(self.integration.iter())
+            .collect();
+        for server in servers {
+            stop_immediate_dir(&server.data_dir);
+            if server.is_running() {
+                survivors.push(server.name.clone());
+            }
+        }
+        if !survivors.is_empty() {
+            return Err(Error::failed(format!(
+                "stopping the harness in {}: still running: {}",
+                self.dir.display(),
+                survivors.join(", ")
+            )));
+        }
+        if remove {
+            remove_dir(&self.dir)?;
+            if let Some(outside) = &self.external_socket_dir {
+                remove_dir(outside)?;
+            }
+        }
+        if let Some(cleanup) = self.cleanup.take() {
+            cleanup.disarm();
+        }
+        self.stopped = true;
+        Ok(())
+    }
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        if !self.keep && !self.stopped {
+            if let Err(e) = self.stop() {
+                tracing::warn!("dropping the harness: {e}");
+            }
+        }
+    }
+}
+
+fn remove_dir(dir: &Path) -> Result<()> {
+    match std::fs::remove_dir_all(dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::failed(format!("removing {}: {e}", dir.display()))),
+    }
+}
+
+/// Writes `path` through a temporary file and a rename, with `mode`.
+fn write_atomically(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    let write = || -> std::io::Result<()> {
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(mode)
+            .open(&tmp)?;
+        // The mode given to open() is masked by the umask; set it exactly.
+        file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(mode))?;
+        file.write_all(contents)?;
+        std::fs::rename(&tmp, path)
+    };
+    write().map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        Error::failed(format!("writing {}: {e}", path.display()))
+    })
+}
+
+/// Creates (or checks) the harness directory; returns its canonical path and
+/// whether this call created it.
+fn prepare_dir(dir: Option<&Path>, tools: &Tools) -> Result<(PathBuf, bool)> {
+    let (dir, created) = match dir {
+        None => {
+            let tmp = std::env::temp_dir();
+            // A short base keeps the Unix socket path short.
+            let base = if tmp.as_os_str().len() <= 40 {
+                tmp
+            } else {
+                PathBuf::from("/tmp")
+            };
+            let dir = tempfile::Builder::new()
+                .prefix("odoo-db-")
+                .tempdir_in(&base)
+                .with_context(|| format!("creating a harness directory in {}", base.display()))?
+                .keep();
+            (dir, true)
+        }
+        Some(dir) => {
+            let existed = dir.exists();
+            if existed {
+                let mut entries = std::fs::read_dir(dir)
+                    .with_context(|| format!("reading {}", dir.display()))?;
+                if entries.next().is_some() {
+                    return Err(Error::refused(format!(
+                        "{} is not empty: a harness needs a new or empty directory",
+                        dir.display()
+                    )));
+                }
+            } else {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("creating {}", dir.display()))?;
+            }
+            {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+                    .with_context(|| format!("setting the mode of {}", dir.display()))?;
+            }
+            (dir.to_path_buf(), !existed)
+        }
+    };
+    let dir = std::fs::canonicalize(&dir).with_context(|| format!("resolving {}", dir.display()))?;
+    if let Some(user) = &tools.run_as {
+        if let Err(e) = check_reachable(&dir, user.uid, user.gid) {
+            if created {
+                let _ = std::fs::remove_dir_all(&dir);
+            }
+            return Err(e);
+        }
+    }
+    chown_to(tools.run_as.as_ref(), &dir)?;
+    Ok((dir, created))
+}
+
+/// As root the servers run as `postgres`, which must be able to enter every
+/// directory above `dir` (`/root` is usually 0700).
+fn check_reachable(dir: &Path, uid: u32, gid: u32) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    for ancestor in dir.ancestors().skip(1) {
+        let meta = std::fs::metadata(ancestor)
+            .with_context(|| format!("checking {}", ancestor.display()))?;
+        let mode = meta.mode();
+        let ok = if meta.uid() == uid {
+            mode & 0o100 != 0
+        } else if meta.gid() == gid {
+            mode & 0o010 != 0
+        } else {
+            mode & 0o001 != 0
+        };
+        if !ok {
+            return Err(Error::refused(format!(
+                "the servers run as the `postgres` OS user, which cannot enter {} \
+                 (mode {:o}): choose a directory it can reach (e.g. under /tmp or \
+                 /var/lib) or allow it (`chmod o+x {}`)",
+                ancestor.display(),
+                mode & 0o7777,
+                ancestor.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Three ports: `base`, `base+1`, `base+2` (each must be free), or three free
+/// ports from the kernel. The bool says whether they were fixed by the caller.
+fn choose_ports(base: Option<u16>) -> Result<([u16; 3], bool)> {
+    match base {
+        Some(base) => {
+            if base < 1024 || base > u16::MAX - 2 {
+                return Err(Error::refused(format!(
+                    "port {base}: the three servers use N, N+1, N+2; choose N between 1024 and 65533"
+                )));
+            }
+            let ports = [base, base + 1, base + 2];
+            for port in ports {
+                if !port_is_free(port) {
+                    return Err(Error::refused(format!(
+                        "port {port} on 127.0.0.1 is in use: choose other ports with --port \
+                         (the servers use N, N+1 and N+2)"
+                    )));
+                }
+            }
+            Ok((ports, true))
+        }
+        None => {
+            // Hold all three listeners at once so the kernel hands out distinct ports.
+            let listeners = (0..3)
+                .map(|_| std::net::TcpListener::bind(("127.0.0.1", 0)))
+                .collect::<std::io::Result<Vec<_>>>()
+                .context("finding free ports on 127.0.0.1")?;
+            let mut ports = [0u16; 3];
+            for (slot, listener) in ports.iter_mut().zip(&listeners) {
+                *slot = listener.local_addr().context("finding free ports")?.port();
+            }
+            Ok((ports, false))
+        }
+    }
+}
+
+/// True when nothing listens on 127.0.0.1:`port` (nor on 0.0.0.0:`port`).
+pub fn port_is_free(port: u16) -> bool {
+    std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
+}
+
+/// A base port N with N, N+1, …, N+count-1 all free, from 20000–29999 (below the
+/// kernel's ephemeral range, so outgoing connections do not take them meanwhile).
+pub fn free_port_base(count: u16) -> Result<u16> {
+    use rand::Rng;
+    let mut rng = rand::thread_rng();
+    for _ in 0..100 {
+        let base: u16 = rng.gen_range(20000..30000 - count);
+        if (base..base + count).all(port_is_free) {
+            return Ok(base);
+        }
+    }
+    Err(Error::failed(format!(
+        "no {count} consecutive free ports found in 20000-29999 on 127.0.0.1"
+    )))
+}
+
+fn pick_free_port() -> Result<u16> {
+    let listener =
+        std::net::TcpListener::bind(("127.0.0.1", 0)).context("finding a free port on 127.0.0.1")?;
+    Ok(listener.local_addr().context("finding a free port")?.port())
+}
+
+/// `C.UTF-8` when the C library has it (glibc ≥ 2.35, Debian, Ubuntu), else `C`.
+fn pick_locale() -> String {
+    let has_c_utf8 = std::process::Command::new("locale")
+        .arg("-a")
+        .stderr(std::process::Stdio::null())
+        .output()
+        .map(|out| {
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .any(|l| l.eq_ignore_ascii_case("C.UTF-8") || l.eq_ignore_ascii_case("C.utf8"))
+        })
+        .unwrap_or(false);
+    if has_c_utf8 { "C.UTF-8" } else { "C" }.to_string()
+}
+
+async fn initdb(server: &PgServer, locale: &str) -> Result<()> {
+    let mut command = server.tools.server_command("initdb", server.data_dir.parent().unwrap());
+    command
+        .arg("-D")
+        .arg(&server.data_dir)
+        .args([
+            "-U",
+            "postgres",
+            "--auth-local=trust",
+            "--auth-host=scram-sha-256",
+            "-E",
+            "UTF8",
+            "--no-sync",
+        ])
+        .arg(format!("--locale={locale}"));
+    run_async(command, &format!("initdb of the {} server", server.name)).await?;
+    Ok(())
+}
+
+/// The postgresql.conf settings of every harness server.
+fn base_settings(server: &PgServer, major: u32) -> Vec<(String, String)> {
+    let mut settings: Vec<(&str, String)> = vec![
+        ("listen_addresses", "127.0.0.1".into()),
+        ("port", server.port.to_string()),
+        ("unix_socket_directories", server.socket_dir.to_string_lossy().into_owned()),
+        ("cluster_name", server.name.clone()),
+        ("password_encryption", "scram-sha-256".into()),
+        ("wal_level", "replica".into()),
+        ("max_wal_senders", "10".into()),
+        ("max_replication_slots", "10".into()),
+        ("hot_standby", "on".into()),
+        ("shared_buffers", "32MB".into()),
+        ("fsync", "off".into()),
+        ("full_page_writes", "off".into()),
+        ("logging_collector", "off".into()),
+        ("log_statement", "all".into()),
+        ("log_line_prefix", "%m [%p] %q%u@%d ".into()),
+        ("lc_messages", "C".into()),
+    ];
+    if major >= 13 {
+        settings.push(("wal_keep_size", "64MB".into()));
+    } else {
+        settings.push(("wal_keep_segments", "4".into()));
+    }
+    settings
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
+}
+
+const PG_HBA: &str = "\
+# odoo-db harness: superuser trusted on the Unix socket only; SCRAM everywhere else.
+# TYPE  DATABASE     USER      ADDRESS        METHOD
+local   all          postgres                 trust
+local   replication  postgres                 trust
+local   all          all                      scram-sha-256
+host    all          all       127.0.0.1/32   scram-sha-256
+host    replication  all       127.0.0.1/32   scram-sha-256
+";
+
+fn configure(server: &PgServer, settings: &[(String, String)]) -> Result<()> {
+    append_conf(&server.data_dir, settings)?;
+    let hba = server.data_dir.join("pg_hba.conf");
+    std::fs::write(&hba, PG_HBA).with_context(|| format!("writing {}", hba.display()))?;
+    Ok(())
+}
+
+/// Starts a new server; with kernel-chosen ports, a port taken since it was chosen
+/// is replaced by another and the start retried.
+async fn start_new(server: &mut PgServer, fixed_port: bool) -> Result<()> {
+    let mut attempt = 0;
+    loop {
+        let offset = server.log_offset();
+        match server.start_async().await {
+            Ok(()) => return Ok(()),
+            Err(e) => {
+                let port_taken = server.log_since(offset).contains("Address already in use");
+                attempt += 1;
+                if fixed_port || !port_taken || attempt >= 5 {
+                    return Err(e);
+                }
+                let port = pick_free_port()?;
+                tracing::debug!(server = %server.name, old = server.port, new = port, "port taken, retrying");
+                server.set_conf("port", &port.to_string())?;
+                server.port = port;
+            }
+        }
+    }
+}
+
+/// Creates [`ADMIN_ROLE`] and [`MONITOR_ROLE`] with SCRAM verifiers computed here.
+async fn create_roles(server: &PgServer) -> Result<()> {
+    let client = server.superuser().await?;
+    let admin = postgres_protocol::password::scram_sha_256(ADMIN_PASSWORD.as_bytes());
+    let monitor = postgres_protocol::password::scram_sha_256(MONITOR_PASSWORD.as_bytes());
+    let mut sql = format!(
+        "CREATE ROLE {ADMIN_ROLE} LOGIN CREATEDB CREATEROLE PASSWORD '{admin}';\n\
+         GRANT pg_monitor, pg_signal_backend TO {ADMIN_ROLE};\n\
+         GRANT EXECUTE ON FUNCTION pg_control_system() TO {ADMIN_ROLE};\n\
+         CREATE ROLE {MONITOR_ROLE} LOGIN PASSWORD '{monitor}';\n\
+         GRANT pg_monitor TO {MONITOR_ROLE};\n"
+    );
+    if server.major() >= 16 {
+        // As the README recommends: roles the admin creates are granted back to it.
+        sql.push_str(&format!(
+            "ALTER ROLE {ADMIN_ROLE} SET createrole_self_grant = 'set, inherit';\n"
+        ));
+    }
+    client
+        .batch_execute(&sql)
+        .await
+        .with_context(|| format!("creating the roles on the {} server", server.name))?;
+    Ok(())
+}
+
+/// `pg_basebackup -R -X stream -C -S standby` from the primary's Unix socket, then
+/// the standby's own settings, then start.
+async fn make_standby(primary: &PgServer, standby: &mut PgServer, fixed_ports: bool) -> Result<()> {
+    let mut command = standby
+        .tools
+        .server_command("pg_basebackup", standby.data_dir.parent().unwrap());
+    command
+        .arg("-D")
+        .arg(&standby.data_dir)
+        .arg("-h")
+        .arg(&primary.socket_dir)
+        .arg("-p")
+        .arg(primary.port.to_string())
+        .args(["-U", "postgres", "-R", "-X", "stream", "-C", "-S", STANDBY_NAME])
+        .args(["-c", "fast", "--no-sync"]);
+    run_async(command, "pg_basebackup of the standby").await?;
+    append_conf(
+        &standby.data_dir,
+        &[
+            ("port".to_string(), standby.port.to_string()),
+            ("cluster_name".to_string(), STANDBY_NAME.to_string()),
+            ("hot_standby".to_string(), "on".to_string()),
+        ],
+    )?;
+    start_new(standby, fixed_ports).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fixed_ports_must_fit() {
+        assert!(choose_ports(Some(65534)).is_err());
+        assert!(choose_ports(Some(80)).is_err());
+        let held = std::net::TcpListener::bind(("127.0.0.1", 0)).unwrap();
+        let port = held.local_addr().unwrap().port();
+        let error = choose_ports(Some(port - 1)).unwrap_err();
+        assert!(error.to_string().contains("in use"), "{error}");
+    }
+
+    #[test]
+    fn free_ports_are_distinct() {
+        let (ports, fixed) = choose_ports(None).unwrap();
+        assert!(!fixed);
+        assert!(ports[0] != ports[1] && ports[1] != ports[2] && ports[0] != ports[2]);
+    }
+}

@@ -1,0 +1,155 @@
+//! `odoo-db list`: what the catalog manages, with live sizes from the servers.
+//!
+//! The catalog says which database belongs to which customer and what state it is in
+//! (including the in-between states of an interrupted recreate); each cluster says
+//! whether the database is really there and how big it is. Both are shown, so a
+//! catalog entry whose database is missing is visible at a glance.
+
+use std::collections::HashMap;
+use std::fmt::Write;
+
+use chrono::{DateTime, Utc};
+use futures_util::future::join_all;
+use serde::Serialize;
+
+use crate::catalog::Catalog;
+use crate::cli::{ListArgs, ListFormat};
+use crate::config::Config;
+use crate::error::Result;
+use crate::servers::Servers;
+use crate::units::format_bytes;
+
+#[derive(Debug, Serialize)]
+pub struct Entry {
+    pub customer: String,
+    pub name: String,
+    pub environment: String,
+    pub cluster: String,
+    pub state: String,
+    pub owner: String,
+    /// Whether the database exists on its cluster now (null: cluster unreachable).
+    pub present: Option<bool>,
+    /// `pg_database_size` in bytes (null: missing or cluster unreachable).
+    pub size_bytes: Option<i64>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+pub async fn run(config: &Config, args: &ListArgs) -> Result<String> {
+    let servers = Servers::open(config).await?;
+    let catalog = Catalog::open(&servers).await?;
+    let rows = catalog
+        .client()
+        .query(
+            "SELECT customer, name, environment, cluster, state, owner, created_at, updated_at
+             FROM catalog.databases ORDER BY customer, environment DESC",
+            &[],
+        )
+        .await?;
+    let mut entries: Vec<Entry> = rows
+        .iter()
+        .map(|row| Entry {
+            customer: row.get(0),
+            name: row.get(1),
+            environment: row.get(2),
+            cluster: row.get(3),
+            state: row.get(4),
+            owner: row.get(5),
+            present: None,
+            size_bytes: None,
+            created_at: row.get(6),
+            updated_at: row.get(7),
+        })
+        .collect();
+
+    let sizes = cluster_sizes(&servers).await;
+    for entry in &mut entries {
+        if let Some(Some(sizes)) = sizes.get(&entry.cluster) {
+            let size = sizes.get(&entry.name).copied();
+            entry.present = Some(size.is_some());
+            entry.size_bytes = size;
+        }
+    }
+    Ok(match args.format {
+        ListFormat::Json => serde_json::to_string_pretty(&entries).expect("entries serialize") + "\n",
+        ListFormat::Table => table(&entries),
+    })
+}
+
+/// Database sizes per cluster; None for a cluster that could not be asked (warned).
+async fn cluster_sizes(servers: &Servers) -> HashMap<String, Option<HashMap<String, i64>>> {
+    let clusters: Vec<String> = servers.config().clusters.keys().cloned().collect();
+    let results = join_all(clusters.iter().map(|cluster| async move {
+        let sizes = async {
+            let client = servers.connect_primary(cluster).await?;
+            let rows = client
+                .query(
+                    "SELECT datname::text, pg_database_size(oid) FROM pg_database WHERE datallowconn OR NOT datistemplate",
+                    &[],
+                )
+                .await?;
+            Ok::<_, crate::error::Error>(
+                rows.iter()
+                    .map(|row| (row.get::<_, String>(0), row.get::<_, i64>(1)))
+                    .collect::<HashMap<_, _>>(),
+            )
+        }
+        .await;
+        match sizes {
+            Ok(sizes) => (cluster.clone(), Some(sizes)),
+            Err(error) => {
+                tracing::warn!("cluster {cluster}: sizes unknown: {error}");
+                (cluster.clone(), None)
+            }
+        }
+    }))
+    .await;
+    results.into_iter().collect()
+}
+
+fn table(entries: &[Entry]) -> String {
+    let headers = ["CUSTOMER", "NAME", "ENV", "CLUSTER", "STATE", "OWNER", "SIZE", "UPDATED"];
+    let rows: Vec<[String; 8]> = entries
+        .iter()
+        .map(|entry| {
+            let size = match (entry.present, entry.size_bytes) {
+                (Some(true), Some(bytes)) => format_bytes(bytes.max(0) as u64),
+                (Some(false), _) => "MISSING".to_string(),
+                _ => "?".to_string(),
+            };
+            [
+                entry.customer.clone(),
+                entry.name.clone(),
+                entry.environment.clone(),
+                entry.cluster.clone(),
+                entry.state.clone(),
+                entry.owner.clone(),
+                size,
+                entry.updated_at.format("%Y-%m-%d %H:%M").to_string(),
+            ]
+        })
+        .collect();
+    let mut widths = headers.map(str::len);
+    for row in &rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.len());
+        }
+    }
+    let mut text = String::new();
+    let mut line = |cells: &[&str]| {
+        let padded: Vec<String> = cells
+            .iter()
+            .zip(widths)
+            .map(|(cell, width)| format!("{cell:<width$}"))
+            .collect();
+        writeln!(text, "{}", padded.join("  ").trim_end()).ok();
+    };
+    line(&headers);
+    for row in &rows {
+        line(&row.iter().map(String::as_str).collect::<Vec<_>>());
+    }
+    if entries.is_empty() {
+        text.push_str("(the catalog manages no database yet: odoo-db provision --customer NAME)\n");
+    }
+    text
+}

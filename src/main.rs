@@ -1,0 +1,40 @@
+//! The odoo-db binary: parse the command line, run, map the error class to an exit code.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use odoo_db::cli::Cli;
+use odoo_db::error::Class;
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => return odoo_db::exit_on_usage_error(error),
+    };
+    odoo_db::logging::init(cli.log_format, cli.verbose, cli.quiet);
+    let nagios_style = cli.command.is_nagios_style();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("odoo-db: cannot start the async runtime: {error}");
+            return ExitCode::from(if nagios_style { 3 } else { 1 });
+        }
+    };
+    match runtime.block_on(odoo_db::run(cli)) {
+        Ok(code) => ExitCode::from(code),
+        Err(error) => {
+            tracing::error!("{error}");
+            // health and audit follow the Nagios convention: odoo-db's own failure is UNKNOWN.
+            let code = match (nagios_style, error.class()) {
+                (true, _) => 3,
+                (false, Class::Refused) => 2,
+                (false, Class::Failed | Class::Unknown) => 1,
+            };
+            ExitCode::from(code)
+        }
+    }
+}

@@ -1,0 +1,127 @@
+//! Where every configured server is and how to reach it.
+//!
+//! Jobs never read URLs from the config themselves: they ask this module for a
+//! cluster's primary or standbys and get connection parameters that already account
+//! for the environment, pgpass and (when a cluster sits behind a bastion) the SSH
+//! forward. A server is also checked here against the identity `init` pinned, so no
+//! job can act on a server that a changed config points at by mistake.
+
+use std::time::Duration;
+
+use tokio_postgres::Client;
+
+use crate::config::{ClusterConfig, ClusterKind, Config, Standby};
+use crate::conn::{ConnParams, SessionOptions};
+use crate::error::{Context, Error, Result};
+
+/// Statements of the admin jobs (CREATE DATABASE waits for a checkpoint, DROP for
+/// sessions to end): generous, but never unbounded.
+pub const ADMIN_STATEMENT_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// The servers of the config, ready to connect to.
+pub struct Servers {
+    config: Config,
+}
+
+impl Servers {
+    pub async fn open(config: &Config) -> Result<Servers> {
+        Ok(Servers {
+            config: config.clone(),
+        })
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Connection parameters of a cluster's primary, resolved like libpq does.
+    pub fn primary(&self, cluster: &str) -> Result<ConnParams> {
+        let cluster_config = self.config.cluster(cluster)?;
+        ConnParams::parse_resolved(&cluster_config.primary)
+            .with_context(|| format!("cluster {cluster}: primary"))
+    }
+
+    pub fn standbys(&self, cluster: &str) -> Result<Vec<(Standby, ConnParams)>> {
+        let cluster_config = self.config.cluster(cluster)?;
+        cluster_config
+            .standbys()
+            .into_iter()
+            .map(|standby| {
+                let params = ConnParams::parse_resolved(&standby.url)
+                    .with_context(|| format!("cluster {cluster}: standby {}", standby.name))?;
+                Ok((standby, params))
+            })
+            .collect()
+    }
+
+    /// The configured cluster of a kind, or a refusal naming what is missing.
+    pub fn cluster_of_kind(&self, kind: ClusterKind) -> Result<(&str, &ClusterConfig)> {
+        self.config.cluster_of_kind(kind).ok_or_else(|| {
+            Error::refused(format!(
+                "no cluster of kind {:?} in config {}",
+                kind.as_str(),
+                self.config.path.display()
+            ))
+        })
+    }
+
+    /// A session on a cluster's primary for admin work, in the maintenance database
+    /// `postgres`: never inside a database that may be dropped.
+    pub async fn connect_primary(&self, cluster: &str) -> Result<Client> {
+        let params = self.primary(cluster)?.with_dbname("postgres");
+        params
+            .connect(&admin_session())
+            .await
+            .with_context(|| format!("cluster {cluster}: primary {}", params.label()))
+    }
+}
+
+/// Session options of the admin jobs.
+pub fn admin_session() -> SessionOptions {
+    SessionOptions {
+        statement_timeout: Some(ADMIN_STATEMENT_TIMEOUT),
+        lock_timeout: Some(Duration::from_secs(30)),
+    }
+}
+
+/// A server's identity: `pg_control_system().system_identifier`, the same on a primary
+/// and all its standbys, different for every initdb.
+pub async fn system_identifier(client: &Client) -> Result<u64> {
+    let row = client
+        .query_one(
+            "SELECT system_identifier::text FROM pg_control_system()",
+            &[],
+        )
+        .await
+        .map_err(Error::from)
+        .map_err(|error| {
+            if error.is_sqlstate("42501") {
+                error.context(
+                    "reading the server's system identifier needs: GRANT EXECUTE ON FUNCTION pg_control_system() TO <odoo-db's role> (run once as a superuser)",
+                )
+            } else {
+                error
+            }
+        })?;
+    let text: String = row.get(0);
+    text.parse()
+        .map_err(|_| Error::failed(format!("unexpected system identifier {text:?}")))
+}
+
+/// Whether the server is a standby (in recovery).
+pub async fn in_recovery(client: &Client) -> Result<bool> {
+    Ok(client
+        .query_one("SELECT pg_is_in_recovery()", &[])
+        .await?
+        .get(0))
+}
+
+/// Double-quote an identifier (names are validated before, this is the second fence).
+pub fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// Single-quote a literal for the few statements that take no bind parameters.
+pub fn quote_literal(value: &str) -> String {
+    format!("'{}'", value.replace('\'', "''"))
+}

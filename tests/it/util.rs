@@ -1,0 +1,317 @@
+//! Shared test utilities: one harness for the whole test run, fresh harnesses for
+//! tests that break servers, admin connections, and a runner for the built
+//! `odoo-db` binary.
+//!
+//! PostgreSQL missing makes every test that needs a server panic with the
+//! harness's message (which names the package to install): tests never skip.
+
+#![allow(dead_code)]
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use odoo_db::harness::{Harness, HarnessOptions, PgServer, ADMIN_PASSWORD, ADMIN_ROLE};
+
+struct Shared {
+    harness: Harness,
+    config: PathBuf,
+    pgpass: PathBuf,
+}
+
+static SHARED: OnceLock<Shared> = OnceLock::new();
+
+fn shared_state() -> &'static Shared {
+    SHARED.get_or_init(|| {
+        let harness = start_harness(HarnessOptions::default());
+        let (config, pgpass) = harness
+            .write_client_files()
+            .unwrap_or_else(|e| panic!("writing the shared harness's client files: {e}"));
+        Shared {
+            harness,
+            config,
+            pgpass,
+        }
+    })
+}
+
+/// The primary + standby + integration trio shared by every test of this run,
+/// started on first use. Never break its servers (use [`fresh`]); name what you
+/// create uniquely, tests run concurrently. It is stopped and removed when the
+/// test binary exits (see `odoo_db::harness` cleanup).
+pub fn shared() -> &'static Harness {
+    &shared_state().harness
+}
+
+/// A harness of its own, for tests that stop, kill or reconfigure servers;
+/// stopped and removed when dropped.
+pub fn fresh(options: HarnessOptions) -> Harness {
+    start_harness(options)
+}
+
+/// Starts a harness on a runtime of its own thread: the shared harness must not
+/// depend on the runtime of the test that happened to start it (that runtime ends
+/// with its test), and a `#[tokio::test]` cannot block on another runtime itself.
+fn start_harness(options: HarnessOptions) -> Harness {
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("building a tokio runtime for the harness");
+        runtime.block_on(Harness::start(options))
+    })
+    .join()
+    .expect("the thread starting the PostgreSQL harness panicked")
+    .unwrap_or_else(|e| panic!("starting throwaway PostgreSQL servers for the tests failed: {e}"))
+}
+
+/// `odoo_db_admin` over TCP with its SCRAM password, in database `postgres`.
+pub async fn admin(server: &PgServer) -> tokio_postgres::Client {
+    admin_in(server, "postgres").await
+}
+
+/// `odoo_db_admin` over TCP with its SCRAM password, in database `db`.
+pub async fn admin_in(server: &PgServer, db: &str) -> tokio_postgres::Client {
+    connect_tcp(server, ADMIN_ROLE, ADMIN_PASSWORD, db)
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "connecting to the {} server (port {}) as {ADMIN_ROLE}: {}",
+                server.name,
+                server.port,
+                odoo_db::error::describe_pg_error(&e)
+            )
+        })
+}
+
+/// A plain TCP connection (no TLS) to 127.0.0.1:port as `user` with `password`.
+pub async fn connect_tcp(
+    server: &PgServer,
+    user: &str,
+    password: &str,
+    db: &str,
+) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+    let (client, connection) = tokio_postgres::Config::new()
+        .host("127.0.0.1")
+        .port(server.port)
+        .user(user)
+        .password(password)
+        .dbname(db)
+        .connect_timeout(Duration::from_secs(10))
+        .connect(tokio_postgres::NoTls)
+        .await?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    Ok(client)
+}
+
+/// PIDs of the processes whose working directory is inside `dir` (every
+/// PostgreSQL process works in its data directory), from /proc.
+pub fn processes_in(dir: &Path) -> Vec<i32> {
+    let dir = dir.to_string_lossy().into_owned();
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc").expect("reading /proc").flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        if let Ok(cwd) = std::fs::read_link(entry.path().join("cwd")) {
+            let cwd = cwd.to_string_lossy();
+            if cwd == dir || cwd.starts_with(&format!("{dir}/")) {
+                pids.push(pid);
+            }
+        }
+    }
+    pids
+}
+
+/// Waits until `condition` holds, panicking with `what` after `timeout`.
+pub fn wait_until(timeout: Duration, what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !condition() {
+        if Instant::now() >= deadline {
+            panic!("timed out after {timeout:?} waiting until {what}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The built `odoo-db` binary, with the shared harness's config and pgpass.
+pub fn odoo_db() -> OdooDb {
+    let shared = shared_state();
+    OdooDb::new().with_files(&shared.config, &shared.pgpass)
+}
+
+/// The built `odoo-db` binary, with `harness`'s config and pgpass (written now).
+pub fn odoo_db_for(harness: &Harness) -> OdooDb {
+    let (config, pgpass) = harness
+        .write_client_files()
+        .unwrap_or_else(|e| panic!("writing the harness's client files: {e}"));
+    OdooDb::new().with_files(&config, &pgpass)
+}
+
+/// A command line for the built `odoo-db` binary. No `PG*` variable and no
+/// `ODOO_DB_CONFIG` of the developer's environment leaks in.
+pub struct OdooDb {
+    command: Command,
+    stdin: Option<Vec<u8>>,
+    timeout: Duration,
+}
+
+/// What a run of `odoo-db` did.
+#[derive(Debug)]
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Default for OdooDb {
+    fn default() -> Self {
+        OdooDb::new()
+    }
+}
+
+impl OdooDb {
+    /// No config and no pgpass: for tests of config errors (add `--config`).
+    pub fn new() -> OdooDb {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_odoo-db"));
+        for (key, _) in std::env::vars_os() {
+            let name = key.to_string_lossy();
+            if name.starts_with("PG") || name == "ODOO_DB_CONFIG" || name == "CREDENTIALS_DIRECTORY" {
+                command.env_remove(&key);
+            }
+        }
+        OdooDb {
+            command,
+            stdin: None,
+            timeout: Duration::from_secs(120),
+        }
+    }
+
+    fn with_files(mut self, config: &Path, pgpass: &Path) -> OdooDb {
+        self.command
+            .env("ODOO_DB_CONFIG", config)
+            .env("PGPASSFILE", pgpass);
+        self
+    }
+
+    pub fn arg(mut self, arg: impl AsRef<std::ffi::OsStr>) -> OdooDb {
+        self.command.arg(arg);
+        self
+    }
+
+    pub fn args<I, S>(mut self, args: I) -> OdooDb
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
+        self.command.args(args);
+        self
+    }
+
+    pub fn env(mut self, key: impl AsRef<std::ffi::OsStr>, value: impl AsRef<std::ffi::OsStr>) -> OdooDb {
+        self.command.env(key, value);
+        self
+    }
+
+    pub fn env_remove(mut self, key: impl AsRef<std::ffi::OsStr>) -> OdooDb {
+        self.command.env_remove(key);
+        self
+    }
+
+    pub fn current_dir(mut self, dir: impl AsRef<Path>) -> OdooDb {
+        self.command.current_dir(dir);
+        self
+    }
+
+    /// Text fed on stdin (default: none, stdin is /dev/null, so never a TTY).
+    pub fn stdin(mut self, text: impl Into<Vec<u8>>) -> OdooDb {
+        self.stdin = Some(text.into());
+        self
+    }
+
+    /// Kill the run and fail the test after this long (default 120 s).
+    pub fn timeout(mut self, timeout: Duration) -> OdooDb {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Runs to completion; panics if it cannot start, dies by a signal, or
+    /// outlives its timeout.
+    pub fn run(mut self) -> Run {
+        use std::io::Write;
+        self.command
+            .stdin(if self.stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let shown = format!("{:?}", self.command);
+        let mut child = self
+            .command
+            .spawn()
+            .unwrap_or_else(|e| panic!("running {shown}: {e}"));
+        if let Some(input) = self.stdin.take() {
+            let mut pipe = child.stdin.take().expect("piped stdin");
+            std::thread::spawn(move || {
+                let _ = pipe.write_all(&input);
+            });
+        }
+        let reader = |mut pipe: Box<dyn Read + Send>| {
+            std::thread::spawn(move || {
+                let mut bytes = Vec::new();
+                let _ = pipe.read_to_end(&mut bytes);
+                String::from_utf8_lossy(&bytes).into_owned()
+            })
+        };
+        let stdout = reader(Box::new(child.stdout.take().expect("piped stdout")));
+        let stderr = reader(Box::new(child.stderr.take().expect("piped stderr")));
+        let deadline = Instant::now() + self.timeout;
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("waiting for odoo-db") {
+                break status;
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "{shown} still ran after {:?}; stderr so far:\n{}",
+                    self.timeout,
+                    stderr.join().unwrap_or_default()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        Run {
+            code: status
+                .code()
+                .unwrap_or_else(|| panic!("{shown} died by a signal ({status})")),
+            stdout: stdout.join().unwrap_or_default(),
+            stderr: stderr.join().unwrap_or_default(),
+        }
+    }
+}
+
+impl Run {
+    /// Panics, showing both streams, unless the exit code is `code`.
+    #[track_caller]
+    pub fn expect_code(&self, code: i32) -> &Run {
+        assert_eq!(
+            self.code, code,
+            "odoo-db exited with {} instead of {code}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            self.code, self.stdout, self.stderr
+        );
+        self
+    }
+
+    /// Panics unless the exit code is 0.
+    #[track_caller]
+    pub fn success(&self) -> &Run {
+        self.expect_code(0)
+    }
+}
