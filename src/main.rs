@@ -7,6 +7,9 @@ use odoo_db::cli::Cli;
 use odoo_db::error::Class;
 
 fn main() -> ExitCode {
+    // Tests stop a job between two steps with FAILPOINTS=name=panic (feature `failpoints`).
+    #[cfg(feature = "failpoints")]
+    let _failpoints = fail::FailScenario::setup();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(error) => return odoo_db::exit_on_usage_error(error),

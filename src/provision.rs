@@ -56,6 +56,8 @@ struct EnvPlan {
     port: u16,
     role_exists: bool,
     database_exists: bool,
+    /// The catalog's state for this environment, None when not recorded yet.
+    catalog_state: Option<String>,
     /// The catalog says this environment is done.
     ready: bool,
 }
@@ -79,7 +81,7 @@ pub async fn run(config: &Config, args: &ProvisionArgs) -> Result<String> {
     // Step 2: one provision per customer at a time; a second one waits, then finds
     // the work done and prints the same names.
     let _lock = CustomerLock::acquire(&catalog, &args.customer).await?;
-    let base_name = take_name(&servers, &catalog, args).await?;
+    let (base_name, is_new_customer) = choose_name(&servers, &catalog, args).await?;
 
     let mut plans = Vec::new();
     for kind in &kinds {
@@ -98,6 +100,9 @@ pub async fn run(config: &Config, args: &ProvisionArgs) -> Result<String> {
 
     if args.dry_run {
         return Ok(render_dry_run(&args.customer, &plans, args.format));
+    }
+    if is_new_customer {
+        record_customer(&catalog, args, &base_name).await?;
     }
 
     // Step 3: each environment on its own server, in parallel.
@@ -155,6 +160,14 @@ fn check_secrets_files(dir: &Path, plans: &[EnvPlan]) -> Result<()> {
     for plan in plans.iter().filter(|plan| !plan.ready) {
         let env = plan.kind.as_str();
         let existing = secrets::read_existing(dir, env)?;
+        if plan.catalog_state.is_none() && existing.is_some() {
+            // Not an interrupted provision of this customer: the file belongs to
+            // someone else, and its passwords must not become this customer's.
+            return Err(Error::refused(format!(
+                "{} exists already and odoo-db never overwrites a secrets file: use an empty directory for each customer",
+                dir.join(format!("{env}.env")).display()
+            )));
+        }
         if plan.role_exists && existing.is_none() {
             return Err(Error::refused(format!(
                 "role {name} exists on cluster {cluster} from an interrupted provision, but {file} is gone, so nobody holds its password. \
@@ -173,9 +186,9 @@ fn check_secrets_files(dir: &Path, plans: &[EnvPlan]) -> Result<()> {
     Ok(())
 }
 
-/// The customer's base name: from the catalog, from `--name`, or generated.
-/// Records a new customer's name in the catalog (except with --dry-run).
-async fn take_name(servers: &Servers, catalog: &Catalog, args: &ProvisionArgs) -> Result<String> {
+/// The customer's base name: from the catalog, from `--name`, or generated; and
+/// whether the customer is new (its name not recorded yet).
+async fn choose_name(servers: &Servers, catalog: &Catalog, args: &ProvisionArgs) -> Result<(String, bool)> {
     let existing: Option<String> = catalog
         .client()
         .query_opt(
@@ -193,7 +206,7 @@ async fn take_name(servers: &Servers, catalog: &Catalog, args: &ProvisionArgs) -
                 )));
             }
         }
-        return Ok(base_name);
+        return Ok((base_name, false));
     }
 
     let mut customers = catalog.customers().await?;
@@ -216,9 +229,12 @@ async fn take_name(servers: &Servers, catalog: &Catalog, args: &ProvisionArgs) -
             taken.contains(candidate) || taken.contains(&names::integration_name(candidate))
         })?,
     };
-    if args.dry_run {
-        return Ok(base_name);
-    }
+    Ok((base_name, true))
+}
+
+/// Record a new customer's name; the unique constraint settles a race between two
+/// provisions of different customers that drew the same name.
+async fn record_customer(catalog: &Catalog, args: &ProvisionArgs, base_name: &str) -> Result<()> {
     catalog
         .client()
         .execute(
@@ -239,13 +255,13 @@ async fn take_name(servers: &Servers, catalog: &Catalog, args: &ProvisionArgs) -
     catalog
         .record_event(
             "provision",
-            Some(&base_name),
+            Some(base_name),
             "name",
             "taken",
             serde_json::json!({ "customer": args.customer, "given": args.name.is_some() }),
         )
         .await?;
-    Ok(base_name)
+    Ok(())
 }
 
 /// Every database and role name on every configured cluster, and every name in the
@@ -297,7 +313,8 @@ async fn plan_environment(servers: &Servers, catalog: &Catalog, kind: ClusterKin
         role_exists: catalog::role_exists(&client, &name).await?,
         database_exists: catalog::database_exists(&client, &name).await?,
         // recreating/restoring also count as provisioned: those jobs own the database now.
-        ready: state.is_some_and(|state| state != "provisioning"),
+        ready: state.as_deref().is_some_and(|state| state != "provisioning"),
+        catalog_state: state,
         name,
     })
 }

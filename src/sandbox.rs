@@ -33,11 +33,9 @@ pub fn default_dir() -> Result<PathBuf> {
         Some(dir) if dir.is_absolute() => dir,
         _ => match std::env::var_os("HOME").filter(|h| !h.is_empty()) {
             Some(home) => PathBuf::from(home).join(".local/state"),
-            None => {
-                return Err(Error::refused(
-                    "neither XDG_STATE_HOME nor HOME is set: give the sandbox a directory with --dir",
-                ))
-            }
+            None => return Err(Error::refused(
+                "neither XDG_STATE_HOME nor HOME is set: give the sandbox a directory with --dir",
+            )),
         },
     };
     Ok(state_home.join("odoo-db/sandbox"))
@@ -181,7 +179,10 @@ pub async fn status(dir: &Path) -> Result<String> {
 pub async fn down(dir: &Path) -> Result<String> {
     let dir = absolute(dir)?;
     if !dir.exists() {
-        return Ok(format!("# no sandbox in {}: nothing to do\n", dir.display()));
+        return Ok(format!(
+            "# no sandbox in {}: nothing to do\n",
+            dir.display()
+        ));
     }
     if !dir.join(STATE_FILE).exists() {
         return Err(Error::refused(format!(
@@ -192,7 +193,9 @@ pub async fn down(dir: &Path) -> Result<String> {
     let harness = Harness::open(&dir)?;
     let shown = harness.dir.display().to_string();
     harness.destroy()?;
-    Ok(format!("# odoo-db sandbox in {shown} stopped and removed\n"))
+    Ok(format!(
+        "# odoo-db sandbox in {shown} stopped and removed\n"
+    ))
 }
 
 fn role_of(server: &PgServer) -> String {

@@ -23,8 +23,8 @@ use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
 use tokio_postgres::{Client, NoTls, Socket};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-pub use params::{ConnParams, SslMode};
 use params::{ChannelBinding, PasswordSource, TargetSessionAttrs};
+pub use params::{ConnParams, SslMode};
 
 use crate::error::{describe_pg_error, Error, Result};
 
@@ -123,9 +123,13 @@ impl ConnParams {
 
     /// The tokio-postgres configuration, without TLS mode or password (added per attempt).
     fn pg_config(&self, session: &SessionOptions) -> Result<tokio_postgres::Config> {
-        let host = self.host.as_deref().filter(|h| !h.is_empty()).ok_or_else(|| {
-            Error::refused("connection parameters have no host: they were not resolved")
-        })?;
+        let host = self
+            .host
+            .as_deref()
+            .filter(|h| !h.is_empty())
+            .ok_or_else(|| {
+                Error::refused("connection parameters have no host: they were not resolved")
+            })?;
         let user = self.user.as_deref().ok_or_else(|| {
             Error::refused("connection parameters have no user: they were not resolved")
         })?;
@@ -211,7 +215,11 @@ impl ConnParams {
                 // also retries in plain when the handshake itself fails.
                 match start(&with(Wire::Prefer), tls.clone(), &label).await {
                     Err(error) if is_tls_handshake_error(&error) => {
-                        tracing::debug!(server = %label, "TLS handshake failed, retrying without TLS (sslmode=prefer): {}", describe_pg_error(&error));
+                        tracing::debug!(
+                            server = %label,
+                            "TLS handshake failed, retrying without TLS (sslmode=prefer): {}",
+                            describe_pg_error(&error)
+                        );
                         start(&with(Wire::Disable), NoTls, &label).await
                     }
                     result => result,
@@ -245,7 +253,10 @@ impl ConnParams {
         let code = error.as_db_error().map(|db| db.code().code());
         if code == Some("28P01") && self.password_source == Some(PasswordSource::File) {
             if let Some(file) = self.passfile() {
-                message.push_str(&format!(" (password retrieved from file {})", file.display()));
+                message.push_str(&format!(
+                    " (password retrieved from file {})",
+                    file.display()
+                ));
             }
         } else if message.contains("password missing") {
             let file = self
@@ -262,7 +273,11 @@ impl ConnParams {
                 " (sslmode=verify-full: the server's certificate must name \"{}\")",
                 self.host()
             ));
-        } else if message.contains("UnknownIssuer") || message.contains("unknown issuer") {
+        } else if ["UnknownIssuer", "unknown issuer", "BadSignature"]
+            .iter()
+            .any(|needle| message.contains(needle))
+        {
+            // BadSignature: a CA of the same name signed it, but not the one we trust.
             message.push_str(&format!(
                 " (the server's certificate is not signed by a CA in {})",
                 self.sslrootcert.as_deref().unwrap_or("sslrootcert")
@@ -312,7 +327,12 @@ impl ConnParams {
             .create_timeout(Some(self.connect_timeout()))
             .recycle_timeout(Some(self.connect_timeout()))
             .build()
-            .map_err(|e| Error::refused(format!("creating a connection pool for {}: {e}", self.label())))
+            .map_err(|e| {
+                Error::refused(format!(
+                    "creating a connection pool for {}: {e}",
+                    self.label()
+                ))
+            })
     }
 
     /// A connection from `pool` (made by [`ConnParams::pool`] for these parameters),
@@ -327,10 +347,10 @@ impl ConnParams {
         match error {
             PoolError::Backend(error) => self.connect_error(&error),
             PoolError::Timeout(TimeoutType::Create) => self.timeout_error(),
-            PoolError::Timeout(TimeoutType::Wait) => Error::failed(
-                "timed out waiting for a free connection in the pool",
-            )
-            .context(self.attempt_description()),
+            PoolError::Timeout(TimeoutType::Wait) => {
+                Error::failed("timed out waiting for a free connection in the pool")
+                    .context(self.attempt_description())
+            }
             PoolError::Timeout(TimeoutType::Recycle) => {
                 Error::failed("timed out checking a pooled connection")
                     .context(self.attempt_description())
@@ -338,9 +358,8 @@ impl ConnParams {
             PoolError::Closed => {
                 Error::failed("the connection pool is closed").context(self.attempt_description())
             }
-            PoolError::NoRuntimeSpecified => {
-                Error::failed("the connection pool has no runtime").context(self.attempt_description())
-            }
+            PoolError::NoRuntimeSpecified => Error::failed("the connection pool has no runtime")
+                .context(self.attempt_description()),
             PoolError::PostCreateHook(error) => {
                 Error::failed(error.to_string()).context(self.attempt_description())
             }
@@ -440,7 +459,9 @@ mod tests {
 
     #[test]
     fn unresolved_parameters_are_refused() {
-        let e = ConnParams::parse("user=u").unwrap().pg_config(&SessionOptions::default());
+        let e = ConnParams::parse("user=u")
+            .unwrap()
+            .pg_config(&SessionOptions::default());
         assert!(e.unwrap_err().to_string().contains("no host"));
     }
 

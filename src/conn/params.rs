@@ -171,6 +171,8 @@ pub struct ConnParams {
     pub(crate) keepalives_count: Option<u32>,
     /// Before resolution: the `passfile` parameter; after: the file actually consulted.
     pub(crate) passfile: Option<PathBuf>,
+    /// The password file is a systemd credential (its mode bits read differently).
+    pub(crate) passfile_is_credential: bool,
     pub(crate) target_session_attrs: Option<TargetSessionAttrs>,
     pub(crate) channel_binding: Option<ChannelBinding>,
 }
@@ -289,6 +291,10 @@ impl ConnParams {
         if self.passfile.is_none() {
             self.passfile = pgpass::locate(env, home.as_deref());
         }
+        self.passfile_is_credential = self
+            .passfile
+            .as_deref()
+            .is_some_and(|file| pgpass::is_credential(file, env));
         if self.password.is_none() {
             self.look_up_password();
         }
@@ -337,7 +343,9 @@ impl ConnParams {
             .or_else(|| self.hostaddr.map(|addr| addr.to_string()))
             .unwrap_or_default();
         let port = self.origin_port.or(self.port).unwrap_or(DEFAULT_PORT);
-        if let Some(password) = pgpass::lookup(file, &host, port, dbname, user) {
+        if let Some(password) =
+            pgpass::lookup(file, self.passfile_is_credential, &host, port, dbname, user)
+        {
             self.password = Some(password);
             self.password_source = Some(PasswordSource::File);
         }
@@ -491,7 +499,11 @@ impl ConnParams {
             Some("PGSSLMODE"),
             self.sslmode.map(|m| m.as_str().to_string()),
         );
-        push("sslrootcert", Some("PGSSLROOTCERT"), self.sslrootcert.clone());
+        push(
+            "sslrootcert",
+            Some("PGSSLROOTCERT"),
+            self.sslrootcert.clone(),
+        );
         push(
             "connect_timeout",
             Some("PGCONNECT_TIMEOUT"),
@@ -719,10 +731,7 @@ impl fmt::Debug for ConnParams {
             .field("port", &self.port)
             .field("origin_port", &self.origin_port)
             .field("user", &self.user)
-            .field(
-                "password",
-                &self.password.as_ref().map(|_| "<redacted>"),
-            )
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
             .field("password_source", &self.password_source)
             .field("dbname", &self.dbname)
             .field("sslmode", &self.sslmode)
@@ -868,9 +877,9 @@ fn parse_url(rest: &str) -> Result<ConnParams> {
         return Err(multiple_hosts());
     }
     let (host, port) = if let Some(bracketed) = hostspec.strip_prefix('[') {
-        let (host, after) = bracketed.split_once(']').ok_or_else(|| {
-            Error::refused("IPv6 host address is missing its closing \"]\"")
-        })?;
+        let (host, after) = bracketed
+            .split_once(']')
+            .ok_or_else(|| Error::refused("IPv6 host address is missing its closing \"]\""))?;
         if host.is_empty() {
             return Err(Error::refused("IPv6 host address may not be empty"));
         }
@@ -895,7 +904,10 @@ fn parse_url(rest: &str) -> Result<ConnParams> {
         params.set("port", &percent_decode(port).context("in the port")?)?;
     }
     if let Some(path) = path {
-        params.set("dbname", &percent_decode(path).context("in the database name")?)?;
+        params.set(
+            "dbname",
+            &percent_decode(path).context("in the database name")?,
+        )?;
     }
     for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
         let (key, value) = pair.split_once('=').ok_or_else(|| {
@@ -1092,7 +1104,11 @@ mod tests {
     #[test]
     fn keyword_value_errors() {
         let e = ConnParams::parse("host=h bogus=1").unwrap_err();
-        assert!(e.to_string().contains("unknown connection parameter \"bogus\""), "{e}");
+        assert!(
+            e.to_string()
+                .contains("unknown connection parameter \"bogus\""),
+            "{e}"
+        );
         assert!(ConnParams::parse("host").is_err());
         assert!(ConnParams::parse("password='unterminated").is_err());
         assert!(ConnParams::parse("port=99999").is_err());
@@ -1159,7 +1175,10 @@ mod tests {
     #[test]
     fn bad_env_value_names_the_variable() {
         let env = env_of(&[("PGPORT", "abc")]);
-        let e = ConnParams::parse("").unwrap().resolve_with(&env).unwrap_err();
+        let e = ConnParams::parse("")
+            .unwrap()
+            .resolve_with(&env)
+            .unwrap_err();
         assert!(e.to_string().contains("PGPORT"), "{e}");
         assert_eq!(e.class(), crate::error::Class::Refused);
     }
@@ -1183,7 +1202,10 @@ mod tests {
         assert_eq!(p.sslmode(), SslMode::Prefer);
         assert_eq!(p.connect_timeout(), Duration::from_secs(5));
         assert_eq!(p.application_name(), "odoo-db");
-        assert_eq!(p.sslrootcert, None, "no root.crt in HOME, so no verification");
+        assert_eq!(
+            p.sslrootcert, None,
+            "no root.crt in HOME, so no verification"
+        );
         assert_eq!(p.passfile(), Some(home.path().join(".pgpass").as_path()));
         assert!(!p.has_password());
     }
@@ -1254,7 +1276,10 @@ mod tests {
         std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
         let file_str = file.to_string_lossy().into_owned();
         let home_str = home.path().to_string_lossy().into_owned();
-        let env = env_of(&[("HOME", home_str.as_str()), ("PGPASSFILE", file_str.as_str())]);
+        let env = env_of(&[
+            ("HOME", home_str.as_str()),
+            ("PGPASSFILE", file_str.as_str()),
+        ]);
         let p = ConnParams::parse("host=h user=admin dbname=postgres")
             .unwrap()
             .resolve_with(&env)
@@ -1288,15 +1313,53 @@ mod tests {
     }
 
     #[test]
+    fn password_from_a_systemd_credential() {
+        use std::os::unix::fs::PermissionsExt;
+        let home = tempfile::tempdir().unwrap();
+        let credentials = tempfile::tempdir().unwrap();
+        std::fs::write(home.path().join(".pgpass"), "*:*:*:*:from-home\n").unwrap();
+        std::fs::set_permissions(
+            home.path().join(".pgpass"),
+            std::fs::Permissions::from_mode(0o600),
+        )
+        .unwrap();
+        let credential = credentials.path().join("pgpass");
+        std::fs::write(&credential, "*:*:*:odoo_db_monitor:from-credential\n").unwrap();
+        // As systemd leaves it for a non-root service: 0400 plus an ACL, shown as 0440.
+        std::fs::set_permissions(&credential, std::fs::Permissions::from_mode(0o440)).unwrap();
+        let home_str = home.path().to_string_lossy().into_owned();
+        let cred_str = credentials.path().to_string_lossy().into_owned();
+        let env = env_of(&[
+            ("HOME", home_str.as_str()),
+            ("CREDENTIALS_DIRECTORY", cred_str.as_str()),
+        ]);
+        let p = ConnParams::parse("host=h user=odoo_db_monitor")
+            .unwrap()
+            .resolve_with(&env)
+            .unwrap();
+        assert_eq!(p.passfile(), Some(credential.as_path()));
+        assert_eq!(p.password(), Some("from-credential"));
+        // Only one file is read: no fallback to ~/.pgpass for a user it lacks.
+        assert_eq!(p.with_user("other").password(), None);
+    }
+
+    #[test]
     fn via_keeps_the_real_server_in_label_and_password_lookup() {
         use std::os::unix::fs::PermissionsExt;
         let home = tempfile::tempdir().unwrap();
         let file = home.path().join("pgpass");
-        std::fs::write(&file, "db1.example:5432:*:admin:pw\nmon.example:5432:*:*:no\n").unwrap();
+        std::fs::write(
+            &file,
+            "db1.example:5432:*:admin:pw\nmon.example:5432:*:*:no\n",
+        )
+        .unwrap();
         std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
         let home_str = home.path().to_string_lossy().into_owned();
         let file_str = file.to_string_lossy().into_owned();
-        let env = env_of(&[("HOME", home_str.as_str()), ("PGPASSFILE", file_str.as_str())]);
+        let env = env_of(&[
+            ("HOME", home_str.as_str()),
+            ("PGPASSFILE", file_str.as_str()),
+        ]);
         let p = ConnParams::parse("postgresql://root@db1.example/postgres")
             .unwrap()
             .resolve_with(&env)

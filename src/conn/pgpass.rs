@@ -13,6 +13,14 @@ use std::path::{Path, PathBuf};
 
 use super::params::DEFAULT_SOCKET_DIR;
 
+/// True when `file` was handed over by systemd (`LoadCredential=`), whose permission
+/// bits mean something else (see [`lookup`]).
+pub(crate) fn is_credential(file: &Path, env: &dyn Fn(&str) -> Option<String>) -> bool {
+    env("CREDENTIALS_DIRECTORY")
+        .filter(|dir| !dir.is_empty())
+        .is_some_and(|dir| file.starts_with(dir))
+}
+
 /// Which password file applies: the `passfile` parameter (handled by the caller, which
 /// only asks when it is unset), else `PGPASSFILE`, else systemd's credential if present,
 /// else `~/.pgpass`. Only one file is ever read, as in libpq: a credential that lacks
@@ -33,7 +41,14 @@ pub(crate) fn locate(env: &dyn Fn(&str) -> Option<String>, home: Option<&Path>) 
 
 /// The password of the first line matching this connection, or `None` (missing file,
 /// unsafe file, no match). Never fails: a password file only ever adds a password.
-pub(crate) fn lookup(file: &Path, host: &str, port: u16, dbname: &str, user: &str) -> Option<String> {
+pub(crate) fn lookup(
+    file: &Path,
+    credential: bool,
+    host: &str,
+    port: u16,
+    dbname: &str,
+    user: &str,
+) -> Option<String> {
     if dbname.is_empty() || user.is_empty() {
         return None;
     }
@@ -51,7 +66,12 @@ pub(crate) fn lookup(file: &Path, host: &str, port: u16, dbname: &str, user: &st
         return None;
     }
     let mode = metadata.permissions().mode();
-    if mode & 0o077 != 0 {
+    // systemd writes a credential 0400 and, for a service that does not run as root,
+    // grants it read access with a POSIX ACL entry; stat then shows the ACL mask in the
+    // group bits (0440) although no group can read the file. The credential directory
+    // is the service's own, so only that group-read bit is tolerated there.
+    let unsafe_bits = if credential { 0o037 } else { 0o077 };
+    if mode & unsafe_bits != 0 {
         tracing::warn!(
             file = %file.display(),
             "password file {} is ignored because group or other can read it (mode {:04o}); \
@@ -165,11 +185,14 @@ mod tests {
             "db1:5432:postgres:admin:first\ndb1:5432:postgres:admin:second\n",
             0o600,
         );
-        assert_eq!(lookup(&file, "db1", 5432, "postgres", "admin").as_deref(), Some("first"));
-        assert_eq!(lookup(&file, "db1", 5433, "postgres", "admin"), None);
-        assert_eq!(lookup(&file, "db2", 5432, "postgres", "admin"), None);
-        assert_eq!(lookup(&file, "db1", 5432, "other", "admin"), None);
-        assert_eq!(lookup(&file, "db1", 5432, "postgres", "other"), None);
+        assert_eq!(
+            lookup(&file, false, "db1", 5432, "postgres", "admin").as_deref(),
+            Some("first")
+        );
+        assert_eq!(lookup(&file, false, "db1", 5433, "postgres", "admin"), None);
+        assert_eq!(lookup(&file, false, "db2", 5432, "postgres", "admin"), None);
+        assert_eq!(lookup(&file, false, "db1", 5432, "other", "admin"), None);
+        assert_eq!(lookup(&file, false, "db1", 5432, "postgres", "other"), None);
     }
 
     #[test]
@@ -178,17 +201,29 @@ mod tests {
             "db1:*:*:monitor:mon\n*:5432:*:*:catchall\ndb1:5432:*:admin:unreachable\n",
             0o600,
         );
-        assert_eq!(lookup(&file, "db1", 6000, "x", "monitor").as_deref(), Some("mon"));
-        assert_eq!(lookup(&file, "db1", 5432, "x", "admin").as_deref(), Some("catchall"));
-        assert_eq!(lookup(&file, "db9", 6000, "x", "admin"), None);
+        assert_eq!(
+            lookup(&file, false, "db1", 6000, "x", "monitor").as_deref(),
+            Some("mon")
+        );
+        assert_eq!(
+            lookup(&file, false, "db1", 5432, "x", "admin").as_deref(),
+            Some("catchall")
+        );
+        assert_eq!(lookup(&file, false, "db9", 6000, "x", "admin"), None);
     }
 
     #[test]
     fn star_is_a_wildcard_only_as_the_whole_field() {
         let (_dir, file) = file_with("db*:5432:*:u:prefix\n\\*:5432:*:u:literal\n", 0o600);
-        assert_eq!(lookup(&file, "db1", 5432, "d", "u"), None);
-        assert_eq!(lookup(&file, "db*", 5432, "d", "u").as_deref(), Some("prefix"));
-        assert_eq!(lookup(&file, "*", 5432, "d", "u").as_deref(), Some("literal"));
+        assert_eq!(lookup(&file, false, "db1", 5432, "d", "u"), None);
+        assert_eq!(
+            lookup(&file, false, "db*", 5432, "d", "u").as_deref(),
+            Some("prefix")
+        );
+        assert_eq!(
+            lookup(&file, false, "*", 5432, "d", "u").as_deref(),
+            Some("literal")
+        );
     }
 
     #[test]
@@ -198,7 +233,7 @@ mod tests {
             0o600,
         );
         assert_eq!(
-            lookup(&file, "db1", 5432, "we:ird\\db", "admin").as_deref(),
+            lookup(&file, false, "db1", 5432, "we:ird\\db", "admin").as_deref(),
             Some("pa:ss\\word")
         );
     }
@@ -206,8 +241,14 @@ mod tests {
     #[test]
     fn ipv6_host_escaped_or_not() {
         let (_dir, file) = file_with("::1:5432:*:a:plain\n\\:\\:2:5432:*:a:escaped\n", 0o600);
-        assert_eq!(lookup(&file, "::1", 5432, "d", "a").as_deref(), Some("plain"));
-        assert_eq!(lookup(&file, "::2", 5432, "d", "a").as_deref(), Some("escaped"));
+        assert_eq!(
+            lookup(&file, false, "::1", 5432, "d", "a").as_deref(),
+            Some("plain")
+        );
+        assert_eq!(
+            lookup(&file, false, "::2", 5432, "d", "a").as_deref(),
+            Some("escaped")
+        );
     }
 
     #[test]
@@ -216,15 +257,25 @@ mod tests {
             "# db1:5432:*:admin:commented\n\n   \r\ndb1:5432:*:admin:real\r\n",
             0o600,
         );
-        assert_eq!(lookup(&file, "db1", 5432, "d", "admin").as_deref(), Some("real"));
+        assert_eq!(
+            lookup(&file, false, "db1", 5432, "d", "admin").as_deref(),
+            Some("real")
+        );
     }
 
     #[test]
     fn line_without_password_gives_empty_password() {
         let (_dir, file) = file_with("db1:5432:*:admin", 0o600);
-        assert_eq!(lookup(&file, "db1", 5432, "d", "admin"), None, "4 fields: no match");
+        assert_eq!(
+            lookup(&file, false, "db1", 5432, "d", "admin"),
+            None,
+            "4 fields: no match"
+        );
         let (_dir, file) = file_with("db1:5432:*:admin:", 0o600);
-        assert_eq!(lookup(&file, "db1", 5432, "d", "admin").as_deref(), Some(""));
+        assert_eq!(
+            lookup(&file, false, "db1", 5432, "d", "admin").as_deref(),
+            Some("")
+        );
     }
 
     #[test]
@@ -233,34 +284,84 @@ mod tests {
             "localhost:5432:*:admin:local\n/tmp/sockets:5432:*:admin:bypath\n",
             0o600,
         );
-        assert_eq!(lookup(&file, "localhost", 5432, "d", "admin").as_deref(), Some("local"));
         assert_eq!(
-            lookup(&file, "/var/run/postgresql", 5432, "d", "admin").as_deref(),
+            lookup(&file, false, "localhost", 5432, "d", "admin").as_deref(),
             Some("local")
         );
-        assert_eq!(lookup(&file, "/run/postgresql/", 5432, "d", "admin").as_deref(), Some("local"));
-        assert_eq!(lookup(&file, "/tmp/sockets", 5432, "d", "admin").as_deref(), Some("bypath"));
-        assert_eq!(lookup(&file, "/tmp/other", 5432, "d", "admin"), None);
+        assert_eq!(
+            lookup(&file, false, "/var/run/postgresql", 5432, "d", "admin").as_deref(),
+            Some("local")
+        );
+        assert_eq!(
+            lookup(&file, false, "/run/postgresql/", 5432, "d", "admin").as_deref(),
+            Some("local")
+        );
+        assert_eq!(
+            lookup(&file, false, "/tmp/sockets", 5432, "d", "admin").as_deref(),
+            Some("bypath")
+        );
+        assert_eq!(lookup(&file, false, "/tmp/other", 5432, "d", "admin"), None);
     }
 
     #[test]
     fn group_or_world_readable_file_is_ignored() {
         for mode in [0o644, 0o640, 0o604, 0o660, 0o700 | 0o010] {
             let (_dir, file) = file_with("*:*:*:*:secret\n", mode);
-            assert_eq!(lookup(&file, "h", 5432, "d", "u"), None, "mode {mode:o}");
+            assert_eq!(
+                lookup(&file, false, "h", 5432, "d", "u"),
+                None,
+                "mode {mode:o}"
+            );
         }
         for mode in [0o600, 0o400] {
             let (_dir, file) = file_with("*:*:*:*:secret\n", mode);
-            assert_eq!(lookup(&file, "h", 5432, "d", "u").as_deref(), Some("secret"), "mode {mode:o}");
+            assert_eq!(
+                lookup(&file, false, "h", 5432, "d", "u").as_deref(),
+                Some("secret"),
+                "mode {mode:o}"
+            );
         }
+    }
+
+    #[test]
+    fn systemd_credential_may_show_the_acl_mask_as_group_read() {
+        let (_dir, file) = file_with("*:*:*:*:secret\n", 0o440);
+        assert_eq!(lookup(&file, false, "h", 5432, "d", "u"), None);
+        assert_eq!(
+            lookup(&file, true, "h", 5432, "d", "u").as_deref(),
+            Some("secret")
+        );
+        for mode in [0o444, 0o460, 0o404] {
+            let (_dir, file) = file_with("*:*:*:*:secret\n", mode);
+            assert_eq!(
+                lookup(&file, true, "h", 5432, "d", "u"),
+                None,
+                "mode {mode:o}"
+            );
+        }
+        let env = |name: &str| {
+            (name == "CREDENTIALS_DIRECTORY").then(|| "/run/credentials/x.service".to_string())
+        };
+        assert!(is_credential(
+            Path::new("/run/credentials/x.service/pgpass"),
+            &env
+        ));
+        assert!(!is_credential(Path::new("/root/.pgpass"), &env));
+        assert!(!is_credential(
+            Path::new("/run/credentials/x.service/pgpass"),
+            &|_| None
+        ));
     }
 
     #[test]
     fn missing_file_and_directory_are_ignored() {
         let dir = tempfile::tempdir().unwrap();
-        assert_eq!(lookup(&dir.path().join("absent"), "h", 5432, "d", "u"), None);
+        assert_eq!(
+            lookup(&dir.path().join("absent"), false, "h", 5432, "d", "u"),
+            None
+        );
         std::fs::set_permissions(dir.path(), Permissions::from_mode(0o700)).unwrap();
-        assert_eq!(lookup(dir.path(), "h", 5432, "d", "u"), None);
+        assert_eq!(lookup(dir.path(), false, "h", 5432, "d", "u"), None);
     }
 
     #[test]

@@ -21,7 +21,9 @@ use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls::{
+    CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
+};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::params::SslMode;
@@ -67,7 +69,11 @@ pub(crate) fn connector(
                 )));
             };
             let roots = load_roots(root, sslrootcert_is_default, mode)?;
-            Arc::new(RootVerifier::new(roots, &provider, matches!(check, Check::ChainAndName))?)
+            Arc::new(RootVerifier::new(
+                roots,
+                &provider,
+                matches!(check, Check::ChainAndName),
+            )?)
         }
     };
     let mut config = ClientConfig::builder_with_provider(provider)
@@ -222,17 +228,24 @@ impl ServerCertVerifier for RootVerifier {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> std::result::Result<ServerCertVerified, rustls::Error> {
-        if self.pinned.iter().any(|root| root.as_ref() == end_entity.as_ref()) {
+        if self
+            .pinned
+            .iter()
+            .any(|root| root.as_ref() == end_entity.as_ref())
+        {
             if self.check_name {
                 let parsed = rustls::server::ParsedCertificate::try_from(end_entity)?;
                 rustls::client::verify_server_name(&parsed, server_name)?;
             }
             return Ok(ServerCertVerified::assertion());
         }
-        match self
-            .webpki
-            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
-        {
+        match self.webpki.verify_server_cert(
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response,
+            now,
+        ) {
             // webpki checks the chain before the name, so this error means the chain
             // is good and only the name is off, which verify-ca does not care about.
             Err(rustls::Error::InvalidCertificate(
@@ -335,7 +348,11 @@ mod tests {
         let ca_only = verifier(vec![cert.der().clone()], false);
         assert!(verify(&ca_only, &cert, "other.example"));
         let unrelated = pki(&["db.example"]);
-        assert!(!verify(&verifier(vec![unrelated.ca.der().clone()], true), &cert, "db.example"));
+        assert!(!verify(
+            &verifier(vec![unrelated.ca.der().clone()], true),
+            &cert,
+            "db.example"
+        ));
     }
 
     fn refusal(result: Result<Option<MakeRustlsConnect>>) -> Error {
@@ -349,13 +366,21 @@ mod tests {
     fn root_file_errors_are_refusals() {
         let dir = tempfile::tempdir().unwrap();
         let missing = dir.path().join("missing.pem");
-        let e = refusal(connector(SslMode::VerifyFull, Some(missing.to_str().unwrap()), true));
+        let e = refusal(connector(
+            SslMode::VerifyFull,
+            Some(missing.to_str().unwrap()),
+            true,
+        ));
         assert_eq!(e.class(), crate::error::Class::Refused);
         assert!(e.to_string().contains("does not exist"), "{e}");
         assert!(e.to_string().contains("sslrootcert=system"), "{e}");
         let empty = dir.path().join("empty.pem");
         std::fs::write(&empty, "not a certificate\n").unwrap();
-        let e = refusal(connector(SslMode::VerifyCa, Some(empty.to_str().unwrap()), false));
+        let e = refusal(connector(
+            SslMode::VerifyCa,
+            Some(empty.to_str().unwrap()),
+            false,
+        ));
         assert!(e.to_string().contains("no PEM certificate"), "{e}");
         let e = refusal(connector(SslMode::VerifyCa, None, false));
         assert!(e.to_string().contains("needs a root certificate"), "{e}");
@@ -367,6 +392,8 @@ mod tests {
         for mode in [SslMode::Allow, SslMode::Prefer, SslMode::Require] {
             assert!(connector(mode, None, false).unwrap().is_some());
         }
-        assert!(connector(SslMode::VerifyFull, Some("system"), false).unwrap().is_some());
+        assert!(connector(SslMode::VerifyFull, Some("system"), false)
+            .unwrap()
+            .is_some());
     }
 }

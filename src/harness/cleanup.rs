@@ -57,7 +57,9 @@ pub fn unregister_cleanup_at_exit(id: u64) {
 }
 
 fn lock() -> std::sync::MutexGuard<'static, Vec<Entry>> {
-    REGISTRY.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    REGISTRY
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 extern "C" fn run_at_exit() {

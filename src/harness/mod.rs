@@ -271,6 +271,10 @@ impl Harness {
         });
         primary_init?;
         integration_init?;
+        tracing::debug!(
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "initdb done"
+        );
 
         let major = primary.major();
         let mut primary_settings = base_settings(primary, major);
@@ -289,6 +293,10 @@ impl Harness {
             });
         primary_start?;
         integration_start?;
+        tracing::debug!(
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "servers started"
+        );
 
         let primary = &*primary;
         let (primary_side, integration_roles) = tokio::join!(
@@ -308,6 +316,10 @@ impl Harness {
         );
         primary_side?;
         integration_roles?;
+        tracing::debug!(
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "roles created, standby started"
+        );
         if self.standby.is_some() {
             self.wait_streaming(Duration::from_secs(60)).await?;
         }
@@ -333,9 +345,8 @@ impl Harness {
                 state_path.display()
             ))
         })?;
-        let state: State = toml::from_str(&text).map_err(|e| {
-            Error::failed(format!("{}: {e}", state_path.display()))
-        })?;
+        let state: State = toml::from_str(&text)
+            .map_err(|e| Error::failed(format!("{}: {e}", state_path.display())))?;
         let tools = Arc::new(Tools::at(state.bindir)?);
         let server = |name: &str| {
             state
@@ -345,7 +356,10 @@ impl Harness {
                 .map(|s| PgServer::new(name, s.port, &dir, &state.socket_dir, tools.clone()))
         };
         let primary = server("primary").ok_or_else(|| {
-            Error::failed(format!("{}: no primary server listed", state_path.display()))
+            Error::failed(format!(
+                "{}: no primary server listed",
+                state_path.display()
+            ))
         })?;
         Ok(Harness {
             primary,
@@ -461,8 +475,10 @@ impl Harness {
         let mut text = String::new();
         for server in self.servers() {
             for host in ["127.0.0.1", "localhost"] {
-                for (role, password) in [(ADMIN_ROLE, ADMIN_PASSWORD), (MONITOR_ROLE, MONITOR_PASSWORD)]
-                {
+                for (role, password) in [
+                    (ADMIN_ROLE, ADMIN_PASSWORD),
+                    (MONITOR_ROLE, MONITOR_PASSWORD),
+                ] {
                     text.push_str(&format!("{host}:{}:*:{role}:{password}\n", server.port));
                 }
             }
@@ -600,8 +616,8 @@ fn prepare_dir(dir: Option<&Path>, tools: &Tools) -> Result<(PathBuf, bool)> {
         Some(dir) => {
             let existed = dir.exists();
             if existed {
-                let mut entries = std::fs::read_dir(dir)
-                    .with_context(|| format!("reading {}", dir.display()))?;
+                let mut entries =
+                    std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))?;
                 if entries.next().is_some() {
                     return Err(Error::refused(format!(
                         "{} is not empty: a harness needs a new or empty directory",
@@ -620,7 +636,8 @@ fn prepare_dir(dir: Option<&Path>, tools: &Tools) -> Result<(PathBuf, bool)> {
             (dir.to_path_buf(), !existed)
         }
     };
-    let dir = std::fs::canonicalize(&dir).with_context(|| format!("resolving {}", dir.display()))?;
+    let dir =
+        std::fs::canonicalize(&dir).with_context(|| format!("resolving {}", dir.display()))?;
     if let Some(user) = &tools.run_as {
         if let Err(e) = check_reachable(&dir, user.uid, user.gid) {
             if created {
@@ -667,7 +684,7 @@ fn check_reachable(dir: &Path, uid: u32, gid: u32) -> Result<()> {
 fn choose_ports(base: Option<u16>) -> Result<([u16; 3], bool)> {
     match base {
         Some(base) => {
-            if base < 1024 || base > u16::MAX - 2 {
+            if !(1024..=u16::MAX - 2).contains(&base) {
                 return Err(Error::refused(format!(
                     "port {base}: the three servers use N, N+1, N+2; choose N between 1024 and 65533"
                 )));
@@ -720,8 +737,8 @@ pub fn free_port_base(count: u16) -> Result<u16> {
 }
 
 fn pick_free_port() -> Result<u16> {
-    let listener =
-        std::net::TcpListener::bind(("127.0.0.1", 0)).context("finding a free port on 127.0.0.1")?;
+    let listener = std::net::TcpListener::bind(("127.0.0.1", 0))
+        .context("finding a free port on 127.0.0.1")?;
     Ok(listener.local_addr().context("finding a free port")?.port())
 }
 
@@ -741,7 +758,9 @@ fn pick_locale() -> String {
 }
 
 async fn initdb(server: &PgServer, locale: &str) -> Result<()> {
-    let mut command = server.tools.server_command("initdb", server.data_dir.parent().unwrap());
+    let mut command = server
+        .tools
+        .server_command("initdb", server.data_dir.parent().unwrap());
     command
         .arg("-D")
         .arg(&server.data_dir)
@@ -764,7 +783,10 @@ fn base_settings(server: &PgServer, major: u32) -> Vec<(String, String)> {
     let mut settings: Vec<(&str, String)> = vec![
         ("listen_addresses", "127.0.0.1".into()),
         ("port", server.port.to_string()),
-        ("unix_socket_directories", server.socket_dir.to_string_lossy().into_owned()),
+        (
+            "unix_socket_directories",
+            server.socket_dir.to_string_lossy().into_owned(),
+        ),
         ("cluster_name", server.name.clone()),
         ("password_encryption", "scram-sha-256".into()),
         ("wal_level", "replica".into()),
@@ -868,7 +890,16 @@ async fn make_standby(primary: &PgServer, standby: &mut PgServer, fixed_ports: b
         .arg(&primary.socket_dir)
         .arg("-p")
         .arg(primary.port.to_string())
-        .args(["-U", "postgres", "-R", "-X", "stream", "-C", "-S", STANDBY_NAME])
+        .args([
+            "-U",
+            "postgres",
+            "-R",
+            "-X",
+            "stream",
+            "-C",
+            "-S",
+            STANDBY_NAME,
+        ])
         .args(["-c", "fast", "--no-sync"]);
     run_async(command, "pg_basebackup of the standby").await?;
     append_conf(

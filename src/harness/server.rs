@@ -32,7 +32,13 @@ pub struct PgServer {
 }
 
 impl PgServer {
-    pub(crate) fn new(name: &str, port: u16, dir: &Path, socket_dir: &Path, tools: Arc<Tools>) -> Self {
+    pub(crate) fn new(
+        name: &str,
+        port: u16,
+        dir: &Path,
+        socket_dir: &Path,
+        tools: Arc<Tools>,
+    ) -> Self {
         PgServer {
             name: name.to_string(),
             port,
@@ -117,7 +123,16 @@ impl PgServer {
     pub fn psql_superuser(&self, sql: &str) -> Result<String> {
         let mut command = self.tools.client_command("psql", &self.socket_dir);
         command
-            .args(["-X", "-At", "-v", "ON_ERROR_STOP=1", "-U", "postgres", "-d", "postgres"])
+            .args([
+                "-X",
+                "-At",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-U",
+                "postgres",
+                "-d",
+                "postgres",
+            ])
             .arg("-h")
             .arg(&self.socket_dir)
             .arg("-p")
@@ -149,9 +164,20 @@ impl PgServer {
         if self.is_running() {
             return Ok(());
         }
+        self.ensure_socket_dir()?;
         let log_offset = self.log_len();
         run(self.start_command(), &self.what("starting"))
             .map_err(|e| self.with_log_tail(e, log_offset))?;
+        Ok(())
+    }
+
+    /// A socket directory in /tmp may have been cleaned since (a reboot).
+    fn ensure_socket_dir(&self) -> Result<()> {
+        if !self.socket_dir.exists() {
+            std::fs::create_dir_all(&self.socket_dir)
+                .with_context(|| format!("creating {}", self.socket_dir.display()))?;
+            chown_to(self.tools.run_as.as_ref(), &self.socket_dir)?;
+        }
         Ok(())
     }
 
@@ -242,8 +268,8 @@ impl PgServer {
     }
 
     pub fn log_contents(&self) -> Result<String> {
-        let bytes = std::fs::read(&self.log)
-            .with_context(|| format!("reading {}", self.log.display()))?;
+        let bytes =
+            std::fs::read(&self.log).with_context(|| format!("reading {}", self.log.display()))?;
         Ok(String::from_utf8_lossy(&bytes).into_owned())
     }
 
@@ -357,15 +383,38 @@ fn alive(pid: i32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         // The state follows the parenthesised command name: "123 (postgres) S ...".
         Ok(stat) => !matches!(
-            stat.rsplit_once(") ").map(|(_, rest)| rest.as_bytes().first()),
+            stat.rsplit_once(") ")
+                .map(|(_, rest)| rest.as_bytes().first()),
             Some(Some(b'Z')) | Some(Some(b'X'))
         ),
         Err(_) => true,
     }
 }
 
+/// True while a live (non-zombie) process of process group `pgid` remains. Zombies
+/// do not count: an init that reaps slowly keeps them for seconds.
 fn group_alive(pgid: i32) -> bool {
-    matches!(killpg(Pid::from_raw(pgid), None), Ok(()) | Err(Errno::EPERM))
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return matches!(killpg(Pid::from_raw(pgid), None), Ok(()) | Err(Errno::EPERM));
+    };
+    entries.flatten().any(|entry| {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if !name.bytes().all(|b| b.is_ascii_digit()) {
+            return false;
+        }
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            return false;
+        };
+        // "pid (comm) state ppid pgrp ..."
+        let Some((_, rest)) = stat.rsplit_once(") ") else {
+            return false;
+        };
+        let mut fields = rest.split_whitespace();
+        let state = fields.next().unwrap_or("");
+        let pgrp = fields.nth(1).and_then(|f| f.parse::<i32>().ok());
+        pgrp == Some(pgid) && state != "Z" && state != "X"
+    })
 }
 
 fn leads_group(pid: i32) -> bool {
@@ -386,7 +435,7 @@ fn signal_postmaster(pid: i32, signal: Signal, group: bool) {
 fn wait_gone(pid: i32, group: bool, timeout: Duration) -> bool {
     let deadline = Instant::now() + timeout;
     loop {
-        if !alive(pid) && !(group && group_alive(pid)) {
+        if !(alive(pid) || (group && group_alive(pid))) {
             return true;
         }
         if Instant::now() >= deadline {
@@ -405,7 +454,8 @@ pub(crate) fn stop_immediate_dir(data_dir: &Path) {
     };
     let group = leads_group(pid);
     signal_postmaster(pid, Signal::SIGQUIT, false);
-    if wait_gone(pid, group, Duration::from_secs(10)) {
+    // The postmaster exits only after all its children: waiting for it is enough.
+    if wait_gone(pid, false, Duration::from_secs(10)) {
         return;
     }
     signal_postmaster(pid, Signal::SIGKILL, group);

@@ -1,5 +1,7 @@
 //! Integration tests: one test binary, against real PostgreSQL servers that the
 //! tests start themselves through `odoo_db::harness` (see `util.rs`), never mocks.
 
+mod conn;
 mod harness;
+mod provision;
 mod util;

@@ -180,7 +180,8 @@ impl OdooDb {
         let mut command = Command::new(env!("CARGO_BIN_EXE_odoo-db"));
         for (key, _) in std::env::vars_os() {
             let name = key.to_string_lossy();
-            if name.starts_with("PG") || name == "ODOO_DB_CONFIG" || name == "CREDENTIALS_DIRECTORY" {
+            if name.starts_with("PG") || name == "ODOO_DB_CONFIG" || name == "CREDENTIALS_DIRECTORY"
+            {
                 command.env_remove(&key);
             }
         }
@@ -212,7 +213,11 @@ impl OdooDb {
         self
     }
 
-    pub fn env(mut self, key: impl AsRef<std::ffi::OsStr>, value: impl AsRef<std::ffi::OsStr>) -> OdooDb {
+    pub fn env(
+        mut self,
+        key: impl AsRef<std::ffi::OsStr>,
+        value: impl AsRef<std::ffi::OsStr>,
+    ) -> OdooDb {
         self.command.env(key, value);
         self
     }
@@ -314,4 +319,33 @@ impl Run {
     pub fn success(&self) -> &Run {
         self.expect_code(0)
     }
+}
+
+/// The shared harness after one `odoo-db init` (catalog, pinned identities,
+/// heartbeat tables): what every job's tests start from.
+pub fn initialized() -> &'static Harness {
+    static INIT: OnceLock<()> = OnceLock::new();
+    INIT.get_or_init(|| {
+        odoo_db().arg("init").run().success();
+    });
+    shared()
+}
+
+/// A name unique within this test run (and across runs), for customers and files.
+pub fn unique(prefix: &str) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("{prefix}-{}-{n}", std::process::id() % 100_000)
+}
+
+/// Everything a user would compare to prove "nothing changed" on a server:
+/// databases with owner, ACL and connection settings; roles with attributes.
+pub fn snapshot(server: &PgServer) -> String {
+    server
+        .psql_superuser(
+            "SELECT string_agg(format('%s|%s|%s|%s|%s', datname, pg_get_userbyid(datdba), datacl, datconnlimit, datallowconn), E'\\n' ORDER BY datname) FROM pg_database;
+             SELECT string_agg(format('%s|%s|%s|%s|%s', rolname, rolsuper, rolcanlogin, rolcreatedb, rolconnlimit), E'\\n' ORDER BY rolname) FROM pg_roles;",
+        )
+        .unwrap_or_else(|e| panic!("snapshot of the {} server: {e}", server.name))
 }
