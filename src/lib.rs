@@ -5,6 +5,7 @@
 //! is a module readable top to bottom as the steps of the job; `main.rs` only parses
 //! the command line and maps [`error::Class`] to exit codes.
 
+pub mod adopt;
 pub mod catalog;
 pub mod cli;
 pub mod config;
@@ -47,6 +48,7 @@ pub async fn run(cli: Cli) -> Result<u8> {
         }
         Command::Init => print(init::run(&load_config()?).await?),
         Command::Provision(args) => print(provision::run(&load_config()?, &args).await?),
+        Command::Adopt(args) => print(adopt::run(&load_config()?, &args).await?),
         Command::List(args) => print(list::run(&load_config()?, &args).await?),
         Command::Sandbox(args) => {
             let dir = match &args.dir {

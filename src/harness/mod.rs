@@ -262,6 +262,8 @@ impl Harness {
             integration,
             ..
         } = self;
+        // The verifiers meanwhile, off the critical path.
+        let verifiers = tokio::task::spawn_blocking(verifiers);
         // Both initdb at once: each is mostly one CPU busy for half a second.
         let (primary_init, integration_init) = tokio::join!(initdb(primary, &locale), async {
             match integration.as_ref() {
@@ -271,6 +273,9 @@ impl Harness {
         });
         primary_init?;
         integration_init?;
+        verifiers
+            .await
+            .map_err(|e| Error::failed(format!("computing the SCRAM verifiers: {e}")))?;
         tracing::debug!(
             elapsed_ms = started.elapsed().as_millis() as u64,
             "initdb done"
@@ -852,11 +857,22 @@ async fn start_new(server: &mut PgServer, fixed_port: bool) -> Result<()> {
     }
 }
 
+/// SCRAM-SHA-256 verifiers of [`ADMIN_PASSWORD`] and [`MONITOR_PASSWORD`], computed
+/// once per process (4096 PBKDF2 rounds each are slow in a debug build).
+fn verifiers() -> &'static (String, String) {
+    static VERIFIERS: std::sync::OnceLock<(String, String)> = std::sync::OnceLock::new();
+    VERIFIERS.get_or_init(|| {
+        (
+            postgres_protocol::password::scram_sha_256(ADMIN_PASSWORD.as_bytes()),
+            postgres_protocol::password::scram_sha_256(MONITOR_PASSWORD.as_bytes()),
+        )
+    })
+}
+
 /// Creates [`ADMIN_ROLE`] and [`MONITOR_ROLE`] with SCRAM verifiers computed here.
 async fn create_roles(server: &PgServer) -> Result<()> {
     let client = server.superuser().await?;
-    let admin = postgres_protocol::password::scram_sha_256(ADMIN_PASSWORD.as_bytes());
-    let monitor = postgres_protocol::password::scram_sha_256(MONITOR_PASSWORD.as_bytes());
+    let (admin, monitor) = verifiers();
     let mut sql = format!(
         "CREATE ROLE {ADMIN_ROLE} LOGIN CREATEDB CREATEROLE PASSWORD '{admin}';\n\
          GRANT pg_monitor, pg_signal_backend TO {ADMIN_ROLE};\n\

@@ -395,7 +395,10 @@ fn alive(pid: i32) -> bool {
 /// do not count: an init that reaps slowly keeps them for seconds.
 fn group_alive(pgid: i32) -> bool {
     let Ok(entries) = std::fs::read_dir("/proc") else {
-        return matches!(killpg(Pid::from_raw(pgid), None), Ok(()) | Err(Errno::EPERM));
+        return matches!(
+            killpg(Pid::from_raw(pgid), None),
+            Ok(()) | Err(Errno::EPERM)
+        );
     };
     entries.flatten().any(|entry| {
         let name = entry.file_name();

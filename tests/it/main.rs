@@ -1,6 +1,8 @@
 //! Integration tests: one test binary, against real PostgreSQL servers that the
 //! tests start themselves through `odoo_db::harness` (see `util.rs`), never mocks.
 
+mod adopt;
+mod cli;
 mod conn;
 mod harness;
 mod provision;

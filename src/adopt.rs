@@ -1,0 +1,241 @@
+//! `odoo-db adopt`: bring a customer created by hand under odoo-db's management.
+//!
+//! Platforms that existed before odoo-db have customers whose role and database a DBA
+//! made with psql. Adopt checks that what exists is what odoo-db would have made
+//! (names by the platform's rules, the database owned by its same-named role), makes
+//! sure odoo-db's role can act for that owner (recreate needs it), reports ACL
+//! problems without changing them, and records the customer in the catalog. It never
+//! creates, drops or alters a customer's database.
+
+use std::fmt::Write;
+
+use tokio_postgres::Client;
+
+use crate::catalog::{self, Catalog};
+use crate::cli::AdoptArgs;
+use crate::config::{ClusterKind, Config};
+use crate::error::{Context, Error, Result};
+use crate::names;
+use crate::provision;
+use crate::servers::Servers;
+
+/// What adopt found on one environment.
+struct Found {
+    kind: ClusterKind,
+    cluster: String,
+    name: String,
+    port: u16,
+    public_can_connect: bool,
+}
+
+pub async fn run(config: &Config, args: &AdoptArgs) -> Result<String> {
+    names::validate_customer(&args.customer)?;
+    names::validate_base_name(&args.name, &config.catalog.database)?;
+    let servers = Servers::open(config).await?;
+    let catalog = Catalog::open(&servers).await?;
+
+    let mut customers = catalog.customers().await?;
+    if !customers.contains(&args.customer) {
+        customers.push(args.customer.clone());
+    }
+    names::validate_name_for_customers(&args.name, customers.iter().map(String::as_str))?;
+    if let Some(existing) = recorded_name(&catalog, &args.customer).await? {
+        if existing != args.name {
+            return Err(Error::refused(format!(
+                "customer {:?} is already recorded with the name {existing}; a customer has one name",
+                args.customer
+            )));
+        }
+    }
+
+    // Every check on every environment before anything is recorded.
+    let mut found = Vec::new();
+    for kind in [ClusterKind::Production, ClusterKind::Integration] {
+        let Some((cluster, _)) = config.cluster_of_kind(kind) else {
+            continue;
+        };
+        let name = match kind {
+            ClusterKind::Production => args.name.clone(),
+            ClusterKind::Integration => names::integration_name(&args.name),
+        };
+        let client = servers.connect_primary(cluster).await?;
+        catalog.verify_identity(cluster, &client).await?;
+        if let Some(entry) = inspect(&client, kind, cluster, &name)
+            .await
+            .with_context(|| format!("adopting {name} on cluster {cluster}"))?
+        {
+            let port = servers.primary(cluster)?.port();
+            found.push(Found { port, ..entry });
+        }
+    }
+    if !found.iter().any(|entry| entry.kind == ClusterKind::Production) {
+        return Err(Error::refused(format!(
+            "database {0} does not exist on the production cluster: adopt registers what exists; to create it, run `odoo-db provision --customer {1} --name {0}`",
+            args.name, args.customer
+        )));
+    }
+
+    record(&catalog, &args.customer, &args.name, &found).await?;
+    let mut text = String::new();
+    for entry in &found {
+        writeln!(
+            text,
+            "# {}\nexport DB_USER={name}\nexport DB_NAME={name}\nexport DB_PORT={}\n",
+            entry.kind.as_str(),
+            entry.port,
+            name = entry.name
+        )
+        .ok();
+    }
+    for entry in found.iter().filter(|entry| entry.public_can_connect) {
+        tracing::warn!(
+            "{} on cluster {}: PUBLIC may connect, so every role of the cluster can; odoo-db changes nothing on adopt. Fix: REVOKE CONNECT, TEMPORARY ON DATABASE {name} FROM PUBLIC; GRANT CONNECT, TEMPORARY ON DATABASE {name} TO {name};",
+            entry.name,
+            entry.cluster,
+            name = entry.name
+        );
+    }
+    if !found.iter().any(|entry| entry.kind == ClusterKind::Integration) && config.cluster_of_kind(ClusterKind::Integration).is_some() {
+        tracing::warn!(
+            "{} does not exist on the integration cluster; create it with `odoo-db provision --customer {} --env integration --secrets-dir DIR`",
+            names::integration_name(&args.name),
+            args.customer
+        );
+    }
+    Ok(text.trim_end().to_string() + "\n")
+}
+
+async fn recorded_name(catalog: &Catalog, customer: &str) -> Result<Option<String>> {
+    Ok(catalog
+        .client()
+        .query_opt("SELECT base_name FROM catalog.customers WHERE customer = $1", &[&customer])
+        .await?
+        .map(|row| row.get(0)))
+}
+
+/// None when neither the database nor the role exists on this cluster (an integration
+/// twin not made yet); a refusal when only half exists or the owner is another role.
+async fn inspect(client: &Client, kind: ClusterKind, cluster: &str, name: &str) -> Result<Option<Found>> {
+    let database = client
+        .query_opt(
+            "SELECT pg_get_userbyid(datdba)::text, has_database_privilege('public', oid, 'CONNECT')
+             FROM pg_database WHERE datname = $1",
+            &[&name],
+        )
+        .await?;
+    let role = client
+        .query_opt("SELECT rolsuper FROM pg_roles WHERE rolname = $1", &[&name])
+        .await?;
+    let (owner, public_can_connect): (String, bool) = match (database, &role) {
+        (None, None) => return Ok(None),
+        (None, Some(_)) => {
+            return Err(Error::refused(format!(
+                "role {name} exists on cluster {cluster} but database {name} does not"
+            )))
+        }
+        (Some(_), None) => {
+            return Err(Error::refused(format!(
+                "database {name} exists on cluster {cluster} but role {name} does not: the platform's rule is DB_USER = DB_NAME"
+            )))
+        }
+        (Some(row), Some(_)) => (row.get(0), row.get(1)),
+    };
+    if owner != name {
+        return Err(Error::refused(format!(
+            "database {name} on cluster {cluster} is owned by {owner}, not by role {name}: the platform's rule is DB_USER = DB_NAME = owner. \
+             Fix it (ALTER DATABASE {name} OWNER TO {name}) and adopt again"
+        )));
+    }
+    if role.is_some_and(|row| row.get::<_, bool>(0)) {
+        return Err(Error::refused(format!(
+            "role {name} on cluster {cluster} is a superuser: odoo-db never manages superuser roles; ALTER ROLE {name} NOSUPERUSER first"
+        )));
+    }
+    provision::act_as_owner(client, name).await?;
+    if !catalog::database_exists(client, name).await? {
+        return Err(Error::failed(format!("database {name} vanished during adopt")));
+    }
+    Ok(Some(Found {
+        kind,
+        cluster: cluster.to_string(),
+        name: name.to_string(),
+        port: 0,
+        public_can_connect,
+    }))
+}
+
+/// One transaction: a customer is recorded with all its databases or not at all.
+async fn record(catalog: &Catalog, customer: &str, base_name: &str, found: &[Found]) -> Result<()> {
+    catalog.client().batch_execute("BEGIN").await?;
+    match record_rows(catalog, customer, base_name, found).await {
+        Ok(()) => Ok(catalog.client().batch_execute("COMMIT").await?),
+        Err(error) => {
+            let _ = catalog.client().batch_execute("ROLLBACK").await;
+            Err(error)
+        }
+    }
+}
+
+async fn record_rows(catalog: &Catalog, customer: &str, base_name: &str, found: &[Found]) -> Result<()> {
+    let client = catalog.client();
+    client
+        .execute(
+            "INSERT INTO catalog.customers (customer, base_name) VALUES ($1, $2) ON CONFLICT (customer) DO NOTHING",
+            &[&customer, &base_name],
+        )
+        .await
+        .map_err(Error::from)
+        .map_err(|error| {
+            if error.is_sqlstate("23505") {
+                Error::refused(format!("the name {base_name} belongs to another customer in the catalog"))
+            } else {
+                error
+            }
+        })?;
+    for entry in found {
+        let inserted = client
+            .execute(
+                "INSERT INTO catalog.databases (name, environment, customer, cluster, state, owner, adopted)
+                 VALUES ($1, $2, $3, $4, 'ready', $1, true)
+                 ON CONFLICT (environment, name) DO NOTHING",
+                &[&entry.name, &entry.kind.as_str(), &customer, &entry.cluster],
+            )
+            .await
+            .map_err(Error::from)
+            .map_err(|error| {
+                if error.is_sqlstate("23505") {
+                    Error::refused(format!(
+                        "customer {customer:?} already has another {} database in the catalog",
+                        entry.kind.as_str()
+                    ))
+                } else {
+                    error
+                }
+            })?;
+        if inserted == 0 {
+            let owner_customer: String = client
+                .query_one(
+                    "SELECT customer FROM catalog.databases WHERE environment = $1 AND name = $2",
+                    &[&entry.kind.as_str(), &entry.name],
+                )
+                .await?
+                .get(0);
+            if owner_customer != customer {
+                return Err(Error::refused(format!(
+                    "{} is recorded for customer {owner_customer:?}, not {customer:?}",
+                    entry.name
+                )));
+            }
+        }
+        catalog
+            .record_event(
+                "adopt",
+                Some(&entry.name),
+                "adopt",
+                if inserted == 1 { "recorded" } else { "already recorded" },
+                serde_json::json!({ "customer": customer, "cluster": entry.cluster }),
+            )
+            .await?;
+    }
+    Ok(())
+}

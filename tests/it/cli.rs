@@ -1,0 +1,81 @@
+//! The command line and config as a user meets them: exit codes, messages that name
+//! the file and the key, logs on stderr and results on stdout.
+
+use crate::util::{initialized, odoo_db, OdooDb};
+
+fn config_with(extra: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+    let harness = initialized();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("odoo-db.toml");
+    std::fs::write(&path, format!("{}\n{extra}", harness.config_toml())).unwrap();
+    (dir, path)
+}
+
+#[test]
+fn config_errors_exit_2_naming_file_and_key() {
+    let (_dir, unknown_key) = config_with("[provision]\nlocale = \"C.UTF-8\"\nlocales = \"x\"\n");
+    let run = OdooDb::new().arg("--config").arg(&unknown_key).arg("list").run();
+    run.expect_code(2);
+    assert!(run.stderr.contains(&unknown_key.display().to_string()), "{}", run.stderr);
+    assert!(run.stderr.contains("locales"), "{}", run.stderr);
+
+    let (_dir, bad_duration) = config_with("[health]\ntimeout = \"30 fortnights\"\n");
+    let run = OdooDb::new().arg("--config").arg(&bad_duration).arg("list").run();
+    run.expect_code(2);
+    assert!(run.stderr.contains("health.timeout"), "{}", run.stderr);
+    assert!(run.stderr.contains("unknown time unit"), "{}", run.stderr);
+
+    let missing = OdooDb::new()
+        .args(["--config", "/nonexistent/odoo-db.toml", "list"])
+        .run();
+    missing.expect_code(2);
+    assert!(missing.stderr.contains("/nonexistent/odoo-db.toml"), "{}", missing.stderr);
+
+    // ODOO_DB_CONFIG is used when --config is not given.
+    let run = OdooDb::new()
+        .env("ODOO_DB_CONFIG", &bad_duration)
+        .arg("list")
+        .run();
+    run.expect_code(2);
+    assert!(run.stderr.contains(&bad_duration.display().to_string()));
+}
+
+#[test]
+fn health_and_audit_report_their_own_failures_as_unknown() {
+    // Nagios reads 2 as CRITICAL: a broken config or usage is odoo-db's own problem (3).
+    for command in ["health", "audit"] {
+        let run = OdooDb::new()
+            .args(["--config", "/nonexistent/odoo-db.toml", command])
+            .run();
+        run.expect_code(3);
+        let usage = OdooDb::new().args([command, "--no-such-flag"]).run();
+        usage.expect_code(3);
+    }
+    let usage = OdooDb::new().args(["list", "--no-such-flag"]).run();
+    usage.expect_code(2);
+}
+
+#[test]
+fn results_go_to_stdout_and_json_logs_to_stderr() {
+    initialized();
+    let run = odoo_db().args(["--log-format", "json", "-v", "list", "--format", "json"]).run();
+    run.success();
+    serde_json::from_str::<serde_json::Value>(&run.stdout).expect("stdout is only the JSON result");
+    for line in run.stderr.lines() {
+        let log: serde_json::Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("log line {line:?} is not JSON: {e}"));
+        assert!(log.get("level").is_some(), "{line}");
+    }
+}
+
+#[test]
+fn completions_and_man_page_are_generated() {
+    for shell in ["bash", "zsh", "fish"] {
+        let run = OdooDb::new().args(["completions", shell]).run();
+        run.success();
+        assert!(run.stdout.contains("provision"), "{shell}");
+    }
+    let man = OdooDb::new().arg("man").run();
+    man.success();
+    assert!(man.stdout.starts_with(".ie") || man.stdout.contains(".TH"), "roff output");
+}
