@@ -64,7 +64,7 @@ pub async fn run(config: &Config, args: &AdoptArgs) -> Result<String> {
             .await
             .with_context(|| format!("adopting {name} on cluster {cluster}"))?
         {
-            let port = servers.primary(cluster)?.port();
+            let port = servers.primary(cluster)?.server_port();
             found.push(Found { port, ..entry });
         }
     }

@@ -16,7 +16,10 @@ use crate::error::{Context, Error, Result};
 use crate::servers::{self, Servers};
 
 /// Migrations in order; the index + 1 is the schema version.
-const MIGRATIONS: &[&str] = &[include_str!("../sql/catalog/0001_initial.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../sql/catalog/0001_initial.sql"),
+    include_str!("../sql/catalog/0002_recreates.sql"),
+];
 
 /// The newest schema version this binary knows.
 pub const SCHEMA_VERSION: i32 = MIGRATIONS.len() as i32;

@@ -42,6 +42,11 @@ pub async fn run(args: &DemoArgs) -> Result<String> {
     )
     .await?;
     tour.step("list what the catalog manages, with live sizes", &["list"]).await?;
+    tour.step(
+        "check health: the primary writes a heartbeat, the standby must show it; byte lag by pg_wal_lsn_diff, WAL receiver, replay, slots (the systemd timer runs this every minute, --format nagios)",
+        &["health", "--format", "text"],
+    )
+    .await?;
     Ok(format!(
         "\n# tour done. Try it yourself:\n{exports}# odoo-db list\n# when finished: odoo-db sandbox down --dir {}\n",
         dir.display()

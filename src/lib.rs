@@ -6,21 +6,29 @@
 //! the command line and maps [`error::Class`] to exit codes.
 
 pub mod adopt;
+pub mod audit;
+pub mod backup;
 pub mod catalog;
 pub mod cli;
 pub mod config;
 pub mod conn;
+pub mod dbprops;
 pub mod demo;
 pub mod error;
 pub mod harness;
+pub mod health;
 pub mod init;
 pub mod list;
 pub mod logging;
 pub mod names;
+pub mod oplock;
 pub mod provision;
+pub mod recreate;
+pub mod restore;
 pub mod sandbox;
 pub mod secrets;
 pub mod servers;
+pub mod ssh;
 pub mod units;
 
 use std::io::Write;
@@ -28,7 +36,7 @@ use std::io::Write;
 use clap::CommandFactory;
 
 use crate::cli::{Cli, Command};
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 /// Run one parsed command; `Ok(code)` is the process exit code (0 for most commands,
 /// the Nagios status for health and audit).
@@ -50,6 +58,8 @@ pub async fn run(cli: Cli) -> Result<u8> {
         Command::Provision(args) => print(provision::run(&load_config()?, &args).await?),
         Command::Adopt(args) => print(adopt::run(&load_config()?, &args).await?),
         Command::List(args) => print(list::run(&load_config()?, &args).await?),
+        Command::Recreate(args) => print(recreate::run(&load_config()?, &args).await?),
+        Command::Restore(args) => print(restore::run(&load_config()?, &args).await?),
         Command::Sandbox(args) => {
             let dir = match &args.dir {
                 Some(dir) => dir.clone(),
@@ -62,10 +72,9 @@ pub async fn run(cli: Cli) -> Result<u8> {
             })
         }
         Command::Demo(args) => print(demo::run(&args).await?),
-        other => {
-            let _ = load_config;
-            Err(Error::failed(format!("{other:?} is not built yet")))
-        }
+        // health and audit print their own report: the exit code is its Nagios state.
+        Command::Health(args) => health::run(&load_config()?, &args).await,
+        Command::Audit(args) => audit::run(&load_config()?, &args).await,
     }
 }
 

@@ -309,7 +309,7 @@ async fn plan_environment(servers: &Servers, catalog: &Catalog, kind: ClusterKin
     Ok(EnvPlan {
         kind,
         cluster: cluster.to_string(),
-        port: servers.primary(cluster)?.port(),
+        port: servers.primary(cluster)?.server_port(),
         role_exists: catalog::role_exists(&client, &name).await?,
         database_exists: catalog::database_exists(&client, &name).await?,
         // recreating/restoring also count as provisioned: those jobs own the database now.

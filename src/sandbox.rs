@@ -60,7 +60,12 @@ pub async fn up(dir: &Path, port: Option<u16>) -> Result<String> {
         let mut started = Vec::new();
         for server in harness.servers() {
             if !server.is_running() {
-                server.start()?;
+                server.start().map_err(|e| {
+                    e.context(format!(
+                        "the sandbox in {} is broken (`odoo-db sandbox down` removes it)",
+                        harness.dir.display()
+                    ))
+                })?;
                 started.push(server.name.clone());
             }
         }

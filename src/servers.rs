@@ -13,32 +13,47 @@ use tokio_postgres::Client;
 use crate::config::{ClusterConfig, ClusterKind, Config, Standby};
 use crate::conn::{ConnParams, SessionOptions};
 use crate::error::{Context, Error, Result};
+use crate::ssh::Bastions;
 
 /// Statements of the admin jobs (CREATE DATABASE waits for a checkpoint, DROP for
 /// sessions to end): generous, but never unbounded.
 pub const ADMIN_STATEMENT_TIMEOUT: Duration = Duration::from_secs(300);
 
-/// The servers of the config, ready to connect to.
+/// The servers of the config, ready to connect to. Holds the run's SSH masters (for the
+/// clusters behind a bastion): they close when this is dropped or [`Servers::close`]d.
 pub struct Servers {
     config: Config,
+    bastions: Bastions,
 }
 
 impl Servers {
+    /// Also opens the SSH masters and forwards of the clusters behind a bastion. A
+    /// bastion that cannot be reached fails only its own clusters: connecting to their
+    /// servers fails with its error (naming the bastion, exit 1, health CRITICAL), the
+    /// other clusters work.
     pub async fn open(config: &Config) -> Result<Servers> {
         Ok(Servers {
             config: config.clone(),
+            bastions: Bastions::open(config).await,
         })
+    }
+
+    /// Close the SSH masters and forwards now (dropping does it too, blocking).
+    pub async fn close(self) {
+        self.bastions.close().await;
     }
 
     pub fn config(&self) -> &Config {
         &self.config
     }
 
-    /// Connection parameters of a cluster's primary, resolved like libpq does.
+    /// Connection parameters of a cluster's primary, resolved like libpq does (through
+    /// the cluster's SSH forward when it has a bastion).
     pub fn primary(&self, cluster: &str) -> Result<ConnParams> {
         let cluster_config = self.config.cluster(cluster)?;
-        ConnParams::parse_resolved(&cluster_config.primary)
-            .with_context(|| format!("cluster {cluster}: primary"))
+        let params = ConnParams::parse_resolved(&cluster_config.primary)
+            .with_context(|| format!("cluster {cluster}: primary"))?;
+        Ok(self.bastions.route(cluster, params))
     }
 
     pub fn standbys(&self, cluster: &str) -> Result<Vec<(Standby, ConnParams)>> {
@@ -49,7 +64,7 @@ impl Servers {
             .map(|standby| {
                 let params = ConnParams::parse_resolved(&standby.url)
                     .with_context(|| format!("cluster {cluster}: standby {}", standby.name))?;
-                Ok((standby, params))
+                Ok((standby, self.bastions.route(cluster, params)))
             })
             .collect()
     }

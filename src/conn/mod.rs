@@ -233,7 +233,16 @@ impl ConnParams {
         let mut text = format!("connecting to {} as {}", self.label(), self.user());
         if let Some(addr) = self.hostaddr {
             if self.host() != addr.to_string() || self.origin_port.is_some() {
-                text.push_str(&format!(" (through {})", socket_label(addr, self.port())));
+                let forward = socket_label(addr, self.port());
+                match &self.tunnel {
+                    Some(tunnel) if tunnel.local_port().is_some() => text.push_str(&format!(
+                        " (through bastion {}, forward {forward})",
+                        tunnel.bastion()
+                    )),
+                    // The bastion failed: its error names it.
+                    Some(_) => {}
+                    None => text.push_str(&format!(" (through {forward})")),
+                }
             }
         }
         text
@@ -291,13 +300,29 @@ impl ConnParams {
     /// options given at startup. The connection task is spawned; it ends with the
     /// client.
     pub async fn connect(&self, session: &SessionOptions) -> Result<Client> {
+        if let Some(error) = self.tunnel.as_ref().and_then(|t| t.setup_error()) {
+            return Err(error.context(self.attempt_description()));
+        }
         let config = self.pg_config(session)?;
         let tls = self.tls_connector()?;
         let attempt = self.establish(&config, tls.as_ref());
-        match tokio::time::timeout(self.connect_timeout(), attempt).await {
-            Err(_elapsed) => Err(self.timeout_error()),
-            Ok(Err(error)) => Err(self.connect_error(&error)),
-            Ok(Ok((client, _task))) => Ok(client),
+        let error = match tokio::time::timeout(self.connect_timeout(), attempt).await {
+            Err(_elapsed) => self.timeout_error(),
+            Ok(Err(error)) => self.connect_error(&error),
+            Ok(Ok((client, _task))) => return Ok(client),
+        };
+        Err(self.explained_by_tunnel(error).await)
+    }
+
+    /// A failed attempt through an SSH forward: when the SSH side is to blame (the
+    /// bastion cannot reach the server, or its connection is gone), say that instead.
+    async fn explained_by_tunnel(&self, error: Error) -> Error {
+        let Some(tunnel) = &self.tunnel else {
+            return error;
+        };
+        match tunnel.diagnose().await {
+            Some(diagnosis) => diagnosis.context(self.attempt_description()),
+            None => error,
         }
     }
 
@@ -338,7 +363,10 @@ impl ConnParams {
     /// A connection from `pool` (made by [`ConnParams::pool`] for these parameters),
     /// with errors worded like [`ConnParams::connect`]'s.
     pub async fn checkout(&self, pool: &Pool) -> Result<deadpool_postgres::Object> {
-        pool.get().await.map_err(|error| self.pool_error(error))
+        match pool.get().await {
+            Ok(object) => Ok(object),
+            Err(error) => Err(self.explained_by_tunnel(self.pool_error(error)).await),
+        }
     }
 
     /// A pool error as an odoo-db error naming this server.

@@ -175,6 +175,9 @@ pub struct ConnParams {
     pub(crate) passfile_is_credential: bool,
     pub(crate) target_session_attrs: Option<TargetSessionAttrs>,
     pub(crate) channel_binding: Option<ChannelBinding>,
+    /// The SSH forward these parameters go through (set with [`ConnParams::via`] by
+    /// `crate::ssh`): named in messages, asked why a failed attempt failed.
+    pub(crate) tunnel: Option<crate::ssh::Tunnel>,
 }
 
 /// libpq parameters that exist but that odoo-db does not implement: refused with a
@@ -413,6 +416,17 @@ impl ConnParams {
         } else {
             format!("{host}:{port}")
         }
+    }
+
+    /// The server's own port, also after [`ConnParams::via`] redirected [`ConnParams::port`]
+    /// to a forward: what users and clients outside this run must be told.
+    pub fn server_port(&self) -> u16 {
+        self.origin_port.unwrap_or(self.port())
+    }
+
+    /// The SSH forward these parameters go through, if any.
+    pub fn tunnel(&self) -> Option<&crate::ssh::Tunnel> {
+        self.tunnel.as_ref()
     }
 
     /// The same server, another database. A password from the password file (or none)

@@ -93,6 +93,12 @@ fn clean(data_dirs: &[PathBuf], remove: &[PathBuf]) {
 const WATCHDOG_SCRIPT: &str = r#"
 read -r line
 [ "$line" = done ] && exit 0
+# Alive and not a zombie (an init that reaps slowly keeps zombies for seconds).
+alive() {
+  kill -0 "$1" 2>/dev/null || return 1
+  case $(cat "/proc/$1/stat" 2>/dev/null) in *") Z "*|*") X "*) return 1;; esac
+  return 0
+}
 n=$1; shift
 pids=
 i=0
@@ -106,9 +112,9 @@ for d in "$@"; do
 done
 t=0
 while [ -n "$pids" ] && [ "$t" -lt 100 ]; do
-  alive=
-  for p in $pids; do kill -0 "$p" 2>/dev/null && alive="$alive $p"; done
-  pids=$alive
+  left=
+  for p in $pids; do alive "$p" && left="$left $p"; done
+  pids=$left
   [ -n "$pids" ] && sleep 0.1
   t=$((t+1))
 done

@@ -42,7 +42,8 @@
 //!
 //! Servers of a harness not started with `keep` are stopped and its directory
 //! removed on drop, at process exit (even for a harness in a `static`), and by a
-//! watchdog process when the process dies abruptly: see [`cleanup`].
+//! watchdog process when the process dies abruptly (see
+//! [`register_cleanup_at_exit`]).
 
 mod cleanup;
 mod server;
@@ -255,6 +256,9 @@ impl Harness {
 
     async fn bring_up(&mut self, options: &HarnessOptions, fixed_ports: bool) -> Result<()> {
         let started = Instant::now();
+        // Recorded before anything starts, so that an interrupted start can still
+        // be found and stopped (`sandbox down`); again at the end (ports may move).
+        self.write_state()?;
         let locale = pick_locale();
         let Harness {
             primary,
@@ -262,69 +266,50 @@ impl Harness {
             integration,
             ..
         } = self;
-        // The verifiers meanwhile, off the critical path.
+        // The SCRAM verifiers meanwhile, off the critical path.
         let verifiers = tokio::task::spawn_blocking(verifiers);
-        // Both initdb at once: each is mostly one CPU busy for half a second.
-        let (primary_init, integration_init) = tokio::join!(initdb(primary, &locale), async {
-            match integration.as_ref() {
-                Some(server) => initdb(server, &locale).await,
-                None => Ok(()),
-            }
-        });
-        primary_init?;
-        integration_init?;
-        verifiers
-            .await
-            .map_err(|e| Error::failed(format!("computing the SCRAM verifiers: {e}")))?;
-        tracing::debug!(
-            elapsed_ms = started.elapsed().as_millis() as u64,
-            "initdb done"
-        );
-
         let major = primary.major();
         let mut primary_settings = base_settings(primary, major);
         primary_settings.extend(options.primary_conf.iter().cloned());
-        configure(primary, &primary_settings)?;
-        if let Some(server) = integration.as_ref() {
-            configure(server, &base_settings(server, major))?;
-        }
 
-        let (primary_start, integration_start) =
-            tokio::join!(start_new(primary, fixed_ports), async {
-                match integration.as_mut() {
-                    Some(server) => start_new(server, fixed_ports).await,
-                    None => Ok(()),
-                }
-            });
-        primary_start?;
-        integration_start?;
-        tracing::debug!(
-            elapsed_ms = started.elapsed().as_millis() as u64,
-            "servers started"
-        );
-
-        let primary = &*primary;
-        let (primary_side, integration_roles) = tokio::join!(
-            async {
-                create_roles(primary).await?;
-                if let Some(standby) = standby.as_mut() {
-                    make_standby(primary, standby, fixed_ports).await?;
-                }
-                Ok::<(), Error>(())
-            },
-            async {
-                match integration.as_ref() {
-                    Some(server) => create_roles(server).await,
-                    None => Ok(()),
-                }
+        // Two independent chains at once (initdb is mostly one busy CPU, the base
+        // backup mostly file writes): primary then standby, and integration.
+        let primary_chain = async {
+            initdb(primary, &locale).await?;
+            configure(primary, &primary_settings)?;
+            start_new(primary, fixed_ports).await?;
+            tracing::debug!(
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "primary up"
+            );
+            create_roles(primary).await?;
+            if let Some(standby) = standby.as_mut() {
+                make_standby(primary, standby, fixed_ports).await?;
+                tracing::debug!(
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "standby up"
+                );
             }
-        );
-        primary_side?;
-        integration_roles?;
-        tracing::debug!(
-            elapsed_ms = started.elapsed().as_millis() as u64,
-            "roles created, standby started"
-        );
+            Ok::<(), Error>(())
+        };
+        let integration_chain = async {
+            if let Some(server) = integration.as_mut() {
+                initdb(server, &locale).await?;
+                configure(server, &base_settings(server, major))?;
+                start_new(server, fixed_ports).await?;
+                create_roles(server).await?;
+                tracing::debug!(
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "integration up"
+                );
+            }
+            Ok::<(), Error>(())
+        };
+        let (primary_done, integration_done, verifiers_done) =
+            tokio::join!(primary_chain, integration_chain, verifiers);
+        primary_done?;
+        integration_done?;
+        verifiers_done.map_err(|e| Error::failed(format!("computing the SCRAM verifiers: {e}")))?;
         if self.standby.is_some() {
             self.wait_streaming(Duration::from_secs(60)).await?;
         }
@@ -630,6 +615,12 @@ fn prepare_dir(dir: Option<&Path>, tools: &Tools) -> Result<(PathBuf, bool)> {
                     )));
                 }
             } else {
+                // Refuse before creating anything (a refusal changes nothing).
+                if let Some(user) = &tools.run_as {
+                    let absolute = std::path::absolute(dir)
+                        .with_context(|| format!("resolving {}", dir.display()))?;
+                    check_reachable(&absolute, user.uid, user.gid)?;
+                }
                 std::fs::create_dir_all(dir)
                     .with_context(|| format!("creating {}", dir.display()))?;
             }
@@ -660,8 +651,17 @@ fn prepare_dir(dir: Option<&Path>, tools: &Tools) -> Result<(PathBuf, bool)> {
 fn check_reachable(dir: &Path, uid: u32, gid: u32) -> Result<()> {
     use std::os::unix::fs::MetadataExt;
     for ancestor in dir.ancestors().skip(1) {
-        let meta = std::fs::metadata(ancestor)
-            .with_context(|| format!("checking {}", ancestor.display()))?;
+        let meta = match std::fs::metadata(ancestor) {
+            Ok(meta) => meta,
+            // Created later by us, with the usual 0755.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => {
+                return Err(Error::failed(format!(
+                    "checking {}: {e}",
+                    ancestor.display()
+                )))
+            }
+        };
         let mode = meta.mode();
         let ok = if meta.uid() == uid {
             mode & 0o100 != 0

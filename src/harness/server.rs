@@ -249,6 +249,22 @@ impl PgServer {
                 self.name
             )));
         }
+        // Its lock files still name it, and until an init that reaps slowly has
+        // reaped the zombie, the next postmaster would take it for a live one (as
+        // after a power loss, nothing of the old server runs any more).
+        for lock in [
+            self.data_dir.join("postmaster.pid"),
+            self.socket_dir.join(format!(".s.PGSQL.{}.lock", self.port)),
+        ] {
+            let names_it = std::fs::read_to_string(&lock)
+                .ok()
+                .and_then(|text| text.lines().next().map(|l| l.trim() == pid.to_string()))
+                .unwrap_or(false);
+            if names_it {
+                std::fs::remove_file(&lock)
+                    .with_context(|| format!("removing the stale {}", lock.display()))?;
+            }
+        }
         Ok(())
     }
 

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 use odoo_db::conn::{ConnParams, SessionOptions};
 use odoo_db::error::{Class, Error};
 
-const ADMIN: &str = "odoo_db_admin";
-const ADMIN_PASSWORD: &str = "admin-secret";
+pub(crate) const ADMIN: &str = "odoo_db_admin";
+pub(crate) const ADMIN_PASSWORD: &str = "admin-secret";
 /// Accepted only over TLS (pg_hba rejects it on plain connections).
 const TLS_ONLY: &str = "tls_only";
 const TLS_ONLY_PASSWORD: &str = "tls-secret";
@@ -428,25 +428,26 @@ async fn verify_modes_without_a_root_certificate_are_refused() {
 }
 
 // ---------------------------------------------------------------------------------------
-// A throwaway TLS server for this module (to move into the shared harness later).
+// A throwaway TLS server for this module (to move into the shared harness later; the
+// SSH tests use it too, through the bastion).
 
-struct TlsServer {
-    port: u16,
+pub(crate) struct TlsServer {
+    pub(crate) port: u16,
     socket_dir: PathBuf,
-    ca_pem: PathBuf,
+    pub(crate) ca_pem: PathBuf,
     wrong_ca_pem: PathBuf,
     empty_home: PathBuf,
 }
 
 static SERVER: std::sync::OnceLock<TlsServer> = std::sync::OnceLock::new();
 
-fn server() -> &'static TlsServer {
+pub(crate) fn server() -> &'static TlsServer {
     SERVER.get_or_init(|| {
         start_tls_server().unwrap_or_else(|e| panic!("starting the test server: {e}"))
     })
 }
 
-fn pg_bindir() -> PathBuf {
+pub(crate) fn pg_bindir() -> PathBuf {
     if let Ok(dir) = std::env::var("PG_BINDIR") {
         return PathBuf::from(dir);
     }

@@ -6,4 +6,5 @@ mod cli;
 mod conn;
 mod harness;
 mod provision;
+mod ssh;
 mod util;

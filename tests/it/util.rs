@@ -108,8 +108,9 @@ pub async fn connect_tcp(
     Ok(client)
 }
 
-/// PIDs of the processes whose working directory is inside `dir` (every
-/// PostgreSQL process works in its data directory), from /proc.
+/// PIDs of the live processes whose working directory is inside `dir` (every
+/// PostgreSQL process works in its data directory; a removed one shows as
+/// `dir (deleted)`), from /proc.
 pub fn processes_in(dir: &Path) -> Vec<i32> {
     let dir = dir.to_string_lossy().into_owned();
     let mut pids = Vec::new();
@@ -119,7 +120,12 @@ pub fn processes_in(dir: &Path) -> Vec<i32> {
         };
         if let Ok(cwd) = std::fs::read_link(entry.path().join("cwd")) {
             let cwd = cwd.to_string_lossy();
-            if cwd == dir || cwd.starts_with(&format!("{dir}/")) {
+            let inside = cwd == dir
+                || cwd.starts_with(&format!("{dir}/"))
+                || cwd.starts_with(&format!("{dir} "));
+            // A zombie is gone already; only an init that reaps slowly shows it.
+            let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+            if inside && !stat.contains(") Z ") && !stat.contains(") X ") {
                 pids.push(pid);
             }
         }

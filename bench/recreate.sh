@@ -1,0 +1,126 @@
+#!/usr/bin/env bash
+# Benchmark (not a test): `odoo-db recreate` of a ~SIZE_MB integration database versus
+# the manual sequence it replaces, side by side in one run on a throwaway sandbox:
+#
+#   manual, with backup:     pg_dump -Fc (default compression) + dropdb --force + createdb -O
+#   odoo-db, with backup:    odoo-db recreate NAME --yes        (pg_dump -Fc --compress=<config>,
+#                            read back whole, every property restored, catalog records)
+#   manual, no backup:       dropdb --force + createdb -O
+#   odoo-db, no backup:      odoo-db recreate NAME --yes --no-backup
+#
+# Targets (issue 4): with backup <= 0.5 x the manual sequence; without <= 1.1 x.
+# Before every timed variant the database is put back from a template copy of the
+# generated data and a CHECKPOINT is taken, so each variant starts from the same state.
+# Everything runs as odoo-db's least-privilege role over TCP, like odoo-db itself.
+#
+# usage: bench/recreate.sh [SIZE_MB (default 500)] [RUNS (default 1; the median is shown)]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SIZE_MB=${1:-500}
+RUNS=${2:-1}
+cargo build --release --quiet
+BIN=$PWD/target/release/odoo-db
+
+WORK=$(mktemp -d /tmp/odoo-db-bench-XXXXXX)
+SANDBOX=$WORK/sandbox
+cleanup() {
+    "$BIN" sandbox down --dir "$SANDBOX" >/dev/null 2>&1 || true
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+echo "# starting a sandbox in $SANDBOX" >&2
+"$BIN" -q sandbox up --dir "$SANDBOX" >"$WORK/exports"
+export ODOO_DB_CONFIG=$SANDBOX/odoo-db.toml PGPASSFILE=$SANDBOX/pgpass
+"$BIN" -q init >/dev/null
+mkdir -m 700 "$WORK/secrets"
+"$BIN" -q provision --customer bench-co --env integration --secrets-dir "$WORK/secrets" >"$WORK/names.env"
+NAME=$(sed -n 's/^export DB_NAME=//p' "$WORK/names.env")
+PORT=$(sed -n 's/^export DB_PORT=//p' "$WORK/names.env")
+PGBIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
+PGBIN=${PG_BINDIR:-${PGBIN:-$(pg_config --bindir)}}
+
+# The superuser over the sandbox's Unix socket (trusted there) prepares the data; the
+# timed commands run as odoo_db_admin over TCP.
+su_psql() { "$PGBIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$SANDBOX/sock" -p "$PORT" -U postgres "$@"; }
+ADMIN="host=127.0.0.1 port=$PORT user=odoo_db_admin sslmode=disable"
+
+ROWS=$((SIZE_MB * 3200))
+echo "# generating ~${SIZE_MB} MB ($ROWS partner-like rows) in a template database" >&2
+su_psql -d postgres -c "CREATE DATABASE bench_src OWNER \"$NAME\""
+su_psql -d bench_src <<SQL
+CREATE TABLE res_partner AS
+SELECT g AS id,
+       'Partner ' || g AS name,
+       md5(g::text) || '@example.com' AS email,
+       (random() * 100000)::int AS company_id,
+       now() - g * interval '1 minute' AS create_date,
+       repeat(substr(md5((g % 1000)::text), 1, 16) || ' lorem ipsum dolor sit amet ', 4) AS comment
+  FROM generate_series(1, $ROWS) AS g;
+ALTER TABLE res_partner ADD PRIMARY KEY (id);
+ALTER TABLE res_partner OWNER TO "$NAME";
+VACUUM ANALYZE res_partner;
+SQL
+SIZE=$(su_psql -d postgres -At -c "SELECT pg_size_pretty(pg_database_size('bench_src'))")
+
+refill() {
+    su_psql -d postgres <<SQL >/dev/null
+DROP DATABASE IF EXISTS "$NAME" WITH (FORCE);
+CREATE DATABASE "$NAME" TEMPLATE bench_src OWNER "$NAME" STRATEGY FILE_COPY;
+REVOKE CONNECT, TEMPORARY ON DATABASE "$NAME" FROM PUBLIC;
+GRANT CONNECT, TEMPORARY ON DATABASE "$NAME" TO "$NAME";
+CHECKPOINT;
+SQL
+    # Warm the cache the same way for every variant.
+    su_psql -d "$NAME" -At -c "SELECT count(*) FROM res_partner" >/dev/null
+}
+
+now() { date +%s.%N; }
+elapsed() { echo "$2 - $1" | bc -l; }
+
+manual_backup() {
+    rm -f "$WORK/manual.dump"
+    "$PGBIN/pg_dump" -Fc -f "$WORK/manual.dump" -d "$ADMIN dbname=$NAME"
+    "$PGBIN/dropdb" --force -d "$ADMIN dbname=postgres" "$NAME"
+    "$PGBIN/createdb" -O "$NAME" -d "$ADMIN dbname=postgres" "$NAME"
+}
+manual_plain() {
+    "$PGBIN/dropdb" --force -d "$ADMIN dbname=postgres" "$NAME"
+    "$PGBIN/createdb" -O "$NAME" -d "$ADMIN dbname=postgres" "$NAME"
+}
+odoo_backup() { "$BIN" -q recreate "$NAME" --yes --backup-dir "$WORK/backups" >/dev/null; }
+odoo_plain() { "$BIN" -q recreate "$NAME" --yes --no-backup >/dev/null; }
+
+declare -A TIMES
+VARIANTS=(manual_backup odoo_backup manual_plain odoo_plain)
+for run in $(seq 1 "$RUNS"); do
+    for variant in "${VARIANTS[@]}"; do
+        refill
+        start=$(now)
+        "$variant"
+        end=$(now)
+        TIMES[$variant]+="$(elapsed "$start" "$end") "
+        echo "# run $run: $variant $(elapsed "$start" "$end") s" >&2
+    done
+done
+
+median() { tr ' ' '\n' <<<"$1" | sed '/^$/d' | sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+MB=$(median "${TIMES[manual_backup]}")
+OB=$(median "${TIMES[odoo_backup]}")
+MP=$(median "${TIMES[manual_plain]}")
+OP=$(median "${TIMES[odoo_plain]}")
+DUMP_MANUAL=$(stat -c %s "$WORK/manual.dump")
+DUMP_ODOO=$(stat -c %s "$(ls -t "$WORK"/backups/*.dump | head -n 1)")
+PG_VERSION=$("$PGBIN/postgres" --version | sed 's/.*) //')
+COMPRESSION=$(grep -A3 '^\[recreate\]' "$ODOO_DB_CONFIG" | sed -n 's/^compression *= *//p')
+
+printf '\nRecreate of a %s integration database (PostgreSQL %s, %s CPUs, median of %s run(s)):\n\n' \
+    "$SIZE" "$PG_VERSION" "$(nproc)" "$RUNS"
+printf '| sequence | seconds | dump size | ratio | target |\n|---|---:|---:|---:|---:|\n'
+printf '| manual: `pg_dump -Fc` (default compression) + `dropdb --force` + `createdb -O` | %.2f | %s MB | 1.00 | |\n' \
+    "$MB" "$((DUMP_MANUAL / 1048576))"
+printf '| `odoo-db recreate --yes` (pg_dump -Fc --compress=%s, read back whole) | %.2f | %s MB | %.2f | <= 0.50 |\n' \
+    "${COMPRESSION:-1}" "$OB" "$((DUMP_ODOO / 1048576))" "$(echo "$OB / $MB" | bc -l)"
+printf '| manual: `dropdb --force` + `createdb -O` | %.2f | | 1.00 | |\n' "$MP"
+printf '| `odoo-db recreate --yes --no-backup` | %.2f | | %.2f | <= 1.10 |\n' "$OP" "$(echo "$OP / $MP" | bc -l)"

@@ -1,0 +1,582 @@
+//! Backups of integration databases: `pg_dump -Fc` before a drop, `pg_restore` after.
+//!
+//! A backup is only worth something if it is complete and readable, so one is written
+//! to `<name>-<UTC timestamp>.dump.partial` (mode 0600 from its creation), read back
+//! whole (`pg_restore -f /dev/null` decompresses every data block; `--list` would read
+//! the table of contents only; the read-back runs alongside the dump, see [`dump`]),
+//! synced, and only then renamed to `.dump`: a `.dump` file is always a verified one,
+//! whatever moment a crash picks. The client tools are
+//! the newest installed ones whose major version is at least the server's (an older
+//! pg_dump refuses a newer server), found before anything changes. The password goes
+//! through a temporary 0600 password file named by `PGPASSFILE`, never the command
+//! line (visible in `ps`) nor `PGPASSWORD` (visible in `/proc/<pid>/environ` to the
+//! same user, and inherited by anything the tool starts).
+//!
+//! Retention keeps the newest `keep_backups` of each database and never deletes a
+//! backup that an unfinished recreate or restore recorded.
+
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, NaiveDateTime, Utc};
+
+use crate::conn::ConnParams;
+use crate::error::{Context, Error, Result};
+use crate::units::format_bytes;
+
+const SUFFIX: &str = ".dump";
+const PARTIAL_SUFFIX: &str = ".dump.partial";
+/// Milliseconds: two backups of one database a second apart must not collide, and the
+/// name sorts in time order.
+const TIMESTAMP_FORMAT: &str = "%Y%m%dT%H%M%S%.3fZ";
+/// pg_dump waits this long for a table lock (an open ALTER TABLE in Odoo) before
+/// failing, rather than hanging the recreate.
+const LOCK_WAIT_TIMEOUT: &str = "60s";
+
+/// pg_dump and pg_restore of one installation.
+#[derive(Debug, Clone)]
+pub struct Tools {
+    pub bindir: PathBuf,
+    pub major: u32,
+    /// `pg_dump --version` as printed.
+    pub version: String,
+}
+
+impl Tools {
+    fn bin(&self, tool: &str) -> PathBuf {
+        self.bindir.join(tool)
+    }
+}
+
+/// A verified backup file.
+#[derive(Debug, Clone)]
+pub struct Backup {
+    pub path: PathBuf,
+    pub bytes: u64,
+    pub duration: Duration,
+}
+
+/// Directories that may hold PostgreSQL client tools, most explicit first.
+fn candidate_dirs() -> Vec<PathBuf> {
+    let mut dirs = Vec::new();
+    if let Some(dir) = std::env::var_os("PG_BINDIR").filter(|d| !d.is_empty()) {
+        dirs.push(PathBuf::from(dir));
+    }
+    if let Ok(out) = std::process::Command::new("pg_config")
+        .arg("--bindir")
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+    {
+        if out.status.success() {
+            dirs.push(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()));
+        }
+    }
+    for (root, pattern) in [("/usr/lib/postgresql", "bin"), ("/usr", "")] {
+        let Ok(entries) = std::fs::read_dir(root) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let file_name = entry.file_name().to_string_lossy().into_owned();
+            if pattern == "bin" {
+                dirs.push(entry.path().join("bin"));
+            } else if file_name.starts_with("pgsql-") {
+                // RHEL/PGDG layout: /usr/pgsql-16/bin
+                dirs.push(entry.path().join("bin"));
+            }
+        }
+    }
+    if let Some(path) = std::env::var_os("PATH") {
+        dirs.extend(std::env::split_paths(&path));
+    }
+    let mut seen = Vec::new();
+    dirs.retain(|dir| {
+        let key = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.clone());
+        if seen.contains(&key) {
+            false
+        } else {
+            seen.push(key);
+            true
+        }
+    });
+    dirs
+}
+
+fn executable(path: &Path) -> bool {
+    std::fs::metadata(path)
+        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        .unwrap_or(false)
+}
+
+/// "pg_dump (PostgreSQL) 15.14 (Debian 15.14-0+deb12u1)" → 15.
+fn parse_major(version: &str) -> Option<u32> {
+    let after = version.split(')').nth(1)?.trim_start();
+    let digits: String = after.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
+}
+
+/// The newest pg_dump/pg_restore pair whose major version is at least `server_major`;
+/// refused (nothing changed) when none is installed.
+pub fn find_tools(server_major: u32) -> Result<Tools> {
+    let mut found: Vec<Tools> = Vec::new();
+    for dir in candidate_dirs() {
+        if !executable(&dir.join("pg_dump")) || !executable(&dir.join("pg_restore")) {
+            continue;
+        }
+        let Ok(out) = std::process::Command::new(dir.join("pg_dump"))
+            .arg("--version")
+            .stdin(Stdio::null())
+            .stderr(Stdio::null())
+            .output()
+        else {
+            continue;
+        };
+        let version = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        if let Some(major) = parse_major(&version) {
+            found.push(Tools {
+                bindir: dir,
+                major,
+                version,
+            });
+        }
+    }
+    let seen: Vec<String> = found
+        .iter()
+        .map(|t| format!("{} ({})", t.major, t.bindir.display()))
+        .collect();
+    found
+        .into_iter()
+        .filter(|tools| tools.major >= server_major)
+        .max_by_key(|tools| tools.major)
+        .ok_or_else(|| {
+            Error::refused(format!(
+                "no pg_dump of PostgreSQL {server_major} or newer is installed (an older pg_dump refuses a newer server; found: {}); \
+                 install the client tools (Debian/Ubuntu: apt-get install postgresql-client-{server_major}) or set PG_BINDIR; nothing was changed",
+                if seen.is_empty() { "none".to_string() } else { seen.join(", ") }
+            ))
+        })
+}
+
+/// Refuse (nothing changed) when the file system of `dir` has less free space than the
+/// database takes: a dump that fills the disk fails late and may take the server's
+/// disk with it when they share one.
+pub fn check_space(dir: &Path, database_bytes: u64) -> Result<()> {
+    let mut probe = dir.to_path_buf();
+    while !probe.exists() {
+        match probe.parent() {
+            Some(parent) => probe = parent.to_path_buf(),
+            None => break,
+        }
+    }
+    let stat = nix::sys::statvfs::statvfs(&probe).map_err(|error| {
+        Error::refused(format!(
+            "backup directory {}: cannot read the free space of {}: {error}",
+            dir.display(),
+            probe.display()
+        ))
+    })?;
+    let free = stat.blocks_available() as u64 * stat.fragment_size() as u64;
+    if free < database_bytes {
+        return Err(Error::refused(format!(
+            "backup directory {} has {} free, less than the database's {}: free space there, \
+             choose another --backup-dir, or (knowingly) pass --no-backup; nothing was changed",
+            dir.display(),
+            format_bytes(free),
+            format_bytes(database_bytes)
+        )));
+    }
+    if dir.exists() && nix::unistd::access(dir, nix::unistd::AccessFlags::W_OK).is_err() {
+        return Err(Error::refused(format!(
+            "backup directory {} is not writable by this user; nothing was changed",
+            dir.display()
+        )));
+    }
+    Ok(())
+}
+
+/// `<name>-<UTC timestamp>.dump`
+pub fn file_name(name: &str, at: DateTime<Utc>) -> String {
+    format!("{name}-{}{SUFFIX}", at.format(TIMESTAMP_FORMAT))
+}
+
+/// The time in a backup file name of database `name`, None for any other file.
+pub fn timestamp_of(name: &str, file_name: &str) -> Option<DateTime<Utc>> {
+    let stamp = file_name
+        .strip_prefix(name)?
+        .strip_prefix('-')?
+        .strip_suffix(SUFFIX)?;
+    NaiveDateTime::parse_from_str(stamp, TIMESTAMP_FORMAT)
+        .ok()
+        .map(|naive| naive.and_utc())
+}
+
+/// Backups of `name` in `dir`, oldest first.
+pub fn backups_of(dir: &Path, name: &str) -> Result<Vec<(DateTime<Utc>, PathBuf)>> {
+    let mut found = Vec::new();
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(found),
+        Err(error) => return Err(Error::from(error).context(format!("reading {}", dir.display()))),
+    };
+    for entry in entries.flatten() {
+        let file_name = entry.file_name().to_string_lossy().into_owned();
+        if let Some(at) = timestamp_of(name, &file_name) {
+            found.push((at, entry.path()));
+        }
+    }
+    found.sort();
+    Ok(found)
+}
+
+/// What retention deletes from `backups` (oldest first): all but the newest `keep`,
+/// except those in `protected`.
+pub fn to_prune(backups: &[PathBuf], keep: usize, protected: &[PathBuf]) -> Vec<PathBuf> {
+    let excess = backups.len().saturating_sub(keep);
+    backups[..excess]
+        .iter()
+        .filter(|path| !protected.iter().any(|p| same_file(p, path)))
+        .cloned()
+        .collect()
+}
+
+fn same_file(a: &Path, b: &Path) -> bool {
+    a == b
+        || matches!(
+            (std::fs::canonicalize(a), std::fs::canonicalize(b)),
+            (Ok(x), Ok(y)) if x == y
+        )
+}
+
+/// Keep the newest `keep` backups of `name` in `dir`; returns what was deleted.
+pub fn prune(dir: &Path, name: &str, keep: usize, protected: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    let backups: Vec<PathBuf> = backups_of(dir, name)?.into_iter().map(|(_, p)| p).collect();
+    let doomed = to_prune(&backups, keep, protected);
+    for path in &doomed {
+        std::fs::remove_file(path).with_context(|| format!("pruning old backup {}", path.display()))?;
+        tracing::info!("pruned old backup {}", path.display());
+    }
+    Ok(doomed)
+}
+
+/// A temporary password file (0600, removed on drop) for one libpq tool run; never the
+/// command line. Empty when the parameters carry no password (then the server needs
+/// none, or the tool would find none either).
+fn password_file(params: &ConnParams) -> Result<tempfile::NamedTempFile> {
+    let mut file = tempfile::Builder::new()
+        .prefix("odoo-db-pgpass-")
+        .tempfile()
+        .context("creating a temporary password file")?;
+    std::fs::set_permissions(file.path(), std::fs::Permissions::from_mode(0o600))?;
+    if let Some(password) = params.password() {
+        let escaped = password.replace('\\', "\\\\").replace(':', "\\:");
+        writeln!(file, "*:*:*:*:{escaped}")?;
+        file.flush()?;
+    }
+    Ok(file)
+}
+
+/// A libpq tool with no `PG*` variable of ours leaking in (the conninfo says it all)
+/// and the password file; killed if odoo-db dies, so no orphan keeps dumping.
+fn libpq_command(tools: &Tools, tool: &str, pgpass: Option<&Path>) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(tools.bin(tool));
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("PG") {
+            command.env_remove(&key);
+        }
+    }
+    if let Some(pgpass) = pgpass {
+        command.env("PGPASSFILE", pgpass);
+    }
+    command
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
+    unsafe {
+        command.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+    command
+}
+
+async fn run_tool(mut command: tokio::process::Command, what: &str) -> Result<()> {
+    let out = command
+        .output()
+        .await
+        .with_context(|| format!("starting {what}"))?;
+    if out.status.success() {
+        return Ok(());
+    }
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    Err(Error::failed(format!(
+        "{what} failed ({}): {}",
+        out.status,
+        stderr.trim()
+    )))
+}
+
+/// Remove `.partial` files of `name` left by a killed run (the caller holds the lock,
+/// so no live run is writing them).
+fn remove_partials(dir: &Path, name: &str) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let file_name = entry.file_name().to_string_lossy().into_owned();
+        if file_name.starts_with(&format!("{name}-"))
+            && file_name.ends_with(PARTIAL_SUFFIX)
+            && std::fs::remove_file(entry.path()).is_ok()
+        {
+            tracing::info!("removed {} left by an interrupted backup", entry.path().display());
+        }
+    }
+}
+
+/// Dump database `name` (`params` point at it) into `dir`, read it back whole, sync it,
+/// and only then give it its final name. On failure nothing is left behind.
+///
+/// The read-back runs while the dump is written, not after it: pg_dump's output goes
+/// through odoo-db into the file and into `pg_restore -f /dev/null` at once, which
+/// hides the read-back's time behind the dump's. The file is then synced and read
+/// again from the file system and must equal, byte for byte (length and hash), the
+/// stream pg_restore accepted; so what is on disk is what was verified. (pg_dump
+/// writing to a pipe cannot seek back to store data offsets in the table of contents;
+/// pg_restore finds the blocks by scanning instead, also with `-j`.)
+pub async fn dump(tools: &Tools, params: &ConnParams, dir: &Path, name: &str, compression: &str) -> Result<Backup> {
+    let started = Instant::now();
+    if !dir.exists() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating backup directory {}", dir.display()))?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    remove_partials(dir, name);
+    let final_path = dir.join(file_name(name, Utc::now()));
+    let partial = final_path.with_extension("dump.partial");
+    // Created here, 0600 from the first byte: pg_dump would create it with 0644 & umask.
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&partial)
+        .with_context(|| format!("creating {}", partial.display()))?;
+    let result = async {
+        let pgpass = password_file(params)?;
+        let mut pg_dump = libpq_command(tools, "pg_dump", Some(pgpass.path()));
+        pg_dump
+            .arg("--format=custom")
+            .arg(format!("--compress={compression}"))
+            .arg(format!("--lock-wait-timeout={LOCK_WAIT_TIMEOUT}"))
+            .arg("--no-password")
+            .arg("--dbname")
+            .arg(params.libpq_conninfo())
+            .stdout(Stdio::piped());
+        let mut pg_restore = libpq_command(tools, "pg_restore", None);
+        pg_restore.arg("--file=/dev/null").stdin(Stdio::piped());
+        let (bytes, hash) = stream_verified(pg_dump, pg_restore, file, name).await?;
+        let (reread_bytes, reread_hash) = hash_file(&partial).await?;
+        if (reread_bytes, reread_hash) != (bytes, hash) {
+            return Err(Error::failed(format!(
+                "{} reads back {reread_bytes} bytes that differ from the {bytes} bytes pg_restore verified",
+                partial.display()
+            )));
+        }
+        std::fs::rename(&partial, &final_path)?;
+        std::fs::File::open(dir)?.sync_all()?;
+        Ok::<_, Error>(bytes)
+    }
+    .await;
+    match result {
+        Ok(bytes) => Ok(Backup {
+            path: final_path,
+            bytes,
+            duration: started.elapsed(),
+        }),
+        Err(error) => {
+            let _ = std::fs::remove_file(&partial);
+            Err(error.context(format!("backing up {name} into {}", dir.display())))
+        }
+    }
+}
+
+/// Collect a child's stderr while it runs, so a chatty child never blocks on a full pipe.
+fn collect_stderr(child: &mut tokio::process::Child) -> tokio::task::JoinHandle<String> {
+    use tokio::io::AsyncReadExt;
+    let stderr = child.stderr.take();
+    tokio::spawn(async move {
+        let mut text = String::new();
+        if let Some(mut stderr) = stderr {
+            let _ = stderr.read_to_string(&mut text).await;
+        }
+        text
+    })
+}
+
+/// Run pg_dump into `file` and into pg_restore's stdin at once; both must succeed.
+/// Returns the length and hash of the stream, and leaves the file synced.
+async fn stream_verified(
+    mut pg_dump: tokio::process::Command,
+    mut pg_restore: tokio::process::Command,
+    file: std::fs::File,
+    name: &str,
+) -> Result<(u64, u64)> {
+    use std::hash::Hasher;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut dumper = pg_dump.spawn().context("starting pg_dump")?;
+    let mut reader = pg_restore.spawn().context("starting pg_restore to read the backup back")?;
+    let dump_errors = collect_stderr(&mut dumper);
+    let read_errors = collect_stderr(&mut reader);
+    let mut output = dumper.stdout.take().expect("piped");
+    let mut verifier = reader.stdin.take();
+    let mut file = tokio::fs::File::from_std(file);
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    let mut bytes = 0u64;
+    let mut buffer = vec![0u8; 1 << 20];
+    let mut verifier_gone = false;
+    loop {
+        let n = output.read(&mut buffer).await.context("reading pg_dump's output")?;
+        if n == 0 {
+            break;
+        }
+        let chunk = &buffer[..n];
+        file.write_all(chunk).await.context("writing the backup file")?;
+        hasher.write(chunk);
+        bytes += n as u64;
+        if let Some(stdin) = verifier.as_mut() {
+            // A reader that quit early has failed: its exit status says why.
+            if stdin.write_all(chunk).await.is_err() {
+                verifier = None;
+                verifier_gone = true;
+            }
+        }
+    }
+    drop(verifier);
+    let dump_status = dumper.wait().await.context("waiting for pg_dump")?;
+    let read_status = reader.wait().await.context("waiting for pg_restore")?;
+    let dump_errors = dump_errors.await.unwrap_or_default();
+    let read_errors = read_errors.await.unwrap_or_default();
+    if !dump_status.success() {
+        return Err(Error::failed(format!(
+            "pg_dump of {name} failed ({dump_status}): {}",
+            dump_errors.trim()
+        )));
+    }
+    if !read_status.success() || verifier_gone {
+        return Err(Error::failed(format!(
+            "the backup of {name} does not read back whole: pg_restore {read_status}: {}",
+            read_errors.trim()
+        )));
+    }
+    file.flush().await?;
+    file.sync_all().await.context("syncing the backup file")?;
+    Ok((bytes, hasher.finish()))
+}
+
+/// Length and hash of a file as the file system returns it now.
+async fn hash_file(path: &Path) -> Result<(u64, u64)> {
+    let path = path.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        use std::hash::Hasher;
+        use std::io::Read;
+        let mut file = std::fs::File::open(&path).with_context(|| format!("reading back {}", path.display()))?;
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        let mut buffer = vec![0u8; 1 << 20];
+        let mut bytes = 0u64;
+        loop {
+            let n = file.read(&mut buffer)?;
+            if n == 0 {
+                break;
+            }
+            hasher.write(&buffer[..n]);
+            bytes += n as u64;
+        }
+        Ok((bytes, hasher.finish()))
+    })
+    .await
+    .map_err(|error| Error::failed(format!("reading the backup back: {error}")))?
+}
+
+/// Read an archive back completely: every data block is decompressed and turned into
+/// SQL, which goes to /dev/null. A truncated or corrupt file fails here.
+pub async fn verify(tools: &Tools, path: &Path) -> Result<()> {
+    let mut command = libpq_command(tools, "pg_restore", None);
+    command.arg("--file=/dev/null").arg(path);
+    run_tool(command, &format!("reading back {}", path.display())).await
+}
+
+/// The database an archive was dumped from (its table of contents says).
+pub async fn archive_database(tools: &Tools, path: &Path) -> Result<String> {
+    let out = libpq_command(tools, "pg_restore", None)
+        .arg("--list")
+        .arg(path)
+        .stdout(Stdio::piped())
+        .output()
+        .await
+        .with_context(|| format!("reading the table of contents of {}", path.display()))?;
+    if !out.status.success() {
+        return Err(Error::refused(format!(
+            "{} is not a readable pg_dump archive: {}",
+            path.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .find_map(|line| line.trim_start_matches(';').trim().strip_prefix("dbname:"))
+        .map(|name| name.trim().to_string())
+        .ok_or_else(|| Error::refused(format!("{} names no database in its table of contents", path.display())))
+}
+
+/// Restore an archive into the (new, empty) database `params` point at, as `owner`:
+/// every object is created by and belongs to the customer's role, whatever role made
+/// the dump. One transaction, so a failure leaves the database empty, not half full.
+pub async fn restore(tools: &Tools, params: &ConnParams, path: &Path, owner: &str) -> Result<()> {
+    let pgpass = password_file(params)?;
+    let mut command = libpq_command(tools, "pg_restore", Some(pgpass.path()));
+    command
+        .arg("--no-owner")
+        .arg(format!("--role={owner}"))
+        .arg("--exit-on-error")
+        .arg("--single-transaction")
+        .arg("--no-password")
+        .arg("--dbname")
+        .arg(params.libpq_conninfo())
+        .arg(path);
+    run_tool(command, &format!("pg_restore of {}", path.display())).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip_and_do_not_match_other_databases() {
+        let at = DateTime::parse_from_rfc3339("2024-06-11T10:15:30.123Z").unwrap().with_timezone(&Utc);
+        let name = file_name("a_integration", at);
+        assert_eq!(name, "a_integration-20240611T101530.123Z.dump");
+        assert_eq!(timestamp_of("a_integration", &name), Some(at));
+        assert_eq!(timestamp_of("b_a_integration", &name), None);
+        assert_eq!(timestamp_of("a", &name), None);
+        assert_eq!(timestamp_of("a_integration", &format!("{name}.partial")), None);
+    }
+
+    #[test]
+    fn retention_keeps_the_newest_and_what_unfinished_runs_need() {
+        let files: Vec<PathBuf> = (1..=5).map(|i| PathBuf::from(format!("/b/x-{i}.dump"))).collect();
+        assert_eq!(to_prune(&files, 3, &[]), files[..2].to_vec());
+        assert_eq!(to_prune(&files, 3, &[files[0].clone()]), vec![files[1].clone()]);
+        assert!(to_prune(&files, 5, &[]).is_empty());
+        assert!(to_prune(&files[..1], 1, &[]).is_empty());
+    }
+
+    #[test]
+    fn parses_tool_versions() {
+        assert_eq!(parse_major("pg_dump (PostgreSQL) 15.14 (Debian 15.14-0+deb12u1)"), Some(15));
+        assert_eq!(parse_major("pg_dump (PostgreSQL) 18beta1"), Some(18));
+        assert_eq!(parse_major("garbage"), None);
+    }
+}

@@ -1,0 +1,877 @@
+//! A database's properties: captured before a drop, checked, and put back after.
+//!
+//! `DROP DATABASE` + `CREATE DATABASE x OWNER x` by hand loses everything that lives in
+//! `pg_database` and `pg_db_role_setting` rather than inside the database: encoding and
+//! locale (template0 has its own), tablespace, connection limit, the ACL, the comment,
+//! `ALTER DATABASE … SET` and `ALTER ROLE … IN DATABASE … SET`. This module captures all
+//! of it in one query ([`inspect`]), decides before anything changes whether odoo-db's
+//! least-privilege role can put every piece back ([`check_restorable`]: a setting of
+//! superuser context cannot be set by it, for one), and generates the statements that
+//! recreate the database with exactly these properties. The captured [`DbProps`] is
+//! what the catalog records as the plan, so a run killed after the drop is finished
+//! from it.
+
+use std::fmt::Write;
+
+use serde::{Deserialize, Serialize};
+use tokio_postgres::Client;
+
+use crate::error::{Context, Error, Result};
+use crate::servers::{quote_ident, quote_literal};
+use crate::units::format_bytes;
+
+const INSPECT_SQL: &str = include_str!("../sql/recreate/inspect.sql");
+const RIGHTS_SQL: &str = include_str!("../sql/recreate/rights.sql");
+
+/// What a new database must get back (the recorded plan). Serialized into the catalog.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DbProps {
+    pub name: String,
+    pub owner: String,
+    pub encoding: String,
+    pub collate: String,
+    pub ctype: String,
+    /// `libc`, `icu` or `builtin` (PostgreSQL 17+).
+    pub locale_provider: String,
+    /// The ICU locale (`icu`) or the builtin locale (`builtin`).
+    pub provider_locale: Option<String>,
+    /// ICU tailoring rules (PostgreSQL 16+).
+    pub icu_rules: Option<String>,
+    pub tablespace: String,
+    /// -1: no limit.
+    pub connection_limit: i32,
+    pub allow_connections: bool,
+    /// The ACL item by item, in order; `None` when `datacl` is NULL (the default ACL).
+    pub acl: Option<Vec<AclItem>>,
+    /// `datacl` as PostgreSQL prints it (NULL: the default).
+    pub acl_text: Option<String>,
+    /// `coalesce(datacl, acldefault(...))`: two ACLs that mean the same compare equal.
+    pub effective_acl: String,
+    pub comment: Option<String>,
+    /// `ALTER DATABASE … SET`: `name=value` entries as `pg_db_role_setting` holds them.
+    pub settings: Vec<String>,
+    /// `ALTER ROLE … IN DATABASE … SET`, per role.
+    pub role_settings: Vec<RoleSettings>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoleSettings {
+    pub role: String,
+    pub settings: Vec<String>,
+}
+
+/// One `aclitem`: what `grantor` gave `grantee` (None: PUBLIC).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AclItem {
+    pub grantee: Option<String>,
+    pub grantor: String,
+    /// Granted without grant option.
+    pub privileges: Vec<String>,
+    /// Granted WITH GRANT OPTION.
+    pub grantable: Vec<String>,
+}
+
+/// A session connected to the database.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Session {
+    pub pid: i32,
+    pub user: Option<String>,
+    pub application: Option<String>,
+    pub client: String,
+    pub state: Option<String>,
+    pub backend_type: Option<String>,
+    pub superuser: bool,
+}
+
+/// The properties plus what decides whether the database may be dropped now.
+#[derive(Debug, Clone)]
+pub struct Inspection {
+    pub props: DbProps,
+    pub is_template: bool,
+    pub size_bytes: i64,
+    pub sessions: Vec<Session>,
+    /// Objects under which DROP DATABASE fails (slots, prepared transactions,
+    /// subscriptions).
+    pub blockers: Vec<String>,
+    pub server_version: String,
+}
+
+/// `server_version_num` (e.g. 150014), which picks version-dependent SQL.
+pub async fn server_version_num(client: &Client) -> Result<i32> {
+    let text: String = client
+        .query_one("SELECT current_setting('server_version_num')", &[])
+        .await?
+        .get(0);
+    text.parse()
+        .map_err(|_| Error::failed(format!("unexpected server_version_num {text:?}")))
+}
+
+fn inspect_sql(version_num: i32) -> String {
+    let provider = if version_num >= 150000 {
+        "d.datlocprovider::text"
+    } else {
+        "'c'::text"
+    };
+    let locale = match version_num {
+        v if v >= 170000 => "d.datlocale::text",
+        v if v >= 150000 => "d.daticulocale::text",
+        _ => "NULL::text",
+    };
+    let rules = if version_num >= 160000 {
+        "d.daticurules::text"
+    } else {
+        "NULL::text"
+    };
+    INSPECT_SQL
+        .replace("{locale_provider}", provider)
+        .replace("{icu_locale}", locale)
+        .replace("{icu_rules}", rules)
+}
+
+#[derive(Deserialize)]
+struct AclRow {
+    item: i64,
+    grantee: Option<String>,
+    grantor: String,
+    privilege: String,
+    grantable: bool,
+}
+
+#[derive(Deserialize)]
+struct SettingRow {
+    role: Option<String>,
+    config: Option<Vec<String>>,
+}
+
+/// Capture a database; `None` when it does not exist.
+pub async fn inspect(client: &Client, name: &str, version_num: i32) -> Result<Option<Inspection>> {
+    let row = client
+        .query_opt(&inspect_sql(version_num), &[&name])
+        .await
+        .with_context(|| format!("inspecting database {name}"))?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let provider = match row.get::<_, String>("locale_provider").as_str() {
+        "i" => "icu",
+        "b" => "builtin",
+        _ => "libc",
+    }
+    .to_string();
+    let acl_text: Option<String> = row.get("acl_text");
+    let acl_rows: Vec<AclRow> = from_json(row.get("acl"), "the ACL")?;
+    let acl = acl_text.as_ref().map(|_| group_acl(acl_rows));
+    let setting_rows: Vec<SettingRow> = from_json(row.get("settings"), "the settings")?;
+    let mut settings = Vec::new();
+    let mut role_settings = Vec::new();
+    for setting in setting_rows {
+        let config = setting.config.unwrap_or_default();
+        match setting.role {
+            None => settings = config,
+            Some(role) => role_settings.push(RoleSettings { role, settings: config }),
+        }
+    }
+    let props = DbProps {
+        name: name.to_string(),
+        owner: row.get("owner"),
+        encoding: row.get("encoding"),
+        collate: row.get("collate"),
+        ctype: row.get("ctype"),
+        locale_provider: provider,
+        provider_locale: row.get("icu_locale"),
+        icu_rules: row.get("icu_rules"),
+        tablespace: row.get("tablespace"),
+        connection_limit: row.get("connection_limit"),
+        allow_connections: row.get("allow_connections"),
+        acl,
+        acl_text,
+        effective_acl: row.get("effective_acl"),
+        comment: row.get("comment"),
+        settings,
+        role_settings,
+    };
+    Ok(Some(Inspection {
+        props,
+        is_template: row.get("is_template"),
+        size_bytes: row.get("size_bytes"),
+        sessions: from_json(row.get("sessions"), "the sessions")?,
+        blockers: row.get("blockers"),
+        server_version: row.get("server_version"),
+    }))
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(value: serde_json::Value, what: &str) -> Result<T> {
+    serde_json::from_value(value)
+        .map_err(|error| Error::failed(format!("reading {what} of the database: {error}")))
+}
+
+/// aclexplode's one row per privilege, back into one item per (grantee, grantor).
+fn group_acl(rows: Vec<AclRow>) -> Vec<AclItem> {
+    let mut items: Vec<(i64, AclItem)> = Vec::new();
+    for row in rows {
+        if items.last().map(|(n, _)| *n) != Some(row.item) {
+            items.push((
+                row.item,
+                AclItem {
+                    grantee: row.grantee.clone(),
+                    grantor: row.grantor.clone(),
+                    privileges: Vec::new(),
+                    grantable: Vec::new(),
+                },
+            ));
+        }
+        let item = &mut items.last_mut().expect("pushed above").1;
+        if row.grantable {
+            item.grantable.push(row.privilege);
+        } else {
+            item.privileges.push(row.privilege);
+        }
+    }
+    items.into_iter().map(|(_, item)| item).collect()
+}
+
+/// The ACL a database has while `datacl` is NULL: PUBLIC may connect and create
+/// temporary tables, the owner may do everything.
+fn default_acl(owner: &str) -> Vec<AclItem> {
+    vec![
+        AclItem {
+            grantee: None,
+            grantor: owner.to_string(),
+            privileges: vec!["TEMPORARY".into(), "CONNECT".into()],
+            grantable: vec![],
+        },
+        AclItem {
+            grantee: Some(owner.to_string()),
+            grantor: owner.to_string(),
+            privileges: vec!["CREATE".into(), "TEMPORARY".into(), "CONNECT".into()],
+            grantable: vec![],
+        },
+    ]
+}
+
+fn grantee_sql(grantee: &Option<String>) -> String {
+    match grantee {
+        None => "PUBLIC".to_string(),
+        Some(role) => quote_ident(role),
+    }
+}
+
+/// Run `statement` as `grantor` when that is not the owner: GRANT and REVOKE by a
+/// member of the owner act as the owner, so any other grantor needs SET ROLE to be
+/// reproduced.
+fn as_grantor(owner: &str, grantor: &str, statement: String) -> String {
+    if grantor == owner {
+        statement
+    } else {
+        format!("SET ROLE {}; {statement}; RESET ROLE", quote_ident(grantor))
+    }
+}
+
+/// Statements that turn the ACL `current` (None: NULL, the default) into exactly the
+/// one of `props`: revoke everything from every grantee, then grant item by item in
+/// order (new items are appended, so `datacl` reads the same as before). Nothing when
+/// both are NULL, which keeps a NULL ACL NULL.
+pub fn acl_statements(props: &DbProps, current: Option<&[AclItem]>) -> Vec<String> {
+    if props.acl.is_none() && current.is_none() {
+        return Vec::new();
+    }
+    let database = quote_ident(&props.name);
+    let owner = &props.owner;
+    let current = match current {
+        Some(items) => items.to_vec(),
+        None => default_acl(owner),
+    };
+    let target = props.acl.clone().unwrap_or_else(|| default_acl(owner));
+    let mut statements = Vec::new();
+    let mut revoked: Vec<(&str, &Option<String>)> = Vec::new();
+    for item in &current {
+        if revoked.contains(&(item.grantor.as_str(), &item.grantee)) {
+            continue;
+        }
+        revoked.push((item.grantor.as_str(), &item.grantee));
+        statements.push(as_grantor(
+            owner,
+            &item.grantor,
+            format!(
+                "REVOKE ALL ON DATABASE {database} FROM {} CASCADE",
+                grantee_sql(&item.grantee)
+            ),
+        ));
+    }
+    for item in &target {
+        let grantee = grantee_sql(&item.grantee);
+        if !item.privileges.is_empty() {
+            statements.push(as_grantor(
+                owner,
+                &item.grantor,
+                format!("GRANT {} ON DATABASE {database} TO {grantee}", item.privileges.join(", ")),
+            ));
+        }
+        if !item.grantable.is_empty() {
+            statements.push(as_grantor(
+                owner,
+                &item.grantor,
+                format!(
+                    "GRANT {} ON DATABASE {database} TO {grantee} WITH GRANT OPTION",
+                    item.grantable.join(", ")
+                ),
+            ));
+        }
+    }
+    statements
+}
+
+/// While a restore fills the new database only odoo-db may connect: the owner (the
+/// application's role) and PUBLIC lose CONNECT, odoo-db's role gets it. The owner keeps
+/// CREATE and TEMPORARY, which the restore (run as the owner) needs.
+pub fn staged_acl_statements(name: &str, owner: &str) -> Vec<String> {
+    let database = quote_ident(name);
+    vec![
+        format!(
+            "REVOKE CONNECT ON DATABASE {database} FROM PUBLIC, {}",
+            quote_ident(owner)
+        ),
+        format!("GRANT CONNECT ON DATABASE {database} TO CURRENT_USER"),
+    ]
+}
+
+/// Variables whose value is a list of quoted elements (pg_dump's list): their value must
+/// be given back element by element, or the whole list would become one element.
+const LIST_QUOTE_SETTINGS: &[&str] = &[
+    "local_preload_libraries",
+    "search_path",
+    "session_preload_libraries",
+    "shared_preload_libraries",
+    "temp_tablespaces",
+    "unix_socket_directories",
+];
+
+/// `name=value` of `pg_db_role_setting` as the `name = value` of `SET`.
+pub fn setting_assignment(entry: &str) -> Result<String> {
+    let (name, value) = entry
+        .split_once('=')
+        .ok_or_else(|| Error::failed(format!("unexpected setting {entry:?} in pg_db_role_setting")))?;
+    let value_sql = if LIST_QUOTE_SETTINGS.contains(&name.to_ascii_lowercase().as_str()) {
+        split_guc_list(value)
+            .iter()
+            .map(|element| quote_literal(element))
+            .collect::<Vec<_>>()
+            .join(", ")
+    } else {
+        quote_literal(value)
+    };
+    Ok(format!("{} = {value_sql}", quote_ident(name)))
+}
+
+/// The elements of a list-valued setting as PostgreSQL prints it (`"$user", public`):
+/// comma-separated, double quotes around an element protect commas and spaces, `""`
+/// inside quotes is one quote.
+fn split_guc_list(value: &str) -> Vec<String> {
+    let mut elements = Vec::new();
+    let mut chars = value.chars().peekable();
+    loop {
+        while chars.peek().is_some_and(|c| c.is_whitespace()) {
+            chars.next();
+        }
+        if chars.peek().is_none() {
+            break;
+        }
+        let mut element = String::new();
+        if chars.peek() == Some(&'"') {
+            chars.next();
+            while let Some(c) = chars.next() {
+                if c == '"' {
+                    if chars.peek() == Some(&'"') {
+                        chars.next();
+                        element.push('"');
+                    } else {
+                        break;
+                    }
+                } else {
+                    element.push(c);
+                }
+            }
+            while chars.peek().is_some_and(|c| *c != ',') {
+                chars.next();
+            }
+        } else {
+            while let Some(c) = chars.peek().copied() {
+                if c == ',' {
+                    break;
+                }
+                element.push(c);
+                chars.next();
+            }
+            element = element.trim_end().to_string();
+        }
+        elements.push(element);
+        if chars.next().is_none() {
+            break;
+        }
+    }
+    elements
+}
+
+/// `ALTER DATABASE … SET` and `ALTER ROLE … IN DATABASE … SET`, in the recorded order
+/// (each appends to the stored array, so the order comes back too).
+pub fn settings_statements(props: &DbProps) -> Result<Vec<String>> {
+    let database = quote_ident(&props.name);
+    let mut statements = Vec::new();
+    for entry in &props.settings {
+        statements.push(format!("ALTER DATABASE {database} SET {}", setting_assignment(entry)?));
+    }
+    for role in &props.role_settings {
+        for entry in &role.settings {
+            statements.push(format!(
+                "ALTER ROLE {} IN DATABASE {database} SET {}",
+                quote_ident(&role.role),
+                setting_assignment(entry)?
+            ));
+        }
+    }
+    Ok(statements)
+}
+
+pub fn comment_statement(props: &DbProps) -> Option<String> {
+    props.comment.as_ref().map(|comment| {
+        format!(
+            "COMMENT ON DATABASE {} IS {}",
+            quote_ident(&props.name),
+            quote_literal(comment)
+        )
+    })
+}
+
+/// `CREATE DATABASE` from template0 with every property CREATE takes; connections
+/// stay closed until the rest is in place (see the callers).
+pub fn create_statement(props: &DbProps, version_num: i32) -> String {
+    let mut sql = format!(
+        "CREATE DATABASE {} WITH OWNER = {} TEMPLATE = template0 ENCODING = {} LC_COLLATE = {} LC_CTYPE = {}",
+        quote_ident(&props.name),
+        quote_ident(&props.owner),
+        quote_literal(&props.encoding),
+        quote_literal(&props.collate),
+        quote_literal(&props.ctype),
+    );
+    if version_num >= 150000 {
+        write!(sql, " LOCALE_PROVIDER = {}", props.locale_provider).ok();
+        match (props.locale_provider.as_str(), &props.provider_locale) {
+            ("icu", Some(locale)) => {
+                write!(sql, " ICU_LOCALE = {}", quote_literal(locale)).ok();
+            }
+            ("builtin", Some(locale)) => {
+                write!(sql, " BUILTIN_LOCALE = {}", quote_literal(locale)).ok();
+            }
+            _ => {}
+        }
+        if let (true, Some(rules)) = (version_num >= 160000, &props.icu_rules) {
+            write!(sql, " ICU_RULES = {}", quote_literal(rules)).ok();
+        }
+    }
+    if props.tablespace != "pg_default" {
+        write!(sql, " TABLESPACE = {}", quote_ident(&props.tablespace)).ok();
+    }
+    write!(
+        sql,
+        " CONNECTION LIMIT = {} ALLOW_CONNECTIONS = false",
+        props.connection_limit
+    )
+    .ok();
+    sql
+}
+
+#[derive(Deserialize)]
+struct SettingRight {
+    name: String,
+    context: Option<String>,
+    may_set: bool,
+}
+
+/// Refuse (nothing changed) unless odoo-db's role can recreate the database with
+/// exactly these properties: CREATEDB, acting as the owner, CREATE on the tablespace,
+/// every setting (one of superuser context, or an unknown placeholder, needs a
+/// superuser), signalling the sessions it must end. With `live` (the properties the
+/// database has now, when it exists) every statement that will restore a property is
+/// tried on it inside a transaction that is rolled back, which proves each one allowed.
+pub async fn check_restorable(
+    client: &Client,
+    props: &DbProps,
+    sessions: &[Session],
+    live: Option<&DbProps>,
+    version_num: i32,
+) -> Result<()> {
+    let name = &props.name;
+    let mut names: Vec<String> = props
+        .settings
+        .iter()
+        .chain(props.role_settings.iter().flat_map(|role| role.settings.iter()))
+        .filter_map(|entry| entry.split_once('=').map(|(name, _)| name.to_string()))
+        .collect();
+    names.sort();
+    names.dedup();
+    let set_privilege = if version_num >= 150000 {
+        "has_parameter_privilege(p.name, 'SET')"
+    } else {
+        "false"
+    };
+    let row = client
+        .query_one(
+            &RIGHTS_SQL.replace("{set_privilege}", set_privilege),
+            &[&props.owner, &props.tablespace, &names],
+        )
+        .await
+        .context("checking what odoo-db's role may do")?;
+    let superuser: bool = row.get("superuser");
+    let agent: String = row.get("agent");
+    let refuse = |rule: String| {
+        Err(Error::refused(format!(
+            "{name}: {rule}; refused before anything changed"
+        )))
+    };
+    if !superuser && !row.get::<_, bool>("createdb") {
+        return refuse(format!(
+            "odoo-db's role {agent} lacks CREATEDB, so it could drop but not create the database again"
+        ));
+    }
+    match row.get::<_, Option<bool>>("owner_superuser") {
+        None => {
+            return refuse(format!(
+                "its owner {} does not exist on the server",
+                props.owner
+            ))
+        }
+        Some(true) if !superuser => {
+            return refuse(format!(
+                "its owner {} is a superuser, a role odoo-db's role {agent} cannot act for; \
+                 a database of the platform is owned by its customer role",
+                props.owner
+            ))
+        }
+        _ => {}
+    }
+    let member = row.get::<_, Option<bool>>("owner_member").unwrap_or(false);
+    if !superuser && !member && !row.get::<_, bool>("createrole") {
+        return refuse(format!(
+            "odoo-db's role {agent} is not a member of the owner {owner} and cannot grant itself \
+             membership (no CREATEROLE); a superuser must run: GRANT {owner} TO {agent}",
+            owner = props.owner
+        ));
+    }
+    match row.get::<_, Option<bool>>("tablespace_create") {
+        None => {
+            return refuse(format!(
+                "its tablespace {} does not exist",
+                props.tablespace
+            ))
+        }
+        Some(false) if !superuser => {
+            return refuse(format!(
+                "odoo-db's role {agent} has no CREATE privilege on tablespace {tablespace}, where \
+                 the database lives; a superuser must run: GRANT CREATE ON TABLESPACE {tablespace} TO {agent}",
+                tablespace = props.tablespace
+            ))
+        }
+        _ => {}
+    }
+    let rights: Vec<SettingRight> = from_json(row.get("settings"), "the settings' contexts")?;
+    for right in rights.iter().filter(|_| !superuser) {
+        let blocked = match right.context.as_deref() {
+            None => Some(
+                "is not a parameter this server knows (a placeholder of an extension not loaded); \
+                 PostgreSQL lets only a superuser store such a setting"
+                    .to_string(),
+            ),
+            Some(context @ ("superuser" | "superuser-backend")) if !right.may_set => Some(format!(
+                "has context {context}: only a superuser, or a role granted SET ON PARAMETER {} \
+                 (PostgreSQL 15+), may set it",
+                right.name
+            )),
+            Some("postmaster" | "sighup" | "internal") => Some(
+                "cannot be set per database or role at all".to_string(),
+            ),
+            _ => None,
+        };
+        if let Some(why) = blocked {
+            return refuse(format!(
+                "the setting {} {why}, so odoo-db's role {agent} could not put it back after the \
+                 drop. Either a superuser grants that (GRANT SET ON PARAMETER {} TO {agent}), or \
+                 the setting is removed (ALTER DATABASE {name} RESET {}, or ALTER ROLE … IN DATABASE \
+                 {name} RESET {})",
+                right.name, right.name, right.name, right.name
+            ));
+        }
+    }
+    if !superuser && !row.get::<_, bool>("signal_backend") {
+        if let Some(session) = sessions.iter().find(|s| {
+            s.user.as_deref() != Some(agent.as_str()) && s.backend_type.as_deref() == Some("client backend")
+        }) {
+            return refuse(format!(
+                "session pid {} of {} is connected and odoo-db's role {agent} is not a member of \
+                 pg_signal_backend, so it cannot end it",
+                session.pid,
+                session.user.as_deref().unwrap_or("?")
+            ));
+        }
+    }
+    if !superuser {
+        if let Some(session) = sessions.iter().find(|s| s.superuser) {
+            return refuse(format!(
+                "session pid {} of superuser {} ({}) is connected; odoo-db's role {agent} is not a \
+                 superuser and cannot end a superuser's session. End it (SELECT pg_terminate_backend({})) \
+                 or wait for it to disconnect, then run the command again",
+                session.pid,
+                session.user.as_deref().unwrap_or("?"),
+                session.application.as_deref().unwrap_or(""),
+                session.pid
+            ));
+        }
+    }
+    if let Some(live) = live {
+        trial(client, props, live, member || superuser).await?;
+    }
+    Ok(())
+}
+
+/// Every statement that will put a property back, tried on the existing database in a
+/// transaction rolled back at the end: what PostgreSQL allows is decided by PostgreSQL.
+async fn trial(client: &Client, props: &DbProps, live: &DbProps, member: bool) -> Result<()> {
+    let database = quote_ident(&props.name);
+    let mut statements = Vec::new();
+    if !member {
+        statements.push(format!("GRANT {} TO CURRENT_USER", quote_ident(&props.owner)));
+    }
+    statements.push(format!("ALTER DATABASE {database} ALLOW_CONNECTIONS false"));
+    statements.push(format!(
+        "ALTER DATABASE {database} CONNECTION LIMIT {}",
+        props.connection_limit
+    ));
+    statements.extend(settings_statements(props)?);
+    statements.extend(comment_statement(props));
+    statements.extend(acl_statements(props, live.acl.as_deref()));
+    client
+        .batch_execute("BEGIN; SET LOCAL lock_timeout = '10s'")
+        .await
+        .context("starting the trial of the restore statements")?;
+    let mut failure = None;
+    for statement in &statements {
+        if let Err(error) = client.batch_execute(statement).await {
+            failure = Some((statement.clone(), Error::from(error)));
+            break;
+        }
+    }
+    client
+        .batch_execute("ROLLBACK")
+        .await
+        .context("rolling back the trial of the restore statements")?;
+    match failure {
+        None => Ok(()),
+        Some((statement, error)) if error.is_sqlstate("42501") || error.is_sqlstate("0A000") || error.is_sqlstate("55P02") => {
+            Err(Error::refused(format!(
+                "{}: odoo-db's role could not put this property back after the drop: `{statement}` \
+                 fails with {}; refused before anything changed (a superuser can grant what is \
+                 missing, or the property can be removed)",
+                props.name,
+                error.root_message()
+            )))
+        }
+        Some((statement, error)) => Err(error.context(format!(
+            "{}: trying `{statement}` (rolled back, nothing changed)",
+            props.name
+        ))),
+    }
+}
+
+/// The properties as the plan shows them, one per line.
+pub fn describe(props: &DbProps) -> String {
+    let mut text = String::new();
+    let mut line = |label: &str, value: String| {
+        writeln!(text, "  {label:<22} {value}").ok();
+    };
+    line("owner", props.owner.clone());
+    line("encoding", props.encoding.clone());
+    line("collation", props.collate.clone());
+    line("ctype", props.ctype.clone());
+    let provider = match (&props.provider_locale, &props.icu_rules) {
+        (Some(locale), Some(rules)) => format!("{} (locale {locale}, rules {rules})", props.locale_provider),
+        (Some(locale), None) => format!("{} (locale {locale})", props.locale_provider),
+        _ => props.locale_provider.clone(),
+    };
+    line("locale provider", provider);
+    line("tablespace", props.tablespace.clone());
+    line(
+        "connection limit",
+        if props.connection_limit < 0 {
+            "none (-1)".to_string()
+        } else {
+            props.connection_limit.to_string()
+        },
+    );
+    line(
+        "ACL",
+        props
+            .acl_text
+            .clone()
+            .unwrap_or_else(|| format!("default (NULL: {})", props.effective_acl)),
+    );
+    line(
+        "database settings",
+        if props.settings.is_empty() {
+            "none".to_string()
+        } else {
+            props.settings.join("; ")
+        },
+    );
+    if props.role_settings.is_empty() {
+        line("role settings", "none".to_string());
+    }
+    for role in &props.role_settings {
+        line("role settings", format!("{}: {}", role.role, role.settings.join("; ")));
+    }
+    if let Some(comment) = &props.comment {
+        line("comment", comment.clone());
+    }
+    if !props.allow_connections {
+        line("allow connections", "false (kept)".to_string());
+    }
+    text
+}
+
+/// Sessions and size, for the plan.
+pub fn describe_live(inspection: &Inspection) -> String {
+    let mut text = String::new();
+    writeln!(text, "  {:<22} {}", "size", format_bytes(inspection.size_bytes.max(0) as u64)).ok();
+    if inspection.sessions.is_empty() {
+        writeln!(text, "  {:<22} none", "sessions").ok();
+    }
+    for session in &inspection.sessions {
+        writeln!(
+            text,
+            "  {:<22} pid {} {} {} from {} ({})",
+            "session",
+            session.pid,
+            session.user.as_deref().unwrap_or("-"),
+            session.application.as_deref().filter(|a| !a.is_empty()).unwrap_or("-"),
+            session.client,
+            session.state.as_deref().or(session.backend_type.as_deref()).unwrap_or("-")
+        )
+        .ok();
+    }
+    text
+}
+
+/// What differs between the recorded properties and the new database's (empty when
+/// it was recreated faithfully). ACLs compare by meaning (NULL = the default).
+pub fn differences(expected: &DbProps, actual: &DbProps) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut check = |what: &str, a: String, b: String| {
+        if a != b {
+            out.push(format!("{what}: expected {a}, found {b}"));
+        }
+    };
+    check("owner", expected.owner.clone(), actual.owner.clone());
+    check("encoding", expected.encoding.clone(), actual.encoding.clone());
+    check("collation", expected.collate.clone(), actual.collate.clone());
+    check("ctype", expected.ctype.clone(), actual.ctype.clone());
+    check("locale provider", expected.locale_provider.clone(), actual.locale_provider.clone());
+    check("provider locale", format!("{:?}", expected.provider_locale), format!("{:?}", actual.provider_locale));
+    check("ICU rules", format!("{:?}", expected.icu_rules), format!("{:?}", actual.icu_rules));
+    check("tablespace", expected.tablespace.clone(), actual.tablespace.clone());
+    check("connection limit", expected.connection_limit.to_string(), actual.connection_limit.to_string());
+    check("allow connections", expected.allow_connections.to_string(), actual.allow_connections.to_string());
+    check("ACL", expected.effective_acl.clone(), actual.effective_acl.clone());
+    check("comment", format!("{:?}", expected.comment), format!("{:?}", actual.comment));
+    check("database settings", expected.settings.join("; "), actual.settings.join("; "));
+    check("role settings", format!("{:?}", expected.role_settings), format!("{:?}", actual.role_settings));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn props() -> DbProps {
+        DbProps {
+            name: "x_integration".into(),
+            owner: "x_integration".into(),
+            encoding: "UTF8".into(),
+            collate: "C.UTF-8".into(),
+            ctype: "C.UTF-8".into(),
+            locale_provider: "libc".into(),
+            provider_locale: None,
+            icu_rules: None,
+            tablespace: "pg_default".into(),
+            connection_limit: -1,
+            allow_connections: true,
+            acl: None,
+            acl_text: None,
+            effective_acl: "{=Tc/x_integration,x_integration=CTc/x_integration}".into(),
+            comment: None,
+            settings: vec![],
+            role_settings: vec![],
+        }
+    }
+
+    #[test]
+    fn list_settings_are_given_back_element_by_element() {
+        assert_eq!(
+            setting_assignment("search_path=\"$user\", public").unwrap(),
+            "\"search_path\" = '$user', 'public'"
+        );
+        assert_eq!(
+            setting_assignment("search_path=\"a,b\", \"q\"\"x\"").unwrap(),
+            "\"search_path\" = 'a,b', 'q\"x'"
+        );
+        assert_eq!(setting_assignment("search_path=\"\"").unwrap(), "\"search_path\" = ''");
+        assert_eq!(setting_assignment("work_mem=64MB").unwrap(), "\"work_mem\" = '64MB'");
+        assert_eq!(
+            setting_assignment("odoo.x=it's=1").unwrap(),
+            "\"odoo.x\" = 'it''s=1'"
+        );
+    }
+
+    #[test]
+    fn a_null_acl_stays_null_and_others_are_rebuilt_in_order() {
+        let mut p = props();
+        assert!(acl_statements(&p, None).is_empty());
+        p.acl = Some(vec![
+            AclItem {
+                grantee: Some("x_integration".into()),
+                grantor: "x_integration".into(),
+                privileges: vec!["CREATE".into(), "CONNECT".into()],
+                grantable: vec![],
+            },
+            AclItem {
+                grantee: Some("reader".into()),
+                grantor: "x_integration".into(),
+                privileges: vec!["CONNECT".into()],
+                grantable: vec!["TEMPORARY".into()],
+            },
+        ]);
+        let statements = acl_statements(&p, None);
+        assert_eq!(
+            statements,
+            vec![
+                "REVOKE ALL ON DATABASE \"x_integration\" FROM PUBLIC CASCADE",
+                "REVOKE ALL ON DATABASE \"x_integration\" FROM \"x_integration\" CASCADE",
+                "GRANT CREATE, CONNECT ON DATABASE \"x_integration\" TO \"x_integration\"",
+                "GRANT CONNECT ON DATABASE \"x_integration\" TO \"reader\"",
+                "GRANT TEMPORARY ON DATABASE \"x_integration\" TO \"reader\" WITH GRANT OPTION",
+            ]
+        );
+    }
+
+    #[test]
+    fn create_names_every_property_for_the_version() {
+        let mut p = props();
+        p.locale_provider = "icu".into();
+        p.provider_locale = Some("de-DE".into());
+        p.connection_limit = 7;
+        p.tablespace = "fast".into();
+        let sql = create_statement(&p, 150004);
+        assert!(sql.contains("TEMPLATE = template0"), "{sql}");
+        assert!(sql.contains("LOCALE_PROVIDER = icu ICU_LOCALE = 'de-DE'"), "{sql}");
+        assert!(sql.contains("TABLESPACE = \"fast\""), "{sql}");
+        assert!(sql.contains("CONNECTION LIMIT = 7 ALLOW_CONNECTIONS = false"), "{sql}");
+        assert!(!create_statement(&p, 140000).contains("LOCALE_PROVIDER"));
+    }
+}

@@ -1,0 +1,535 @@
+//! The health report as each consumer reads it: a table for people at a terminal, the
+//! Nagios plugin format for Nagios/Icinga, JSON for scripts, and the Prometheus text
+//! exposition for node_exporter's textfile collector (written atomically, so the
+//! collector never reads half a file).
+//!
+//! The building blocks (tables, Nagios lines, exposition families, atomic files) are
+//! shared with `odoo-db audit`, which reports in the same formats.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use super::judge::fmt_secs;
+use super::report::{Check, ClusterReport, LagSource, Report, StandbyReport, Status};
+use crate::cli::ReportFormat;
+use crate::error::{Error, Result};
+use crate::units::format_bytes;
+
+/// The report in `format`, ending with a newline.
+pub fn render(report: &Report, format: ReportFormat) -> String {
+    match format {
+        ReportFormat::Text => text(report),
+        ReportFormat::Nagios => nagios(report),
+        ReportFormat::Json => json(report),
+        ReportFormat::Prometheus => prometheus(report),
+    }
+}
+
+pub fn json(report: &Report) -> String {
+    serde_json::to_string_pretty(report).expect("the report serializes") + "\n"
+}
+
+/// A table of every check, problems first, then what to do about them.
+pub fn text(report: &Report) -> String {
+    let mut out = format!(
+        "odoo-db health: {} ({} s){}\n\n",
+        report.status.as_str(),
+        fmt_secs(report.duration_seconds),
+        if report.deadline_hit {
+            format!(", cut short by the {} s deadline", fmt_secs(report.timeout_seconds))
+        } else {
+            String::new()
+        }
+    );
+    out.push_str(&checks_table(&report.checks));
+    let lag_rows: Vec<Vec<String>> = report
+        .clusters
+        .iter()
+        .flat_map(|cluster| {
+            cluster.standbys.iter().map(move |standby| {
+                vec![
+                    cluster.name.clone(),
+                    standby.server.name.clone(),
+                    standby.lag_bytes.map(format_bytes).unwrap_or_else(|| "?".into()),
+                    seconds_summary(standby),
+                    standby
+                        .wal_receiver
+                        .as_ref()
+                        .and_then(|r| r.status.clone())
+                        .unwrap_or_else(|| "-".into()),
+                    standby.replay_pause_state.clone().unwrap_or_else(|| "-".into()),
+                ]
+            })
+        })
+        .collect();
+    if !lag_rows.is_empty() {
+        out.push('\n');
+        out.push_str(&table(
+            &["CLUSTER", "STANDBY", "LAG", "TIME LAG", "RECEIVER", "REPLAY"],
+            &lag_rows,
+        ));
+    }
+    out.push_str(&hints(&report.checks));
+    out
+}
+
+/// The checks as a table, worst first (a stable sort keeps the servers' order).
+pub(crate) fn checks_table(checks: &[Check]) -> String {
+    let rows: Vec<Vec<String>> = worst_first(checks)
+        .into_iter()
+        .map(|check| {
+            vec![
+                check.status.as_str().to_string(),
+                check.cluster.clone().unwrap_or_else(|| "-".into()),
+                check.server.clone().unwrap_or_else(|| "-".into()),
+                check.check.to_string(),
+                check.message.clone(),
+            ]
+        })
+        .collect();
+    table(&["STATUS", "CLUSTER", "SERVER", "CHECK", "MESSAGE"], &rows)
+}
+
+/// "What to do" lines for the problems that have a hint.
+pub(crate) fn hints(checks: &[Check]) -> String {
+    let mut out = String::new();
+    for check in worst_first(checks) {
+        if let (true, Some(hint)) = (check.status != Status::Ok, &check.hint) {
+            if out.is_empty() {
+                out.push_str("\nWhat to do:\n");
+            }
+            writeln!(out, "- {}: {hint}", where_(check)).ok();
+        }
+    }
+    out
+}
+
+pub(crate) fn worst_first(checks: &[Check]) -> Vec<&Check> {
+    let mut sorted: Vec<&Check> = checks.iter().collect();
+    sorted.sort_by_key(|check| std::cmp::Reverse(check.status.severity()));
+    sorted
+}
+
+/// Left-aligned columns, two spaces apart; the last column is not padded.
+pub(crate) fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let header: Vec<String> = headers.iter().map(|h| h.to_string()).collect();
+    for row in std::iter::once(&header).chain(rows) {
+        let mut line = String::new();
+        for (index, cell) in row.iter().enumerate() {
+            if index + 1 == row.len() {
+                line.push_str(cell);
+            } else {
+                line.push_str(&format!("{cell:<width$}  ", width = widths[index]));
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// `0.04 s`, `12.5 s (heartbeat age)`, `?`.
+fn seconds_summary(standby: &StandbyReport) -> String {
+    match (standby.lag_seconds, standby.lag_seconds_source) {
+        (Some(seconds), Some(LagSource::Heartbeat)) => format!("{} s", fmt_secs(seconds)),
+        (Some(seconds), Some(LagSource::HeartbeatAge)) => {
+            format!("{} s (heartbeat age)", fmt_secs(seconds))
+        }
+        _ => "?".to_string(),
+    }
+}
+
+/// One cluster in the status line: `production: standby db2 lag 0 B, 0.04 s`.
+fn cluster_summary(cluster: &ClusterReport) -> String {
+    if cluster.standbys.is_empty() {
+        let state = if cluster.primary.server.reachable && cluster.primary.server.error.is_none() {
+            "up"
+        } else {
+            "unreachable"
+        };
+        return format!("{}: primary {state}", cluster.name);
+    }
+    let parts: Vec<String> = cluster
+        .standbys
+        .iter()
+        .map(|standby| {
+            if !standby.server.reachable {
+                format!("standby {} unreachable", standby.server.name)
+            } else {
+                format!(
+                    "standby {} lag {}, {}",
+                    standby.server.name,
+                    standby.lag_bytes.map(format_bytes).unwrap_or_else(|| "?".into()),
+                    seconds_summary(standby)
+                )
+            }
+        })
+        .collect();
+    format!("{}: {}", cluster.name, parts.join(", "))
+}
+
+/// The Nagios plugin output: `ODOO-DB <STATE> - <problems>; <summary> | <perfdata>`, then
+/// one line per check (long output), worst first.
+pub fn nagios(report: &Report) -> String {
+    let summary: Vec<String> = report.clusters.iter().map(cluster_summary).collect();
+    let mut perfdata = Vec::new();
+    let thresholds = report.thresholds;
+    for cluster in &report.clusters {
+        for standby in &cluster.standbys {
+            let label = format!("{}_{}", cluster.name, standby.server.name);
+            perfdata.push(perf(
+                &format!("{label}_lag_bytes"),
+                standby.lag_bytes.map(|b| b.to_string()),
+                "B",
+                thresholds.warn.bytes.map(|b| b.to_string()),
+                thresholds.crit.bytes.map(|b| b.to_string()),
+            ));
+            let seconds = match standby.lag_seconds_source {
+                Some(LagSource::Heartbeat | LagSource::HeartbeatAge) => standby.lag_seconds,
+                _ => None,
+            };
+            perfdata.push(perf(
+                &format!("{label}_lag_seconds"),
+                seconds.map(perf_number),
+                "s",
+                thresholds.warn.seconds.map(perf_number),
+                thresholds.crit.seconds.map(perf_number),
+            ));
+        }
+    }
+    nagios_output("ODOO-DB", report.status, &report.checks, &summary.join("; "), &perfdata)
+}
+
+/// The Nagios plugin text shared by health and audit.
+pub(crate) fn nagios_output(
+    prefix: &str,
+    status: Status,
+    checks: &[Check],
+    summary: &str,
+    perfdata: &[String],
+) -> String {
+    let problems: Vec<String> = worst_first(checks)
+        .into_iter()
+        .filter(|check| check.status != Status::Ok)
+        .map(|check| format!("{}: {}", where_(check), check.message))
+        .collect();
+    let mut line = format!("{prefix} {} - ", status.as_str());
+    if !problems.is_empty() {
+        line.push_str(&problems.join("; "));
+        if !summary.is_empty() {
+            line.push_str("; ");
+        }
+    }
+    line.push_str(summary);
+    // `|` starts the perfdata: it must not appear in the text.
+    let mut out = line.replace('|', "/");
+    if !perfdata.is_empty() {
+        out.push_str(" | ");
+        out.push_str(&perfdata.join(" "));
+    }
+    out.push('\n');
+    for check in worst_first(checks) {
+        let mut detail = format!("[{}] {}: {}", check.status.as_str(), where_(check), check.message);
+        if let (true, Some(hint)) = (check.status != Status::Ok, &check.hint) {
+            detail.push_str(&format!(" (what to do: {hint})"));
+        }
+        out.push_str(&detail.replace('|', "/"));
+        out.push('\n');
+    }
+    out
+}
+
+/// `production standby db2`, `production primary 10.0.0.1:5432`, `production`.
+fn where_(check: &Check) -> String {
+    match (&check.cluster, &check.server) {
+        (Some(cluster), Some(server)) => format!("{cluster} {server}"),
+        (Some(cluster), None) => cluster.clone(),
+        (None, _) => "odoo-db".to_string(),
+    }
+}
+
+/// `'label'=value<uom>;warn;crit`; `U` for a value that could not be measured.
+pub(crate) fn perf(label: &str, value: Option<String>, uom: &str, warn: Option<String>, crit: Option<String>) -> String {
+    let label: String = label
+        .chars()
+        .map(|c| if c == '\'' || c == '=' { '_' } else { c })
+        .collect();
+    let value = match value {
+        Some(value) => format!("{value}{uom}"),
+        None => "U".to_string(),
+    };
+    let mut text = format!("'{label}'={value}");
+    match (warn, crit) {
+        (None, None) => {}
+        (warn, None) => text.push_str(&format!(";{}", warn.unwrap_or_default())),
+        (warn, Some(crit)) => text.push_str(&format!(";{};{crit}", warn.unwrap_or_default())),
+    }
+    text
+}
+
+/// Seconds in perfdata: plain decimal, no exponent, at most 3 decimals.
+fn perf_number(value: f64) -> String {
+    let text = format!("{value:.3}");
+    text.trim_end_matches('0').trim_end_matches('.').to_string()
+}
+
+/// A Prometheus text exposition, family by family (HELP, TYPE, then its samples).
+pub(crate) struct Exposition {
+    text: String,
+}
+
+impl Exposition {
+    pub fn new() -> Exposition {
+        Exposition {
+            text: String::new(),
+        }
+    }
+
+    /// Starts a gauge family; its samples must follow before the next family.
+    pub fn gauge(&mut self, name: &str, help: &str) -> &mut Self {
+        writeln!(self.text, "# HELP {name} {}", help.replace('\\', "\\\\").replace('\n', "\\n")).ok();
+        writeln!(self.text, "# TYPE {name} gauge").ok();
+        self
+    }
+
+    pub fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: f64) -> &mut Self {
+        self.text.push_str(name);
+        if !labels.is_empty() {
+            let labels: Vec<String> = labels
+                .iter()
+                .map(|(key, value)| format!("{key}=\"{}\"", escape_label(value)))
+                .collect();
+            write!(self.text, "{{{}}}", labels.join(",")).ok();
+        }
+        writeln!(self.text, " {}", prometheus_number(value)).ok();
+        self
+    }
+
+    pub fn finish(self) -> String {
+        self.text
+    }
+}
+
+fn escape_label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+fn prometheus_number(value: f64) -> String {
+    if value.is_nan() {
+        "NaN".into()
+    } else if value.is_infinite() {
+        if value > 0.0 { "+Inf" } else { "-Inf" }.into()
+    } else {
+        format!("{value}")
+    }
+}
+
+/// The Nagios state as a number, as the exit code has it.
+pub(crate) fn status_number(status: Status) -> f64 {
+    f64::from(status.exit_code())
+}
+
+/// The Prometheus exposition of a health run. Values that could not be measured are
+/// left out (Prometheus' convention), `odoo_db_up` says why.
+pub fn prometheus(report: &Report) -> String {
+    let mut out = Exposition::new();
+    out.gauge(
+        "odoo_db_up",
+        "Whether odoo-db could connect to the server and question it (1) or not (0).",
+    );
+    for cluster in &report.clusters {
+        let up = |server: &super::report::ServerReport| {
+            if server.reachable && server.error.is_none() {
+                1.0
+            } else {
+                0.0
+            }
+        };
+        out.sample(
+            "odoo_db_up",
+            &[("cluster", &cluster.name), ("server", "primary"), ("role", "primary")],
+            up(&cluster.primary.server),
+        );
+        for standby in &cluster.standbys {
+            out.sample(
+                "odoo_db_up",
+                &[("cluster", &cluster.name), ("server", &standby.server.name), ("role", "standby")],
+                up(&standby.server),
+            );
+        }
+    }
+    let standbys: Vec<(&str, &StandbyReport)> = report
+        .clusters
+        .iter()
+        .flat_map(|c| c.standbys.iter().map(move |s| (c.name.as_str(), s)))
+        .collect();
+    out.gauge(
+        "odoo_db_replica_lag_bytes",
+        "WAL the standby has not replayed: the primary's position minus the standby's replay position (pg_wal_lsn_diff).",
+    );
+    for (cluster, standby) in &standbys {
+        if let Some(bytes) = standby.lag_bytes {
+            out.sample("odoo_db_replica_lag_bytes", &[("cluster", cluster), ("standby", &standby.server.name)], bytes as f64);
+        }
+    }
+    out.gauge(
+        "odoo_db_replica_lag_seconds",
+        "Replication lag in time: the heartbeat measured end to end, or the age of the newest heartbeat the standby shows when this run's was not replayed in time.",
+    );
+    for (cluster, standby) in &standbys {
+        if let (Some(seconds), Some(LagSource::Heartbeat | LagSource::HeartbeatAge)) =
+            (standby.lag_seconds, standby.lag_seconds_source)
+        {
+            out.sample("odoo_db_replica_lag_seconds", &[("cluster", cluster), ("standby", &standby.server.name)], seconds);
+        }
+    }
+    out.gauge(
+        "odoo_db_replica_streaming",
+        "Whether the standby's WAL receiver is running and streaming (1) or not (0).",
+    );
+    for (cluster, standby) in &standbys {
+        let streaming = standby
+            .wal_receiver
+            .as_ref()
+            .is_some_and(|r| r.running && r.status.as_deref() == Some("streaming"));
+        out.sample(
+            "odoo_db_replica_streaming",
+            &[("cluster", cluster), ("standby", &standby.server.name)],
+            if streaming { 1.0 } else { 0.0 },
+        );
+    }
+    out.gauge(
+        "odoo_db_replica_replay_paused",
+        "Whether replay is paused or a pause is requested on the standby (1) or not (0).",
+    );
+    for (cluster, standby) in &standbys {
+        if let Some(state) = &standby.replay_pause_state {
+            out.sample(
+                "odoo_db_replica_replay_paused",
+                &[("cluster", cluster), ("standby", &standby.server.name)],
+                if state == "not paused" { 0.0 } else { 1.0 },
+            );
+        }
+    }
+    out.gauge(
+        "odoo_db_replication_slot_retained_bytes",
+        "WAL a physical replication slot keeps on the primary.",
+    );
+    for cluster in &report.clusters {
+        for slot in cluster.slots.iter().flatten() {
+            if let Some(bytes) = slot.retained_bytes {
+                out.sample(
+                    "odoo_db_replication_slot_retained_bytes",
+                    &[("cluster", &cluster.name), ("slot", &slot.name)],
+                    bytes.max(0) as f64,
+                );
+            }
+        }
+    }
+    out.gauge(
+        "odoo_db_cluster_status",
+        "Nagios state of each cluster: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.",
+    );
+    for cluster in &report.clusters {
+        out.sample("odoo_db_cluster_status", &[("cluster", &cluster.name)], status_number(cluster.status));
+    }
+    out.gauge(
+        "odoo_db_check_status",
+        "Nagios state of the whole health run, as its exit code: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.",
+    )
+    .sample("odoo_db_check_status", &[], status_number(report.status));
+    out.gauge("odoo_db_run_duration_seconds", "How long the health run took.")
+        .sample("odoo_db_run_duration_seconds", &[], report.duration_seconds);
+    out.gauge(
+        "odoo_db_last_run_timestamp_seconds",
+        "When the health run started (Unix time): a stale value means the timer stopped running.",
+    )
+    .sample(
+        "odoo_db_last_run_timestamp_seconds",
+        &[],
+        report.started_at.timestamp_micros() as f64 / 1e6,
+    );
+    out.finish()
+}
+
+/// Writes `contents` to `path` through a temporary file in the same directory and a
+/// rename, mode 0644: node_exporter's textfile collector reads only `*.prom` files and
+/// always sees a whole one (the temporary name starts with `.` and ends in `.tmp`).
+pub fn write_atomically(path: &Path, contents: &str) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    let name = path
+        .file_name()
+        .ok_or_else(|| Error::refused(format!("--textfile {}: not a file name", path.display())))?;
+    let tmp = dir.join(format!(".{}.{}.tmp", name.to_string_lossy(), std::process::id()));
+    let write = || -> std::io::Result<()> {
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o644)
+            .open(&tmp)?;
+        // open()'s mode is masked by the umask; node_exporter must be able to read it.
+        file.set_permissions(std::fs::Permissions::from_mode(0o644))?;
+        file.write_all(contents.as_bytes())?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, path)
+    };
+    write().map_err(|error| {
+        let _ = std::fs::remove_file(&tmp);
+        Error::failed(format!("writing the textfile {}: {error}", path.display()))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn perfdata_follows_the_plugin_guidelines() {
+        assert_eq!(
+            perf("production_db2_lag_bytes", Some("0".into()), "B", Some("16777216".into()), Some("268435456".into())),
+            "'production_db2_lag_bytes'=0B;16777216;268435456"
+        );
+        assert_eq!(perf("a=b's", None, "s", None, Some("300".into())), "'a_b_s'=U;;300");
+        assert_eq!(perf("x", Some("1".into()), "B", None, None), "'x'=1B");
+        assert_eq!(perf_number(0.04), "0.04");
+        assert_eq!(perf_number(30.0), "30");
+        assert_eq!(perf_number(0.0001), "0");
+    }
+
+    #[test]
+    fn labels_are_escaped() {
+        let mut out = Exposition::new();
+        out.gauge("m", "help").sample("m", &[("a", "x\"y\\z")], 1.5);
+        assert_eq!(out.finish(), "# HELP m help\n# TYPE m gauge\nm{a=\"x\\\"y\\\\z\"} 1.5\n");
+    }
+
+    #[test]
+    fn the_textfile_is_replaced_whole_with_mode_0644() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("odoo_db.prom");
+        write_atomically(&path, "a 1\n").unwrap();
+        write_atomically(&path, "a 2\n").unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "a 2\n");
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o644);
+        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("odoo_db.prom")]);
+    }
+}

@@ -1,0 +1,343 @@
+//! What a health run found, as one serde model: the JSON output is this model, and the
+//! other formats (text, nagios, prometheus, statsd) are views of it.
+//!
+//! The field names are a published interface (monitoring scripts read the JSON), so they
+//! change only with [`SCHEMA_VERSION`]. The probes fill the facts (what each server
+//! said), [`super::judge`] adds the statuses and the checks; keeping the two apart is what
+//! makes the judging testable without servers.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::config::ClusterKind;
+use crate::units::Threshold;
+
+/// Version of the JSON schema below; bumped on any incompatible change.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// A Nagios state.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Status {
+    #[default]
+    Ok,
+    Warning,
+    Critical,
+    Unknown,
+}
+
+impl Status {
+    /// The Nagios plugin exit code.
+    pub fn exit_code(self) -> u8 {
+        match self {
+            Status::Ok => 0,
+            Status::Warning => 1,
+            Status::Critical => 2,
+            Status::Unknown => 3,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Ok => "OK",
+            Status::Warning => "WARNING",
+            Status::Critical => "CRITICAL",
+            Status::Unknown => "UNKNOWN",
+        }
+    }
+
+    /// How bad, for "worst state wins": OK < UNKNOWN < WARNING < CRITICAL, the order of
+    /// the monitoring-plugins' `max_state_alt`. A check odoo-db could not make (UNKNOWN)
+    /// must never hide a problem it did find; the run's own failures (a deadline hit, a
+    /// bad config) make the whole run UNKNOWN separately.
+    pub fn severity(self) -> u8 {
+        match self {
+            Status::Ok => 0,
+            Status::Unknown => 1,
+            Status::Warning => 2,
+            Status::Critical => 3,
+        }
+    }
+
+    pub fn worst(self, other: Status) -> Status {
+        if other.severity() > self.severity() {
+            other
+        } else {
+            self
+        }
+    }
+
+    /// The worst of many; OK when there are none.
+    pub fn worst_of(statuses: impl IntoIterator<Item = Status>) -> Status {
+        statuses.into_iter().fold(Status::Ok, Status::worst)
+    }
+}
+
+/// One verdict: what was checked, on which server, and what was found.
+#[derive(Clone, Debug, Serialize)]
+pub struct Check {
+    pub status: Status,
+    /// None for a check of the run itself (the textfile, say).
+    pub cluster: Option<String>,
+    /// The server label (`primary 10.0.0.1:5432`, `standby db2`), none for the cluster
+    /// as a whole.
+    pub server: Option<String>,
+    /// A stable identifier of the kind of check (`standby_replay`, `lag_bytes`, …).
+    pub check: &'static str,
+    /// One line for people, short enough for a Nagios status line.
+    pub message: String,
+    /// What to do about it, when there is something to do.
+    pub hint: Option<String>,
+}
+
+/// Lag thresholds, one per kind: the smallest given of each.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct Limits {
+    pub bytes: Option<u64>,
+    pub seconds: Option<f64>,
+}
+
+impl Limits {
+    pub fn from_thresholds(thresholds: &[Threshold]) -> Limits {
+        let mut limits = Limits::default();
+        for threshold in thresholds {
+            match *threshold {
+                Threshold::Bytes(bytes) => {
+                    limits.bytes = Some(limits.bytes.map_or(bytes, |b| b.min(bytes)))
+                }
+                Threshold::Time(time) => {
+                    let seconds = time.as_secs_f64();
+                    limits.seconds = Some(limits.seconds.map_or(seconds, |s| s.min(seconds)))
+                }
+            }
+        }
+        limits
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct Thresholds {
+    pub warn: Limits,
+    pub crit: Limits,
+}
+
+/// The whole run.
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    pub schema_version: u32,
+    pub status: Status,
+    pub exit_code: u8,
+    pub started_at: DateTime<Utc>,
+    pub duration_seconds: f64,
+    /// `[health] timeout`: the run never outlives it.
+    pub timeout_seconds: f64,
+    /// True when the deadline cut the run short (then the status is UNKNOWN).
+    pub deadline_hit: bool,
+    pub thresholds: Thresholds,
+    pub clusters: Vec<ClusterReport>,
+    /// Every check of every cluster, problems and successes alike.
+    pub checks: Vec<Check>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ClusterReport {
+    pub name: String,
+    pub kind: ClusterKind,
+    pub status: Status,
+    pub primary: PrimaryReport,
+    pub standbys: Vec<StandbyReport>,
+    /// Physical replication slots on the primary; null when they could not be read.
+    pub slots: Option<Vec<SlotReport>>,
+}
+
+/// What every server reports, primary or standby.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct ServerReport {
+    /// `primary`, or the standby's configured name.
+    pub name: String,
+    /// `host:port`.
+    pub address: String,
+    pub status: Status,
+    /// Whether odoo-db could connect to it.
+    pub reachable: bool,
+    /// Why it could not be reached or asked.
+    pub error: Option<String>,
+    pub server_version_num: Option<i32>,
+    pub in_recovery: Option<bool>,
+    /// Its `cluster_name` setting (the default application_name of its WAL receiver).
+    #[serde(skip)]
+    pub cluster_name: Option<String>,
+    /// Whether `error` is odoo-db's own problem (login refused, missing grant or
+    /// table: UNKNOWN) rather than the server's (unreachable, broken: CRITICAL).
+    #[serde(skip)]
+    pub error_is_setup: bool,
+    /// The step it was at when the deadline or its budget ran out.
+    #[serde(skip)]
+    pub step: Option<&'static str>,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct PrimaryReport {
+    #[serde(flatten)]
+    pub server: ServerReport,
+    /// `pg_current_wal_lsn()` right after the heartbeat commit.
+    pub current_wal_lsn: Option<String>,
+    /// The heartbeat counter this run wrote (null: not written).
+    pub heartbeat: Option<i64>,
+    /// Why the heartbeat could not be written.
+    pub heartbeat_error: Option<String>,
+    /// The primary's WAL senders (`pg_stat_replication`, without startup/backup rows).
+    pub replication: Option<Vec<ReplicationRow>>,
+    #[serde(skip)]
+    pub heartbeat_error_is_setup: bool,
+    #[serde(skip)]
+    pub replication_error: Option<(String, bool)>,
+    #[serde(skip)]
+    pub slots_error: Option<(String, bool)>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ReplicationRow {
+    pub application_name: String,
+    pub state: Option<String>,
+    pub sync_state: Option<String>,
+    pub client_addr: Option<String>,
+}
+
+/// How the time lag was obtained.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LagSource {
+    /// This run's heartbeat was seen on the standby: measured end to end, on odoo-db's
+    /// monotonic clock (no clock skew).
+    Heartbeat,
+    /// This run's heartbeat was not seen within the wait: the age, on the primary's
+    /// clock, of the newest heartbeat the standby shows (what the contract calls the
+    /// lower bound: it catches lags far longer than one run).
+    HeartbeatAge,
+    /// The primary could not be asked: the age of the newest heartbeat the standby
+    /// shows, on the standby's own clock.
+    HeartbeatAgeStandbyClock,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct StandbyReport {
+    #[serde(flatten)]
+    pub server: ServerReport,
+    /// The name matched against the primary's `pg_stat_replication`.
+    pub application_name: Option<String>,
+    /// Its row in the primary's `pg_stat_replication` (null: none, or not known).
+    pub replication_state: Option<String>,
+    pub sync_state: Option<String>,
+    pub wal_receiver: Option<WalReceiver>,
+    /// `not paused`, `pause requested` or `paused`.
+    pub replay_pause_state: Option<String>,
+    pub receive_lsn: Option<String>,
+    pub replay_lsn: Option<String>,
+    /// WAL the standby has not replayed: the primary's position minus the standby's
+    /// replay position, computed by the standby's `pg_wal_lsn_diff`.
+    pub lag_bytes: Option<u64>,
+    /// Of that, not yet received (primary position minus receive position).
+    pub receive_lag_bytes: Option<u64>,
+    /// Received but not yet replayed (receive position minus replay position).
+    pub replay_backlog_bytes: Option<u64>,
+    pub lag_seconds: Option<f64>,
+    pub lag_seconds_source: Option<LagSource>,
+    /// Whether this run's heartbeat was seen on the standby.
+    pub heartbeat_seen: bool,
+    /// How long odoo-db waited for it.
+    pub heartbeat_wait_seconds: Option<f64>,
+    #[serde(skip)]
+    pub heartbeat_error: Option<(String, bool)>,
+    #[serde(skip)]
+    pub state_error: Option<(String, bool)>,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct WalReceiver {
+    /// False when `pg_stat_wal_receiver` has no row: no WAL receiver runs.
+    pub running: bool,
+    /// `streaming`, `starting`, `waiting`, `restarting`, `stopping`, `stopped`; null
+    /// when the role may not read it.
+    pub status: Option<String>,
+    /// Time since the last message from the primary.
+    pub last_message_age_seconds: Option<f64>,
+    /// `wal_receiver_timeout` (0: disabled).
+    pub timeout_seconds: Option<f64>,
+    pub sender_host: Option<String>,
+    pub sender_port: Option<i32>,
+    pub slot_name: Option<String>,
+    pub flushed_lsn: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct SlotReport {
+    pub name: String,
+    pub active: bool,
+    pub temporary: bool,
+    /// WAL the slot keeps on the primary (`pg_current_wal_lsn() - restart_lsn`).
+    pub retained_bytes: Option<i64>,
+    /// `reserved`, `extended`, `unreserved`, `lost` (PostgreSQL 13+; null before).
+    pub wal_status: Option<String>,
+    pub safe_wal_size_bytes: Option<i64>,
+}
+
+impl ServerReport {
+    pub fn new(name: &str, address: String) -> ServerReport {
+        ServerReport {
+            name: name.to_string(),
+            address,
+            ..ServerReport::default()
+        }
+    }
+
+    /// The label used in messages and outputs.
+    pub fn label(&self, role: &str) -> String {
+        if role == "primary" {
+            format!("primary {}", self.address)
+        } else {
+            format!("standby {}", self.name)
+        }
+    }
+}
+
+/// `150004` → `15.4`; `90624` → `9.6.24`.
+pub fn version_text(num: i32) -> String {
+    if num >= 100_000 {
+        format!("{}.{}", num / 10_000, num % 10_000)
+    } else {
+        format!("{}.{}.{}", num / 10_000, num / 100 % 100, num % 100)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn worst_state_never_lets_unknown_hide_a_problem() {
+        assert_eq!(Status::Unknown.worst(Status::Critical), Status::Critical);
+        assert_eq!(Status::Warning.worst(Status::Unknown), Status::Warning);
+        assert_eq!(Status::Ok.worst(Status::Unknown), Status::Unknown);
+        assert_eq!(Status::worst_of([]), Status::Ok);
+    }
+
+    #[test]
+    fn limits_keep_the_smallest_of_each_kind() {
+        let limits = Limits::from_thresholds(&[
+            Threshold::Bytes(1 << 30),
+            Threshold::Time(Duration::from_secs(30)),
+            Threshold::Bytes(16 << 20),
+        ]);
+        assert_eq!(limits.bytes, Some(16 << 20));
+        assert_eq!(limits.seconds, Some(30.0));
+    }
+
+    #[test]
+    fn versions_read_like_postgres_prints_them() {
+        assert_eq!(version_text(150004), "15.4");
+        assert_eq!(version_text(120019), "12.19");
+        assert_eq!(version_text(90624), "9.6.24");
+    }
+}

@@ -1,0 +1,1046 @@
+//! `odoo-db recreate NAME_integration`: drop an integration database and create it
+//! again, empty, with every property it had; and the engine `odoo-db restore` shares.
+//!
+//! By hand this is `DROP DATABASE x; CREATE DATABASE x OWNER x`, which fails while Odoo
+//! is connected, loses the ACL and settings, keeps no backup, and types as easily
+//! against production. Here, in order:
+//!
+//! 0. gates, each a refusal (exit 2, nothing changed) naming its rule: the name ends in
+//!    `_integration`; the catalog knows it as an integration database on the cluster of
+//!    kind `integration`; that server is not in recovery and is the very server `init`
+//!    pinned (its system identifier), not production's; then the lock ([`OpLock`]) that
+//!    a second recreate or restore of the name cannot take ("in progress");
+//! 1. inspect and print the plan ([`dbprops`]): every property, size, sessions; refuse if
+//!    odoo-db's role could not put a property back; `--dry-run` stops here;
+//! 2. confirm: the name typed on a TTY, or `--yes`;
+//! 3. record the plan in the catalog, back up ([`backup`]: pg_dump -Fc, read back whole,
+//!    retention) and record the backup's path;
+//! 4. record that the point of no return is reached, block new connections, end the
+//!    sessions, drop;
+//! 5. create from template0 with every property, connections still closed; open them;
+//! 6. record the end (who, when, backup, duration) and print a summary.
+//!
+//! Every step is recorded in `catalog.recreates` *before* the next one starts, so a run
+//! killed anywhere is finished by running the same command again: from step 4 on, the
+//! recorded plan is the only truth and nothing is ever dumped again (that would back
+//! up the empty copy and could prune the real backup).
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+use serde_json::{json, Value};
+use tokio_postgres::Client;
+
+use crate::backup::{self, Tools};
+use crate::catalog::Catalog;
+use crate::cli::RecreateArgs;
+use crate::config::{ClusterKind, Config};
+use crate::conn::ConnParams;
+use crate::dbprops::{self, DbProps, Inspection};
+use crate::error::{Context, Error, Result};
+use crate::names;
+use crate::oplock::OpLock;
+use crate::provision;
+use crate::servers::{self, quote_ident, Servers};
+use crate::units::format_bytes;
+
+/// Which job runs: both share the gates, the lock, and steps 4-6.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Recreate,
+    Restore,
+}
+
+impl Kind {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Kind::Recreate => "recreate",
+            Kind::Restore => "restore",
+        }
+    }
+
+    /// `catalog.databases.state` while the job runs.
+    fn state(self) -> &'static str {
+        match self {
+            Kind::Recreate => "recreating",
+            Kind::Restore => "restoring",
+        }
+    }
+
+    fn parse(text: &str) -> Kind {
+        if text == "restore" {
+            Kind::Restore
+        } else {
+            Kind::Recreate
+        }
+    }
+}
+
+/// The step a run last reached, as `catalog.recreates.step` records it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Step {
+    Planned,
+    BackedUp,
+    /// The point of no return: connections may be blocked, the database may be gone.
+    Blocking,
+    Dropped,
+    Created,
+    Restored,
+    Done,
+}
+
+impl Step {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Step::Planned => "planned",
+            Step::BackedUp => "backed_up",
+            Step::Blocking => "blocking",
+            Step::Dropped => "dropped",
+            Step::Created => "created",
+            Step::Restored => "restored",
+            Step::Done => "done",
+        }
+    }
+
+    fn parse(text: &str) -> Result<Step> {
+        Ok(match text {
+            "planned" => Step::Planned,
+            "backed_up" => Step::BackedUp,
+            "blocking" => Step::Blocking,
+            "dropped" => Step::Dropped,
+            "created" => Step::Created,
+            "restored" => Step::Restored,
+            "done" => Step::Done,
+            other => return Err(Error::failed(format!("the catalog holds an unknown step {other:?}"))),
+        })
+    }
+}
+
+/// An unfinished run as the catalog recorded it.
+#[derive(Debug, Clone)]
+pub(crate) struct Record {
+    pub kind: Kind,
+    pub step: Step,
+    pub plan: DbProps,
+    pub backup_path: Option<PathBuf>,
+    pub backup_bytes: Option<i64>,
+    pub restore_path: Option<PathBuf>,
+    pub actor: String,
+    pub started_at: DateTime<Utc>,
+    id: i64,
+}
+
+/// One recreate or restore of one database, past its gates and holding the lock.
+pub(crate) struct Job {
+    pub name: String,
+    pub cluster: String,
+    kind: Kind,
+    catalog: Catalog,
+    /// odoo-db's admin session on the integration primary, in the maintenance database.
+    server: Client,
+    /// The integration primary (with the password), for pg_dump and pg_restore.
+    params: ConnParams,
+    version_num: i32,
+    lock: OpLock,
+    /// What the catalog holds of an earlier run that did not finish.
+    pub unfinished: Option<Record>,
+    run_id: Option<i64>,
+    step: Step,
+    started: Instant,
+    started_at: DateTime<Utc>,
+    /// The backup this run (or the run it finishes) wrote: path and size.
+    backup: Option<(PathBuf, i64)>,
+    restore_from: Option<PathBuf>,
+}
+
+const DRY_RUN: &str = "dry run: stopped after the plan; nothing was changed\n";
+
+/// Refused before any connection: only `<valid base>_integration` can be dropped.
+fn check_name(name: &str, catalog_db: &str, kind: Kind) -> Result<()> {
+    let Some(base) = names::base_of_integration(name) else {
+        return Err(Error::refused(format!(
+            "{} refused: {name:?} does not end in \"_integration\"; odoo-db drops only integration \
+             databases, and production databases can never be dropped by it, whatever the flags",
+            kind.as_str()
+        )));
+    };
+    names::validate_base_name(base, catalog_db).map_err(|error| {
+        Error::refused(format!(
+            "{} refused: {name:?} is not a valid integration database name: {}",
+            kind.as_str(),
+            error.root_message()
+        ))
+    })
+}
+
+/// Print now (not at the end, as other results are): the plan must be on the screen
+/// before the question and before anything happens.
+pub(crate) fn say(text: &str) {
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout.write_all(text.as_bytes());
+    let _ = stdout.flush();
+}
+
+/// Step 2: the name typed on a TTY, or `--yes`; anything else changes nothing.
+pub(crate) async fn confirm(name: &str, yes: bool, what: &str) -> Result<()> {
+    if yes {
+        return Ok(());
+    }
+    if !std::io::stdin().is_terminal() {
+        return Err(Error::refused(format!(
+            "{name}: confirmation needed and there is no TTY to ask on (stdin is not a terminal): \
+             pass --yes to {what} it; nothing was changed"
+        )));
+    }
+    eprint!("Type the database name ({name}) to {what} it: ");
+    let _ = std::io::stderr().flush();
+    let answer = tokio::task::spawn_blocking(|| {
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line).map(|_| line)
+    })
+    .await
+    .map_err(|error| Error::failed(format!("reading the confirmation: {error}")))??;
+    let answer = answer.trim_end_matches(['\n', '\r']);
+    if answer != name {
+        return Err(Error::refused(format!(
+            "{name}: the answer {answer:?} is not the database's name, so it was not confirmed; nothing was changed"
+        )));
+    }
+    Ok(())
+}
+
+impl Job {
+    /// Step 0: the gates and the lock. Every refusal here has changed nothing; an
+    /// unreachable catalog fails (exit 1) before anything is touched.
+    pub(crate) async fn open(config: &Config, name: &str, kind: Kind) -> Result<Job> {
+        let started = Instant::now();
+        let started_at = Utc::now();
+        let refuse = |rule: String| Error::refused(format!("{} of {name} refused: {rule}; nothing was changed", kind.as_str()));
+        check_name(name, &config.catalog.database, kind)?;
+        let servers = Servers::open(config).await?;
+        let (cluster, _) = servers.cluster_of_kind(ClusterKind::Integration)?;
+        let cluster = cluster.to_string();
+        let params = servers.primary(&cluster)?;
+        let (catalog, server) = tokio::try_join!(Catalog::open(&servers), servers.connect_primary(&cluster))?;
+
+        let (rows, clusters) = tokio::try_join!(
+            async {
+                catalog
+                    .client()
+                    .query(
+                        "SELECT environment, cluster, state FROM catalog.databases WHERE name = $1",
+                        &[&name],
+                    )
+                    .await
+                    .context("looking the database up in the catalog")
+            },
+            async {
+                catalog
+                    .client()
+                    .query("SELECT name, kind, system_identifier::text FROM catalog.clusters", &[])
+                    .await
+                    .context("reading the pinned clusters from the catalog")
+            }
+        )?;
+        if rows.is_empty() {
+            return Err(refuse(format!(
+                "{name} is unknown to the catalog; odoo-db recreates only databases it provisioned \
+                 or adopted (see `odoo-db list`)"
+            )));
+        }
+        for row in &rows {
+            let environment: String = row.get(0);
+            let row_cluster: String = row.get(1);
+            let state: String = row.get(2);
+            if environment != ClusterKind::Integration.as_str() {
+                return Err(refuse(format!(
+                    "the catalog knows {name} as a {environment} database; production databases can \
+                     never be dropped by odoo-db, whatever the flags"
+                )));
+            }
+            let configured_kind = config.clusters.get(&row_cluster).map(|c| c.kind);
+            if row_cluster != cluster || configured_kind != Some(ClusterKind::Integration) {
+                return Err(refuse(format!(
+                    "{name} lives on cluster {row_cluster}, whose kind in the config is {}; only \
+                     databases on the cluster of kind integration ({cluster}) can be dropped",
+                    configured_kind.map(|k| k.as_str()).unwrap_or("(not configured)")
+                )));
+            }
+            if state == "provisioning" {
+                return Err(refuse(
+                    "its provision is unfinished; complete it first (run the same `odoo-db provision` again)".to_string(),
+                ));
+            }
+        }
+        let pinned: Vec<(String, String, String)> = clusters
+            .iter()
+            .map(|row| (row.get(0), row.get(1), row.get(2)))
+            .collect();
+        match pinned.iter().find(|(pinned_name, _, _)| *pinned_name == cluster) {
+            None => {
+                return Err(refuse(format!(
+                    "cluster {cluster} has no pinned identity in the catalog: run `odoo-db init` first"
+                )))
+            }
+            Some((_, pinned_kind, _)) if pinned_kind != ClusterKind::Integration.as_str() => {
+                return Err(refuse(format!(
+                    "init pinned cluster {cluster} as kind {pinned_kind}, not integration; a cluster \
+                     does not change kind: fix the config"
+                )))
+            }
+            _ => {}
+        }
+
+        // The server itself: one round trip for all three questions.
+        let (recovery, identifier, version_num) = tokio::try_join!(
+            servers::in_recovery(&server),
+            servers::system_identifier(&server),
+            dbprops::server_version_num(&server)
+        )?;
+        let label = params.label();
+        if recovery {
+            return Err(refuse(format!(
+                "the server of cluster {cluster} ({label}) is in recovery (a standby): nothing can be \
+                 dropped or created there; point clusters.{cluster}.primary at the primary"
+            )));
+        }
+        let identifier_text = identifier.to_string();
+        if let Some((production, _, _)) = pinned
+            .iter()
+            .find(|(_, kind, id)| kind == ClusterKind::Production.as_str() && *id == identifier_text)
+        {
+            return Err(refuse(format!(
+                "the server configured as cluster {cluster} ({label}) is the server init pinned for \
+                 production cluster {production} (system identifier {identifier}); production databases \
+                 can never be dropped by odoo-db: fix clusters.{cluster}.primary in {}",
+                config.path.display()
+            )));
+        }
+        if let Some((_, _, pinned_id)) = pinned.iter().find(|(n, _, id)| *n == cluster && *id != identifier_text) {
+            return Err(refuse(format!(
+                "the server configured as cluster {cluster} ({label}) has system identifier {identifier}, \
+                 but init pinned {pinned_id} for this cluster: the config now points at another server. \
+                 Fix clusters.{cluster}.primary (or, if the cluster was really rebuilt, delete its row \
+                 from catalog.clusters and run `odoo-db init`)"
+            )));
+        }
+
+        let lock = OpLock::acquire(&servers, name, kind.as_str()).await?;
+        fail::fail_point!("recreate-after-lock");
+        let unfinished = load_unfinished(&catalog, name).await?;
+        Ok(Job {
+            name: name.to_string(),
+            cluster,
+            kind,
+            catalog,
+            server,
+            params,
+            version_num,
+            lock,
+            unfinished,
+            run_id: None,
+            step: Step::Planned,
+            started,
+            started_at,
+            backup: None,
+            restore_from: None,
+        })
+    }
+
+    /// The major version of the server (pg_dump must be at least as new).
+    pub(crate) fn server_major(&self) -> u32 {
+        (self.version_num / 10000) as u32
+    }
+
+    /// An earlier run that passed the point of no return: it must be finished from its
+    /// record, never planned again from what is left on the server.
+    pub(crate) fn resumable(&self) -> Option<&Record> {
+        self.unfinished.as_ref().filter(|r| r.step >= Step::Blocking)
+    }
+
+    pub(crate) async fn inspect(&self) -> Result<Option<Inspection>> {
+        dbprops::inspect(&self.server, &self.name, self.version_num).await
+    }
+
+    /// Refusals that need the database's state: a template, objects DROP fails under,
+    /// properties odoo-db's role could not put back.
+    pub(crate) async fn check(&self, props: &DbProps, live: Option<&Inspection>) -> Result<()> {
+        let refuse = |rule: String| {
+            Error::refused(format!("{} of {} refused: {rule}; nothing was changed", self.kind.as_str(), self.name))
+        };
+        if let Some(live) = live {
+            if live.is_template {
+                return Err(refuse("it is a template database (datistemplate); odoo-db does not drop templates".into()));
+            }
+            if !live.blockers.is_empty() {
+                return Err(refuse(format!(
+                    "DROP DATABASE would fail while these exist in it: {}; remove them first",
+                    live.blockers.join(", ")
+                )));
+            }
+        }
+        let sessions = live.map(|l| l.sessions.as_slice()).unwrap_or(&[]);
+        dbprops::check_restorable(&self.server, props, sessions, live.map(|l| &l.props), self.version_num)
+            .await
+            .map_err(|error| match error.class() {
+                crate::error::Class::Refused => refuse(error.root_message().to_string()),
+                _ => error,
+            })
+    }
+
+    /// The plan's header line.
+    pub(crate) fn header(&self, what: &str, inspection: Option<&Inspection>) -> String {
+        format!(
+            "plan: {what} {} on cluster {} ({}{})\n",
+            self.name,
+            self.cluster,
+            self.params.label(),
+            inspection
+                .map(|i| format!(", PostgreSQL {}", i.server_version))
+                .unwrap_or_default()
+        )
+    }
+
+    /// Step 3 begins: the plan goes into the catalog and the database shows as
+    /// recreating/restoring. An earlier run that stopped before the point of no return
+    /// changed nothing; it is marked superseded.
+    pub(crate) async fn begin(&mut self, props: &DbProps, restore_path: Option<&Path>) -> Result<()> {
+        let plan = serde_json::to_value(props).expect("properties serialize");
+        let restore_text = restore_path.map(|p| p.to_string_lossy().into_owned());
+        let actor = self.catalog.actor().to_string();
+        let kind = self.kind.as_str();
+        let transaction = self.catalog.client_mut().transaction().await?;
+        transaction
+            .execute(
+                "UPDATE catalog.recreates SET outcome = 'superseded', finished_at = now(), updated_at = now()
+                  WHERE database = $1 AND finished_at IS NULL",
+                &[&self.name],
+            )
+            .await?;
+        let id: i64 = transaction
+            .query_one(
+                "INSERT INTO catalog.recreates (database, cluster, kind, plan, restore_path, step, actor)
+                 VALUES ($1, $2, $3, $4, $5, 'planned', $6) RETURNING id",
+                &[&self.name, &self.cluster, &kind, &plan, &restore_text, &actor],
+            )
+            .await
+            .context("recording the plan in the catalog")?
+            .get(0);
+        transaction
+            .execute(
+                "UPDATE catalog.databases SET state = $2, updated_at = now()
+                  WHERE environment = 'integration' AND name = $1",
+                &[&self.name, &self.kind.state()],
+            )
+            .await?;
+        transaction
+            .execute(
+                "INSERT INTO catalog.events (actor, command, database, step, outcome, detail)
+                 VALUES ($1, $2, $3, 'planned', 'recorded', $4)",
+                &[&actor, &kind, &self.name, &json!({ "plan": plan, "cluster": self.cluster, "restore_path": restore_text })],
+            )
+            .await?;
+        transaction.commit().await.context("recording the plan in the catalog")?;
+        self.run_id = Some(id);
+        self.restore_from = restore_path.map(Path::to_path_buf);
+        Ok(())
+    }
+
+    /// Finish an earlier run from its record (possibly of the other kind: a recreate
+    /// may finish a restore and vice versa, both end in a new database).
+    pub(crate) async fn take_over(&mut self, restore_path: Option<&Path>) -> Result<Record> {
+        let record = self.unfinished.clone().expect("take_over is called on an unfinished run");
+        let restore_text = restore_path.map(|p| p.to_string_lossy().into_owned());
+        let actor = self.catalog.actor().to_string();
+        self.catalog
+            .client()
+            .execute(
+                "WITH r AS (
+                     UPDATE catalog.recreates SET kind = $2, restore_path = coalesce($3, restore_path), updated_at = now()
+                      WHERE id = $1 RETURNING database
+                 ), d AS (
+                     UPDATE catalog.databases SET state = $4, updated_at = now()
+                      WHERE environment = 'integration' AND name IN (SELECT database FROM r)
+                 )
+                 INSERT INTO catalog.events (actor, command, database, step, outcome, detail)
+                 SELECT $5, $2, database, 'resumed', 'started', $6 FROM r",
+                &[
+                    &record.id,
+                    &self.kind.as_str(),
+                    &restore_text,
+                    &self.kind.state(),
+                    &actor,
+                    &json!({
+                        "from_step": record.step.as_str(),
+                        "from_kind": record.kind.as_str(),
+                        "started_at": record.started_at,
+                        "started_by": record.actor,
+                    }),
+                ],
+            )
+            .await
+            .context("recording in the catalog that the interrupted run is being finished")?;
+        self.run_id = Some(record.id);
+        self.step = record.step;
+        self.started_at = record.started_at;
+        self.backup = record
+            .backup_path
+            .clone()
+            .map(|path| (path, record.backup_bytes.unwrap_or(0)));
+        self.restore_from = restore_path.map(Path::to_path_buf).or(record.restore_path.clone());
+        Ok(record)
+    }
+
+    /// Record that a step is reached (and an event for it), in one statement.
+    async fn advance(&mut self, step: Step, detail: Value) -> Result<()> {
+        let id = self.run_id.expect("a run is recorded before it advances");
+        self.catalog
+            .client()
+            .execute(
+                "WITH r AS (
+                     UPDATE catalog.recreates SET step = $2, updated_at = now() WHERE id = $1 RETURNING database, kind
+                 )
+                 INSERT INTO catalog.events (actor, command, database, step, outcome, detail)
+                 SELECT $3, kind, database, $2, 'done', $4 FROM r",
+                &[&id, &step.as_str(), &self.catalog.actor(), &detail],
+            )
+            .await
+            .with_context(|| format!("recording step {} in the catalog", step.as_str()))?;
+        self.step = step;
+        Ok(())
+    }
+
+    /// A failure before the point of no return: nothing was dropped, the database is
+    /// ready again as it was.
+    async fn abandon(&self, error: &Error) {
+        let Some(id) = self.run_id else { return };
+        let result = self
+            .catalog
+            .client()
+            .execute(
+                "WITH r AS (
+                     UPDATE catalog.recreates SET outcome = 'abandoned', finished_at = now(), updated_at = now()
+                      WHERE id = $1 AND finished_at IS NULL RETURNING database, kind
+                 ), d AS (
+                     UPDATE catalog.databases SET state = 'ready', updated_at = now()
+                      WHERE environment = 'integration' AND name IN (SELECT database FROM r)
+                 )
+                 INSERT INTO catalog.events (actor, command, database, step, outcome, detail)
+                 SELECT $2, kind, database, $3, 'failed', $4 FROM r",
+                &[&id, &self.catalog.actor(), &self.step.as_str(), &json!({ "error": error.to_string() })],
+            )
+            .await;
+        if let Err(record_error) = result {
+            tracing::warn!("could not record the abandoned run in the catalog: {}", Error::from(record_error));
+        }
+    }
+
+    /// Step 3: back up, read back, record, prune. Any failure abandons the run with
+    /// nothing dropped.
+    pub(crate) async fn back_up(&mut self, tools: &Tools, dir: &Path, compression: &str, keep: usize) -> Result<()> {
+        let result = self.back_up_steps(tools, dir, compression, keep).await;
+        if let Err(error) = &result {
+            self.abandon(error).await;
+        }
+        result.map_err(|error| error.context(format!("{}: the backup failed, nothing was dropped", self.name)))
+    }
+
+    async fn back_up_steps(&mut self, tools: &Tools, dir: &Path, compression: &str, keep: usize) -> Result<()> {
+        tracing::info!(
+            "backing up {} into {} with pg_dump {} (--compress={compression})",
+            self.name,
+            dir.display(),
+            tools.major
+        );
+        let params = self.params.with_dbname(&self.name);
+        let made = backup::dump(tools, &params, dir, &self.name, compression).await?;
+        let path_text = made.path.to_string_lossy().into_owned();
+        let bytes = made.bytes as i64;
+        let id = self.run_id.expect("recorded before the backup");
+        self.catalog
+            .client()
+            .execute(
+                "WITH r AS (
+                     UPDATE catalog.recreates SET backup_path = $2, backup_bytes = $3, step = 'backed_up', updated_at = now()
+                      WHERE id = $1 RETURNING database, kind
+                 )
+                 INSERT INTO catalog.events (actor, command, database, step, outcome, detail)
+                 SELECT $4, kind, database, 'backed_up', 'done', $5 FROM r",
+                &[
+                    &id,
+                    &path_text,
+                    &bytes,
+                    &self.catalog.actor(),
+                    &json!({ "path": path_text, "bytes": bytes, "seconds": made.duration.as_secs_f64(), "pg_dump": tools.version }),
+                ],
+            )
+            .await
+            .context("recording the backup in the catalog")?;
+        self.step = Step::BackedUp;
+        self.backup = Some((made.path.clone(), bytes));
+        let protected = self.protected_backups().await?;
+        backup::prune(dir, &self.name, keep, &protected)?;
+        Ok(())
+    }
+
+    /// Backups that unfinished runs recorded: retention never deletes them.
+    async fn protected_backups(&self) -> Result<Vec<PathBuf>> {
+        let rows = self
+            .catalog
+            .client()
+            .query(
+                "SELECT backup_path FROM catalog.recreates WHERE finished_at IS NULL AND backup_path IS NOT NULL
+                 UNION
+                 SELECT restore_path FROM catalog.recreates WHERE finished_at IS NULL AND restore_path IS NOT NULL",
+                &[],
+            )
+            .await?;
+        Ok(rows.iter().map(|row| PathBuf::from(row.get::<_, String>(0))).collect())
+    }
+
+    /// Steps 4 and 5 (and for a restore, pg_restore), from `from` on. Each step is
+    /// recorded before the next starts and each is safe to repeat, so a rerun after a
+    /// crash at any point continues here. A failure says what state the name is in.
+    pub(crate) async fn replace(&mut self, props: &DbProps, from: Step, restore: Option<(&Tools, &Path)>) -> Result<Vec<String>> {
+        match self.replace_steps(props, from, restore).await {
+            Ok(differences) => Ok(differences),
+            Err(error) if self.step < Step::Blocking => {
+                self.abandon(&error).await;
+                Err(error.context(format!("{}: stopped before anything was dropped", self.name)))
+            }
+            Err(error) => Err(self.stopped(error)),
+        }
+    }
+
+    async fn replace_steps(&mut self, props: &DbProps, from: Step, restore: Option<(&Tools, &Path)>) -> Result<Vec<String>> {
+        let database = quote_ident(&self.name);
+        let mut step = from;
+        if step <= Step::Blocking {
+            self.lock.ensure_held("blocking connections").await?;
+            self.advance(Step::Blocking, json!({ "resumed": from == Step::Blocking && self.unfinished.is_some() }))
+                .await?;
+            let mut ended = Vec::new();
+            if self.allows_connections().await?.is_some() {
+                self.server
+                    .batch_execute(&format!("ALTER DATABASE {database} ALLOW_CONNECTIONS false"))
+                    .await
+                    .context("blocking new connections")?;
+                fail::fail_point!("recreate-after-block");
+                ended = self.drop_database("the drop").await?;
+            }
+            self.advance(Step::Dropped, json!({ "sessions_ended": ended })).await?;
+            fail::fail_point!("recreate-after-drop");
+            step = Step::Dropped;
+        }
+        if step == Step::Dropped {
+            match self.allows_connections().await? {
+                None => {}
+                // The copy this job made before it was killed: made with connections
+                // closed, so nobody wrote to it. Made again from the start.
+                Some(false) => {
+                    self.drop_database("dropping the half-made copy").await?;
+                }
+                Some(true) => {
+                    return Err(Error::failed(format!(
+                        "a database named {} exists again and accepts connections, so it is not the copy \
+                         this job makes (which stays closed until done): someone else created it. Nothing \
+                         more was done; look at it, drop it if it is disposable, and run the command again",
+                        self.name
+                    )))
+                }
+            }
+            self.create(props, restore.is_some()).await?;
+            self.advance(Step::Created, json!({ "owner": props.owner })).await?;
+            fail::fail_point!("recreate-after-create");
+            step = Step::Created;
+        }
+        if let Some((tools, path)) = restore {
+            if step == Step::Created {
+                // The staged ACL keeps the application out while the data goes in.
+                self.server
+                    .batch_execute(&format!("ALTER DATABASE {database} ALLOW_CONNECTIONS true"))
+                    .await
+                    .context("opening the new database to the restore")?;
+                self.lock.ensure_held("the restore").await?;
+                let started = Instant::now();
+                backup::restore(tools, &self.params.with_dbname(&self.name), path, &props.owner).await?;
+                self.advance(
+                    Step::Restored,
+                    json!({ "from": path.to_string_lossy(), "seconds": started.elapsed().as_secs_f64() }),
+                )
+                .await?;
+                fail::fail_point!("restore-after-restore");
+            }
+            let current = self
+                .inspect()
+                .await?
+                .ok_or_else(|| Error::failed(format!("{} vanished during the restore", self.name)))?;
+            let statements = dbprops::acl_statements(props, current.props.acl.as_deref());
+            if !statements.is_empty() {
+                self.server
+                    .batch_execute(&statements.join(";\n"))
+                    .await
+                    .context("putting the recorded ACL back")?;
+            }
+        }
+        if props.allow_connections {
+            self.server
+                .batch_execute(&format!("ALTER DATABASE {database} ALLOW_CONNECTIONS true"))
+                .await
+                .context("opening the new database to connections")?;
+        }
+        let actual = self
+            .inspect()
+            .await?
+            .ok_or_else(|| Error::failed(format!("{} vanished right after it was created", self.name)))?;
+        Ok(dbprops::differences(props, &actual.props))
+    }
+
+    /// `Some(datallowconn)` when the database exists.
+    async fn allows_connections(&self) -> Result<Option<bool>> {
+        Ok(self
+            .server
+            .query_opt("SELECT datallowconn FROM pg_database WHERE datname = $1", &[&self.name])
+            .await?
+            .map(|row| row.get(0)))
+    }
+
+    /// End the sessions (odoo-db's role is a member of pg_signal_backend; superusers'
+    /// sessions were refused at the gates) and drop. Returns the sessions ended.
+    async fn drop_database(&self, before: &str) -> Result<Vec<Value>> {
+        let database = quote_ident(&self.name);
+        let terminate = "SELECT a.pid, a.usename::text, a.application_name, pg_terminate_backend(a.pid)
+                           FROM pg_stat_activity a
+                           LEFT JOIN pg_roles r ON r.oid = a.usesysid
+                          WHERE a.datname = $1 AND a.pid <> pg_backend_pid()
+                            AND a.backend_type = 'client backend' AND NOT coalesce(r.rolsuper, false)";
+        let rows = self
+            .server
+            .query(terminate, &[&self.name])
+            .await
+            .context("ending the sessions in the database")?;
+        let ended: Vec<Value> = rows
+            .iter()
+            .map(|row| {
+                json!({
+                    "pid": row.get::<_, i32>(0),
+                    "user": row.get::<_, Option<String>>(1),
+                    "application": row.get::<_, Option<String>>(2),
+                })
+            })
+            .collect();
+        if !ended.is_empty() {
+            tracing::info!("ended {} session(s) in {}", ended.len(), self.name);
+        }
+        self.lock.ensure_held(before).await?;
+        if self.version_num >= 130000 {
+            // FORCE also ends what connected between the two statements and waits for
+            // the ended sessions to be gone.
+            self.server
+                .batch_execute(&format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)"))
+                .await
+                .context("dropping the database")?;
+        } else {
+            let deadline = Instant::now() + std::time::Duration::from_secs(30);
+            loop {
+                let left = self.server.query(terminate, &[&self.name]).await?;
+                if left.is_empty() {
+                    break;
+                }
+                if Instant::now() >= deadline {
+                    return Err(Error::failed(format!("{} sessions did not end within 30 s", left.len())));
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            self.server
+                .batch_execute(&format!("DROP DATABASE IF EXISTS {database}"))
+                .await
+                .context("dropping the database")?;
+        }
+        Ok(ended)
+    }
+
+    /// CREATE from template0 with the properties CREATE takes, then settings, comment
+    /// and ACL (the recorded one; a restore's staging one until the data is in).
+    async fn create(&self, props: &DbProps, staged: bool) -> Result<()> {
+        self.lock.ensure_held("the create").await?;
+        provision::act_as_owner(&self.server, &props.owner).await?;
+        self.server
+            .batch_execute(&dbprops::create_statement(props, self.version_num))
+            .await
+            .context("creating the database again")?;
+        let mut statements = dbprops::settings_statements(props)?;
+        statements.extend(dbprops::comment_statement(props));
+        if staged {
+            statements.extend(dbprops::staged_acl_statements(&props.name, &props.owner));
+        } else {
+            statements.extend(dbprops::acl_statements(props, None));
+        }
+        if !statements.is_empty() {
+            self.server
+                .batch_execute(&statements.join(";\n"))
+                .await
+                .context("putting the settings, comment and ACL back")?;
+        }
+        Ok(())
+    }
+
+    /// What a failure past the point of no return means for the name, and what to do.
+    fn stopped(&self, error: Error) -> Error {
+        let state = match self.step {
+            Step::Planned | Step::BackedUp | Step::Blocking => {
+                "new connections to it may be blocked (ALLOW_CONNECTIONS false) and it may already be dropped"
+            }
+            Step::Dropped => "the old database is dropped and the new one is not (fully) created yet",
+            Step::Created if self.kind == Kind::Restore => {
+                "the new database exists with its properties, but the backup is not restored into it yet"
+            }
+            Step::Created => "the new database exists with its properties but may not accept connections yet",
+            Step::Restored | Step::Done => "the data is restored but the ACL or connections may not be back yet",
+        };
+        let backup = match (&self.backup, &self.restore_from) {
+            (_, Some(path)) if self.kind == Kind::Restore => format!(" (restoring from {})", path.display()),
+            (Some((path, _)), _) => format!(" (its backup: {})", path.display()),
+            _ => String::new(),
+        };
+        error.context(format!(
+            "the {kind} of {name} stopped after step {step}: {state}. Its plan is recorded in the catalog \
+             and `odoo-db list` shows it as {}; run `odoo-db {kind} {name}` again to finish it{backup}",
+            self.kind.state(),
+            kind = self.kind.as_str(),
+            name = self.name,
+            step = self.step.as_str(),
+        ))
+    }
+
+    /// Step 6: record the end and say what was done.
+    pub(crate) async fn finish(&mut self, differences: Vec<String>) -> Result<String> {
+        let id = self.run_id.expect("recorded");
+        let seconds = self.started.elapsed().as_secs_f64();
+        let backup_path = self.backup.as_ref().map(|(p, _)| p.to_string_lossy().into_owned());
+        let backup_bytes = self.backup.as_ref().map(|(_, b)| *b);
+        let detail = json!({
+            "cluster": self.cluster,
+            "actor": self.catalog.actor(),
+            "started_at": self.started_at,
+            "seconds": seconds,
+            "backup_path": backup_path,
+            "backup_bytes": backup_bytes,
+            "restored_from": self.restore_from.as_ref().map(|p| p.to_string_lossy()),
+            "differences": differences,
+        });
+        self.catalog
+            .client()
+            .execute(
+                "WITH r AS (
+                     UPDATE catalog.recreates SET step = 'done', outcome = 'done', finished_at = now(), updated_at = now()
+                      WHERE id = $1 RETURNING database, kind
+                 ), d AS (
+                     UPDATE catalog.databases SET state = 'ready', updated_at = now()
+                      WHERE environment = 'integration' AND name IN (SELECT database FROM r)
+                 )
+                 INSERT INTO catalog.events (actor, command, database, step, outcome, detail)
+                 SELECT $2, kind, database, 'done', 'done', $3 FROM r",
+                &[&id, &self.catalog.actor(), &detail],
+            )
+            .await
+            .context("recording the end in the catalog")?;
+        self.step = Step::Done;
+        let mut text = format!(
+            "{} {} on cluster {} in {:.1} s\n",
+            match self.kind {
+                Kind::Recreate => "recreated",
+                Kind::Restore => "restored",
+            },
+            self.name,
+            self.cluster,
+            seconds
+        );
+        if let Some(path) = &self.restore_from {
+            let size = std::fs::metadata(path).map(|m| format_bytes(m.len())).unwrap_or_default();
+            text.push_str(&format!("  restored from {} ({size})\n", path.display()));
+        }
+        match (&self.backup, self.kind) {
+            (Some((path, bytes)), _) => text.push_str(&format!(
+                "  backup       {} ({}, read back whole)\n",
+                path.display(),
+                format_bytes((*bytes).max(0) as u64)
+            )),
+            (None, Kind::Recreate) => text.push_str("  backup       none (--no-backup)\n"),
+            (None, Kind::Restore) => {}
+        }
+        for difference in &differences {
+            tracing::warn!("{}: property differs after the {}: {difference}", self.name, self.kind.as_str());
+            text.push_str(&format!("  WARNING      {difference}\n"));
+        }
+        Ok(text)
+    }
+
+    /// A plan a recreate recorded: for the run whose backup is `path`, else the newest.
+    pub(crate) async fn recorded_plan(&self, path: Option<&Path>) -> Result<Option<DbProps>> {
+        let path_text = path.map(|p| p.to_string_lossy().into_owned());
+        let row = self
+            .catalog
+            .client()
+            .query_opt(
+                "SELECT plan FROM catalog.recreates
+                  WHERE database = $1 AND ($2::text IS NULL OR backup_path = $2)
+                  ORDER BY id DESC LIMIT 1",
+                &[&self.name, &path_text],
+            )
+            .await?;
+        row.map(|row| {
+            serde_json::from_value(row.get(0))
+                .map_err(|error| Error::failed(format!("the catalog holds an unreadable plan: {error}")))
+        })
+        .transpose()
+    }
+
+    /// Every backup path the catalog recorded for this database.
+    pub(crate) async fn recorded_backups(&self) -> Result<Vec<PathBuf>> {
+        let rows = self
+            .catalog
+            .client()
+            .query(
+                "SELECT DISTINCT backup_path FROM catalog.recreates WHERE database = $1 AND backup_path IS NOT NULL",
+                &[&self.name],
+            )
+            .await?;
+        Ok(rows.iter().map(|row| PathBuf::from(row.get::<_, String>(0))).collect())
+    }
+}
+
+async fn load_unfinished(catalog: &Catalog, name: &str) -> Result<Option<Record>> {
+    let row = catalog
+        .client()
+        .query_opt(
+            "SELECT id, kind, step, plan, backup_path, backup_bytes, restore_path, actor, started_at
+               FROM catalog.recreates WHERE database = $1 AND finished_at IS NULL",
+            &[&name],
+        )
+        .await
+        .context("looking for an unfinished recreate or restore in the catalog")?;
+    let Some(row) = row else { return Ok(None) };
+    Ok(Some(Record {
+        id: row.get(0),
+        kind: Kind::parse(row.get(1)),
+        step: Step::parse(row.get(2))?,
+        plan: serde_json::from_value(row.get(3))
+            .map_err(|error| Error::failed(format!("the catalog holds an unreadable plan: {error}")))?,
+        backup_path: row.get::<_, Option<String>>(4).map(PathBuf::from),
+        backup_bytes: row.get(5),
+        restore_path: row.get::<_, Option<String>>(6).map(PathBuf::from),
+        actor: row.get(7),
+        started_at: row.get(8),
+    }))
+}
+
+/// How an interrupted run will be finished, for the plan.
+pub(crate) fn resume_note(record: &Record) -> String {
+    format!(
+        "an interrupted {} of this database (started {} by {}) stopped after step {}; it is finished \
+         from the plan recorded then, and nothing is dumped again{}\n",
+        record.kind.as_str(),
+        record.started_at.format("%Y-%m-%d %H:%M:%S UTC"),
+        record.actor,
+        record.step.as_str(),
+        record
+            .backup_path
+            .as_ref()
+            .map(|p| format!(" (its backup: {})", p.display()))
+            .unwrap_or_default()
+    )
+}
+
+/// `odoo-db recreate`.
+pub async fn run(config: &Config, args: &RecreateArgs) -> Result<String> {
+    let mut job = Job::open(config, &args.name, Kind::Recreate).await?;
+    let backup_dir = args
+        .backup_dir
+        .clone()
+        .unwrap_or_else(|| config.recreate.backup_dir.clone());
+
+    if let Some(record) = job.resumable().cloned() {
+        let mut plan = job.header("finish recreating", None);
+        plan.push_str(&resume_note(&record));
+        plan.push_str(&dbprops::describe(&record.plan));
+        plan.push_str(&format!(
+            "steps: {}create it from template0 with the properties above, open it\n",
+            if record.step <= Step::Blocking || record.kind == Kind::Restore {
+                "block new connections, end sessions, drop what exists; "
+            } else {
+                ""
+            }
+        ));
+        say(&plan);
+        if args.dry_run {
+            return Ok(DRY_RUN.to_string());
+        }
+        confirm(&job.name, args.yes, "finish recreating").await?;
+        let record = job.take_over(None).await?;
+        let from = if record.kind == Kind::Recreate { record.step } else { Step::Blocking };
+        let differences = job.replace(&record.plan, from, None).await?;
+        return job.finish(differences).await;
+    }
+
+    // Step 1: inspect, print, check.
+    let inspection = job.inspect().await?.ok_or_else(|| {
+        Error::refused(format!(
+            "recreate of {name} refused: the catalog knows it but it does not exist on cluster {cluster}, \
+             so there is nothing to back up or drop; put it back with `odoo-db restore {name}`; nothing was changed",
+            name = job.name,
+            cluster = job.cluster
+        ))
+    })?;
+    let props = inspection.props.clone();
+    let mut plan = job.header("recreate", Some(&inspection));
+    plan.push_str(&dbprops::describe(&props));
+    plan.push_str(&dbprops::describe_live(&inspection));
+    say(&plan);
+    job.check(&props, Some(&inspection)).await?;
+    let tools = if args.no_backup {
+        None
+    } else {
+        let tools = backup::find_tools(job.server_major())?;
+        backup::check_space(&backup_dir, inspection.size_bytes.max(0) as u64)?;
+        Some(tools)
+    };
+    let mut steps = String::from("steps: ");
+    match &tools {
+        Some(tools) => steps.push_str(&format!(
+            "back up into {} (pg_dump {} -Fc --compress={}, read back whole, keep the newest {}); ",
+            backup_dir.display(),
+            tools.major,
+            config.recreate.compression,
+            config.recreate.keep_backups
+        )),
+        None => steps.push_str("NO backup (--no-backup); "),
+    }
+    steps.push_str(&format!(
+        "block new connections; end {} session(s); drop; create from template0 with the properties above; open it\n",
+        inspection.sessions.len()
+    ));
+    say(&steps);
+    if args.dry_run {
+        return Ok(DRY_RUN.to_string());
+    }
+
+    // Step 2.
+    confirm(&job.name, args.yes, "drop and recreate").await?;
+
+    // Step 3.
+    job.begin(&props, None).await?;
+    if let Some(tools) = &tools {
+        job.back_up(tools, &backup_dir, &config.recreate.compression, config.recreate.keep_backups)
+            .await?;
+    }
+    fail::fail_point!("recreate-after-backup");
+
+    // Steps 4 and 5.
+    let differences = job.replace(&props, Step::Blocking, None).await?;
+
+    // Step 6.
+    job.finish(differences).await
+}
