@@ -11,7 +11,7 @@
 //!    template0, and the database ACL (CONNECT/TEMPORARY for the owner only);
 //! 4. print the platform's env blocks (names, port; never a secret).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fmt::Write;
 use std::path::{Path, PathBuf};
 
@@ -77,15 +77,16 @@ pub async fn run(config: &Config, args: &ProvisionArgs) -> Result<String> {
         servers.cluster_of_kind(*kind)?;
     }
 
-    let catalog = Catalog::open(&servers).await?;
+    // One session per cluster for the whole job, opened in parallel with the catalog's.
+    let (catalog, sessions) = tokio::try_join!(Catalog::open(&servers), connect_all(&servers))?;
     // Step 2: one provision per customer at a time; a second one waits, then finds
     // the work done and prints the same names.
     let _lock = CustomerLock::acquire(&catalog, &args.customer).await?;
-    let (base_name, is_new_customer) = choose_name(&servers, &catalog, args).await?;
+    let (base_name, is_new_customer) = choose_name(&sessions, &catalog, args).await?;
 
     let mut plans = Vec::new();
     for kind in &kinds {
-        plans.push(plan_environment(&servers, &catalog, *kind, &base_name).await?);
+        plans.push(plan_environment(&servers, &sessions, &catalog, *kind, &base_name).await?);
     }
     let needs_work = plans.iter().any(|plan| !plan.ready);
     if needs_work && !args.dry_run {
@@ -108,7 +109,7 @@ pub async fn run(config: &Config, args: &ProvisionArgs) -> Result<String> {
     // Step 3: each environment on its own server, in parallel.
     let secrets_dir = args.secrets_dir.as_deref();
     let environments = try_join_all(plans.iter().map(|plan| {
-        provision_environment(&servers, &catalog, config, &args.customer, plan, secrets_dir)
+        provision_environment(&sessions[&plan.cluster], &catalog, config, &args.customer, plan, secrets_dir)
     }))
     .await?;
 
@@ -188,7 +189,11 @@ fn check_secrets_files(dir: &Path, plans: &[EnvPlan]) -> Result<()> {
 
 /// The customer's base name: from the catalog, from `--name`, or generated; and
 /// whether the customer is new (its name not recorded yet).
-async fn choose_name(servers: &Servers, catalog: &Catalog, args: &ProvisionArgs) -> Result<(String, bool)> {
+async fn choose_name(
+    sessions: &Sessions,
+    catalog: &Catalog,
+    args: &ProvisionArgs,
+) -> Result<(String, bool)> {
     let existing: Option<String> = catalog
         .client()
         .query_opt(
@@ -212,7 +217,7 @@ async fn choose_name(servers: &Servers, catalog: &Catalog, args: &ProvisionArgs)
     let mut customers = catalog.customers().await?;
     customers.push(args.customer.clone());
     let customer_refs: Vec<&str> = customers.iter().map(String::as_str).collect();
-    let taken = names_in_use(servers, catalog).await?;
+    let taken = names_in_use(sessions, catalog).await?;
     let base_name = match &args.name {
         Some(name) => {
             names::validate_name_for_customers(name, customer_refs.iter().copied())?;
@@ -264,13 +269,20 @@ async fn record_customer(catalog: &Catalog, args: &ProvisionArgs, base_name: &st
     Ok(())
 }
 
+/// A session on each configured cluster's primary, by cluster name.
+type Sessions = HashMap<String, Client>;
+
+async fn connect_all(servers: &Servers) -> Result<Sessions> {
+    let clusters: Vec<String> = servers.config().clusters.keys().cloned().collect();
+    let clients = try_join_all(clusters.iter().map(|cluster| servers.connect_primary(cluster))).await?;
+    Ok(clusters.into_iter().zip(clients).collect())
+}
+
 /// Every database and role name on every configured cluster, and every name in the
 /// catalog: a new name must collide with none.
-async fn names_in_use(servers: &Servers, catalog: &Catalog) -> Result<HashSet<String>> {
+async fn names_in_use(sessions: &Sessions, catalog: &Catalog) -> Result<HashSet<String>> {
     let mut taken = HashSet::new();
-    let cluster_names: Vec<String> = servers.config().clusters.keys().cloned().collect();
-    let per_cluster = try_join_all(cluster_names.iter().map(|cluster| async move {
-        let client = servers.connect_primary(cluster).await?;
+    let per_cluster = try_join_all(sessions.iter().map(|(cluster, client)| async move {
         let rows = client
             .query(
                 "SELECT datname::text FROM pg_database UNION SELECT rolname::text FROM pg_roles",
@@ -293,11 +305,17 @@ async fn names_in_use(servers: &Servers, catalog: &Catalog) -> Result<HashSet<St
     Ok(taken)
 }
 
-async fn plan_environment(servers: &Servers, catalog: &Catalog, kind: ClusterKind, base_name: &str) -> Result<EnvPlan> {
+async fn plan_environment(
+    servers: &Servers,
+    sessions: &Sessions,
+    catalog: &Catalog,
+    kind: ClusterKind,
+    base_name: &str,
+) -> Result<EnvPlan> {
     let (cluster, _) = servers.cluster_of_kind(kind)?;
     let name = env_database_name(kind, base_name);
-    let client = servers.connect_primary(cluster).await?;
-    catalog.verify_identity(cluster, &client).await?;
+    let client = &sessions[cluster];
+    catalog.verify_identity(cluster, client).await?;
     let state: Option<String> = catalog
         .client()
         .query_opt(
@@ -310,8 +328,8 @@ async fn plan_environment(servers: &Servers, catalog: &Catalog, kind: ClusterKin
         kind,
         cluster: cluster.to_string(),
         port: servers.primary(cluster)?.server_port(),
-        role_exists: catalog::role_exists(&client, &name).await?,
-        database_exists: catalog::database_exists(&client, &name).await?,
+        role_exists: catalog::role_exists(client, &name).await?,
+        database_exists: catalog::database_exists(client, &name).await?,
         // recreating/restoring also count as provisioned: those jobs own the database now.
         ready: state.as_deref().is_some_and(|state| state != "provisioning"),
         catalog_state: state,
@@ -320,7 +338,7 @@ async fn plan_environment(servers: &Servers, catalog: &Catalog, kind: ClusterKin
 }
 
 async fn provision_environment(
-    servers: &Servers,
+    client: &Client,
     catalog: &Catalog,
     config: &Config,
     customer: &str,
@@ -355,7 +373,6 @@ async fn provision_environment(
         .with_context(context)?;
     result.outcome = if inserted == 1 { "created" } else { "completed" };
 
-    let client = servers.connect_primary(&plan.cluster).await.with_context(context)?;
     if !plan.role_exists {
         // The file first: a crash after CREATE ROLE must leave a password someone holds.
         let secrets = match secrets::read_existing(secrets_dir, env)? {
@@ -370,7 +387,7 @@ async fn provision_environment(
             }
         };
         fail::fail_point!("provision-after-secrets");
-        create_role(&client, &plan.name, &secrets, config.provision.connection_limit)
+        create_role(client, &plan.name, &secrets, config.provision.connection_limit)
             .await
             .with_context(context)?;
         catalog
@@ -379,9 +396,9 @@ async fn provision_environment(
     }
     result.secrets_file = Some(secrets_dir.join(format!("{env}.env")));
     fail::fail_point!("provision-after-role");
-    act_as_owner(&client, &plan.name).await.with_context(context)?;
-    if !catalog::database_exists(&client, &plan.name).await? {
-        create_database(&client, &plan.name, &config.provision.locale)
+    act_as_owner(client, &plan.name).await.with_context(context)?;
+    if !catalog::database_exists(client, &plan.name).await? {
+        create_database(client, &plan.name, &config.provision.locale)
             .await
             .with_context(context)?;
         catalog
@@ -389,7 +406,7 @@ async fn provision_environment(
             .await?;
     }
     fail::fail_point!("provision-after-database");
-    restrict_connect(&client, &plan.name).await.with_context(context)?;
+    restrict_connect(client, &plan.name).await.with_context(context)?;
     catalog
         .client()
         .execute(

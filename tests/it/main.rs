@@ -2,9 +2,11 @@
 //! tests start themselves through `odoo_db::harness` (see `util.rs`), never mocks.
 
 mod adopt;
+mod audit;
 mod cli;
 mod conn;
 mod harness;
+mod health;
 mod provision;
 mod ssh;
 mod util;
