@@ -23,6 +23,7 @@ cargo build --release --quiet
 BIN=$PWD/target/release/odoo-db
 
 WORK=$(mktemp -d /tmp/odoo-db-bench-XXXXXX)
+chmod 711 "$WORK" # the servers run as the postgres OS user when we are root
 SANDBOX=$WORK/sandbox
 cleanup() {
     "$BIN" sandbox down --dir "$SANDBOX" >/dev/null 2>&1 || true
@@ -30,8 +31,14 @@ cleanup() {
 }
 trap cleanup EXIT
 
-echo "# starting a sandbox in $SANDBOX" >&2
-"$BIN" -q sandbox up --dir "$SANDBOX" >"$WORK/exports"
+# Three free consecutive ports, away from the usual 5432 and the sandbox default range.
+listening() { ss -Hltn "sport = :$1" | grep -q .; }
+for _ in $(seq 1 50); do
+    BASE=$((56000 + RANDOM % 3000))
+    listening "$BASE" || listening $((BASE + 1)) || listening $((BASE + 2)) || break
+done
+echo "# starting a sandbox in $SANDBOX (ports $BASE-$((BASE + 2)))" >&2
+"$BIN" -q sandbox up --dir "$SANDBOX" --port "$BASE" >"$WORK/exports"
 export ODOO_DB_CONFIG=$SANDBOX/odoo-db.toml PGPASSFILE=$SANDBOX/pgpass
 "$BIN" -q init >/dev/null
 mkdir -m 700 "$WORK/secrets"
@@ -44,7 +51,7 @@ PGBIN=${PG_BINDIR:-${PGBIN:-$(pg_config --bindir)}}
 # The superuser over the sandbox's Unix socket (trusted there) prepares the data; the
 # timed commands run as odoo_db_admin over TCP.
 su_psql() { "$PGBIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$SANDBOX/sock" -p "$PORT" -U postgres "$@"; }
-ADMIN="host=127.0.0.1 port=$PORT user=odoo_db_admin sslmode=disable"
+TCP=(-h 127.0.0.1 -p "$PORT" -U odoo_db_admin)
 
 ROWS=$((SIZE_MB * 3200))
 echo "# generating ~${SIZE_MB} MB ($ROWS partner-like rows) in a template database" >&2
@@ -81,13 +88,13 @@ elapsed() { echo "$2 - $1" | bc -l; }
 
 manual_backup() {
     rm -f "$WORK/manual.dump"
-    "$PGBIN/pg_dump" -Fc -f "$WORK/manual.dump" -d "$ADMIN dbname=$NAME"
-    "$PGBIN/dropdb" --force -d "$ADMIN dbname=postgres" "$NAME"
-    "$PGBIN/createdb" -O "$NAME" -d "$ADMIN dbname=postgres" "$NAME"
+    "$PGBIN/pg_dump" "${TCP[@]}" -Fc -f "$WORK/manual.dump" "$NAME"
+    "$PGBIN/dropdb" "${TCP[@]}" --force "$NAME"
+    "$PGBIN/createdb" "${TCP[@]}" -O "$NAME" "$NAME"
 }
 manual_plain() {
-    "$PGBIN/dropdb" --force -d "$ADMIN dbname=postgres" "$NAME"
-    "$PGBIN/createdb" -O "$NAME" -d "$ADMIN dbname=postgres" "$NAME"
+    "$PGBIN/dropdb" "${TCP[@]}" --force "$NAME"
+    "$PGBIN/createdb" "${TCP[@]}" -O "$NAME" "$NAME"
 }
 odoo_backup() { "$BIN" -q recreate "$NAME" --yes --backup-dir "$WORK/backups" >/dev/null; }
 odoo_plain() { "$BIN" -q recreate "$NAME" --yes --no-backup >/dev/null; }

@@ -106,14 +106,21 @@ pub async fn run(config: &Config, args: &AuditArgs) -> Result<u8> {
     let started = Instant::now();
     let started_at = Utc::now();
     let servers = Servers::open(config).await?;
-    let mut clusters: Vec<(&String, ClusterKind)> =
-        config.clusters.iter().map(|(name, c)| (name, c.kind)).collect();
+    let mut clusters: Vec<(&String, ClusterKind)> = config
+        .clusters
+        .iter()
+        .map(|(name, c)| (name, c.kind))
+        .collect();
     clusters.sort_by_key(|(name, kind)| (*kind != ClusterKind::Production, (*name).clone()));
 
     // The catalog and every cluster at once, all within `[health] timeout`.
     let work = join(
         read_catalog(&servers),
-        join_all(clusters.iter().map(|(name, _)| read_cluster(&servers, name, config.health.timeout))),
+        join_all(
+            clusters
+                .iter()
+                .map(|(name, _)| read_cluster(&servers, name, config.health.timeout)),
+        ),
     );
     let (catalog, holdings) = tokio::time::timeout(config.health.timeout, work)
         .await
@@ -146,8 +153,15 @@ pub async fn run(config: &Config, args: &AuditArgs) -> Result<u8> {
     let mut reports = Vec::new();
     for ((name, kind), holdings) in clusters.iter().zip(holdings) {
         let own_roles = own_roles(config, &servers, name);
-        let (cluster, cluster_checks) =
-            audit_cluster(name, *kind, holdings, &customers, &managed, &own_roles, &config.catalog.database);
+        let (cluster, cluster_checks) = audit_cluster(
+            name,
+            *kind,
+            holdings,
+            &customers,
+            &managed,
+            &own_roles,
+            &config.catalog.database,
+        );
         reports.push(cluster);
         checks.extend(cluster_checks);
     }
@@ -179,7 +193,9 @@ fn print(report: &AuditReport, format: ReportFormat) -> Result<u8> {
     let text = match format {
         ReportFormat::Text => text(report),
         ReportFormat::Nagios => nagios(report),
-        ReportFormat::Json => serde_json::to_string_pretty(report).expect("the report serializes") + "\n",
+        ReportFormat::Json => {
+            serde_json::to_string_pretty(report).expect("the report serializes") + "\n"
+        }
         ReportFormat::Prometheus => prometheus(report),
     };
     let mut stdout = std::io::stdout().lock();
@@ -292,7 +308,12 @@ fn audit_cluster(
             } else {
                 Status::Critical
             };
-            check(status, "reachable", format!("cannot be audited: {error}"), None);
+            check(
+                status,
+                "reachable",
+                format!("cannot be audited: {error}"),
+                None,
+            );
             cluster.error = Some(error.to_string());
             cluster.status = status;
             return (cluster, checks);
@@ -314,10 +335,14 @@ fn audit_cluster(
         .roles
         .iter()
         .map(String::as_str)
-        .filter(|role| !role.starts_with("pg_") && *role != "postgres" && !own_roles.contains(*role))
+        .filter(|role| {
+            !role.starts_with("pg_") && *role != "postgres" && !own_roles.contains(*role)
+        })
         .map(|role| ("role", role));
     for (what, object) in databases.chain(roles) {
-        if let Some((customer, token)) = find_customer_in_name(object, customer_names.iter().copied()) {
+        if let Some((customer, token)) =
+            find_customer_in_name(object, customer_names.iter().copied())
+        {
             check(
                 Status::Critical,
                 "name",
@@ -347,17 +372,26 @@ fn audit_cluster(
     }
 
     // 2. The catalog's entries as the server has them.
-    let on_server: HashMap<&str, &ServerDatabase> =
-        holdings.databases.iter().map(|d| (d.name.as_str(), d)).collect();
+    let on_server: HashMap<&str, &ServerDatabase> = holdings
+        .databases
+        .iter()
+        .map(|d| (d.name.as_str(), d))
+        .collect();
     let role_set: HashSet<&str> = holdings.roles.iter().map(String::as_str).collect();
     let mut drift = 0;
     for entry in &mine {
         let unfinished = if entry.state == "ready" {
             String::new()
         } else {
-            format!(" (state {}: run the interrupted command again to finish it)", entry.state)
+            format!(
+                " (state {}: run the interrupted command again to finish it)",
+                entry.state
+            )
         };
-        let label = format!("{} database {} (customer {})", entry.environment, entry.name, entry.customer);
+        let label = format!(
+            "{} database {} (customer {})",
+            entry.environment, entry.name, entry.customer
+        );
         let Some(database) = on_server.get(entry.name.as_str()) else {
             drift += 1;
             check(
@@ -381,7 +415,10 @@ fn audit_cluster(
             check(
                 Status::Warning,
                 "managed",
-                format!("{label} is owned by {}, the catalog says {}", database.owner, entry.owner),
+                format!(
+                    "{label} is owned by {}, the catalog says {}",
+                    database.owner, entry.owner
+                ),
                 Some("ALTER DATABASE <name> OWNER TO <catalog owner>"),
             );
         }
@@ -399,7 +436,10 @@ fn audit_cluster(
         check(
             Status::Ok,
             "managed",
-            format!("{} managed databases, each present, rightly owned, closed to PUBLIC", mine.len()),
+            format!(
+                "{} managed databases, each present, rightly owned, closed to PUBLIC",
+                mine.len()
+            ),
             None,
         );
     }
@@ -410,7 +450,9 @@ fn audit_cluster(
         .databases
         .iter()
         .map(|d| d.name.as_str())
-        .filter(|db| !SYSTEM_DATABASES.contains(db) && *db != catalog_database && !known.contains(db))
+        .filter(|db| {
+            !SYSTEM_DATABASES.contains(db) && *db != catalog_database && !known.contains(db)
+        })
         .map(str::to_string)
         .collect();
     if !cluster.unmanaged_databases.is_empty() {
@@ -463,7 +505,13 @@ fn nagios(report: &AuditReport) -> String {
             None,
             Some("0".into()),
         ));
-        perfdata.push(output::perf(&format!("{}_warnings", cluster.name), Some(warnings.to_string()), "", Some("0".into()), None));
+        perfdata.push(output::perf(
+            &format!("{}_warnings", cluster.name),
+            Some(warnings.to_string()),
+            "",
+            Some("0".into()),
+            None,
+        ));
         perfdata.push(output::perf(
             &format!("{}_unmanaged", cluster.name),
             Some(cluster.unmanaged_databases.len().to_string()),
@@ -472,23 +520,43 @@ fn nagios(report: &AuditReport) -> String {
             None,
         ));
     }
-    output::nagios_output("ODOO-DB AUDIT", report.status, &report.checks, &summary.join("; "), &perfdata)
+    output::nagios_output(
+        "ODOO-DB AUDIT",
+        report.status,
+        &report.checks,
+        &summary.join("; "),
+        &perfdata,
+    )
 }
 
 fn prometheus(report: &AuditReport) -> String {
     let mut out = Exposition::new();
-    out.gauge("odoo_db_audit_up", "Whether the audit could read the cluster (1) or not (0).");
+    out.gauge(
+        "odoo_db_audit_up",
+        "Whether the audit could read the cluster (1) or not (0).",
+    );
     for cluster in &report.clusters {
-        out.sample("odoo_db_audit_up", &[("cluster", &cluster.name)], if cluster.reachable { 1.0 } else { 0.0 });
+        out.sample(
+            "odoo_db_audit_up",
+            &[("cluster", &cluster.name)],
+            if cluster.reachable { 1.0 } else { 0.0 },
+        );
     }
     out.gauge(
         "odoo_db_audit_violations",
         "Databases and roles whose name contains a customer's name or token.",
     );
     for cluster in &report.clusters {
-        out.sample("odoo_db_audit_violations", &[("cluster", &cluster.name)], cluster.violations.len() as f64);
+        out.sample(
+            "odoo_db_audit_violations",
+            &[("cluster", &cluster.name)],
+            cluster.violations.len() as f64,
+        );
     }
-    out.gauge("odoo_db_audit_unmanaged_databases", "Databases the catalog does not manage.");
+    out.gauge(
+        "odoo_db_audit_unmanaged_databases",
+        "Databases the catalog does not manage.",
+    );
     for cluster in &report.clusters {
         out.sample(
             "odoo_db_audit_unmanaged_databases",
@@ -500,13 +568,20 @@ fn prometheus(report: &AuditReport) -> String {
         "odoo_db_audit_status",
         "Nagios state of the audit, as its exit code: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.",
     )
-    .sample("odoo_db_audit_status", &[], output::status_number(report.status));
-    out.gauge("odoo_db_audit_last_run_timestamp_seconds", "When the audit ran (Unix time).")
-        .sample(
-            "odoo_db_audit_last_run_timestamp_seconds",
-            &[],
-            report.started_at.timestamp_micros() as f64 / 1e6,
-        );
+    .sample(
+        "odoo_db_audit_status",
+        &[],
+        output::status_number(report.status),
+    );
+    out.gauge(
+        "odoo_db_audit_last_run_timestamp_seconds",
+        "When the audit ran (Unix time).",
+    )
+    .sample(
+        "odoo_db_audit_last_run_timestamp_seconds",
+        &[],
+        report.started_at.timestamp_micros() as f64 / 1e6,
+    );
     let mut text = out.finish();
     if report.clusters.is_empty() {
         writeln!(text, "# no cluster was audited").ok();
@@ -521,13 +596,38 @@ mod tests {
     fn holdings() -> Holdings {
         Holdings {
             databases: vec![
-                ServerDatabase { name: "postgres".into(), owner: "postgres".into(), public_connect: true },
-                ServerDatabase { name: "odoo_db".into(), owner: "odoo_db_admin".into(), public_connect: false },
-                ServerDatabase { name: "mighty_pinguin_1337".into(), owner: "mighty_pinguin_1337".into(), public_connect: false },
-                ServerDatabase { name: "fluxdock_copy".into(), owner: "odoo_db_admin".into(), public_connect: true },
-                ServerDatabase { name: "legacy".into(), owner: "odoo_db_admin".into(), public_connect: true },
+                ServerDatabase {
+                    name: "postgres".into(),
+                    owner: "postgres".into(),
+                    public_connect: true,
+                },
+                ServerDatabase {
+                    name: "odoo_db".into(),
+                    owner: "odoo_db_admin".into(),
+                    public_connect: false,
+                },
+                ServerDatabase {
+                    name: "mighty_pinguin_1337".into(),
+                    owner: "mighty_pinguin_1337".into(),
+                    public_connect: false,
+                },
+                ServerDatabase {
+                    name: "fluxdock_copy".into(),
+                    owner: "odoo_db_admin".into(),
+                    public_connect: true,
+                },
+                ServerDatabase {
+                    name: "legacy".into(),
+                    owner: "odoo_db_admin".into(),
+                    public_connect: true,
+                },
             ],
-            roles: vec!["pg_monitor".into(), "odoo_db_admin".into(), "mighty_pinguin_1337".into(), "dock_reader".into()],
+            roles: vec![
+                "pg_monitor".into(),
+                "odoo_db_admin".into(),
+                "mighty_pinguin_1337".into(),
+                "dock_reader".into(),
+            ],
         }
     }
 
@@ -550,14 +650,27 @@ mod tests {
             ClusterKind::Production,
             Ok(holdings()),
             &["flux-dock".to_string()],
-            &[managed("mighty_pinguin_1337", "mighty_pinguin_1337"), managed("gone_name_0001", "gone_name_0001")],
+            &[
+                managed("mighty_pinguin_1337", "mighty_pinguin_1337"),
+                managed("gone_name_0001", "gone_name_0001"),
+            ],
             &own,
             "odoo_db",
         );
         assert_eq!(cluster.status, Status::Critical);
-        let names: Vec<(&str, &str)> = cluster.violations.iter().map(|v| (v.kind, v.name.as_str())).collect();
-        assert_eq!(names, vec![("database", "fluxdock_copy"), ("role", "dock_reader")]);
-        assert!(checks.iter().any(|c| c.status == Status::Warning && c.message.contains("gone_name_0001 (customer flux-dock) is in the catalog but not on the server")));
+        let names: Vec<(&str, &str)> = cluster
+            .violations
+            .iter()
+            .map(|v| (v.kind, v.name.as_str()))
+            .collect();
+        assert_eq!(
+            names,
+            vec![("database", "fluxdock_copy"), ("role", "dock_reader")]
+        );
+        assert!(checks.iter().any(|c| c.status == Status::Warning
+            && c.message.contains(
+                "gone_name_0001 (customer flux-dock) is in the catalog but not on the server"
+            )));
         assert_eq!(cluster.unmanaged_databases, vec!["fluxdock_copy", "legacy"]);
     }
 
@@ -577,9 +690,15 @@ mod tests {
             "odoo_db",
         );
         assert_eq!(cluster.status, Status::Warning);
-        let warnings: Vec<&str> = checks.iter().filter(|c| c.status == Status::Warning).map(|c| c.message.as_str()).collect();
+        let warnings: Vec<&str> = checks
+            .iter()
+            .filter(|c| c.status == Status::Warning)
+            .map(|c| c.message.as_str())
+            .collect();
         assert_eq!(warnings.len(), 2, "{warnings:?}");
-        assert!(warnings[0].contains("is owned by odoo_db_admin, the catalog says mighty_pinguin_1337"));
+        assert!(
+            warnings[0].contains("is owned by odoo_db_admin, the catalog says mighty_pinguin_1337")
+        );
         assert!(warnings[1].contains("PUBLIC may connect"));
     }
 }

@@ -122,10 +122,24 @@ fn parse_major(version: &str) -> Option<u32> {
 /// refused (nothing changed) when none is installed.
 pub fn find_tools(server_major: u32) -> Result<Tools> {
     let mut found: Vec<Tools> = Vec::new();
+    let mut binaries = Vec::new();
     for dir in candidate_dirs() {
-        if !executable(&dir.join("pg_dump")) || !executable(&dir.join("pg_restore")) {
+        // Resolve symlinks, and skip wrappers (Debian's /usr/bin/pg_dump is a perl
+        // script choosing a version by itself): the real binary's directory counts.
+        let Ok(binary) = std::fs::canonicalize(dir.join("pg_dump")) else {
+            continue;
+        };
+        let Some(dir) = binary.parent().map(Path::to_path_buf) else {
+            continue;
+        };
+        if binary.file_name() != Some(std::ffi::OsStr::new("pg_dump"))
+            || binaries.contains(&binary)
+            || !executable(&binary)
+            || !executable(&dir.join("pg_restore"))
+        {
             continue;
         }
+        binaries.push(binary);
         let Ok(out) = std::process::Command::new(dir.join("pg_dump"))
             .arg("--version")
             .stdin(Stdio::null())
@@ -158,6 +172,21 @@ pub fn find_tools(server_major: u32) -> Result<Tools> {
                 if seen.is_empty() { "none".to_string() } else { seen.join(", ") }
             ))
         })
+}
+
+/// Refuse (nothing changed) a `--compress` value this pg_dump cannot take: methods
+/// (`lz4`, `zstd`, `gzip:9`) exist from pg_dump 16 on, before only levels 0-9.
+pub fn check_compression(tools: &Tools, compression: &str) -> Result<()> {
+    let level = compression.parse::<u8>().is_ok_and(|level| level <= 9);
+    if level || tools.major >= 16 {
+        return Ok(());
+    }
+    Err(Error::refused(format!(
+        "[recreate] compression = {compression:?} needs pg_dump 16 or newer (lz4, zstd, method:level); \
+         {} is pg_dump {}, which takes a level 0-9 only; nothing was changed",
+        tools.bindir.display(),
+        tools.major
+    )))
 }
 
 /// Refuse (nothing changed) when the file system of `dir` has less free space than the
@@ -255,7 +284,8 @@ pub fn prune(dir: &Path, name: &str, keep: usize, protected: &[PathBuf]) -> Resu
     let backups: Vec<PathBuf> = backups_of(dir, name)?.into_iter().map(|(_, p)| p).collect();
     let doomed = to_prune(&backups, keep, protected);
     for path in &doomed {
-        std::fs::remove_file(path).with_context(|| format!("pruning old backup {}", path.display()))?;
+        std::fs::remove_file(path)
+            .with_context(|| format!("pruning old backup {}", path.display()))?;
         tracing::info!("pruned old backup {}", path.display());
     }
     Ok(doomed)
@@ -333,7 +363,10 @@ fn remove_partials(dir: &Path, name: &str) {
             && file_name.ends_with(PARTIAL_SUFFIX)
             && std::fs::remove_file(entry.path()).is_ok()
         {
-            tracing::info!("removed {} left by an interrupted backup", entry.path().display());
+            tracing::info!(
+                "removed {} left by an interrupted backup",
+                entry.path().display()
+            );
         }
     }
 }
@@ -348,10 +381,17 @@ fn remove_partials(dir: &Path, name: &str) {
 /// stream pg_restore accepted; so what is on disk is what was verified. (pg_dump
 /// writing to a pipe cannot seek back to store data offsets in the table of contents;
 /// pg_restore finds the blocks by scanning instead, also with `-j`.)
-pub async fn dump(tools: &Tools, params: &ConnParams, dir: &Path, name: &str, compression: &str) -> Result<Backup> {
+pub async fn dump(
+    tools: &Tools,
+    params: &ConnParams,
+    dir: &Path,
+    name: &str,
+    compression: &str,
+) -> Result<Backup> {
     let started = Instant::now();
     if !dir.exists() {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating backup directory {}", dir.display()))?;
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("creating backup directory {}", dir.display()))?;
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
     }
     remove_partials(dir, name);
@@ -418,6 +458,10 @@ fn collect_stderr(child: &mut tokio::process::Child) -> tokio::task::JoinHandle<
 
 /// Run pg_dump into `file` and into pg_restore's stdin at once; both must succeed.
 /// Returns the length and hash of the stream, and leaves the file synced.
+///
+/// Three tasks joined by bounded queues (reading pg_dump, writing the file, feeding
+/// pg_restore), and pipes enlarged to 1 MiB: with one task taking turns, each process
+/// would wait for the slowest of the others at every 64 KiB, doubling the time.
 async fn stream_verified(
     mut pg_dump: tokio::process::Command,
     mut pg_restore: tokio::process::Command,
@@ -425,36 +469,75 @@ async fn stream_verified(
     name: &str,
 ) -> Result<(u64, u64)> {
     use std::hash::Hasher;
+    use std::sync::Arc;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const CHUNK: usize = 1 << 20;
+    const QUEUED: usize = 16;
+
     let mut dumper = pg_dump.spawn().context("starting pg_dump")?;
-    let mut reader = pg_restore.spawn().context("starting pg_restore to read the backup back")?;
+    let mut reader = pg_restore
+        .spawn()
+        .context("starting pg_restore to read the backup back")?;
     let dump_errors = collect_stderr(&mut dumper);
     let read_errors = collect_stderr(&mut reader);
     let mut output = dumper.stdout.take().expect("piped");
-    let mut verifier = reader.stdin.take();
-    let mut file = tokio::fs::File::from_std(file);
+    let verifier = reader.stdin.take().expect("piped");
+    enlarge_pipe(&output);
+    enlarge_pipe(&verifier);
+
+    let (to_file, mut file_queue) = tokio::sync::mpsc::channel::<Arc<Vec<u8>>>(QUEUED);
+    let (to_verifier, mut verifier_queue) = tokio::sync::mpsc::channel::<Arc<Vec<u8>>>(QUEUED);
+    let file_writer = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+        let mut file = file;
+        while let Some(chunk) = file_queue.blocking_recv() {
+            file.write_all(&chunk)?;
+        }
+        file.sync_all()
+    });
+    // A reader that quits early has failed (its exit status says why): its queue
+    // closes and the dump goes on into the file alone.
+    let verifier_feeder = tokio::spawn(async move {
+        let mut verifier = verifier;
+        while let Some(chunk) = verifier_queue.recv().await {
+            if verifier.write_all(&chunk).await.is_err() {
+                return false;
+            }
+        }
+        true
+    });
+
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     let mut bytes = 0u64;
-    let mut buffer = vec![0u8; 1 << 20];
-    let mut verifier_gone = false;
-    loop {
-        let n = output.read(&mut buffer).await.context("reading pg_dump's output")?;
-        if n == 0 {
-            break;
-        }
-        let chunk = &buffer[..n];
-        file.write_all(chunk).await.context("writing the backup file")?;
-        hasher.write(chunk);
-        bytes += n as u64;
-        if let Some(stdin) = verifier.as_mut() {
-            // A reader that quit early has failed: its exit status says why.
-            if stdin.write_all(chunk).await.is_err() {
-                verifier = None;
-                verifier_gone = true;
+    let mut verifier_open = true;
+    let pumped: Result<()> = async {
+        loop {
+            let mut chunk = vec![0u8; CHUNK];
+            let n = output
+                .read(&mut chunk)
+                .await
+                .context("reading pg_dump's output")?;
+            if n == 0 {
+                return Ok(());
+            }
+            chunk.truncate(n);
+            hasher.write(&chunk);
+            bytes += n as u64;
+            let chunk = Arc::new(chunk);
+            if verifier_open && to_verifier.send(chunk.clone()).await.is_err() {
+                verifier_open = false;
+            }
+            if to_file.send(chunk).await.is_err() {
+                return Err(Error::failed("the backup file writer stopped"));
             }
         }
     }
-    drop(verifier);
+    .await;
+    drop(to_file);
+    drop(to_verifier);
+    let written = file_writer
+        .await
+        .map_err(|error| Error::failed(format!("writing the backup file: {error}")))?;
+    let fed = verifier_feeder.await.unwrap_or(false);
     let dump_status = dumper.wait().await.context("waiting for pg_dump")?;
     let read_status = reader.wait().await.context("waiting for pg_restore")?;
     let dump_errors = dump_errors.await.unwrap_or_default();
@@ -465,15 +548,23 @@ async fn stream_verified(
             dump_errors.trim()
         )));
     }
-    if !read_status.success() || verifier_gone {
+    pumped?;
+    written.context("writing the backup file")?;
+    if !read_status.success() || !fed || !verifier_open {
         return Err(Error::failed(format!(
             "the backup of {name} does not read back whole: pg_restore {read_status}: {}",
             read_errors.trim()
         )));
     }
-    file.flush().await?;
-    file.sync_all().await.context("syncing the backup file")?;
     Ok((bytes, hasher.finish()))
+}
+
+/// 1 MiB pipe buffers (the kernel's default maximum) instead of 64 KiB; best effort.
+fn enlarge_pipe(pipe: &impl std::os::fd::AsRawFd) {
+    // SAFETY: fcntl on a file descriptor we own; failure only leaves the default size.
+    unsafe {
+        libc::fcntl(pipe.as_raw_fd(), libc::F_SETPIPE_SZ, 1 << 20);
+    }
 }
 
 /// Length and hash of a file as the file system returns it now.
@@ -482,7 +573,8 @@ async fn hash_file(path: &Path) -> Result<(u64, u64)> {
     tokio::task::spawn_blocking(move || {
         use std::hash::Hasher;
         use std::io::Read;
-        let mut file = std::fs::File::open(&path).with_context(|| format!("reading back {}", path.display()))?;
+        let mut file = std::fs::File::open(&path)
+            .with_context(|| format!("reading back {}", path.display()))?;
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         let mut buffer = vec![0u8; 1 << 20];
         let mut bytes = 0u64;
@@ -528,7 +620,12 @@ pub async fn archive_database(tools: &Tools, path: &Path) -> Result<String> {
     text.lines()
         .find_map(|line| line.trim_start_matches(';').trim().strip_prefix("dbname:"))
         .map(|name| name.trim().to_string())
-        .ok_or_else(|| Error::refused(format!("{} names no database in its table of contents", path.display())))
+        .ok_or_else(|| {
+            Error::refused(format!(
+                "{} names no database in its table of contents",
+                path.display()
+            ))
+        })
 }
 
 /// Restore an archive into the (new, empty) database `params` point at, as `owner`:
@@ -555,27 +652,40 @@ mod tests {
 
     #[test]
     fn names_round_trip_and_do_not_match_other_databases() {
-        let at = DateTime::parse_from_rfc3339("2024-06-11T10:15:30.123Z").unwrap().with_timezone(&Utc);
+        let at = DateTime::parse_from_rfc3339("2024-06-11T10:15:30.123Z")
+            .unwrap()
+            .with_timezone(&Utc);
         let name = file_name("a_integration", at);
         assert_eq!(name, "a_integration-20240611T101530.123Z.dump");
         assert_eq!(timestamp_of("a_integration", &name), Some(at));
         assert_eq!(timestamp_of("b_a_integration", &name), None);
         assert_eq!(timestamp_of("a", &name), None);
-        assert_eq!(timestamp_of("a_integration", &format!("{name}.partial")), None);
+        assert_eq!(
+            timestamp_of("a_integration", &format!("{name}.partial")),
+            None
+        );
     }
 
     #[test]
     fn retention_keeps_the_newest_and_what_unfinished_runs_need() {
-        let files: Vec<PathBuf> = (1..=5).map(|i| PathBuf::from(format!("/b/x-{i}.dump"))).collect();
+        let files: Vec<PathBuf> = (1..=5)
+            .map(|i| PathBuf::from(format!("/b/x-{i}.dump")))
+            .collect();
         assert_eq!(to_prune(&files, 3, &[]), files[..2].to_vec());
-        assert_eq!(to_prune(&files, 3, &[files[0].clone()]), vec![files[1].clone()]);
+        assert_eq!(
+            to_prune(&files, 3, &[files[0].clone()]),
+            vec![files[1].clone()]
+        );
         assert!(to_prune(&files, 5, &[]).is_empty());
         assert!(to_prune(&files[..1], 1, &[]).is_empty());
     }
 
     #[test]
     fn parses_tool_versions() {
-        assert_eq!(parse_major("pg_dump (PostgreSQL) 15.14 (Debian 15.14-0+deb12u1)"), Some(15));
+        assert_eq!(
+            parse_major("pg_dump (PostgreSQL) 15.14 (Debian 15.14-0+deb12u1)"),
+            Some(15)
+        );
         assert_eq!(parse_major("pg_dump (PostgreSQL) 18beta1"), Some(18));
         assert_eq!(parse_major("garbage"), None);
     }

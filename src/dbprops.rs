@@ -168,7 +168,10 @@ pub async fn inspect(client: &Client, name: &str, version_num: i32) -> Result<Op
         let config = setting.config.unwrap_or_default();
         match setting.role {
             None => settings = config,
-            Some(role) => role_settings.push(RoleSettings { role, settings: config }),
+            Some(role) => role_settings.push(RoleSettings {
+                role,
+                settings: config,
+            }),
         }
     }
     let props = DbProps {
@@ -304,7 +307,10 @@ pub fn acl_statements(props: &DbProps, current: Option<&[AclItem]>) -> Vec<Strin
             statements.push(as_grantor(
                 owner,
                 &item.grantor,
-                format!("GRANT {} ON DATABASE {database} TO {grantee}", item.privileges.join(", ")),
+                format!(
+                    "GRANT {} ON DATABASE {database} TO {grantee}",
+                    item.privileges.join(", ")
+                ),
             ));
         }
         if !item.grantable.is_empty() {
@@ -348,9 +354,11 @@ const LIST_QUOTE_SETTINGS: &[&str] = &[
 
 /// `name=value` of `pg_db_role_setting` as the `name = value` of `SET`.
 pub fn setting_assignment(entry: &str) -> Result<String> {
-    let (name, value) = entry
-        .split_once('=')
-        .ok_or_else(|| Error::failed(format!("unexpected setting {entry:?} in pg_db_role_setting")))?;
+    let (name, value) = entry.split_once('=').ok_or_else(|| {
+        Error::failed(format!(
+            "unexpected setting {entry:?} in pg_db_role_setting"
+        ))
+    })?;
     let value_sql = if LIST_QUOTE_SETTINGS.contains(&name.to_ascii_lowercase().as_str()) {
         split_guc_list(value)
             .iter()
@@ -418,7 +426,10 @@ pub fn settings_statements(props: &DbProps) -> Result<Vec<String>> {
     let database = quote_ident(&props.name);
     let mut statements = Vec::new();
     for entry in &props.settings {
-        statements.push(format!("ALTER DATABASE {database} SET {}", setting_assignment(entry)?));
+        statements.push(format!(
+            "ALTER DATABASE {database} SET {}",
+            setting_assignment(entry)?
+        ));
     }
     for role in &props.role_settings {
         for entry in &role.settings {
@@ -504,7 +515,12 @@ pub async fn check_restorable(
     let mut names: Vec<String> = props
         .settings
         .iter()
-        .chain(props.role_settings.iter().flat_map(|role| role.settings.iter()))
+        .chain(
+            props
+                .role_settings
+                .iter()
+                .flat_map(|role| role.settings.iter()),
+        )
         .filter_map(|entry| entry.split_once('=').map(|(name, _)| name.to_string()))
         .collect();
     names.sort();
@@ -523,11 +539,8 @@ pub async fn check_restorable(
         .context("checking what odoo-db's role may do")?;
     let superuser: bool = row.get("superuser");
     let agent: String = row.get("agent");
-    let refuse = |rule: String| {
-        Err(Error::refused(format!(
-            "{name}: {rule}; refused before anything changed"
-        )))
-    };
+    // The caller adds which job was refused and that nothing was changed.
+    let refuse = |rule: String| Err(Error::refused(rule));
     if !superuser && !row.get::<_, bool>("createdb") {
         return refuse(format!(
             "odoo-db's role {agent} lacks CREATEDB, so it could drop but not create the database again"
@@ -586,9 +599,9 @@ pub async fn check_restorable(
                  (PostgreSQL 15+), may set it",
                 right.name
             )),
-            Some("postmaster" | "sighup" | "internal") => Some(
-                "cannot be set per database or role at all".to_string(),
-            ),
+            Some("postmaster" | "sighup" | "internal") => {
+                Some("cannot be set per database or role at all".to_string())
+            }
             _ => None,
         };
         if let Some(why) = blocked {
@@ -603,7 +616,8 @@ pub async fn check_restorable(
     }
     if !superuser && !row.get::<_, bool>("signal_backend") {
         if let Some(session) = sessions.iter().find(|s| {
-            s.user.as_deref() != Some(agent.as_str()) && s.backend_type.as_deref() == Some("client backend")
+            s.user.as_deref() != Some(agent.as_str())
+                && s.backend_type.as_deref() == Some("client backend")
         }) {
             return refuse(format!(
                 "session pid {} of {} is connected and odoo-db's role {agent} is not a member of \
@@ -638,7 +652,10 @@ async fn trial(client: &Client, props: &DbProps, live: &DbProps, member: bool) -
     let database = quote_ident(&props.name);
     let mut statements = Vec::new();
     if !member {
-        statements.push(format!("GRANT {} TO CURRENT_USER", quote_ident(&props.owner)));
+        statements.push(format!(
+            "GRANT {} TO CURRENT_USER",
+            quote_ident(&props.owner)
+        ));
     }
     statements.push(format!("ALTER DATABASE {database} ALLOW_CONNECTIONS false"));
     statements.push(format!(
@@ -648,8 +665,17 @@ async fn trial(client: &Client, props: &DbProps, live: &DbProps, member: bool) -
     statements.extend(settings_statements(props)?);
     statements.extend(comment_statement(props));
     statements.extend(acl_statements(props, live.acl.as_deref()));
+    // Fast path: all in one round trip. Only when that fails are they tried one by
+    // one, to name the statement that fails.
+    let all = format!(
+        "BEGIN; SET LOCAL lock_timeout = '10s'; {}; ROLLBACK",
+        statements.join(";\n")
+    );
+    if client.batch_execute(&all).await.is_ok() {
+        return Ok(());
+    }
     client
-        .batch_execute("BEGIN; SET LOCAL lock_timeout = '10s'")
+        .batch_execute("ROLLBACK; BEGIN; SET LOCAL lock_timeout = '10s'")
         .await
         .context("starting the trial of the restore statements")?;
     let mut failure = None;
@@ -667,9 +693,8 @@ async fn trial(client: &Client, props: &DbProps, live: &DbProps, member: bool) -
         None => Ok(()),
         Some((statement, error)) if error.is_sqlstate("42501") || error.is_sqlstate("0A000") || error.is_sqlstate("55P02") => {
             Err(Error::refused(format!(
-                "{}: odoo-db's role could not put this property back after the drop: `{statement}` \
-                 fails with {}; refused before anything changed (a superuser can grant what is \
-                 missing, or the property can be removed)",
+                "odoo-db's role could not put a property of {} back after the drop: `{statement}` \
+                 fails with {} (a superuser can grant what is missing, or the property can be removed)",
                 props.name,
                 error.root_message()
             )))
@@ -692,7 +717,9 @@ pub fn describe(props: &DbProps) -> String {
     line("collation", props.collate.clone());
     line("ctype", props.ctype.clone());
     let provider = match (&props.provider_locale, &props.icu_rules) {
-        (Some(locale), Some(rules)) => format!("{} (locale {locale}, rules {rules})", props.locale_provider),
+        (Some(locale), Some(rules)) => {
+            format!("{} (locale {locale}, rules {rules})", props.locale_provider)
+        }
         (Some(locale), None) => format!("{} (locale {locale})", props.locale_provider),
         _ => props.locale_provider.clone(),
     };
@@ -725,7 +752,10 @@ pub fn describe(props: &DbProps) -> String {
         line("role settings", "none".to_string());
     }
     for role in &props.role_settings {
-        line("role settings", format!("{}: {}", role.role, role.settings.join("; ")));
+        line(
+            "role settings",
+            format!("{}: {}", role.role, role.settings.join("; ")),
+        );
     }
     if let Some(comment) = &props.comment {
         line("comment", comment.clone());
@@ -739,7 +769,13 @@ pub fn describe(props: &DbProps) -> String {
 /// Sessions and size, for the plan.
 pub fn describe_live(inspection: &Inspection) -> String {
     let mut text = String::new();
-    writeln!(text, "  {:<22} {}", "size", format_bytes(inspection.size_bytes.max(0) as u64)).ok();
+    writeln!(
+        text,
+        "  {:<22} {}",
+        "size",
+        format_bytes(inspection.size_bytes.max(0) as u64)
+    )
+    .ok();
     if inspection.sessions.is_empty() {
         writeln!(text, "  {:<22} none", "sessions").ok();
     }
@@ -750,9 +786,17 @@ pub fn describe_live(inspection: &Inspection) -> String {
             "session",
             session.pid,
             session.user.as_deref().unwrap_or("-"),
-            session.application.as_deref().filter(|a| !a.is_empty()).unwrap_or("-"),
+            session
+                .application
+                .as_deref()
+                .filter(|a| !a.is_empty())
+                .unwrap_or("-"),
             session.client,
-            session.state.as_deref().or(session.backend_type.as_deref()).unwrap_or("-")
+            session
+                .state
+                .as_deref()
+                .or(session.backend_type.as_deref())
+                .unwrap_or("-")
         )
         .ok();
     }
@@ -769,19 +813,67 @@ pub fn differences(expected: &DbProps, actual: &DbProps) -> Vec<String> {
         }
     };
     check("owner", expected.owner.clone(), actual.owner.clone());
-    check("encoding", expected.encoding.clone(), actual.encoding.clone());
-    check("collation", expected.collate.clone(), actual.collate.clone());
+    check(
+        "encoding",
+        expected.encoding.clone(),
+        actual.encoding.clone(),
+    );
+    check(
+        "collation",
+        expected.collate.clone(),
+        actual.collate.clone(),
+    );
     check("ctype", expected.ctype.clone(), actual.ctype.clone());
-    check("locale provider", expected.locale_provider.clone(), actual.locale_provider.clone());
-    check("provider locale", format!("{:?}", expected.provider_locale), format!("{:?}", actual.provider_locale));
-    check("ICU rules", format!("{:?}", expected.icu_rules), format!("{:?}", actual.icu_rules));
-    check("tablespace", expected.tablespace.clone(), actual.tablespace.clone());
-    check("connection limit", expected.connection_limit.to_string(), actual.connection_limit.to_string());
-    check("allow connections", expected.allow_connections.to_string(), actual.allow_connections.to_string());
-    check("ACL", expected.effective_acl.clone(), actual.effective_acl.clone());
-    check("comment", format!("{:?}", expected.comment), format!("{:?}", actual.comment));
-    check("database settings", expected.settings.join("; "), actual.settings.join("; "));
-    check("role settings", format!("{:?}", expected.role_settings), format!("{:?}", actual.role_settings));
+    check(
+        "locale provider",
+        expected.locale_provider.clone(),
+        actual.locale_provider.clone(),
+    );
+    check(
+        "provider locale",
+        format!("{:?}", expected.provider_locale),
+        format!("{:?}", actual.provider_locale),
+    );
+    check(
+        "ICU rules",
+        format!("{:?}", expected.icu_rules),
+        format!("{:?}", actual.icu_rules),
+    );
+    check(
+        "tablespace",
+        expected.tablespace.clone(),
+        actual.tablespace.clone(),
+    );
+    check(
+        "connection limit",
+        expected.connection_limit.to_string(),
+        actual.connection_limit.to_string(),
+    );
+    check(
+        "allow connections",
+        expected.allow_connections.to_string(),
+        actual.allow_connections.to_string(),
+    );
+    check(
+        "ACL",
+        expected.effective_acl.clone(),
+        actual.effective_acl.clone(),
+    );
+    check(
+        "comment",
+        format!("{:?}", expected.comment),
+        format!("{:?}", actual.comment),
+    );
+    check(
+        "database settings",
+        expected.settings.join("; "),
+        actual.settings.join("; "),
+    );
+    check(
+        "role settings",
+        format!("{:?}", expected.role_settings),
+        format!("{:?}", actual.role_settings),
+    );
     out
 }
 
@@ -821,8 +913,14 @@ mod tests {
             setting_assignment("search_path=\"a,b\", \"q\"\"x\"").unwrap(),
             "\"search_path\" = 'a,b', 'q\"x'"
         );
-        assert_eq!(setting_assignment("search_path=\"\"").unwrap(), "\"search_path\" = ''");
-        assert_eq!(setting_assignment("work_mem=64MB").unwrap(), "\"work_mem\" = '64MB'");
+        assert_eq!(
+            setting_assignment("search_path=\"\"").unwrap(),
+            "\"search_path\" = ''"
+        );
+        assert_eq!(
+            setting_assignment("work_mem=64MB").unwrap(),
+            "\"work_mem\" = '64MB'"
+        );
         assert_eq!(
             setting_assignment("odoo.x=it's=1").unwrap(),
             "\"odoo.x\" = 'it''s=1'"
@@ -869,9 +967,15 @@ mod tests {
         p.tablespace = "fast".into();
         let sql = create_statement(&p, 150004);
         assert!(sql.contains("TEMPLATE = template0"), "{sql}");
-        assert!(sql.contains("LOCALE_PROVIDER = icu ICU_LOCALE = 'de-DE'"), "{sql}");
+        assert!(
+            sql.contains("LOCALE_PROVIDER = icu ICU_LOCALE = 'de-DE'"),
+            "{sql}"
+        );
         assert!(sql.contains("TABLESPACE = \"fast\""), "{sql}");
-        assert!(sql.contains("CONNECTION LIMIT = 7 ALLOW_CONNECTIONS = false"), "{sql}");
+        assert!(
+            sql.contains("CONNECTION LIMIT = 7 ALLOW_CONNECTIONS = false"),
+            "{sql}"
+        );
         assert!(!create_statement(&p, 140000).contains("LOCALE_PROVIDER"));
     }
 }

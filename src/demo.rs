@@ -36,9 +36,22 @@ pub async fn run(args: &DemoArgs) -> Result<String> {
         &["provision", "--customer", CUSTOMER, "--secrets-dir", &secrets_dir.to_string_lossy()],
     )
     .await?;
+    let names = tour
+        .output(
+            "run it again: already provisioned, so nothing changes and the same names are printed",
+            &["provision", "--customer", CUSTOMER, "--secrets-dir", &secrets_dir.to_string_lossy()],
+        )
+        .await?;
+    // Production comes first, so the last DB_NAME is the integration twin.
+    let integration = names
+        .lines()
+        .rev()
+        .find_map(|line| line.strip_prefix("export DB_NAME="))
+        .ok_or_else(|| Error::failed("the tour stopped: provision printed no DB_NAME"))?
+        .to_string();
     tour.step(
-        "run it again: already provisioned, so nothing changes and the same names are printed",
-        &["provision", "--customer", CUSTOMER, "--secrets-dir", &secrets_dir.to_string_lossy()],
+        "recreate the integration database: plan, backup (pg_dump -Fc, read back whole), every session ended, drop, create again from template0 with owner, locale, ACL and settings restored",
+        &["recreate", &integration, "--yes", "--backup-dir", &dir.join("backups").to_string_lossy()],
     )
     .await?;
     tour.step("list what the catalog manages, with live sizes", &["list"]).await?;
@@ -78,6 +91,31 @@ impl Tour {
             config: dir.join("odoo-db.toml"),
             pgpass: dir.join("pgpass"),
         })
+    }
+
+    /// Like [`Tour::step`], and also returns what the step printed on stdout.
+    async fn output(&self, why: &str, args: &[&str]) -> Result<String> {
+        say(why);
+        println!("$ odoo-db {}", args.join(" "));
+        let out = tokio::process::Command::new(&self.binary)
+            .args(args)
+            .env("ODOO_DB_CONFIG", &self.config)
+            .env("PGPASSFILE", &self.pgpass)
+            .stdin(Stdio::null())
+            .stderr(Stdio::inherit())
+            .output()
+            .await
+            .with_context(|| format!("running odoo-db {}", args.join(" ")))?;
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        print!("{text}");
+        if !out.status.success() {
+            return Err(Error::failed(format!(
+                "the tour stopped: `odoo-db {}` exited with {}",
+                args.join(" "),
+                out.status
+            )));
+        }
+        Ok(text)
     }
 
     async fn step(&self, why: &str, args: &[&str]) -> Result<()> {

@@ -20,6 +20,7 @@ pub mod health;
 pub mod init;
 pub mod list;
 pub mod logging;
+pub mod manpage;
 pub mod names;
 pub mod oplock;
 pub mod provision;
@@ -50,7 +51,7 @@ pub async fn run(cli: Cli) -> Result<u8> {
         }
         Command::Man => {
             let mut page = Vec::new();
-            clap_mangen::Man::new(Cli::command()).render(&mut page)?;
+            manpage::render(&mut page)?;
             std::io::stdout().write_all(&page)?;
             Ok(0)
         }
@@ -97,7 +98,11 @@ pub fn exit_on_usage_error(error: clap::Error) -> std::process::ExitCode {
             let nagios_style = std::env::args()
                 .skip(1)
                 .any(|arg| arg == "health" || arg == "audit");
-            std::process::ExitCode::from(if nagios_style { 3 } else { 2 })
+            if nagios_style {
+                println!("ODOO-DB UNKNOWN - usage: {}", error.kind());
+                return std::process::ExitCode::from(3);
+            }
+            std::process::ExitCode::from(2)
         }
     }
 }

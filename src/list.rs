@@ -26,6 +26,10 @@ pub struct Entry {
     pub environment: String,
     pub cluster: String,
     pub state: String,
+    /// The step an unfinished recreate or restore reached (`catalog.recreates`), so an
+    /// interrupted one shows where it stopped; absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub step: Option<String>,
     pub owner: String,
     /// Whether the database exists on its cluster now (null: cluster unreachable).
     pub present: Option<bool>,
@@ -41,8 +45,11 @@ pub async fn run(config: &Config, args: &ListArgs) -> Result<String> {
     let rows = catalog
         .client()
         .query(
-            "SELECT customer, name, environment, cluster, state, owner, created_at, updated_at
-             FROM catalog.databases ORDER BY customer, environment DESC",
+            "SELECT d.customer, d.name, d.environment, d.cluster, d.state, d.owner, d.created_at, d.updated_at, r.step
+             FROM catalog.databases d
+             LEFT JOIN catalog.recreates r
+               ON r.database = d.name AND r.environment = d.environment AND r.finished_at IS NULL
+             ORDER BY d.customer, d.environment DESC",
             &[],
         )
         .await?;
@@ -54,6 +61,7 @@ pub async fn run(config: &Config, args: &ListArgs) -> Result<String> {
             environment: row.get(2),
             cluster: row.get(3),
             state: row.get(4),
+            step: row.get(8),
             owner: row.get(5),
             present: None,
             size_bytes: None,
@@ -122,7 +130,10 @@ fn table(entries: &[Entry]) -> String {
                 entry.name.clone(),
                 entry.environment.clone(),
                 entry.cluster.clone(),
-                entry.state.clone(),
+                match &entry.step {
+                    Some(step) => format!("{} ({step})", entry.state),
+                    None => entry.state.clone(),
+                },
                 entry.owner.clone(),
                 size,
                 entry.updated_at.format("%Y-%m-%d %H:%M").to_string(),

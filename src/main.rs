@@ -33,6 +33,10 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(error) => {
             tracing::error!("{error}");
+            if nagios_style {
+                // Nagios/NRPE show stdout: without this line they would say "(No output)".
+                println!("ODOO-DB UNKNOWN - {error}");
+            }
             // health and audit follow the Nagios convention: odoo-db's own failure is UNKNOWN.
             let code = match (nagios_style, error.class()) {
                 (true, _) => 3,

@@ -28,10 +28,14 @@ pub struct OpLock {
     name: String,
 }
 
-impl OpLock {
-    /// Take the lock for `name` (what = "recreate" or "restore", for messages and
-    /// `application_name`), or refuse at once because another run holds it.
-    pub async fn acquire(servers: &Servers, name: &str, what: &str) -> Result<OpLock> {
+/// The lock's own connection, opened ahead (in parallel with the job's other
+/// connections) and not yet holding anything.
+pub struct LockSession {
+    client: Client,
+}
+
+impl LockSession {
+    pub async fn connect(servers: &Servers) -> Result<LockSession> {
         let config = servers.config();
         let params = servers
             .primary(&config.catalog.cluster)?
@@ -45,6 +49,13 @@ impl OpLock {
                     config.catalog.database, config.catalog.cluster
                 )
             })?;
+        Ok(LockSession { client })
+    }
+
+    /// Take the lock for `name` (what = "recreate" or "restore", for messages and
+    /// `application_name`), or refuse at once because another run holds it.
+    pub async fn acquire(self, name: &str, what: &str) -> Result<OpLock> {
+        let client = self.client;
         // One round trip: name the session (so a refused run can say who holds the
         // lock) and try the lock.
         let row = client
@@ -71,7 +82,9 @@ impl OpLock {
             name: name.to_string(),
         })
     }
+}
 
+impl OpLock {
     /// Fail unless this session still holds the lock (asked of the server: a lost
     /// connection, or a catalog restart, loses it silently). Called before every
     /// destructive step; `before` names the step for the message.

@@ -41,7 +41,7 @@ use crate::conn::ConnParams;
 use crate::dbprops::{self, DbProps, Inspection};
 use crate::error::{Context, Error, Result};
 use crate::names;
-use crate::oplock::OpLock;
+use crate::oplock::{LockSession, OpLock};
 use crate::provision;
 use crate::servers::{self, quote_ident, Servers};
 use crate::units::format_bytes;
@@ -113,7 +113,11 @@ impl Step {
             "created" => Step::Created,
             "restored" => Step::Restored,
             "done" => Step::Done,
-            other => return Err(Error::failed(format!("the catalog holds an unknown step {other:?}"))),
+            other => {
+                return Err(Error::failed(format!(
+                    "the catalog holds an unknown step {other:?}"
+                )))
+            }
         })
     }
 }
@@ -146,6 +150,8 @@ pub(crate) struct Job {
     lock: OpLock,
     /// What the catalog holds of an earlier run that did not finish.
     pub unfinished: Option<Record>,
+    /// The database as the gates found it (None: it does not exist).
+    inspection: Option<Inspection>,
     run_id: Option<i64>,
     step: Step,
     started: Instant,
@@ -162,13 +168,14 @@ fn check_name(name: &str, catalog_db: &str, kind: Kind) -> Result<()> {
     let Some(base) = names::base_of_integration(name) else {
         return Err(Error::refused(format!(
             "{} refused: {name:?} does not end in \"_integration\"; odoo-db drops only integration \
-             databases, and production databases can never be dropped by it, whatever the flags",
+             databases, and production databases can never be dropped by it, whatever the flags; \
+             nothing was changed",
             kind.as_str()
         )));
     };
     names::validate_base_name(base, catalog_db).map_err(|error| {
         Error::refused(format!(
-            "{} refused: {name:?} is not a valid integration database name: {}",
+            "{} refused: {name:?} is not a valid integration database name: {}; nothing was changed",
             kind.as_str(),
             error.root_message()
         ))
@@ -217,13 +224,23 @@ impl Job {
     pub(crate) async fn open(config: &Config, name: &str, kind: Kind) -> Result<Job> {
         let started = Instant::now();
         let started_at = Utc::now();
-        let refuse = |rule: String| Error::refused(format!("{} of {name} refused: {rule}; nothing was changed", kind.as_str()));
+        let refuse = |rule: String| {
+            Error::refused(format!(
+                "{} of {name} refused: {rule}; nothing was changed",
+                kind.as_str()
+            ))
+        };
         check_name(name, &config.catalog.database, kind)?;
         let servers = Servers::open(config).await?;
         let (cluster, _) = servers.cluster_of_kind(ClusterKind::Integration)?;
         let cluster = cluster.to_string();
         let params = servers.primary(&cluster)?;
-        let (catalog, server) = tokio::try_join!(Catalog::open(&servers), servers.connect_primary(&cluster))?;
+        // All three connections at once: each costs a TCP and SCRAM round trip or two.
+        let (catalog, server, lock_session) = tokio::try_join!(
+            Catalog::open(&servers),
+            servers.connect_primary(&cluster),
+            LockSession::connect(&servers)
+        )?;
 
         let (rows, clusters) = tokio::try_join!(
             async {
@@ -239,7 +256,10 @@ impl Job {
             async {
                 catalog
                     .client()
-                    .query("SELECT name, kind, system_identifier::text FROM catalog.clusters", &[])
+                    .query(
+                        "SELECT name, kind, system_identifier::text FROM catalog.clusters",
+                        &[],
+                    )
                     .await
                     .context("reading the pinned clusters from the catalog")
             }
@@ -265,7 +285,9 @@ impl Job {
                 return Err(refuse(format!(
                     "{name} lives on cluster {row_cluster}, whose kind in the config is {}; only \
                      databases on the cluster of kind integration ({cluster}) can be dropped",
-                    configured_kind.map(|k| k.as_str()).unwrap_or("(not configured)")
+                    configured_kind
+                        .map(|k| k.as_str())
+                        .unwrap_or("(not configured)")
                 )));
             }
             if state == "provisioning" {
@@ -307,10 +329,9 @@ impl Job {
             )));
         }
         let identifier_text = identifier.to_string();
-        if let Some((production, _, _)) = pinned
-            .iter()
-            .find(|(_, kind, id)| kind == ClusterKind::Production.as_str() && *id == identifier_text)
-        {
+        if let Some((production, _, _)) = pinned.iter().find(|(_, kind, id)| {
+            kind == ClusterKind::Production.as_str() && *id == identifier_text
+        }) {
             return Err(refuse(format!(
                 "the server configured as cluster {cluster} ({label}) is the server init pinned for \
                  production cluster {production} (system identifier {identifier}); production databases \
@@ -318,7 +339,10 @@ impl Job {
                 config.path.display()
             )));
         }
-        if let Some((_, _, pinned_id)) = pinned.iter().find(|(n, _, id)| *n == cluster && *id != identifier_text) {
+        if let Some((_, _, pinned_id)) = pinned
+            .iter()
+            .find(|(n, _, id)| *n == cluster && *id != identifier_text)
+        {
             return Err(refuse(format!(
                 "the server configured as cluster {cluster} ({label}) has system identifier {identifier}, \
                  but init pinned {pinned_id} for this cluster: the config now points at another server. \
@@ -327,9 +351,15 @@ impl Job {
             )));
         }
 
-        let lock = OpLock::acquire(&servers, name, kind.as_str()).await?;
+        tracing::debug!("{name}: gates passed");
+        let lock = lock_session.acquire(name, kind.as_str()).await?;
         fail::fail_point!("recreate-after-lock");
-        let unfinished = load_unfinished(&catalog, name).await?;
+        // The database's state now, fetched alongside the catalog's record: a fresh
+        // run needs it, a resumed one ignores it.
+        let (unfinished, inspection) = tokio::try_join!(
+            load_unfinished(&catalog, name),
+            dbprops::inspect(&server, name, version_num)
+        )?;
         Ok(Job {
             name: name.to_string(),
             cluster,
@@ -340,6 +370,7 @@ impl Job {
             version_num,
             lock,
             unfinished,
+            inspection,
             run_id: None,
             step: Step::Planned,
             started,
@@ -357,22 +388,36 @@ impl Job {
     /// An earlier run that passed the point of no return: it must be finished from its
     /// record, never planned again from what is left on the server.
     pub(crate) fn resumable(&self) -> Option<&Record> {
-        self.unfinished.as_ref().filter(|r| r.step >= Step::Blocking)
+        self.unfinished
+            .as_ref()
+            .filter(|r| r.step >= Step::Blocking)
     }
 
     pub(crate) async fn inspect(&self) -> Result<Option<Inspection>> {
         dbprops::inspect(&self.server, &self.name, self.version_num).await
     }
 
+    /// The database as it was when the lock was taken (None: it does not exist).
+    pub(crate) fn take_inspection(&mut self) -> Option<Inspection> {
+        self.inspection.take()
+    }
+
     /// Refusals that need the database's state: a template, objects DROP fails under,
     /// properties odoo-db's role could not put back.
     pub(crate) async fn check(&self, props: &DbProps, live: Option<&Inspection>) -> Result<()> {
         let refuse = |rule: String| {
-            Error::refused(format!("{} of {} refused: {rule}; nothing was changed", self.kind.as_str(), self.name))
+            Error::refused(format!(
+                "{} of {} refused: {rule}; nothing was changed",
+                self.kind.as_str(),
+                self.name
+            ))
         };
         if let Some(live) = live {
             if live.is_template {
-                return Err(refuse("it is a template database (datistemplate); odoo-db does not drop templates".into()));
+                return Err(refuse(
+                    "it is a template database (datistemplate); odoo-db does not drop templates"
+                        .into(),
+                ));
             }
             if !live.blockers.is_empty() {
                 return Err(refuse(format!(
@@ -382,12 +427,18 @@ impl Job {
             }
         }
         let sessions = live.map(|l| l.sessions.as_slice()).unwrap_or(&[]);
-        dbprops::check_restorable(&self.server, props, sessions, live.map(|l| &l.props), self.version_num)
-            .await
-            .map_err(|error| match error.class() {
-                crate::error::Class::Refused => refuse(error.root_message().to_string()),
-                _ => error,
-            })
+        dbprops::check_restorable(
+            &self.server,
+            props,
+            sessions,
+            live.map(|l| &l.props),
+            self.version_num,
+        )
+        .await
+        .map_err(|error| match error.class() {
+            crate::error::Class::Refused => refuse(error.root_message().to_string()),
+            _ => error,
+        })
     }
 
     /// The plan's header line.
@@ -406,7 +457,15 @@ impl Job {
     /// Step 3 begins: the plan goes into the catalog and the database shows as
     /// recreating/restoring. An earlier run that stopped before the point of no return
     /// changed nothing; it is marked superseded.
-    pub(crate) async fn begin(&mut self, props: &DbProps, restore_path: Option<&Path>) -> Result<()> {
+    pub(crate) async fn begin(
+        &mut self,
+        props: &DbProps,
+        restore_path: Option<&Path>,
+    ) -> Result<()> {
+        // pg_dump reads the owner's tables, ALTER and DROP need the owner's rights, CREATE
+        // … OWNER needs to act as it: membership first (provision grants it; an adopted
+        // database may lack it). The gates proved it can be granted.
+        provision::act_as_owner(&self.server, &props.owner).await?;
         let plan = serde_json::to_value(props).expect("properties serialize");
         let restore_text = restore_path.map(|p| p.to_string_lossy().into_owned());
         let actor = self.catalog.actor().to_string();
@@ -439,10 +498,18 @@ impl Job {
             .execute(
                 "INSERT INTO catalog.events (actor, command, database, step, outcome, detail)
                  VALUES ($1, $2, $3, 'planned', 'recorded', $4)",
-                &[&actor, &kind, &self.name, &json!({ "plan": plan, "cluster": self.cluster, "restore_path": restore_text })],
+                &[
+                    &actor,
+                    &kind,
+                    &self.name,
+                    &json!({ "plan": plan, "cluster": self.cluster, "restore_path": restore_text }),
+                ],
             )
             .await?;
-        transaction.commit().await.context("recording the plan in the catalog")?;
+        transaction
+            .commit()
+            .await
+            .context("recording the plan in the catalog")?;
         self.run_id = Some(id);
         self.restore_from = restore_path.map(Path::to_path_buf);
         Ok(())
@@ -451,7 +518,11 @@ impl Job {
     /// Finish an earlier run from its record (possibly of the other kind: a recreate
     /// may finish a restore and vice versa, both end in a new database).
     pub(crate) async fn take_over(&mut self, restore_path: Option<&Path>) -> Result<Record> {
-        let record = self.unfinished.clone().expect("take_over is called on an unfinished run");
+        let record = self
+            .unfinished
+            .clone()
+            .expect("take_over is called on an unfinished run");
+        provision::act_as_owner(&self.server, &record.plan.owner).await?;
         let restore_text = restore_path.map(|p| p.to_string_lossy().into_owned());
         let actor = self.catalog.actor().to_string();
         self.catalog
@@ -489,12 +560,20 @@ impl Job {
             .backup_path
             .clone()
             .map(|path| (path, record.backup_bytes.unwrap_or(0)));
-        self.restore_from = restore_path.map(Path::to_path_buf).or(record.restore_path.clone());
+        self.restore_from = restore_path
+            .map(Path::to_path_buf)
+            .or(record.restore_path.clone());
         Ok(record)
     }
 
     /// Record that a step is reached (and an event for it), in one statement.
     async fn advance(&mut self, step: Step, detail: Value) -> Result<()> {
+        self.record_step(step, detail).await?;
+        self.step = step;
+        Ok(())
+    }
+
+    async fn record_step(&self, step: Step, detail: Value) -> Result<()> {
         let id = self.run_id.expect("a run is recorded before it advances");
         self.catalog
             .client()
@@ -508,7 +587,7 @@ impl Job {
             )
             .await
             .with_context(|| format!("recording step {} in the catalog", step.as_str()))?;
-        self.step = step;
+        tracing::debug!("{}: step {} reached", self.name, step.as_str());
         Ok(())
     }
 
@@ -533,21 +612,41 @@ impl Job {
             )
             .await;
         if let Err(record_error) = result {
-            tracing::warn!("could not record the abandoned run in the catalog: {}", Error::from(record_error));
+            tracing::warn!(
+                "could not record the abandoned run in the catalog: {}",
+                Error::from(record_error)
+            );
         }
     }
 
     /// Step 3: back up, read back, record, prune. Any failure abandons the run with
     /// nothing dropped.
-    pub(crate) async fn back_up(&mut self, tools: &Tools, dir: &Path, compression: &str, keep: usize) -> Result<()> {
+    pub(crate) async fn back_up(
+        &mut self,
+        tools: &Tools,
+        dir: &Path,
+        compression: &str,
+        keep: usize,
+    ) -> Result<()> {
         let result = self.back_up_steps(tools, dir, compression, keep).await;
         if let Err(error) = &result {
             self.abandon(error).await;
         }
-        result.map_err(|error| error.context(format!("{}: the backup failed, nothing was dropped", self.name)))
+        result.map_err(|error| {
+            error.context(format!(
+                "{}: the backup failed, nothing was dropped",
+                self.name
+            ))
+        })
     }
 
-    async fn back_up_steps(&mut self, tools: &Tools, dir: &Path, compression: &str, keep: usize) -> Result<()> {
+    async fn back_up_steps(
+        &mut self,
+        tools: &Tools,
+        dir: &Path,
+        compression: &str,
+        keep: usize,
+    ) -> Result<()> {
         tracing::info!(
             "backing up {} into {} with pg_dump {} (--compress={compression})",
             self.name,
@@ -578,6 +677,13 @@ impl Job {
             )
             .await
             .context("recording the backup in the catalog")?;
+        tracing::info!(
+            "backed up {} into {} ({}) in {:.1} s",
+            self.name,
+            made.path.display(),
+            format_bytes(made.bytes),
+            made.duration.as_secs_f64()
+        );
         self.step = Step::BackedUp;
         self.backup = Some((made.path.clone(), bytes));
         let protected = self.protected_backups().await?;
@@ -597,45 +703,74 @@ impl Job {
                 &[],
             )
             .await?;
-        Ok(rows.iter().map(|row| PathBuf::from(row.get::<_, String>(0))).collect())
+        Ok(rows
+            .iter()
+            .map(|row| PathBuf::from(row.get::<_, String>(0)))
+            .collect())
     }
 
     /// Steps 4 and 5 (and for a restore, pg_restore), from `from` on. Each step is
     /// recorded before the next starts and each is safe to repeat, so a rerun after a
     /// crash at any point continues here. A failure says what state the name is in.
-    pub(crate) async fn replace(&mut self, props: &DbProps, from: Step, restore: Option<(&Tools, &Path)>) -> Result<Vec<String>> {
+    pub(crate) async fn replace(
+        &mut self,
+        props: &DbProps,
+        from: Step,
+        restore: Option<(&Tools, &Path)>,
+    ) -> Result<Vec<String>> {
         match self.replace_steps(props, from, restore).await {
             Ok(differences) => Ok(differences),
             Err(error) if self.step < Step::Blocking => {
                 self.abandon(&error).await;
-                Err(error.context(format!("{}: stopped before anything was dropped", self.name)))
+                Err(error.context(format!(
+                    "{}: stopped before anything was dropped",
+                    self.name
+                )))
             }
             Err(error) => Err(self.stopped(error)),
         }
     }
 
-    async fn replace_steps(&mut self, props: &DbProps, from: Step, restore: Option<(&Tools, &Path)>) -> Result<Vec<String>> {
+    async fn replace_steps(
+        &mut self,
+        props: &DbProps,
+        from: Step,
+        restore: Option<(&Tools, &Path)>,
+    ) -> Result<Vec<String>> {
         let database = quote_ident(&self.name);
         let mut step = from;
         if step <= Step::Blocking {
-            self.lock.ensure_held("blocking connections").await?;
-            self.advance(Step::Blocking, json!({ "resumed": from == Step::Blocking && self.unfinished.is_some() }))
-                .await?;
+            let resumed = json!({ "resumed": from == Step::Blocking && self.unfinished.is_some() });
+            tokio::try_join!(
+                self.lock.ensure_held("blocking connections"),
+                self.record_step(Step::Blocking, resumed)
+            )?;
+            self.step = Step::Blocking;
             let mut ended = Vec::new();
             if self.allows_connections().await?.is_some() {
                 self.server
-                    .batch_execute(&format!("ALTER DATABASE {database} ALLOW_CONNECTIONS false"))
+                    .batch_execute(&format!(
+                        "ALTER DATABASE {database} ALLOW_CONNECTIONS false"
+                    ))
                     .await
                     .context("blocking new connections")?;
                 fail::fail_point!("recreate-after-block");
                 ended = self.drop_database("the drop").await?;
             }
-            self.advance(Step::Dropped, json!({ "sessions_ended": ended })).await?;
+            self.advance(Step::Dropped, json!({ "sessions_ended": ended }))
+                .await?;
             fail::fail_point!("recreate-after-drop");
             step = Step::Dropped;
         }
         if step == Step::Dropped {
-            match self.allows_connections().await? {
+            // Only a run resumed here can find something under the name (it was
+            // just dropped otherwise).
+            let existing = if from == Step::Dropped {
+                self.allows_connections().await?
+            } else {
+                None
+            };
+            match existing {
                 None => {}
                 // The copy this job made before it was killed: made with connections
                 // closed, so nobody wrote to it. Made again from the start.
@@ -652,7 +787,8 @@ impl Job {
                 }
             }
             self.create(props, restore.is_some()).await?;
-            self.advance(Step::Created, json!({ "owner": props.owner })).await?;
+            self.advance(Step::Created, json!({ "owner": props.owner }))
+                .await?;
             fail::fail_point!("recreate-after-create");
             step = Step::Created;
         }
@@ -665,7 +801,13 @@ impl Job {
                     .context("opening the new database to the restore")?;
                 self.lock.ensure_held("the restore").await?;
                 let started = Instant::now();
-                backup::restore(tools, &self.params.with_dbname(&self.name), path, &props.owner).await?;
+                backup::restore(
+                    tools,
+                    &self.params.with_dbname(&self.name),
+                    path,
+                    &props.owner,
+                )
+                .await?;
                 self.advance(
                     Step::Restored,
                     json!({ "from": path.to_string_lossy(), "seconds": started.elapsed().as_secs_f64() }),
@@ -673,10 +815,9 @@ impl Job {
                 .await?;
                 fail::fail_point!("restore-after-restore");
             }
-            let current = self
-                .inspect()
-                .await?
-                .ok_or_else(|| Error::failed(format!("{} vanished during the restore", self.name)))?;
+            let current = self.inspect().await?.ok_or_else(|| {
+                Error::failed(format!("{} vanished during the restore", self.name))
+            })?;
             let statements = dbprops::acl_statements(props, current.props.acl.as_deref());
             if !statements.is_empty() {
                 self.server
@@ -685,16 +826,20 @@ impl Job {
                     .context("putting the recorded ACL back")?;
             }
         }
-        if props.allow_connections {
-            self.server
-                .batch_execute(&format!("ALTER DATABASE {database} ALLOW_CONNECTIONS true"))
-                .await
-                .context("opening the new database to connections")?;
-        }
-        let actual = self
-            .inspect()
-            .await?
-            .ok_or_else(|| Error::failed(format!("{} vanished right after it was created", self.name)))?;
+        let open = async {
+            if props.allow_connections {
+                self.server
+                    .batch_execute(&format!("ALTER DATABASE {database} ALLOW_CONNECTIONS true"))
+                    .await
+                    .context("opening the new database to connections")?;
+            }
+            Ok::<_, Error>(())
+        };
+        // Pipelined on one session: the server runs them in order.
+        let ((), actual) = tokio::try_join!(open, self.inspect())?;
+        let actual = actual.ok_or_else(|| {
+            Error::failed(format!("{} vanished right after it was created", self.name))
+        })?;
         Ok(dbprops::differences(props, &actual.props))
     }
 
@@ -702,7 +847,10 @@ impl Job {
     async fn allows_connections(&self) -> Result<Option<bool>> {
         Ok(self
             .server
-            .query_opt("SELECT datallowconn FROM pg_database WHERE datname = $1", &[&self.name])
+            .query_opt(
+                "SELECT datallowconn FROM pg_database WHERE datname = $1",
+                &[&self.name],
+            )
             .await?
             .map(|row| row.get(0)))
     }
@@ -750,7 +898,10 @@ impl Job {
                     break;
                 }
                 if Instant::now() >= deadline {
-                    return Err(Error::failed(format!("{} sessions did not end within 30 s", left.len())));
+                    return Err(Error::failed(format!(
+                        "{} sessions did not end within 30 s",
+                        left.len()
+                    )));
                 }
                 tokio::time::sleep(std::time::Duration::from_millis(100)).await;
             }
@@ -801,7 +952,9 @@ impl Job {
             Step::Restored | Step::Done => "the data is restored but the ACL or connections may not be back yet",
         };
         let backup = match (&self.backup, &self.restore_from) {
-            (_, Some(path)) if self.kind == Kind::Restore => format!(" (restoring from {})", path.display()),
+            (_, Some(path)) if self.kind == Kind::Restore => {
+                format!(" (restoring from {})", path.display())
+            }
             (Some((path, _)), _) => format!(" (its backup: {})", path.display()),
             _ => String::new(),
         };
@@ -819,7 +972,10 @@ impl Job {
     pub(crate) async fn finish(&mut self, differences: Vec<String>) -> Result<String> {
         let id = self.run_id.expect("recorded");
         let seconds = self.started.elapsed().as_secs_f64();
-        let backup_path = self.backup.as_ref().map(|(p, _)| p.to_string_lossy().into_owned());
+        let backup_path = self
+            .backup
+            .as_ref()
+            .map(|(p, _)| p.to_string_lossy().into_owned());
         let backup_bytes = self.backup.as_ref().map(|(_, b)| *b);
         let detail = json!({
             "cluster": self.cluster,
@@ -859,7 +1015,9 @@ impl Job {
             seconds
         );
         if let Some(path) = &self.restore_from {
-            let size = std::fs::metadata(path).map(|m| format_bytes(m.len())).unwrap_or_default();
+            let size = std::fs::metadata(path)
+                .map(|m| format_bytes(m.len()))
+                .unwrap_or_default();
             text.push_str(&format!("  restored from {} ({size})\n", path.display()));
         }
         match (&self.backup, self.kind) {
@@ -872,7 +1030,11 @@ impl Job {
             (None, Kind::Restore) => {}
         }
         for difference in &differences {
-            tracing::warn!("{}: property differs after the {}: {difference}", self.name, self.kind.as_str());
+            tracing::warn!(
+                "{}: property differs after the {}: {difference}",
+                self.name,
+                self.kind.as_str()
+            );
             text.push_str(&format!("  WARNING      {difference}\n"));
         }
         Ok(text)
@@ -892,8 +1054,9 @@ impl Job {
             )
             .await?;
         row.map(|row| {
-            serde_json::from_value(row.get(0))
-                .map_err(|error| Error::failed(format!("the catalog holds an unreadable plan: {error}")))
+            serde_json::from_value(row.get(0)).map_err(|error| {
+                Error::failed(format!("the catalog holds an unreadable plan: {error}"))
+            })
         })
         .transpose()
     }
@@ -908,7 +1071,10 @@ impl Job {
                 &[&self.name],
             )
             .await?;
-        Ok(rows.iter().map(|row| PathBuf::from(row.get::<_, String>(0))).collect())
+        Ok(rows
+            .iter()
+            .map(|row| PathBuf::from(row.get::<_, String>(0)))
+            .collect())
     }
 }
 
@@ -927,8 +1093,9 @@ async fn load_unfinished(catalog: &Catalog, name: &str) -> Result<Option<Record>
         id: row.get(0),
         kind: Kind::parse(row.get(1)),
         step: Step::parse(row.get(2))?,
-        plan: serde_json::from_value(row.get(3))
-            .map_err(|error| Error::failed(format!("the catalog holds an unreadable plan: {error}")))?,
+        plan: serde_json::from_value(row.get(3)).map_err(|error| {
+            Error::failed(format!("the catalog holds an unreadable plan: {error}"))
+        })?,
         backup_path: row.get::<_, Option<String>>(4).map(PathBuf::from),
         backup_bytes: row.get(5),
         restore_path: row.get::<_, Option<String>>(6).map(PathBuf::from),
@@ -980,13 +1147,17 @@ pub async fn run(config: &Config, args: &RecreateArgs) -> Result<String> {
         }
         confirm(&job.name, args.yes, "finish recreating").await?;
         let record = job.take_over(None).await?;
-        let from = if record.kind == Kind::Recreate { record.step } else { Step::Blocking };
+        let from = if record.kind == Kind::Recreate {
+            record.step
+        } else {
+            Step::Blocking
+        };
         let differences = job.replace(&record.plan, from, None).await?;
         return job.finish(differences).await;
     }
 
     // Step 1: inspect, print, check.
-    let inspection = job.inspect().await?.ok_or_else(|| {
+    let inspection = job.take_inspection().ok_or_else(|| {
         Error::refused(format!(
             "recreate of {name} refused: the catalog knows it but it does not exist on cluster {cluster}, \
              so there is nothing to back up or drop; put it back with `odoo-db restore {name}`; nothing was changed",
@@ -994,6 +1165,7 @@ pub async fn run(config: &Config, args: &RecreateArgs) -> Result<String> {
             cluster = job.cluster
         ))
     })?;
+    tracing::debug!("{}: inspected", job.name);
     let props = inspection.props.clone();
     let mut plan = job.header("recreate", Some(&inspection));
     plan.push_str(&dbprops::describe(&props));
@@ -1004,6 +1176,7 @@ pub async fn run(config: &Config, args: &RecreateArgs) -> Result<String> {
         None
     } else {
         let tools = backup::find_tools(job.server_major())?;
+        backup::check_compression(&tools, &config.recreate.compression)?;
         backup::check_space(&backup_dir, inspection.size_bytes.max(0) as u64)?;
         Some(tools)
     };
@@ -1028,13 +1201,19 @@ pub async fn run(config: &Config, args: &RecreateArgs) -> Result<String> {
     }
 
     // Step 2.
+    tracing::debug!("{}: checked", job.name);
     confirm(&job.name, args.yes, "drop and recreate").await?;
 
     // Step 3.
     job.begin(&props, None).await?;
     if let Some(tools) = &tools {
-        job.back_up(tools, &backup_dir, &config.recreate.compression, config.recreate.keep_backups)
-            .await?;
+        job.back_up(
+            tools,
+            &backup_dir,
+            &config.recreate.compression,
+            config.recreate.keep_backups,
+        )
+        .await?;
     }
     fail::fail_point!("recreate-after-backup");
 

@@ -27,7 +27,9 @@ const DRY_RUN: &str = "dry run: stopped after the plan; nothing was changed\n";
 pub async fn run(config: &Config, args: &RestoreArgs) -> Result<String> {
     let mut job = Job::open(config, &args.name, Kind::Restore).await?;
     let refuse = |name: &str, rule: String| {
-        Error::refused(format!("restore of {name} refused: {rule}; nothing was changed"))
+        Error::refused(format!(
+            "restore of {name} refused: {rule}; nothing was changed"
+        ))
     };
     let tools = backup::find_tools(job.server_major())?;
     let resumable = job.resumable().cloned();
@@ -41,19 +43,38 @@ pub async fn run(config: &Config, args: &RestoreArgs) -> Result<String> {
     let path = match (&args.backup, &recorded_source) {
         (Some(path), _) => std::path::absolute(path)?,
         (None, Some(recorded)) => recorded.clone(),
-        (None, None) => newest_backup(&job, &config.recreate.backup_dir).await?.ok_or_else(|| {
-            refuse(
-                &job.name,
-                format!(
-                    "no backup of {} in {} nor recorded in the catalog; pass --backup PATH",
-                    job.name,
-                    config.recreate.backup_dir.display()
-                ),
-            )
-        })?,
+        (None, None) => newest_backup(&job, &config.recreate.backup_dir)
+            .await?
+            .ok_or_else(|| {
+                refuse(
+                    &job.name,
+                    format!(
+                        "no backup of {} in {} nor recorded in the catalog; pass --backup PATH",
+                        job.name,
+                        config.recreate.backup_dir.display()
+                    ),
+                )
+            })?,
     };
     if !path.is_file() {
-        return Err(refuse(&job.name, format!("backup {} does not exist or is not a file", path.display())));
+        let way_out = match &resumable {
+            Some(record) => format!(
+                "; an interrupted {} left {} {}: pass --backup PATH with another backup of it, or run \
+                 `odoo-db recreate {}` to finish it as an empty database",
+                record.kind.as_str(),
+                job.name,
+                if record.step >= Step::Dropped { "dropped or half made" } else { "blocked" },
+                job.name
+            ),
+            None => String::new(),
+        };
+        return Err(refuse(
+            &job.name,
+            format!(
+                "backup {} does not exist or is not a file{way_out}",
+                path.display()
+            ),
+        ));
     }
     let dumped = backup::archive_database(&tools, &path).await?;
     if dumped != job.name {
@@ -69,7 +90,11 @@ pub async fn run(config: &Config, args: &RestoreArgs) -> Result<String> {
 
     // Which properties: the interrupted run's plan, else the plan recorded with this
     // backup, else the database's own, else the newest recorded one.
-    let live = if resumable.is_none() { job.inspect().await? } else { None };
+    let live = if resumable.is_none() {
+        job.take_inspection()
+    } else {
+        None
+    };
     let (props, source) = if let Some(record) = &resumable {
         (record.plan.clone(), "recorded by the interrupted run")
     } else if let Some(plan) = job.recorded_plan(Some(&path)).await? {
@@ -90,7 +115,9 @@ pub async fn run(config: &Config, args: &RestoreArgs) -> Result<String> {
         "  {:<22} {} ({})\n",
         "backup",
         path.display(),
-        std::fs::metadata(&path).map(|m| format_bytes(m.len())).unwrap_or_default()
+        std::fs::metadata(&path)
+            .map(|m| format_bytes(m.len()))
+            .unwrap_or_default()
     ));
     if let Some(record) = &resumable {
         plan.push_str(&resume_note(record));
@@ -103,7 +130,8 @@ pub async fn run(config: &Config, args: &RestoreArgs) -> Result<String> {
             plan.push_str("steps: read the backup back whole; block new connections; end sessions; drop (its current contents are NOT backed up); ");
         }
         None if resumable.is_some() => plan.push_str("steps: drop what exists; "),
-        None => plan.push_str("  (the database does not exist now)\nsteps: read the backup back whole; "),
+        None => plan
+            .push_str("  (the database does not exist now)\nsteps: read the backup back whole; "),
     }
     plan.push_str("create from template0 with the properties above; pg_restore as the owner (only odoo-db may connect meanwhile); put the ACL back; open it\n");
     say(&plan);
@@ -115,15 +143,22 @@ pub async fn run(config: &Config, args: &RestoreArgs) -> Result<String> {
     }
     confirm(&job.name, args.yes, "replace it with the backup").await?;
     // A backup that rotted since it was made must fail here, not after the drop.
-    backup::verify(&tools, &path)
-        .await
-        .map_err(|error| refuse(&job.name, format!("the backup cannot be read back whole: {}", error.root_message())))?;
+    backup::verify(&tools, &path).await.map_err(|error| {
+        refuse(
+            &job.name,
+            format!(
+                "the backup cannot be read back whole: {}",
+                error.root_message()
+            ),
+        )
+    })?;
 
     let from = match &resumable {
         Some(record) => {
             // Only a restore of this very backup that got as far as the data may skip
             // ahead; anything else is made again from the drop.
-            let same_source = record.kind == Kind::Restore && record.restore_path.as_deref() == Some(path.as_path());
+            let same_source = record.kind == Kind::Restore
+                && record.restore_path.as_deref() == Some(path.as_path());
             job.take_over(Some(&path)).await?;
             if same_source && record.step == Step::Restored {
                 Step::Restored

@@ -29,9 +29,9 @@
 //! server db1:5432: connect failed: Connection refused"), see [`Tunnel`].
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::ffi::OsStr;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, TcpListener};
-use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Path, PathBuf};
@@ -312,18 +312,23 @@ struct Master {
 }
 
 impl Master {
-    async fn start(spec: &BastionSpec, targets: &BTreeSet<Target>, timeout: Duration) -> Result<Master> {
+    async fn start(
+        spec: &BastionSpec,
+        targets: &BTreeSet<Target>,
+        timeout: Duration,
+    ) -> Result<Master> {
         let context = |error: Error| error.context(format!("bastion {}", spec.destination));
         let base = control_base(spec).map_err(context)?;
         remove_stale_run_dirs(&base);
         let run_dir = create_run_dir(&base).map_err(context)?;
-        match Self::launch(spec, targets, timeout, &run_dir).await {
-            Ok(master) => Ok(master),
-            Err(error) => {
-                release_run_dir(&run_dir);
-                Err(context(error))
-            }
-        }
+        // Released on failure, and also when this future is dropped half-way (a caller's
+        // deadline): an ssh still authenticating would otherwise become a master.
+        let guard = RunDirGuard(Some(run_dir.clone()));
+        let master = Self::launch(spec, targets, timeout, &run_dir)
+            .await
+            .map_err(context)?;
+        guard.disarm();
+        Ok(master)
     }
 
     async fn launch(
@@ -335,6 +340,8 @@ impl Master {
         if signal_cleanup_wanted() {
             install_signal_cleanup();
         }
+        // (No server URL of the cluster parsed: its jobs fail on that; keep a sane bound.)
+        let timeout = timeout.max(Duration::from_secs(1));
         let config_file = run_dir.join("ssh_config");
         write_private(&config_file, SSH_CONFIG.as_bytes())
             .map_err(|e| Error::failed(format!("writing {}: {e}", config_file.display())))?;
@@ -346,7 +353,9 @@ impl Master {
                 std::num::NonZeroUsize::new(MASTER_IDLE.as_secs() as usize)
                     .expect("MASTER_IDLE is not zero"),
             ))
-            .connect_timeout(Duration::from_secs(timeout.as_secs_f64().ceil().max(1.0) as u64))
+            .connect_timeout(Duration::from_secs(
+                timeout.as_secs_f64().ceil().max(1.0) as u64
+            ))
             .server_alive_interval(SERVER_ALIVE_INTERVAL)
             .config_file(&config_file);
         if let Some(identity) = &spec.identity {
@@ -358,17 +367,18 @@ impl Master {
         let started = Instant::now();
         // ConnectTimeout bounds TCP and the banner; this bounds key exchange and
         // authentication too (a bastion that accepts and then stalls).
-        let session = match tokio::time::timeout(timeout, builder.connect_mux(&spec.destination)).await {
-            Ok(Ok(session)) => session,
-            Ok(Err(error)) => return Err(Error::failed(describe_launch_failure(spec, &error))),
-            Err(_elapsed) => {
-                return Err(Error::failed(format!(
-                    "no SSH session within {}s (TCP, key exchange and authentication); is the \
+        let session =
+            match tokio::time::timeout(timeout, builder.connect_mux(&spec.destination)).await {
+                Ok(Ok(session)) => session,
+                Ok(Err(error)) => return Err(Error::failed(describe_launch_failure(spec, &error))),
+                Err(_elapsed) => {
+                    return Err(Error::failed(format!(
+                        "no SSH session within {}s (TCP, key exchange and authentication); is the \
                      bastion up and reachable from here?",
-                    timeout.as_secs_f64()
-                )))
-            }
-        };
+                        timeout.as_secs_f64()
+                    )))
+                }
+            };
         let control = session.control_socket().to_path_buf();
         let link = Arc::new(MasterLink {
             destination: spec.destination.clone(),
@@ -733,7 +743,9 @@ fn describe_ssh_log(spec: &BastionSpec, log: &str) -> String {
     } else {
         format!("ssh-keyscan -p {port} {host}")
     };
-    if said.contains("REMOTE HOST IDENTIFICATION HAS CHANGED") || said.contains("has changed and you have requested strict checking") {
+    if said.contains("REMOTE HOST IDENTIFICATION HAS CHANGED")
+        || said.contains("has changed and you have requested strict checking")
+    {
         return format!(
             "host key changed: the bastion presented {} which does not match its line in {known_hosts}; refused. \
              If the bastion was really re-keyed, replace that line; otherwise someone may be \
@@ -785,10 +797,7 @@ fn control_base(spec: &BastionSpec) -> Result<PathBuf> {
                 .mode(0o700)
                 .create(dir)
                 .map_err(|e| {
-                    Error::failed(format!(
-                        "creating ssh_control_dir {}: {e}",
-                        dir.display()
-                    ))
+                    Error::failed(format!("creating ssh_control_dir {}: {e}", dir.display()))
                 })?;
         }
         return Ok(dir.clone());
@@ -798,7 +807,11 @@ fn control_base(spec: &BastionSpec) -> Result<PathBuf> {
             .filter(|value| !value.is_empty())
             .map(|value| {
                 // systemd joins several RuntimeDirectory= paths with ':'.
-                let first = value.as_bytes().split(|b| *b == b':').next().unwrap_or_default();
+                let first = value
+                    .as_bytes()
+                    .split(|b| *b == b':')
+                    .next()
+                    .unwrap_or_default();
                 PathBuf::from(OsStr::from_bytes(first))
             })
             .filter(|path| path.is_dir())
@@ -826,7 +839,9 @@ fn create_run_dir(base: &Path) -> Result<PathBuf> {
             "the control directory {} is too long for ssh's Unix socket paths ({} bytes at \
              most): set ssh_control_dir to a shorter directory",
             base.display(),
-            MAX_SOCKET_PATH - CONTROL_SOCKET_SUFFIX - (dir.as_os_str().len() - base.as_os_str().len())
+            MAX_SOCKET_PATH
+                - CONTROL_SOCKET_SUFFIX
+                - (dir.as_os_str().len() - base.as_os_str().len())
         )));
     }
     LIVE_RUN_DIRS
@@ -834,6 +849,23 @@ fn create_run_dir(base: &Path) -> Result<PathBuf> {
         .unwrap_or_else(|e| e.into_inner())
         .push(dir.clone());
     Ok(dir)
+}
+
+/// Releases a run directory when dropped, unless disarmed (the master took it over).
+struct RunDirGuard(Option<PathBuf>);
+
+impl RunDirGuard {
+    fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for RunDirGuard {
+    fn drop(&mut self) {
+        if let Some(dir) = self.0.take() {
+            release_run_dir(&dir);
+        }
+    }
 }
 
 /// Stop every process that still uses a run directory, remove it, forget it.
@@ -869,7 +901,10 @@ fn remove_stale_run_dirs(base: &Path) {
             continue;
         }
         let path = entry.path();
-        tracing::debug!("removing {}, left by a run that did not finish", path.display());
+        tracing::debug!(
+            "removing {}, left by a run that did not finish",
+            path.display()
+        );
         terminate_processes_using(&path);
         let _ = std::fs::remove_dir_all(&path);
     }
@@ -922,7 +957,11 @@ fn terminate_processes_using(dir: &Path) {
     }
     let deadline = Instant::now() + Duration::from_secs(1);
     loop {
-        let left: Vec<i32> = pids.iter().copied().filter(|p| process_alive(*p) && !is_zombie(*p)).collect();
+        let left: Vec<i32> = pids
+            .iter()
+            .copied()
+            .filter(|p| process_alive(*p) && !is_zombie(*p))
+            .collect();
         if left.is_empty() {
             return;
         }
@@ -932,7 +971,7 @@ fn terminate_processes_using(dir: &Path) {
             }
             return;
         }
-        std::thread::sleep(Duration::from_millis(10));
+        std::thread::sleep(Duration::from_millis(2));
     }
 }
 
@@ -986,7 +1025,9 @@ fn install_signal_cleanup() {
             signal(SignalKind::terminate()),
             signal(SignalKind::hangup()),
         ) else {
-            tracing::warn!("cannot watch for signals: a Ctrl-C would leave the SSH master to exit by itself");
+            tracing::warn!(
+                "cannot watch for signals: a Ctrl-C would leave the SSH master to exit by itself"
+            );
             return;
         };
         tokio::spawn(async move {
@@ -995,7 +1036,8 @@ fn install_signal_cleanup() {
                 _ = terminate.recv() => libc::SIGTERM,
                 _ = hangup.recv() => libc::SIGHUP,
             };
-            let dirs = std::mem::take(&mut *LIVE_RUN_DIRS.lock().unwrap_or_else(|e| e.into_inner()));
+            let dirs =
+                std::mem::take(&mut *LIVE_RUN_DIRS.lock().unwrap_or_else(|e| e.into_inner()));
             for dir in dirs {
                 release_run_dir(&dir);
             }
@@ -1084,8 +1126,14 @@ debug1: channel 2: new mux-control [mux-control] (inactive timeout: 0)
             Host key verification failed.";
         let text = describe_ssh_log(&spec(), unknown);
         assert!(text.starts_with("host key unknown"), "{text}");
-        assert!(text.contains("ssh-ed25519 SHA256:51wSeGt+Q0o0wWw9c7vzXPRY45e+/YuYpTpuNnNgRbI"), "{text}");
-        assert!(text.contains("ssh-keyscan -p 2222 bastion.example >> /etc/odoo-db/known_hosts"), "{text}");
+        assert!(
+            text.contains("ssh-ed25519 SHA256:51wSeGt+Q0o0wWw9c7vzXPRY45e+/YuYpTpuNnNgRbI"),
+            "{text}"
+        );
+        assert!(
+            text.contains("ssh-keyscan -p 2222 bastion.example >> /etc/odoo-db/known_hosts"),
+            "{text}"
+        );
 
         let denied = "debug1: Authenticating to bastion.example:2222 as 'admin'\n\
             admin@bastion.example: Permission denied (publickey).";
@@ -1103,8 +1151,12 @@ debug1: channel 2: new mux-control [mux-control] (inactive timeout: 0)
 
     #[test]
     fn said_skips_debug_lines_and_statistics() {
-        let log = "debug1: x\nchannel 2: open failed: y\nTransferred: sent 1\nBytes per second: 2\n";
-        assert_eq!(ssh_said(log, 3).as_deref(), Some("channel 2: open failed: y"));
+        let log =
+            "debug1: x\nchannel 2: open failed: y\nTransferred: sent 1\nBytes per second: 2\n";
+        assert_eq!(
+            ssh_said(log, 3).as_deref(),
+            Some("channel 2: open failed: y")
+        );
         assert_eq!(ssh_said("debug1: only\n", 3), None);
     }
 }

@@ -1,7 +1,8 @@
 //! Throwaway PostgreSQL servers for the integration tests and `odoo-db sandbox`.
 //!
 //! [`Harness::start`] builds, from the PostgreSQL binaries of this machine
-//! ([`find_bindir`]), on free ports (or `base_port`, `+1`, `+2`):
+//! ([`find_bindir`]; the client tools psql and pg_basebackup from `$PG_CLIENT_BINDIR`
+//! when set, see [`find_client_bindir`]), on free ports (or `base_port`, `+1`, `+2`):
 //!
 //! - a **primary** (`wal_level = replica`, `log_statement = all`, WAL senders and
 //!   slots, a small `wal_keep_size`), `cluster_name = 'primary'`;
@@ -57,11 +58,11 @@ use serde::{Deserialize, Serialize};
 
 pub use cleanup::{register_cleanup_at_exit, unregister_cleanup_at_exit};
 pub use server::PgServer;
-pub use tools::{find_bindir, pg_major};
+pub use tools::{find_bindir, find_client_bindir, pg_major};
 
 use crate::error::{Context, Error, Result};
 use cleanup::ExitCleanup;
-use server::{append_conf, stop_immediate_dir};
+use server::{append_conf, conf_value, stop_immediate_dir};
 use tools::{chown_to, run_async, Tools};
 
 /// The least-privilege role odoo-db runs as on every harness server.
@@ -160,11 +161,11 @@ impl Harness {
     /// this call created is removed.
     pub async fn start(options: HarnessOptions) -> Result<Harness> {
         let tools = Arc::new(Tools::discover()?);
-        if options.standby && !tools.bindir.join("pg_basebackup").exists() {
+        if options.standby && !tools.bin("pg_basebackup").exists() {
             return Err(Error::refused(format!(
                 "{} has no pg_basebackup, which the standby needs: install the PostgreSQL \
                  client tools (Debian/Ubuntu: `apt-get install postgresql`)",
-                tools.bindir.display()
+                tools.client_bindir.display()
             )));
         }
         // Ports first: a refusal must change nothing.
@@ -918,6 +919,7 @@ async fn make_standby(primary: &PgServer, standby: &mut PgServer, fixed_ports: b
         ])
         .args(["-c", "fast", "--no-sync"]);
     run_async(command, "pg_basebackup of the standby").await?;
+    write_primary_conninfo(primary, standby)?;
     append_conf(
         &standby.data_dir,
         &[
@@ -927,6 +929,28 @@ async fn make_standby(primary: &PgServer, standby: &mut PgServer, fixed_ports: b
         ],
     )?;
     start_new(standby, fixed_ports).await
+}
+
+/// Replaces the `primary_conninfo` that `pg_basebackup -R` wrote into the standby's
+/// postgresql.auto.conf with the few options the harness needs. pg_basebackup writes
+/// every option its own libpq knows, and with newer client tools than the server
+/// (scripts/pg-matrix) the standby's older libpq refuses them: PostgreSQL 12 fails with
+/// `invalid connection option "channel_binding"` and never streams.
+fn write_primary_conninfo(primary: &PgServer, standby: &PgServer) -> Result<()> {
+    let path = standby.data_dir.join("postgresql.auto.conf");
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let socket_dir = primary.socket_dir.display().to_string();
+    let socket_dir = socket_dir.replace('\\', "\\\\").replace('\'', "\\'");
+    let conninfo = format!("host='{socket_dir}' port={} user=postgres", primary.port);
+    let mut kept: String = text
+        .lines()
+        .filter(|line| !line.trim_start().starts_with("primary_conninfo"))
+        .map(|line| format!("{line}\n"))
+        .collect();
+    kept.push_str(&format!("primary_conninfo = {}\n", conf_value(&conninfo)));
+    std::fs::write(&path, kept).with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -71,9 +71,10 @@ impl PgServer {
         &self.tools.bindir
     }
 
-    /// The path of one PostgreSQL binary (`psql`, `pg_dump`, …) of that version.
+    /// The path of one PostgreSQL binary: a server tool of this server's version, a
+    /// client tool (`psql`, `pg_dump`, …) from `$PG_CLIENT_BINDIR` when that is set.
     pub fn bin(&self, tool: &str) -> PathBuf {
-        self.tools.bindir.join(tool)
+        self.tools.bin(tool)
     }
 
     /// The server's major version (12 … 18).

@@ -47,6 +47,46 @@ pub fn find_bindir() -> Result<PathBuf> {
     )))
 }
 
+/// The tools that connect to a server rather than run one. They come from
+/// [`find_client_bindir`]'s directory, which may differ from the server's: an older
+/// server is run with the newest client tools (`pg_dump` and `pg_basebackup` must be at
+/// least the server's version), and a server-only installation has none of them.
+const CLIENT_TOOLS: &[&str] = &[
+    "psql",
+    "pg_basebackup",
+    "pg_dump",
+    "pg_dumpall",
+    "pg_restore",
+    "pg_isready",
+    "pg_receivewal",
+];
+
+/// The directory holding the PostgreSQL client tools (psql, pg_basebackup, pg_dump,
+/// pg_restore): `$PG_CLIENT_BINDIR`, else the server's [`find_bindir`].
+pub fn find_client_bindir() -> Result<PathBuf> {
+    client_bindir_for(&find_bindir()?)
+}
+
+/// `$PG_CLIENT_BINDIR` (it must hold psql), else `server_bindir`.
+fn client_bindir_for(server_bindir: &Path) -> Result<PathBuf> {
+    match std::env::var_os("PG_CLIENT_BINDIR").filter(|d| !d.is_empty()) {
+        Some(dir) => {
+            let dir = PathBuf::from(dir);
+            if dir.join("psql").is_file() {
+                Ok(dir)
+            } else {
+                Err(Error::refused(format!(
+                    "PG_CLIENT_BINDIR={} does not hold psql: set it to the directory of the \
+                     PostgreSQL client tools (psql, pg_basebackup, pg_dump), or unset it to \
+                     take them from the server's directory",
+                    dir.display()
+                )))
+            }
+        }
+        None => Ok(server_bindir.to_path_buf()),
+    }
+}
+
 /// The newest `<root>/<version>/bin` with the server tools, comparing versions
 /// numerically (`9.6` < `10` < `18`).
 fn newest_debian_bindir(root: &Path) -> Option<PathBuf> {
@@ -156,7 +196,10 @@ pub(crate) fn chown_to(run_as: Option<&RunAs>, path: &Path) -> Result<()> {
 /// The server binaries of one harness, and who runs them.
 #[derive(Debug)]
 pub(crate) struct Tools {
+    /// The server binaries (initdb, pg_ctl, postgres).
     pub bindir: PathBuf,
+    /// The client tools ([`CLIENT_TOOLS`]): `$PG_CLIENT_BINDIR`, else `bindir`.
+    pub client_bindir: PathBuf,
     pub major: u32,
     pub run_as: Option<RunAs>,
 }
@@ -170,11 +213,22 @@ impl Tools {
     pub fn at(bindir: PathBuf) -> Result<Tools> {
         let major = pg_major(&bindir)?;
         let run_as = server_user()?;
+        let client_bindir = client_bindir_for(&bindir)?;
         Ok(Tools {
             bindir,
+            client_bindir,
             major,
             run_as,
         })
+    }
+
+    /// The path of `tool`: a client tool from `client_bindir`, any other from `bindir`.
+    pub fn bin(&self, tool: &str) -> PathBuf {
+        if CLIENT_TOOLS.contains(&tool) {
+            self.client_bindir.join(tool)
+        } else {
+            self.bindir.join(tool)
+        }
     }
 
     /// A server tool (initdb, pg_ctl, pg_basebackup) run as the server's OS user.
@@ -194,7 +248,7 @@ impl Tools {
 
     /// A client tool (psql) run as ourselves, with no `PG*` variable of ours leaking in.
     pub fn client_command(&self, tool: &str, cwd: &Path) -> Command {
-        let mut command = Command::new(self.bindir.join(tool));
+        let mut command = Command::new(self.bin(tool));
         for (key, _) in std::env::vars_os() {
             if key.to_string_lossy().starts_with("PG") {
                 command.env_remove(key);

@@ -52,16 +52,28 @@ pub fn cluster(facts: ClusterFacts, rules: &Rules) -> (ClusterReport, Vec<Check>
     let primary_label = primary.server.label("primary");
     judge_primary(&mut checks, &primary_label, &primary, !standbys.is_empty());
     if primary.server.in_recovery == Some(false) {
-        judge_slots(&mut checks, &primary_label, &primary, slots.as_deref(), rules);
+        judge_slots(
+            &mut checks,
+            &primary_label,
+            &primary,
+            slots.as_deref(),
+            rules,
+        );
     }
     for standby in &mut standbys {
         judge_standby(&mut checks, standby, &primary, rules);
     }
     if let Some((timeout, cluster_step)) = deadline {
         let late = |server: &ServerReport, label: &str| {
-            server
-                .step
-                .map(|step| (label.to_string(), format!("the run's deadline ({} s) came while {step}", fmt_secs(timeout.as_secs_f64()))))
+            server.step.map(|step| {
+                (
+                    label.to_string(),
+                    format!(
+                        "the run's deadline ({} s) came while {step}",
+                        fmt_secs(timeout.as_secs_f64())
+                    ),
+                )
+            })
         };
         let mut waiting: Vec<(String, String)> = Vec::new();
         waiting.extend(late(&primary.server, &primary_label));
@@ -155,26 +167,56 @@ fn failure_status(setup: bool) -> Status {
 }
 
 const LOGIN_HINT: &str = "check the role, its password (pgpass, PGPASSWORD or the systemd credential) and the server's pg_hba.conf";
-const MONITOR_HINT: &str = "grant pg_monitor to the role odoo-db checks with (GRANT pg_monitor TO <role>)";
+const MONITOR_HINT: &str =
+    "grant pg_monitor to the role odoo-db checks with (GRANT pg_monitor TO <role>)";
 
 /// Reachability, shared by primary and standbys; false when nothing more can be judged.
-fn judge_reachable(checks: &mut Checks, label: &str, check: &'static str, server: &ServerReport) -> bool {
+fn judge_reachable(
+    checks: &mut Checks,
+    label: &str,
+    check: &'static str,
+    server: &ServerReport,
+) -> bool {
     match (&server.error, server.reachable) {
         (Some(error), false) if server.error_is_setup => {
-            checks.push_for(Status::Unknown, label, check, format!("cannot log in: {error}"), Some(LOGIN_HINT));
+            checks.push_for(
+                Status::Unknown,
+                label,
+                check,
+                format!("cannot log in: {error}"),
+                Some(LOGIN_HINT),
+            );
             false
         }
         (Some(error), false) => {
-            checks.push_for(Status::Critical, label, check, format!("unreachable: {error}"), None);
+            checks.push_for(
+                Status::Critical,
+                label,
+                check,
+                format!("unreachable: {error}"),
+                None,
+            );
             false
         }
         (Some(error), true) => {
-            checks.push_for(failure_status(server.error_is_setup), label, check, error.clone(), None);
+            checks.push_for(
+                failure_status(server.error_is_setup),
+                label,
+                check,
+                error.clone(),
+                None,
+            );
             false
         }
         (None, false) => {
             if server.step.is_none() {
-                checks.push_for(Status::Unknown, label, check, "not checked: the run ended first".to_string(), None);
+                checks.push_for(
+                    Status::Unknown,
+                    label,
+                    check,
+                    "not checked: the run ended first".to_string(),
+                    None,
+                );
             }
             false
         }
@@ -182,12 +224,20 @@ fn judge_reachable(checks: &mut Checks, label: &str, check: &'static str, server
     }
 }
 
+/// ` (PostgreSQL 15.4)`, or nothing when the version is not known.
+fn postgres_version(server: &ServerReport) -> String {
+    server
+        .server_version_num
+        .map(|num| format!(" (PostgreSQL {})", version_text(num)))
+        .unwrap_or_default()
+}
+
 fn judge_primary(checks: &mut Checks, label: &str, primary: &PrimaryReport, has_standbys: bool) {
     let server = &primary.server;
     if !judge_reachable(checks, label, "primary_reachable", server) {
         return;
     }
-    let version = server.server_version_num.map(version_text).unwrap_or_default();
+    let version = postgres_version(server);
     match server.in_recovery {
         Some(true) => checks.push_for(
             Status::Critical,
@@ -200,7 +250,7 @@ fn judge_primary(checks: &mut Checks, label: &str, primary: &PrimaryReport, has_
             Status::Ok,
             label,
             "primary_role",
-            format!("reachable, accepts writes (PostgreSQL {version})"),
+            format!("reachable, accepts writes{version}"),
             None,
         ),
         None => return,
@@ -227,7 +277,13 @@ fn judge_primary(checks: &mut Checks, label: &str, primary: &PrimaryReport, has_
         }
     }
     if let Some((error, setup)) = &primary.replication_error {
-        checks.push_for(failure_status(*setup), label, "pg_stat_replication", error.clone(), setup.then_some(MONITOR_HINT));
+        checks.push_for(
+            failure_status(*setup),
+            label,
+            "pg_stat_replication",
+            error.clone(),
+            setup.then_some(MONITOR_HINT),
+        );
     }
 }
 
@@ -239,7 +295,13 @@ fn judge_slots(
     rules: &Rules,
 ) {
     if let Some((error, setup)) = &primary.slots_error {
-        checks.push_for(failure_status(*setup), label, "slots", error.clone(), setup.then_some(MONITOR_HINT));
+        checks.push_for(
+            failure_status(*setup),
+            label,
+            "slots",
+            error.clone(),
+            setup.then_some(MONITOR_HINT),
+        );
         return;
     }
     let Some(slots) = slots else {
@@ -253,7 +315,13 @@ fn judge_slots(
             .unwrap_or_else(|| "no WAL".to_string());
         let mut report = |status: Status, message: String, hint: &str| {
             problems += 1;
-            checks.push_for(status, label, "slot", format!("slot {}: {message}", slot.name), Some(hint));
+            checks.push_for(
+                status,
+                label,
+                "slot",
+                format!("slot {}: {message}", slot.name),
+                Some(hint),
+            );
         };
         match slot.wal_status.as_deref() {
             Some("lost") => report(
@@ -279,7 +347,10 @@ fn judge_slots(
             if bytes > 0 && bytes as u64 > rules.slot_retained_warn {
                 report(
                     Status::Warning,
-                    format!("retains {retained} of WAL (warn above {})", format_bytes(rules.slot_retained_warn)),
+                    format!(
+                        "retains {retained} of WAL (warn above {})",
+                        format_bytes(rules.slot_retained_warn)
+                    ),
                     "its standby is far behind or gone: check it, or drop the slot",
                 );
             }
@@ -295,7 +366,12 @@ fn judge_slots(
     }
 }
 
-fn judge_standby(checks: &mut Checks, standby: &mut StandbyReport, primary: &PrimaryReport, rules: &Rules) {
+fn judge_standby(
+    checks: &mut Checks,
+    standby: &mut StandbyReport,
+    primary: &PrimaryReport,
+    rules: &Rules,
+) {
     let label = standby.server.label("standby");
     // Which pg_stat_replication row is this standby's: the configured application_name,
     // else what its WAL receiver calls itself by default (cluster_name, else walreceiver).
@@ -312,13 +388,13 @@ fn judge_standby(checks: &mut Checks, standby: &mut StandbyReport, primary: &Pri
     if !judge_reachable(checks, &label, "standby_reachable", &standby.server) {
         return;
     }
-    let version = standby.server.server_version_num.map(version_text).unwrap_or_default();
+    let version = postgres_version(&standby.server);
     match standby.server.in_recovery {
         Some(true) => checks.push_for(
             Status::Ok,
             &label,
             "standby_role",
-            format!("reachable, in recovery (PostgreSQL {version})"),
+            format!("reachable, in recovery{version}"),
             None,
         ),
         Some(false) => {
@@ -334,18 +410,32 @@ fn judge_standby(checks: &mut Checks, standby: &mut StandbyReport, primary: &Pri
         None => return,
     }
     if let Some((error, setup)) = &standby.state_error {
-        checks.push_for(failure_status(*setup), &label, "replication_state", error.clone(), setup.then_some(MONITOR_HINT));
+        checks.push_for(
+            failure_status(*setup),
+            &label,
+            "replication_state",
+            error.clone(),
+            setup.then_some(MONITOR_HINT),
+        );
     }
     judge_receiver(checks, &label, standby);
     judge_replay(checks, &label, standby);
     judge_lag(checks, &label, standby, primary, rules);
 }
 
-fn judge_replication_row(checks: &mut Checks, label: &str, standby: &mut StandbyReport, primary: &PrimaryReport) {
+fn judge_replication_row(
+    checks: &mut Checks,
+    label: &str,
+    standby: &mut StandbyReport,
+    primary: &PrimaryReport,
+) {
     let (Some(rows), Some(name)) = (&primary.replication, &standby.application_name) else {
         return;
     };
-    let mut matching: Vec<_> = rows.iter().filter(|row| &row.application_name == name).collect();
+    let mut matching: Vec<_> = rows
+        .iter()
+        .filter(|row| &row.application_name == name)
+        .collect();
     // Several senders with one name (a reconnect in progress): the streaming one counts.
     matching.sort_by_key(|row| row.state.as_deref() != Some("streaming"));
     let Some(row) = matching.first() else {
@@ -452,7 +542,10 @@ fn judge_receiver(checks: &mut Checks, label: &str, standby: &StandbyReport) {
         Status::Ok,
         label,
         "wal_receiver",
-        format!("WAL receiver streaming{from}, last message {} s ago", fmt_secs(silent)),
+        format!(
+            "WAL receiver streaming{from}, last message {} s ago",
+            fmt_secs(silent)
+        ),
         None,
     );
 }
@@ -471,13 +564,27 @@ fn judge_replay(checks: &mut Checks, label: &str, standby: &StandbyReport) {
     }
 }
 
-fn judge_lag(checks: &mut Checks, label: &str, standby: &StandbyReport, primary: &PrimaryReport, rules: &Rules) {
+fn judge_lag(
+    checks: &mut Checks,
+    label: &str,
+    standby: &StandbyReport,
+    primary: &PrimaryReport,
+    rules: &Rules,
+) {
     let Thresholds { warn, crit } = rules.thresholds;
     match standby.lag_bytes {
         Some(bytes) => {
-            let status = against(bytes as f64, warn.bytes.map(|b| b as f64), crit.bytes.map(|b| b as f64));
+            let status = against(
+                bytes as f64,
+                warn.bytes.map(|b| b as f64),
+                crit.bytes.map(|b| b as f64),
+            );
             let mut message = format!("lag {}", format_bytes(bytes));
-            message.push_str(&exceeded(status, &warn.bytes.map(format_bytes), &crit.bytes.map(format_bytes)));
+            message.push_str(&exceeded(
+                status,
+                &warn.bytes.map(format_bytes),
+                &crit.bytes.map(format_bytes),
+            ));
             if bytes > 0 {
                 if let Some(unreceived) = standby.receive_lag_bytes {
                     message.push_str(&format!(
@@ -495,7 +602,13 @@ fn judge_lag(checks: &mut Checks, label: &str, standby: &StandbyReport, primary:
             } else {
                 "the standby reported no replay position"
             };
-            checks.push_for(Status::Unknown, label, "lag_bytes", format!("lag in bytes unknown: {why}"), None);
+            checks.push_for(
+                Status::Unknown,
+                label,
+                "lag_bytes",
+                format!("lag in bytes unknown: {why}"),
+                None,
+            );
         }
         None => {}
     }
@@ -586,11 +699,11 @@ pub fn fmt_secs(seconds: f64) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::health::report::{Limits, ReplicationRow, WalReceiver};
 
-    fn rules() -> Rules {
+    pub(crate) fn rules() -> Rules {
         Rules {
             thresholds: Thresholds {
                 warn: Limits {
@@ -606,9 +719,12 @@ mod tests {
         }
     }
 
-    fn healthy() -> ClusterFacts {
-        let mut primary = PrimaryReport::default();
-        primary.server = ServerReport::new("primary", "db1:5432".into());
+    /// A production cluster whose primary and standby `db2` are fine.
+    pub(crate) fn healthy() -> ClusterFacts {
+        let mut primary = PrimaryReport {
+            server: ServerReport::new("primary", "db1:5432".into()),
+            ..PrimaryReport::default()
+        };
         primary.server.reachable = true;
         primary.server.in_recovery = Some(false);
         primary.server.server_version_num = Some(150004);
@@ -620,10 +736,13 @@ mod tests {
             sync_state: Some("async".into()),
             client_addr: None,
         }]);
-        let mut standby = StandbyReport::default();
-        standby.server = ServerReport::new("db2", "db2:5432".into());
+        let mut standby = StandbyReport {
+            server: ServerReport::new("db2", "db2:5432".into()),
+            ..StandbyReport::default()
+        };
         standby.server.reachable = true;
         standby.server.in_recovery = Some(true);
+        standby.server.server_version_num = Some(150004);
         standby.server.cluster_name = Some("db2".into());
         standby.wal_receiver = Some(WalReceiver {
             running: true,
@@ -668,8 +787,13 @@ mod tests {
         let (report, checks) = cluster(healthy(), &rules());
         assert_eq!(report.status, Status::Ok, "{:?}", problems(&checks));
         assert_eq!(report.standbys[0].application_name.as_deref(), Some("db2"));
-        assert_eq!(report.standbys[0].replication_state.as_deref(), Some("streaming"));
-        assert!(checks.iter().any(|c| c.check == "lag_seconds" && c.message == "lag 0.04 s (heartbeat replayed)"));
+        assert_eq!(
+            report.standbys[0].replication_state.as_deref(),
+            Some("streaming")
+        );
+        assert!(checks
+            .iter()
+            .any(|c| c.check == "lag_seconds" && c.message == "lag 0.04 s (heartbeat replayed)"));
     }
 
     #[test]
@@ -680,8 +804,18 @@ mod tests {
         let (report, checks) = cluster(facts, &rules());
         assert_eq!(report.status, Status::Critical);
         let found = problems(&checks);
-        assert!(found.iter().any(|(_, check, m)| *check == "wal_receiver" && m.contains("not running")), "{found:?}");
-        assert!(found.iter().any(|(_, check, _)| *check == "pg_stat_replication"), "{found:?}");
+        assert!(
+            found
+                .iter()
+                .any(|(_, check, m)| *check == "wal_receiver" && m.contains("not running")),
+            "{found:?}"
+        );
+        assert!(
+            found
+                .iter()
+                .any(|(_, check, _)| *check == "pg_stat_replication"),
+            "{found:?}"
+        );
     }
 
     #[test]
@@ -692,7 +826,12 @@ mod tests {
         let (report, checks) = cluster(facts, &rules());
         assert_eq!(report.status, Status::Critical);
         let found = problems(&checks);
-        assert!(found.iter().any(|(_, c, m)| *c == "replay" && m.contains("paused")), "{found:?}");
+        assert!(
+            found
+                .iter()
+                .any(|(_, c, m)| *c == "replay" && m.contains("paused")),
+            "{found:?}"
+        );
         assert!(found.iter().any(|(_, c, m)| *c == "lag_bytes" && m == "lag 300.0 MB > crit 256.0 MB (0 B not yet received, 300.0 MB received but not replayed)"), "{found:?}");
     }
 
@@ -713,32 +852,67 @@ mod tests {
         facts.standbys[0].lag_seconds_source = Some(LagSource::HeartbeatAgeStandbyClock);
         let (report, checks) = cluster(facts, &rules());
         assert_eq!(report.status, Status::Critical);
-        assert_eq!(report.standbys[0].server.status, Status::Unknown, "{:?}", problems(&checks));
+        assert_eq!(
+            report.standbys[0].server.status,
+            Status::Unknown,
+            "{:?}",
+            problems(&checks)
+        );
     }
 
     #[test]
     fn slots_lost_unreserved_inactive() {
         let mut facts = healthy();
         facts.slots = Some(vec![
-            SlotReport { name: "a".into(), active: false, temporary: false, retained_bytes: Some(10), wal_status: Some("lost".into()), safe_wal_size_bytes: None },
-            SlotReport { name: "b".into(), active: true, temporary: false, retained_bytes: Some(2 << 30), wal_status: Some("unreserved".into()), safe_wal_size_bytes: None },
-            SlotReport { name: "c".into(), active: false, temporary: false, retained_bytes: Some(10), wal_status: Some("reserved".into()), safe_wal_size_bytes: None },
+            SlotReport {
+                name: "a".into(),
+                active: false,
+                temporary: false,
+                retained_bytes: Some(10),
+                wal_status: Some("lost".into()),
+                safe_wal_size_bytes: None,
+            },
+            SlotReport {
+                name: "b".into(),
+                active: true,
+                temporary: false,
+                retained_bytes: Some(2 << 30),
+                wal_status: Some("unreserved".into()),
+                safe_wal_size_bytes: None,
+            },
+            SlotReport {
+                name: "c".into(),
+                active: false,
+                temporary: false,
+                retained_bytes: Some(10),
+                wal_status: Some("reserved".into()),
+                safe_wal_size_bytes: None,
+            },
         ]);
         let (report, checks) = cluster(facts, &rules());
         assert_eq!(report.status, Status::Critical);
         let found = problems(&checks);
         assert_eq!(found.len(), 4, "{found:?}");
-        assert!(found.iter().any(|(s, _, m)| *s == Status::Critical && m.starts_with("slot a: wal_status lost")));
-        assert!(found.iter().any(|(s, _, m)| *s == Status::Warning && m.starts_with("slot b: wal_status unreserved")));
-        assert!(found.iter().any(|(s, _, m)| *s == Status::Warning && m.starts_with("slot b: retains 2.0 GB")));
-        assert!(found.iter().any(|(s, _, m)| *s == Status::Warning && m.starts_with("slot c: inactive")));
+        assert!(found
+            .iter()
+            .any(|(s, _, m)| *s == Status::Critical && m.starts_with("slot a: wal_status lost")));
+        assert!(found.iter().any(
+            |(s, _, m)| *s == Status::Warning && m.starts_with("slot b: wal_status unreserved")
+        ));
+        assert!(found
+            .iter()
+            .any(|(s, _, m)| *s == Status::Warning && m.starts_with("slot b: retains 2.0 GB")));
+        assert!(found
+            .iter()
+            .any(|(s, _, m)| *s == Status::Warning && m.starts_with("slot c: inactive")));
     }
 
     #[test]
     fn a_login_refusal_is_unknown_and_an_unreachable_server_critical() {
         let mut facts = healthy();
         facts.standbys[0].server.reachable = false;
-        facts.standbys[0].server.error = Some("SQLSTATE 28P01 password authentication failed".into());
+        facts.standbys[0].server.error =
+            Some("SQLSTATE 28P01 password authentication failed".into());
         facts.standbys[0].server.error_is_setup = true;
         let (report, _) = cluster(facts, &rules());
         // Its missing row in pg_stat_replication is still a finding; the login is UNKNOWN.

@@ -58,21 +58,33 @@ pub async fn run(config: &Config, args: &HealthArgs) -> Result<u8> {
     // 1. What to check, against what, and where results go.
     let thresholds = thresholds(&config.health, &args.warn_lag, &args.crit_lag)?;
     let names = clusters_to_check(config, args.cluster.as_deref())?;
-    let statsd = args.statsd.as_deref().map(statsd::Target::parse).transpose()?;
+    let statsd = args
+        .statsd
+        .as_deref()
+        .map(statsd::Target::parse)
+        .transpose()?;
     let format = args.format.unwrap_or_else(default_format);
-    let servers = Servers::open(config).await?;
-    let plans = names
-        .iter()
-        .map(|name| plan(&servers, config, name))
-        .collect::<Result<Vec<_>>>()?;
 
-    // 2. Every cluster at once, each server within its budget, all within the deadline.
+    // 2. Every cluster at once, each server within its budget, all within the deadline
+    //    (which also covers opening the SSH bastions of the clusters behind one).
     let timeout = config.health.timeout;
     let budget = Budget {
         start: Instant::now(),
         timeout,
     };
     let started_at = Utc::now();
+    let servers = tokio::time::timeout(timeout, Servers::open(config))
+        .await
+        .map_err(|_| {
+            Error::unknown(format!(
+                "the run's deadline ({} s, [health] timeout) came while opening the SSH bastions",
+                judge::fmt_secs(timeout.as_secs_f64())
+            ))
+        })??;
+    let plans = names
+        .iter()
+        .map(|name| plan(&servers, config, name))
+        .collect::<Result<Vec<_>>>()?;
     let states: Vec<ClusterState> = plans.iter().map(ClusterState::new).collect();
     let all = join_all(
         plans
@@ -80,7 +92,9 @@ pub async fn run(config: &Config, args: &HealthArgs) -> Result<u8> {
             .zip(&states)
             .map(|(plan, state)| check_cluster(plan, state, &budget)),
     );
-    let finished = tokio::time::timeout(timeout, all).await.is_ok();
+    let finished = tokio::time::timeout_at((budget.start + timeout).into(), all)
+        .await
+        .is_ok();
     tracing::debug!(
         elapsed_ms = budget.start.elapsed().as_millis() as u64,
         finished,
@@ -255,7 +269,8 @@ fn into_inner<T>(shared: Mutex<T>) -> T {
 /// heartbeat the primary wrote through a watch channel.
 async fn check_cluster(plan: &ClusterPlan, state: &ClusterState, budget: &Budget) {
     if let Some(millis) = stall_requested() {
-        *state.step.lock().unwrap_or_else(|p| p.into_inner()) = Some("stalled by the health-stall failpoint");
+        *state.step.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some("stalled by the health-stall failpoint");
         tokio::time::sleep(Duration::from_millis(millis)).await;
     }
     let (heartbeat, heartbeats) = watch::channel(None);
@@ -271,7 +286,9 @@ async fn check_cluster(plan: &ClusterPlan, state: &ClusterState, budget: &Budget
         plan.standbys
             .iter()
             .zip(&state.standbys)
-            .map(|((_, target), shared)| probe::standby(target, shared, heartbeats.clone(), budget)),
+            .map(|((_, target), shared)| {
+                probe::standby(target, shared, heartbeats.clone(), budget)
+            }),
     );
     join(primary, standbys).await;
 }
@@ -373,7 +390,10 @@ mod tests {
     #[test]
     fn production_is_checked_first() {
         let config = config("");
-        assert_eq!(clusters_to_check(&config, None).unwrap(), vec!["production", "integration"]);
+        assert_eq!(
+            clusters_to_check(&config, None).unwrap(),
+            vec!["production", "integration"]
+        );
         assert!(clusters_to_check(&config, Some("nope")).is_err());
     }
 }

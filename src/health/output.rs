@@ -36,7 +36,10 @@ pub fn text(report: &Report) -> String {
         report.status.as_str(),
         fmt_secs(report.duration_seconds),
         if report.deadline_hit {
-            format!(", cut short by the {} s deadline", fmt_secs(report.timeout_seconds))
+            format!(
+                ", cut short by the {} s deadline",
+                fmt_secs(report.timeout_seconds)
+            )
         } else {
             String::new()
         }
@@ -50,14 +53,20 @@ pub fn text(report: &Report) -> String {
                 vec![
                     cluster.name.clone(),
                     standby.server.name.clone(),
-                    standby.lag_bytes.map(format_bytes).unwrap_or_else(|| "?".into()),
+                    standby
+                        .lag_bytes
+                        .map(format_bytes)
+                        .unwrap_or_else(|| "?".into()),
                     seconds_summary(standby),
                     standby
                         .wal_receiver
                         .as_ref()
                         .and_then(|r| r.status.clone())
                         .unwrap_or_else(|| "-".into()),
-                    standby.replay_pause_state.clone().unwrap_or_else(|| "-".into()),
+                    standby
+                        .replay_pause_state
+                        .clone()
+                        .unwrap_or_else(|| "-".into()),
                 ]
             })
         })
@@ -65,7 +74,9 @@ pub fn text(report: &Report) -> String {
     if !lag_rows.is_empty() {
         out.push('\n');
         out.push_str(&table(
-            &["CLUSTER", "STANDBY", "LAG", "TIME LAG", "RECEIVER", "REPLAY"],
+            &[
+                "CLUSTER", "STANDBY", "LAG", "TIME LAG", "RECEIVER", "REPLAY",
+            ],
             &lag_rows,
         ));
     }
@@ -166,7 +177,10 @@ fn cluster_summary(cluster: &ClusterReport) -> String {
                 format!(
                     "standby {} lag {}, {}",
                     standby.server.name,
-                    standby.lag_bytes.map(format_bytes).unwrap_or_else(|| "?".into()),
+                    standby
+                        .lag_bytes
+                        .map(format_bytes)
+                        .unwrap_or_else(|| "?".into()),
                     seconds_summary(standby)
                 )
             }
@@ -204,7 +218,13 @@ pub fn nagios(report: &Report) -> String {
             ));
         }
     }
-    nagios_output("ODOO-DB", report.status, &report.checks, &summary.join("; "), &perfdata)
+    nagios_output(
+        "ODOO-DB",
+        report.status,
+        &report.checks,
+        &summary.join("; "),
+        &perfdata,
+    )
 }
 
 /// The Nagios plugin text shared by health and audit.
@@ -236,7 +256,12 @@ pub(crate) fn nagios_output(
     }
     out.push('\n');
     for check in worst_first(checks) {
-        let mut detail = format!("[{}] {}: {}", check.status.as_str(), where_(check), check.message);
+        let mut detail = format!(
+            "[{}] {}: {}",
+            check.status.as_str(),
+            where_(check),
+            check.message
+        );
         if let (true, Some(hint)) = (check.status != Status::Ok, &check.hint) {
             detail.push_str(&format!(" (what to do: {hint})"));
         }
@@ -256,7 +281,13 @@ fn where_(check: &Check) -> String {
 }
 
 /// `'label'=value<uom>;warn;crit`; `U` for a value that could not be measured.
-pub(crate) fn perf(label: &str, value: Option<String>, uom: &str, warn: Option<String>, crit: Option<String>) -> String {
+pub(crate) fn perf(
+    label: &str,
+    value: Option<String>,
+    uom: &str,
+    warn: Option<String>,
+    crit: Option<String>,
+) -> String {
     let label: String = label
         .chars()
         .map(|c| if c == '\'' || c == '=' { '_' } else { c })
@@ -294,7 +325,12 @@ impl Exposition {
 
     /// Starts a gauge family; its samples must follow before the next family.
     pub fn gauge(&mut self, name: &str, help: &str) -> &mut Self {
-        writeln!(self.text, "# HELP {name} {}", help.replace('\\', "\\\\").replace('\n', "\\n")).ok();
+        writeln!(
+            self.text,
+            "# HELP {name} {}",
+            help.replace('\\', "\\\\").replace('\n', "\\n")
+        )
+        .ok();
         writeln!(self.text, "# TYPE {name} gauge").ok();
         self
     }
@@ -357,13 +393,21 @@ pub fn prometheus(report: &Report) -> String {
         };
         out.sample(
             "odoo_db_up",
-            &[("cluster", &cluster.name), ("server", "primary"), ("role", "primary")],
+            &[
+                ("cluster", &cluster.name),
+                ("server", "primary"),
+                ("role", "primary"),
+            ],
             up(&cluster.primary.server),
         );
         for standby in &cluster.standbys {
             out.sample(
                 "odoo_db_up",
-                &[("cluster", &cluster.name), ("server", &standby.server.name), ("role", "standby")],
+                &[
+                    ("cluster", &cluster.name),
+                    ("server", &standby.server.name),
+                    ("role", "standby"),
+                ],
                 up(&standby.server),
             );
         }
@@ -379,7 +423,11 @@ pub fn prometheus(report: &Report) -> String {
     );
     for (cluster, standby) in &standbys {
         if let Some(bytes) = standby.lag_bytes {
-            out.sample("odoo_db_replica_lag_bytes", &[("cluster", cluster), ("standby", &standby.server.name)], bytes as f64);
+            out.sample(
+                "odoo_db_replica_lag_bytes",
+                &[("cluster", cluster), ("standby", &standby.server.name)],
+                bytes as f64,
+            );
         }
     }
     out.gauge(
@@ -390,7 +438,11 @@ pub fn prometheus(report: &Report) -> String {
         if let (Some(seconds), Some(LagSource::Heartbeat | LagSource::HeartbeatAge)) =
             (standby.lag_seconds, standby.lag_seconds_source)
         {
-            out.sample("odoo_db_replica_lag_seconds", &[("cluster", cluster), ("standby", &standby.server.name)], seconds);
+            out.sample(
+                "odoo_db_replica_lag_seconds",
+                &[("cluster", cluster), ("standby", &standby.server.name)],
+                seconds,
+            );
         }
     }
     out.gauge(
@@ -441,15 +493,22 @@ pub fn prometheus(report: &Report) -> String {
         "Nagios state of each cluster: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.",
     );
     for cluster in &report.clusters {
-        out.sample("odoo_db_cluster_status", &[("cluster", &cluster.name)], status_number(cluster.status));
+        out.sample(
+            "odoo_db_cluster_status",
+            &[("cluster", &cluster.name)],
+            status_number(cluster.status),
+        );
     }
     out.gauge(
         "odoo_db_check_status",
         "Nagios state of the whole health run, as its exit code: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.",
     )
     .sample("odoo_db_check_status", &[], status_number(report.status));
-    out.gauge("odoo_db_run_duration_seconds", "How long the health run took.")
-        .sample("odoo_db_run_duration_seconds", &[], report.duration_seconds);
+    out.gauge(
+        "odoo_db_run_duration_seconds",
+        "How long the health run took.",
+    )
+    .sample("odoo_db_run_duration_seconds", &[], report.duration_seconds);
     out.gauge(
         "odoo_db_last_run_timestamp_seconds",
         "When the health run started (Unix time): a stale value means the timer stopped running.",
@@ -475,7 +534,11 @@ pub fn write_atomically(path: &Path, contents: &str) -> Result<()> {
     let name = path
         .file_name()
         .ok_or_else(|| Error::refused(format!("--textfile {}: not a file name", path.display())))?;
-    let tmp = dir.join(format!(".{}.{}.tmp", name.to_string_lossy(), std::process::id()));
+    let tmp = dir.join(format!(
+        ".{}.{}.tmp",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
     let write = || -> std::io::Result<()> {
         let mut file = std::fs::OpenOptions::new()
             .write(true)
@@ -498,14 +561,255 @@ pub fn write_atomically(path: &Path, contents: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::health::judge::{self, tests::healthy, tests::rules};
+    use crate::health::report::{ClusterReport, Report, SCHEMA_VERSION};
+
+    /// A fixed report of these clusters, as judged with the default thresholds.
+    fn report_of(all: Vec<judge::ClusterFacts>) -> Report {
+        let mut clusters = Vec::new();
+        let mut checks = Vec::new();
+        for facts in all {
+            let (cluster, more) = judge::cluster(facts, &rules());
+            clusters.push(cluster);
+            checks.extend(more);
+        }
+        let status = Status::worst_of(clusters.iter().map(|c: &ClusterReport| c.status));
+        Report {
+            schema_version: SCHEMA_VERSION,
+            status,
+            exit_code: status.exit_code(),
+            started_at: "2024-05-01T12:00:00Z".parse().unwrap(),
+            duration_seconds: 0.025,
+            timeout_seconds: 30.0,
+            deadline_hit: false,
+            thresholds: rules().thresholds,
+            clusters,
+            checks,
+        }
+    }
+
+    fn integration() -> judge::ClusterFacts {
+        let mut facts = healthy();
+        facts.name = "integration".into();
+        facts.kind = crate::config::ClusterKind::Integration;
+        facts.standbys.clear();
+        facts.slots = Some(vec![]);
+        facts.primary.server.address = "dbint:5432".into();
+        facts.primary.heartbeat = None;
+        facts.primary.replication = Some(vec![]);
+        facts
+    }
+
+    /// Replay paused 30 MB behind, this run's heartbeat not replayed.
+    fn paused() -> judge::ClusterFacts {
+        let mut facts = healthy();
+        let standby = &mut facts.standbys[0];
+        standby.replay_pause_state = Some("paused".into());
+        standby.lag_bytes = Some(31_457_280);
+        standby.receive_lag_bytes = Some(0);
+        standby.replay_backlog_bytes = Some(31_457_280);
+        standby.heartbeat_seen = false;
+        standby.lag_seconds = Some(42.5);
+        standby.lag_seconds_source = Some(crate::health::report::LagSource::HeartbeatAge);
+        standby.heartbeat_wait_seconds = Some(0.01);
+        facts
+    }
+
+    #[test]
+    fn nagios_status_line_is_the_contracts() {
+        let report = report_of(vec![healthy()]);
+        assert_eq!(
+            nagios(&report).lines().next().unwrap(),
+            "ODOO-DB OK - production: standby db2 lag 0 B, 0.04 s | \
+             'production_db2_lag_bytes'=0B;16777216;268435456 'production_db2_lag_seconds'=0.04s;30;300"
+        );
+    }
+
+    #[test]
+    fn nagios_snapshot_problems_first() {
+        let report = report_of(vec![paused(), integration()]);
+        assert_eq!(
+            nagios(&report),
+            "ODOO-DB CRITICAL - production standby db2: replay is paused (pause state: paused): WAL is received but not applied; \
+             production standby db2: lag 30.0 MB > warn 16.0 MB (0 B not yet received, 30.0 MB received but not replayed); \
+             production standby db2: lag 42.5 s > warn 30 s (age of the newest heartbeat the standby shows; this run's not replayed after 0.01 s); \
+             production: standby db2 lag 30.0 MB, 42.5 s (heartbeat age); integration: primary up | \
+             'production_db2_lag_bytes'=31457280B;16777216;268435456 'production_db2_lag_seconds'=42.5s;30;300
+[CRITICAL] production standby db2: replay is paused (pause state: paused): WAL is received but not applied (what to do: find why (pg_wal_replay_pause(), a recovery target, or on PostgreSQL 14+ a hot-standby setting lower than the primary's: see the standby's log), then SELECT pg_wal_replay_resume())
+[WARNING] production standby db2: lag 30.0 MB > warn 16.0 MB (0 B not yet received, 30.0 MB received but not replayed)
+[WARNING] production standby db2: lag 42.5 s > warn 30 s (age of the newest heartbeat the standby shows; this run's not replayed after 0.01 s)
+[OK] production primary db1:5432: reachable, accepts writes (PostgreSQL 15.4)
+[OK] production primary db1:5432: heartbeat 7 written
+[OK] production primary db1:5432: 1 physical replication slot, active
+[OK] production standby db2: in the primary's pg_stat_replication as \"db2\", streaming (async)
+[OK] production standby db2: reachable, in recovery (PostgreSQL 15.4)
+[OK] production standby db2: WAL receiver streaming, last message 0.5 s ago
+[OK] integration primary dbint:5432: reachable, accepts writes (PostgreSQL 15.4)
+[OK] integration primary dbint:5432: no physical replication slots
+"
+        );
+    }
+
+    #[test]
+    fn prometheus_snapshot() {
+        let report = report_of(vec![paused(), integration()]);
+        assert_eq!(
+            prometheus(&report),
+            r#"# HELP odoo_db_up Whether odoo-db could connect to the server and question it (1) or not (0).
+# TYPE odoo_db_up gauge
+odoo_db_up{cluster="production",server="primary",role="primary"} 1
+odoo_db_up{cluster="production",server="db2",role="standby"} 1
+odoo_db_up{cluster="integration",server="primary",role="primary"} 1
+# HELP odoo_db_replica_lag_bytes WAL the standby has not replayed: the primary's position minus the standby's replay position (pg_wal_lsn_diff).
+# TYPE odoo_db_replica_lag_bytes gauge
+odoo_db_replica_lag_bytes{cluster="production",standby="db2"} 31457280
+# HELP odoo_db_replica_lag_seconds Replication lag in time: the heartbeat measured end to end, or the age of the newest heartbeat the standby shows when this run's was not replayed in time.
+# TYPE odoo_db_replica_lag_seconds gauge
+odoo_db_replica_lag_seconds{cluster="production",standby="db2"} 42.5
+# HELP odoo_db_replica_streaming Whether the standby's WAL receiver is running and streaming (1) or not (0).
+# TYPE odoo_db_replica_streaming gauge
+odoo_db_replica_streaming{cluster="production",standby="db2"} 1
+# HELP odoo_db_replica_replay_paused Whether replay is paused or a pause is requested on the standby (1) or not (0).
+# TYPE odoo_db_replica_replay_paused gauge
+odoo_db_replica_replay_paused{cluster="production",standby="db2"} 1
+# HELP odoo_db_replication_slot_retained_bytes WAL a physical replication slot keeps on the primary.
+# TYPE odoo_db_replication_slot_retained_bytes gauge
+odoo_db_replication_slot_retained_bytes{cluster="production",slot="db2"} 1024
+# HELP odoo_db_cluster_status Nagios state of each cluster: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
+# TYPE odoo_db_cluster_status gauge
+odoo_db_cluster_status{cluster="production"} 2
+odoo_db_cluster_status{cluster="integration"} 0
+# HELP odoo_db_check_status Nagios state of the whole health run, as its exit code: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
+# TYPE odoo_db_check_status gauge
+odoo_db_check_status 2
+# HELP odoo_db_run_duration_seconds How long the health run took.
+# TYPE odoo_db_run_duration_seconds gauge
+odoo_db_run_duration_seconds 0.025
+# HELP odoo_db_last_run_timestamp_seconds When the health run started (Unix time): a stale value means the timer stopped running.
+# TYPE odoo_db_last_run_timestamp_seconds gauge
+odoo_db_last_run_timestamp_seconds 1714564800
+"#
+        );
+    }
+
+    #[test]
+    fn text_snapshot() {
+        let report = report_of(vec![paused(), integration()]);
+        assert_eq!(
+            text(&report),
+            r#"odoo-db health: CRITICAL (0.03 s)
+
+STATUS    CLUSTER      SERVER              CHECK                MESSAGE
+CRITICAL  production   standby db2         replay               replay is paused (pause state: paused): WAL is received but not applied
+WARNING   production   standby db2         lag_bytes            lag 30.0 MB > warn 16.0 MB (0 B not yet received, 30.0 MB received but not replayed)
+WARNING   production   standby db2         lag_seconds          lag 42.5 s > warn 30 s (age of the newest heartbeat the standby shows; this run's not replayed after 0.01 s)
+OK        production   primary db1:5432    primary_role         reachable, accepts writes (PostgreSQL 15.4)
+OK        production   primary db1:5432    heartbeat            heartbeat 7 written
+OK        production   primary db1:5432    slots                1 physical replication slot, active
+OK        production   standby db2         pg_stat_replication  in the primary's pg_stat_replication as "db2", streaming (async)
+OK        production   standby db2         standby_role         reachable, in recovery (PostgreSQL 15.4)
+OK        production   standby db2         wal_receiver         WAL receiver streaming, last message 0.5 s ago
+OK        integration  primary dbint:5432  primary_role         reachable, accepts writes (PostgreSQL 15.4)
+OK        integration  primary dbint:5432  slots                no physical replication slots
+
+CLUSTER     STANDBY  LAG      TIME LAG                RECEIVER   REPLAY
+production  db2      30.0 MB  42.5 s (heartbeat age)  streaming  paused
+
+What to do:
+- production standby db2: find why (pg_wal_replay_pause(), a recovery target, or on PostgreSQL 14+ a hot-standby setting lower than the primary's: see the standby's log), then SELECT pg_wal_replay_resume()
+"#
+        );
+    }
+
+    /// The JSON field names are a published interface: this pins them.
+    #[test]
+    fn json_snapshot_of_a_standby() {
+        let report = report_of(vec![paused()]);
+        let value: serde_json::Value = serde_json::from_str(&json(&report)).unwrap();
+        // serde_json's map sorts its keys (the printed order is the structs'): compare
+        // sorted name lists.
+        let keys = |v: &serde_json::Value| -> Vec<String> {
+            v.as_object().unwrap().keys().cloned().collect()
+        };
+        let sorted = |names: &[&str]| -> Vec<String> {
+            let mut names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+            names.sort();
+            names
+        };
+        assert_eq!(
+            keys(&value),
+            sorted(&[
+                "schema_version",
+                "status",
+                "exit_code",
+                "started_at",
+                "duration_seconds",
+                "timeout_seconds",
+                "deadline_hit",
+                "thresholds",
+                "clusters",
+                "checks"
+            ])
+        );
+        assert_eq!(
+            keys(&value["clusters"][0]),
+            sorted(&["name", "kind", "status", "primary", "standbys", "slots"])
+        );
+        assert_eq!(
+            value["clusters"][0]["standbys"][0],
+            serde_json::json!({
+                "name": "db2", "address": "db2:5432", "status": "CRITICAL", "reachable": true,
+                "error": null, "server_version_num": 150004, "in_recovery": true,
+                "application_name": "db2", "replication_state": "streaming", "sync_state": "async",
+                "wal_receiver": {
+                    "running": true, "status": "streaming", "last_message_age_seconds": 0.5,
+                    "timeout_seconds": 60.0, "sender_host": null, "sender_port": null,
+                    "slot_name": null, "flushed_lsn": null
+                },
+                "replay_pause_state": "paused", "receive_lsn": null, "replay_lsn": null,
+                "lag_bytes": 31457280, "receive_lag_bytes": 0, "replay_backlog_bytes": 31457280,
+                "lag_seconds": 42.5, "lag_seconds_source": "heartbeat_age", "heartbeat_seen": false,
+                "heartbeat_wait_seconds": 0.01
+            })
+        );
+        assert_eq!(
+            keys(&value["clusters"][0]["primary"]),
+            sorted(&[
+                "name",
+                "address",
+                "status",
+                "reachable",
+                "error",
+                "server_version_num",
+                "in_recovery",
+                "current_wal_lsn",
+                "heartbeat",
+                "heartbeat_error",
+                "replication"
+            ])
+        );
+        assert_eq!(
+            keys(&value["checks"][0]),
+            sorted(&["status", "cluster", "server", "check", "message", "hint"])
+        );
+    }
 
     #[test]
     fn perfdata_follows_the_plugin_guidelines() {
         assert_eq!(
-            perf("production_db2_lag_bytes", Some("0".into()), "B", Some("16777216".into()), Some("268435456".into())),
+            perf(
+                "production_db2_lag_bytes",
+                Some("0".into()),
+                "B",
+                Some("16777216".into()),
+                Some("268435456".into())
+            ),
             "'production_db2_lag_bytes'=0B;16777216;268435456"
         );
-        assert_eq!(perf("a=b's", None, "s", None, Some("300".into())), "'a_b_s'=U;;300");
+        assert_eq!(
+            perf("a=b's", None, "s", None, Some("300".into())),
+            "'a_b_s'=U;;300"
+        );
         assert_eq!(perf("x", Some("1".into()), "B", None, None), "'x'=1B");
         assert_eq!(perf_number(0.04), "0.04");
         assert_eq!(perf_number(30.0), "30");
@@ -516,7 +820,10 @@ mod tests {
     fn labels_are_escaped() {
         let mut out = Exposition::new();
         out.gauge("m", "help").sample("m", &[("a", "x\"y\\z")], 1.5);
-        assert_eq!(out.finish(), "# HELP m help\n# TYPE m gauge\nm{a=\"x\\\"y\\\\z\"} 1.5\n");
+        assert_eq!(
+            out.finish(),
+            "# HELP m help\n# TYPE m gauge\nm{a=\"x\\\"y\\\\z\"} 1.5\n"
+        );
     }
 
     #[test]
@@ -529,7 +836,10 @@ mod tests {
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "a 2\n");
         let mode = std::fs::metadata(&path).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o644);
-        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         assert_eq!(names, vec![std::ffi::OsString::from("odoo_db.prom")]);
     }
 }

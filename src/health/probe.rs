@@ -160,7 +160,9 @@ pub(super) struct Mark {
 }
 
 fn with<T, R>(shared: &Mutex<T>, f: impl FnOnce(&mut T) -> R) -> R {
-    f(&mut shared.lock().unwrap_or_else(|poisoned| poisoned.into_inner()))
+    f(&mut shared
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner()))
 }
 
 /// The step a server is at, for the "waiting for" of a run cut short.
@@ -239,7 +241,8 @@ async fn connect(target: &Target, budget: &Budget) -> Result<(Client, Option<Fai
             Ok((
                 client,
                 Some(Failure::setup(format!(
-                    "database {:?} (the heartbeat's) does not exist on {}: run `odoo-db init`",
+                    "database {:?} (the heartbeat's) does not exist on {}: run `odoo-db init` \
+                     (on a standby: unless it has yet to replay the database's creation)",
                     target.params.dbname(),
                     target.params.label()
                 ))),
@@ -325,20 +328,31 @@ pub(super) async fn primary(
     let write_heartbeat = write_heartbeat && missing_database.is_none();
 
     // The heartbeat goes first on the wire, so identify's WAL position is after its commit.
-    step(shared, Some(if write_heartbeat { "writing the heartbeat" } else { "identifying it" }));
+    step(
+        shared,
+        Some(if write_heartbeat {
+            "writing the heartbeat"
+        } else {
+            "identifying it"
+        }),
+    );
     let first_round = async {
         if write_heartbeat {
-            let (heartbeat, identify) =
-                join(timed(&client, HEARTBEAT_WRITE, &[]), timed(&client, IDENTIFY, &[])).await;
+            let (heartbeat, identify) = join(
+                timed(&client, HEARTBEAT_WRITE, &[]),
+                timed(&client, IDENTIFY, &[]),
+            )
+            .await;
             (Some(heartbeat), identify)
         } else {
             (None, timed(&client, IDENTIFY, &[]).await)
         }
     };
-    let (heartbeat, (identify, identified_at)) = match within(until, shared, started, first_round).await {
-        Ok(answers) => answers,
-        Err(failure) => return fail(shared, failure),
-    };
+    let (heartbeat, (identify, identified_at)) =
+        match within(until, shared, started, first_round).await {
+            Ok(answers) => answers,
+            Err(failure) => return fail(shared, failure),
+        };
     let identity = match identify
         .map_err(|e| Failure::of_query("identifying the server", &e))
         .and_then(|rows| identity(&rows))
@@ -357,9 +371,9 @@ pub(super) async fn primary(
                     "the heartbeat row (heartbeat.beat id 1) is missing: run `odoo-db init`",
                 )),
             },
-            Err(_) if identity.in_recovery => Err(Failure::down(
-                "not written: the server is in recovery",
-            )),
+            Err(_) if identity.in_recovery => {
+                Err(Failure::down("not written: the server is in recovery"))
+            }
             Err(error) => Err(Failure::of_query("writing the heartbeat", &error)),
         };
         match outcome {
@@ -388,7 +402,10 @@ pub(super) async fn primary(
         return step(shared, None);
     }
 
-    step(shared, Some("reading pg_stat_replication and the replication slots"));
+    step(
+        shared,
+        Some("reading pg_stat_replication and the replication slots"),
+    );
     let slots_sql = if identity.version_num >= 130000 {
         SLOTS_13
     } else {
@@ -536,7 +553,9 @@ pub(super) async fn standby(
         Ok(identity) => identity,
         Err(failure) => return fail(shared, failure),
     };
-    with(shared, |report| record_identity(&mut report.server, &identity));
+    with(shared, |report| {
+        record_identity(&mut report.server, &identity)
+    });
     if !identity.in_recovery {
         // Promoted (or misconfigured): replay questions would only raise errors.
         return step(shared, None);
@@ -587,7 +606,9 @@ pub(super) async fn standby(
         None => return step(shared, None),
         Some(Ok(first)) => first,
         Some(Err(failure)) => {
-            with(shared, |report| report.heartbeat_error = Some(failure.pair()));
+            with(shared, |report| {
+                report.heartbeat_error = Some(failure.pair())
+            });
             return step(shared, None);
         }
     };
@@ -609,7 +630,9 @@ pub(super) async fn standby(
             Ok(Ok(next)) => current = next,
             Ok(Err(failure)) => {
                 record_heartbeat(shared, current, None, mark.as_ref(), wait_started);
-                with(shared, |report| report.heartbeat_error = Some(failure.pair()));
+                with(shared, |report| {
+                    report.heartbeat_error = Some(failure.pair())
+                });
                 return step(shared, None);
             }
             Err(failure) => {
@@ -669,9 +692,14 @@ fn record_heartbeat(
         ),
         (_, Some(mark)) => {
             let primary_now = mark.primary_now
-                + chrono::Duration::from_std(poll.at.saturating_duration_since(mark.primary_now_at))
-                    .unwrap_or_default();
-            (seconds(primary_now - poll.written_at), LagSource::HeartbeatAge)
+                + chrono::Duration::from_std(
+                    poll.at.saturating_duration_since(mark.primary_now_at),
+                )
+                .unwrap_or_default();
+            (
+                seconds(primary_now - poll.written_at),
+                LagSource::HeartbeatAge,
+            )
         }
         (_, None) => (
             seconds(poll.now - poll.written_at),
@@ -710,7 +738,10 @@ mod tests {
         let params = ConnParams::parse("host=h user=u").unwrap();
         assert_eq!(budget.connect_limit(&params), Duration::from_secs(5));
         // The heartbeat wait: 10 s at most, and over by 0.7 T however late it starts.
-        assert_eq!(budget.heartbeat_until(start), start + Duration::from_secs(10));
+        assert_eq!(
+            budget.heartbeat_until(start),
+            start + Duration::from_secs(10)
+        );
         assert_eq!(
             budget.heartbeat_until(start + Duration::from_secs(20)),
             start + Duration::from_secs(21)
@@ -721,7 +752,10 @@ mod tests {
             timeout: Duration::from_secs(2),
         };
         assert_eq!(short.connect_limit(&params), Duration::from_millis(800));
-        assert_eq!(short.session().statement_timeout, Some(Duration::from_secs(1)));
+        assert_eq!(
+            short.session().statement_timeout,
+            Some(Duration::from_secs(1))
+        );
     }
 
     #[test]
@@ -733,6 +767,10 @@ mod tests {
             .context("connecting to h:5432 as x");
         let failure = Failure::of_connect(&down);
         assert!(!failure.setup);
-        assert!(failure.message.contains("Connection refused"), "{}", failure.message);
+        assert!(
+            failure.message.contains("Connection refused"),
+            "{}",
+            failure.message
+        );
     }
 }

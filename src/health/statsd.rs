@@ -65,7 +65,8 @@ pub fn gauges(report: &Report) -> Vec<(String, f64)> {
             if let Some(bytes) = standby.lag_bytes {
                 gauges.push((format!("{c}.{s}.lag_bytes"), bytes as f64));
             }
-            if let (Some(seconds), Some(source)) = (standby.lag_seconds, standby.lag_seconds_source) {
+            if let (Some(seconds), Some(source)) = (standby.lag_seconds, standby.lag_seconds_source)
+            {
                 if source != super::report::LagSource::HeartbeatAgeStandbyClock {
                     gauges.push((format!("{c}.{s}.lag_seconds"), seconds));
                 }
@@ -74,7 +75,10 @@ pub fn gauges(report: &Report) -> Vec<(String, f64)> {
                 .wal_receiver
                 .as_ref()
                 .is_some_and(|r| r.running && r.status.as_deref() == Some("streaming"));
-            gauges.push((format!("{c}.{s}.streaming"), if streaming { 1.0 } else { 0.0 }));
+            gauges.push((
+                format!("{c}.{s}.streaming"),
+                if streaming { 1.0 } else { 0.0 },
+            ));
         }
     }
     gauges
@@ -84,7 +88,13 @@ pub fn gauges(report: &Report) -> Vec<(String, f64)> {
 /// `10.0.0.2:5432` becomes `10_0_0_2_5432`.
 fn segment(name: &str) -> String {
     name.chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '-' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect()
 }
 
@@ -107,7 +117,8 @@ pub async fn send(target: &Target, report: &Report) -> Result<usize> {
     socket
         .set_nonblocking(true)
         .map_err(|e| Error::failed(format!("{what}: {e}")))?;
-    let sink = UdpMetricSink::from(address, socket).map_err(|e| Error::failed(format!("{what}: {e}")))?;
+    let sink =
+        UdpMetricSink::from(address, socket).map_err(|e| Error::failed(format!("{what}: {e}")))?;
     let client = StatsdClient::from_sink(PREFIX, sink);
     let gauges = gauges(report);
     for (name, value) in &gauges {

@@ -59,7 +59,12 @@ fn a_database_named_after_a_customer_is_critical_and_catalog_drift_a_warning() {
         line.contains("integration primary: database acmeshop_copy contains \"acmeshop\", a name of customer acme-shop"),
         "{line}"
     );
-    assert!(line.contains(&format!("database {name} (customer acme-shop): PUBLIC may connect to it")), "{line}");
+    assert!(
+        line.contains(&format!(
+            "database {name} (customer acme-shop): PUBLIC may connect to it"
+        )),
+        "{line}"
+    );
 
     let run = audit("json");
     run.expect_code(2);
@@ -72,7 +77,10 @@ fn a_database_named_after_a_customer_is_critical_and_catalog_drift_a_warning() {
         .expect("the integration cluster");
     assert_eq!(integration_report["violations"][0]["name"], "acmeshop_copy");
     assert_eq!(integration_report["violations"][0]["customer"], "acme-shop");
-    assert_eq!(integration_report["unmanaged_databases"], serde_json::json!(["acmeshop_copy"]));
+    assert_eq!(
+        integration_report["unmanaged_databases"],
+        serde_json::json!(["acmeshop_copy"])
+    );
     let warnings: Vec<&Value> = report["checks"]
         .as_array()
         .unwrap()
@@ -86,7 +94,8 @@ fn a_database_named_after_a_customer_is_critical_and_catalog_drift_a_warning() {
     prometheus_parse::Scrape::parse(run.stdout.lines().map(|l| Ok(l.to_string())))
         .expect("audit --format prometheus parses");
     assert!(
-        run.stdout.contains("odoo_db_audit_violations{cluster=\"integration\"} 1\n"),
+        run.stdout
+            .contains("odoo_db_audit_violations{cluster=\"integration\"} 1\n"),
         "{}",
         run.stdout
     );

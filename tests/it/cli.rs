@@ -48,8 +48,10 @@ fn health_and_audit_report_their_own_failures_as_unknown() {
             .args(["--config", "/nonexistent/odoo-db.toml", command])
             .run();
         run.expect_code(3);
+        assert!(run.stdout.starts_with("ODOO-DB UNKNOWN - "), "Nagios shows stdout: {}", run.stdout);
         let usage = OdooDb::new().args([command, "--no-such-flag"]).run();
         usage.expect_code(3);
+        assert!(usage.stdout.starts_with("ODOO-DB UNKNOWN - "), "{}", usage.stdout);
     }
     let usage = OdooDb::new().args(["list", "--no-such-flag"]).run();
     usage.expect_code(2);

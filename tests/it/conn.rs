@@ -464,6 +464,15 @@ pub(crate) fn pg_bindir() -> PathBuf {
     versions.pop().expect("no PostgreSQL with initdb found").1
 }
 
+/// The client tools (psql): `$PG_CLIENT_BINDIR` (scripts/pg-matrix runs an older
+/// server with the newest client tools), else [`pg_bindir`].
+pub(crate) fn pg_client_bindir() -> PathBuf {
+    match std::env::var_os("PG_CLIENT_BINDIR").filter(|dir| !dir.is_empty()) {
+        Some(dir) => PathBuf::from(dir),
+        None => pg_bindir(),
+    }
+}
+
 /// Run a server tool as `postgres` when we are root (PostgreSQL refuses to run as root).
 fn as_server_user(program: PathBuf, dir: &Path) -> std::process::Command {
     use std::os::unix::process::CommandExt;
@@ -535,7 +544,6 @@ fn start_tls_server() -> Result<TlsServer, String> {
         "-A",
         "trust",
         "-N",
-        "--no-instructions",
     ]);
     run(initdb)?;
 
@@ -585,7 +593,8 @@ fn start_tls_server() -> Result<TlsServer, String> {
         format!(
             "\nlisten_addresses = '127.0.0.1,127.0.0.2'\nport = {port}\n\
              unix_socket_directories = '{}'\nssl = on\nssl_cert_file = 'server.crt'\n\
-             ssl_key_file = 'server.key'\nfsync = off\nmax_connections = 40\n",
+             ssl_key_file = 'server.key'\nfsync = off\nmax_connections = 40\n\
+             password_encryption = 'scram-sha-256'\n",
             dir.display()
         )
         .as_bytes(),
@@ -638,7 +647,7 @@ fn start_tls_server() -> Result<TlsServer, String> {
         .spawn()
         .map_err(|e| format!("starting the cleanup watchdog: {e}"))?;
 
-    let mut psql = as_server_user(bindir.join("psql"), &dir);
+    let mut psql = as_server_user(pg_client_bindir().join("psql"), &dir);
     psql.args([
         "-X",
         "-q",

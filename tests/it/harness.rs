@@ -403,7 +403,7 @@ fn a_missing_postgresql_names_the_package() {
 }
 
 fn psql_as_admin(server_port: u16, pgpass: &Path, sql: &str) -> String {
-    let psql = harness::find_bindir().unwrap().join("psql");
+    let psql = harness::find_client_bindir().unwrap().join("psql");
     let mut command = Command::new(psql);
     for (key, _) in std::env::vars_os() {
         if key.to_string_lossy().starts_with("PG") {

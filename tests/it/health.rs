@@ -63,7 +63,10 @@ impl Ops {
     }
 
     fn standby(&self) -> &PgServer {
-        self.harness.standby.as_ref().expect("the harness has a standby")
+        self.harness
+            .standby
+            .as_ref()
+            .expect("the harness has a standby")
     }
 
     /// Undoes whatever a test broke: servers running, replay resumed, no apply delay,
@@ -73,7 +76,7 @@ impl Ops {
         let (primary, standby) = (self.primary(), self.standby());
         primary.start().expect("starting the primary");
         standby.start().expect("starting the standby");
-        if psql(primary, "SHOW synchronous_standby_names") != "" {
+        if !psql(primary, "SHOW synchronous_standby_names").is_empty() {
             psql(primary, "ALTER SYSTEM RESET synchronous_standby_names");
             psql(primary, "SELECT pg_reload_conf()");
         }
@@ -85,7 +88,10 @@ impl Ops {
         if psql(standby, "SHOW primary_conninfo") != self.primary_conninfo {
             psql(
                 standby,
-                &format!("ALTER SYSTEM SET primary_conninfo = {}", sql_literal(&self.primary_conninfo)),
+                &format!(
+                    "ALTER SYSTEM SET primary_conninfo = {}",
+                    sql_literal(&self.primary_conninfo)
+                ),
             );
             reload = true;
         }
@@ -109,17 +115,21 @@ impl Ops {
     }
 
     fn wait_caught_up(&self) {
-        util::wait_until(Duration::from_secs(60), "the standby streams and has caught up", || {
-            let Ok(lsn) = self.primary().psql_superuser("SELECT pg_current_wal_lsn()") else {
-                return false;
-            };
-            self.standby()
-                .psql_superuser(&format!(
-                    "SELECT count(*) FROM pg_stat_wal_receiver
+        util::wait_until(
+            Duration::from_secs(60),
+            "the standby streams and has caught up",
+            || {
+                let Ok(lsn) = self.primary().psql_superuser("SELECT pg_current_wal_lsn()") else {
+                    return false;
+                };
+                self.standby()
+                    .psql_superuser(&format!(
+                        "SELECT count(*) FROM pg_stat_wal_receiver
                       WHERE status = 'streaming' AND pg_last_wal_replay_lsn() >= '{lsn}'"
-                ))
-                .is_ok_and(|count| count == "1")
-        });
+                    ))
+                    .is_ok_and(|count| count == "1")
+            },
+        );
     }
 
     /// A config like the harness's with `edit` applied, in the harness directory.
@@ -149,7 +159,10 @@ impl Ops {
 
 fn json(run: &Run) -> Value {
     serde_json::from_str(&run.stdout).unwrap_or_else(|e| {
-        panic!("health --format json printed no JSON ({e}):\n{}\n--- stderr ---\n{}", run.stdout, run.stderr)
+        panic!(
+            "health --format json printed no JSON ({e}):\n{}\n--- stderr ---\n{}",
+            run.stdout, run.stderr
+        )
     })
 }
 
@@ -205,7 +218,10 @@ fn idle_primary_longer_than_warn_is_ok_with_a_small_time_lag() {
     // Nothing is written for longer than the warn threshold: a check built on
     // now() - pg_last_xact_replay_timestamp() would report a growing lag now.
     std::thread::sleep(Duration::from_millis(2500));
-    let (run, _) = ops.health(None, &["--format", "json", "--warn-lag", "2s", "--crit-lag", "4s"]);
+    let (run, _) = ops.health(
+        None,
+        &["--format", "json", "--warn-lag", "2s", "--crit-lag", "4s"],
+    );
     run.expect_code(0);
     let report = json(&run);
     assert_eq!(report["status"], "OK", "{:?}", problems(&report));
@@ -217,7 +233,10 @@ fn idle_primary_longer_than_warn_is_ok_with_a_small_time_lag() {
     let bytes = standby["lag_bytes"].as_u64().expect("lag_bytes");
     assert!(bytes < 8192, "byte lag {bytes} on an idle primary");
     assert_eq!(report["thresholds"]["warn"]["seconds"], 2.0);
-    assert_eq!(report["thresholds"]["warn"]["bytes"], 16777216, "the config's byte threshold stays");
+    assert_eq!(
+        report["thresholds"]["warn"]["bytes"], 16777216,
+        "the config's byte threshold stays"
+    );
 }
 
 #[test]
@@ -229,18 +248,31 @@ fn paused_replay_30mb_behind_is_critical_with_the_servers_byte_count() {
         psql(standby_server, "SELECT pg_is_wal_replay_paused()") == "t"
     });
     psql(primary, "DROP TABLE IF EXISTS health_paused");
-    psql(primary, "CREATE TABLE health_paused AS SELECT generate_series(1, 1000000) AS n");
+    psql(
+        primary,
+        "CREATE TABLE health_paused AS SELECT generate_series(1, 1000000) AS n",
+    );
     let lsn = psql(primary, "SELECT pg_current_wal_lsn()");
-    util::wait_until(Duration::from_secs(30), "the standby received the WAL", || {
-        psql(standby_server, &format!("SELECT pg_last_wal_receive_lsn() >= '{lsn}'")) == "t"
-    });
+    util::wait_until(
+        Duration::from_secs(30),
+        "the standby received the WAL",
+        || {
+            psql(
+                standby_server,
+                &format!("SELECT pg_last_wal_receive_lsn() >= '{lsn}'"),
+            ) == "t"
+        },
+    );
     let expected: f64 = psql(
         standby_server,
         &format!("SELECT pg_wal_lsn_diff('{lsn}', pg_last_wal_replay_lsn())"),
     )
     .parse()
     .expect("a number");
-    assert!(expected >= 30.0 * 1024.0 * 1024.0, "only {expected} bytes written");
+    assert!(
+        expected >= 30.0 * 1024.0 * 1024.0,
+        "only {expected} bytes written"
+    );
 
     let (run, _) = ops.health(None, &["--format", "json", "--crit-lag", "16MB"]);
     run.expect_code(2);
@@ -252,15 +284,29 @@ fn paused_replay_30mb_behind_is_critical_with_the_servers_byte_count() {
         "reported {reported} bytes, pg_wal_lsn_diff says {expected}"
     );
     assert_eq!(standby["replay_pause_state"], "paused");
-    assert!(has_problem(&report, "CRITICAL", "replay", "replay is paused"), "{:?}", problems(&report));
-    assert!(has_problem(&report, "CRITICAL", "lag_bytes", "> crit 16.0 MB"), "{:?}", problems(&report));
+    assert!(
+        has_problem(&report, "CRITICAL", "replay", "replay is paused"),
+        "{:?}",
+        problems(&report)
+    );
+    assert!(
+        has_problem(&report, "CRITICAL", "lag_bytes", "> crit 16.0 MB"),
+        "{:?}",
+        problems(&report)
+    );
 
     let (run, _) = ops.health(None, &["--crit-lag", "16MB"]);
     run.expect_code(2);
     let line = first_line(&run);
     assert!(line.starts_with("ODOO-DB CRITICAL - "), "{line}");
-    assert!(line.contains("production standby standby: replay is paused"), "{line}");
-    assert!(line.contains(";16777216;16777216 "), "perfdata with the 16 MB crit: {line}");
+    assert!(
+        line.contains("production standby standby: replay is paused"),
+        "{line}"
+    );
+    assert!(
+        line.contains(";16777216;16777216 "),
+        "perfdata with the 16 MB crit: {line}"
+    );
     psql(primary, "DROP TABLE health_paused");
 }
 
@@ -268,7 +314,10 @@ fn paused_replay_30mb_behind_is_critical_with_the_servers_byte_count() {
 fn recovery_min_apply_delay_is_measured_within_a_second() {
     let ops = ops();
     let standby_server = ops.standby();
-    psql(standby_server, "ALTER SYSTEM SET recovery_min_apply_delay = '3s'");
+    psql(
+        standby_server,
+        "ALTER SYSTEM SET recovery_min_apply_delay = '3s'",
+    );
     psql(standby_server, "SELECT pg_reload_conf()");
     util::wait_until(Duration::from_secs(10), "the delay is in force", || {
         psql(standby_server, "SHOW recovery_min_apply_delay") == "3s"
@@ -281,7 +330,10 @@ fn recovery_min_apply_delay_is_measured_within_a_second() {
     let standby = standby(&report, "standby");
     assert_eq!(standby["lag_seconds_source"], "heartbeat", "{standby:#}");
     let seconds = standby["lag_seconds"].as_f64().expect("lag_seconds");
-    assert!((2.0..=4.0).contains(&seconds), "measured {seconds} s for a 3 s apply delay");
+    assert!(
+        (2.0..=4.0).contains(&seconds),
+        "measured {seconds} s for a 3 s apply delay"
+    );
 }
 
 #[test]
@@ -295,13 +347,26 @@ fn a_lag_longer_than_a_run_is_judged_from_the_heartbeat_age() {
     std::thread::sleep(Duration::from_secs(5));
     let (run, took) = ops.health(Some(&config), &["--format", "json", "--crit-lag", "4s"]);
     run.expect_code(2);
-    assert!(took < Duration::from_secs(3), "the run took {took:?}, past its 3 s deadline");
+    assert!(
+        took < Duration::from_secs(3),
+        "the run took {took:?}, past its 3 s deadline"
+    );
     let report = json(&run);
     let standby = standby(&report, "standby");
-    assert_eq!(standby["lag_seconds_source"], "heartbeat_age", "{standby:#}");
+    assert_eq!(
+        standby["lag_seconds_source"], "heartbeat_age",
+        "{standby:#}"
+    );
     let seconds = standby["lag_seconds"].as_f64().expect("lag_seconds");
-    assert!(seconds >= 5.0, "heartbeat age {seconds} s after 5 s of paused replay");
-    assert!(has_problem(&report, "CRITICAL", "lag_seconds", "> crit 4 s"), "{:?}", problems(&report));
+    assert!(
+        seconds >= 5.0,
+        "heartbeat age {seconds} s after 5 s of paused replay"
+    );
+    assert!(
+        has_problem(&report, "CRITICAL", "lag_seconds", "> crit 4 s"),
+        "{:?}",
+        problems(&report)
+    );
 }
 
 #[test]
@@ -319,9 +384,16 @@ fn a_stopped_wal_receiver_is_critical_even_at_zero_lag() {
         ),
     );
     ops.reload_standby();
-    util::wait_until(Duration::from_secs(30), "the WAL receiver stops streaming", || {
-        psql(standby_server, "SELECT count(*) FROM pg_stat_wal_receiver WHERE status = 'streaming'") == "0"
-    });
+    util::wait_until(
+        Duration::from_secs(30),
+        "the WAL receiver stops streaming",
+        || {
+            psql(
+                standby_server,
+                "SELECT count(*) FROM pg_stat_wal_receiver WHERE status = 'streaming'",
+            ) == "0"
+        },
+    );
     let (run, _) = ops.health(None, &["--format", "json"]);
     run.expect_code(2);
     let report = json(&run);
@@ -332,7 +404,11 @@ fn a_stopped_wal_receiver_is_critical_even_at_zero_lag() {
     );
     let (run, _) = ops.health(None, &[]);
     run.expect_code(2);
-    assert!(first_line(&run).contains("WAL receiver is"), "{}", run.stdout);
+    assert!(
+        first_line(&run).contains("WAL receiver is"),
+        "{}",
+        run.stdout
+    );
 }
 
 #[test]
@@ -343,7 +419,11 @@ fn a_stopped_standby_is_critical_within_the_connect_timeout() {
     run.expect_code(2);
     assert!(took < Duration::from_secs(5), "took {took:?}");
     let report = json(&run);
-    assert!(has_problem(&report, "CRITICAL", "standby_reachable", "unreachable"), "{:?}", problems(&report));
+    assert!(
+        has_problem(&report, "CRITICAL", "standby_reachable", "unreachable"),
+        "{:?}",
+        problems(&report)
+    );
     assert_eq!(standby(&report, "standby")["reachable"], false);
 }
 
@@ -354,13 +434,23 @@ fn a_stopped_primary_is_critical_and_never_outlives_the_deadline() {
     ops.primary().stop().expect("stopping the primary");
     let (run, took) = ops.health(Some(&config), &["--format", "json"]);
     run.expect_code(2);
-    assert!(took < Duration::from_secs(3), "took {took:?} with a 3 s deadline");
+    assert!(
+        took < Duration::from_secs(3),
+        "took {took:?} with a 3 s deadline"
+    );
     let report = json(&run);
     assert_eq!(report["deadline_hit"], false);
-    assert!(has_problem(&report, "CRITICAL", "primary_reachable", "unreachable"), "{:?}", problems(&report));
+    assert!(
+        has_problem(&report, "CRITICAL", "primary_reachable", "unreachable"),
+        "{:?}",
+        problems(&report)
+    );
     // The standby still says how old its newest heartbeat is, by its own clock.
     let standby = standby(&report, "standby");
-    assert_eq!(standby["lag_seconds_source"], "heartbeat_age_standby_clock", "{standby:#}");
+    assert_eq!(
+        standby["lag_seconds_source"], "heartbeat_age_standby_clock",
+        "{standby:#}"
+    );
 }
 
 #[test]
@@ -386,15 +476,27 @@ fn a_server_that_accepts_and_never_answers_is_critical_within_the_connect_timeou
     });
     let (run, took) = ops.health(Some(&config), &["--format", "json"]);
     run.expect_code(2);
-    assert!(took < Duration::from_millis(3500), "took {took:?} with a 2 s connect timeout");
+    assert!(
+        took < Duration::from_millis(3500),
+        "took {took:?} with a 2 s connect timeout"
+    );
     let report = json(&run);
     assert!(
-        has_problem(&report, "CRITICAL", "standby_reachable", &format!("127.0.0.1:{port}")),
+        has_problem(
+            &report,
+            "CRITICAL",
+            "standby_reachable",
+            &format!("127.0.0.1:{port}")
+        ),
         "{:?}",
         problems(&report)
     );
     assert_eq!(standby(&report, "silent")["status"], "CRITICAL");
-    assert_eq!(standby(&report, "standby")["status"], "OK", "the real standby is fine");
+    assert_eq!(
+        standby(&report, "standby")["status"],
+        "OK",
+        "the real standby is fine"
+    );
 }
 
 #[test]
@@ -415,16 +517,25 @@ fn the_deadline_makes_the_run_unknown_and_says_what_it_waited_for() {
          --features failpoints)\n{}\n{}",
         run.stdout, run.stderr
     );
-    assert!(took < Duration::from_millis(2800), "took {took:?} with a 2 s deadline");
+    assert!(
+        took < Duration::from_millis(2800),
+        "took {took:?} with a 2 s deadline"
+    );
     let line = first_line(&run);
     assert!(line.starts_with("ODOO-DB UNKNOWN - "), "{line}");
-    assert!(line.contains("deadline (2 s) came while stalled by the health-stall failpoint"), "{line}");
+    assert!(
+        line.contains("deadline (2 s) came while stalled by the health-stall failpoint"),
+        "{line}"
+    );
 }
 
 #[test]
 fn a_dead_synchronous_standby_cannot_hang_the_heartbeat() {
     let ops = ops();
-    psql(ops.primary(), "ALTER SYSTEM SET synchronous_standby_names = 'nobody_connects_as_this'");
+    psql(
+        ops.primary(),
+        "ALTER SYSTEM SET synchronous_standby_names = 'nobody_connects_as_this'",
+    );
     psql(ops.primary(), "SELECT pg_reload_conf()");
     util::wait_until(Duration::from_secs(10), "the setting is in force", || {
         psql(ops.primary(), "SHOW synchronous_standby_names") == "nobody_connects_as_this"
@@ -448,7 +559,12 @@ fn the_monitoring_role_can_run_health() {
     let (run, _) = ops.health(Some(&config), &["--format", "json"]);
     run.expect_code(0);
     let report = json(&run);
-    assert_eq!(standby(&report, "standby")["heartbeat_seen"], true, "{:?}", problems(&report));
+    assert_eq!(
+        standby(&report, "standby")["heartbeat_seen"],
+        true,
+        "{:?}",
+        problems(&report)
+    );
 }
 
 #[test]
@@ -457,19 +573,31 @@ fn every_format_is_read_by_a_real_consumer() {
     let dir = tempfile::tempdir().unwrap();
     let textfile = dir.path().join("odoo_db.prom");
     let statsd = UdpSocket::bind("127.0.0.1:0").unwrap();
-    statsd.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    statsd
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
     let statsd_addr = statsd.local_addr().unwrap().to_string();
 
     // JSON on stdout, Prometheus in the textfile, gauges over UDP, all from one run.
     let (run, _) = ops.health(
         None,
-        &["--format", "json", "--textfile", &textfile.to_string_lossy(), "--statsd", &statsd_addr],
+        &[
+            "--format",
+            "json",
+            "--textfile",
+            &textfile.to_string_lossy(),
+            "--statsd",
+            &statsd_addr,
+        ],
     );
     run.expect_code(0);
     let report = json(&run);
     assert_eq!(report["schema_version"], 1);
     assert_eq!(report["exit_code"], 0);
-    assert_eq!(cluster(&report, "integration")["standbys"], Value::Array(vec![]));
+    assert_eq!(
+        cluster(&report, "integration")["standbys"],
+        Value::Array(vec![])
+    );
 
     let exposition = std::fs::read_to_string(&textfile).expect("the textfile");
     let scrape = prometheus_parse::Scrape::parse(exposition.lines().map(|l| Ok(l.to_string())))
@@ -485,66 +613,144 @@ fn every_format_is_read_by_a_real_consumer() {
             ref other => panic!("{name} is not a gauge: {other:?}"),
         }
     };
-    assert_eq!(value("odoo_db_up", &[("cluster", "production"), ("server", "standby")]), 1.0);
-    assert_eq!(value("odoo_db_up", &[("cluster", "integration"), ("server", "primary")]), 1.0);
-    assert_eq!(value("odoo_db_replica_streaming", &[("cluster", "production"), ("standby", "standby")]), 1.0);
-    assert!(value("odoo_db_replica_lag_bytes", &[("cluster", "production"), ("standby", "standby")]) < 8192.0);
-    assert!(value("odoo_db_replica_lag_seconds", &[("cluster", "production"), ("standby", "standby")]) < 2.0);
+    assert_eq!(
+        value(
+            "odoo_db_up",
+            &[("cluster", "production"), ("server", "standby")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(
+            "odoo_db_up",
+            &[("cluster", "integration"), ("server", "primary")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(
+            "odoo_db_replica_streaming",
+            &[("cluster", "production"), ("standby", "standby")]
+        ),
+        1.0
+    );
+    assert!(
+        value(
+            "odoo_db_replica_lag_bytes",
+            &[("cluster", "production"), ("standby", "standby")]
+        ) < 8192.0
+    );
+    assert!(
+        value(
+            "odoo_db_replica_lag_seconds",
+            &[("cluster", "production"), ("standby", "standby")]
+        ) < 2.0
+    );
     assert_eq!(value("odoo_db_check_status", &[]), 0.0);
     assert!(value("odoo_db_last_run_timestamp_seconds", &[]) > 1.6e9);
-    for family in ["odoo_db_up", "odoo_db_replica_lag_bytes", "odoo_db_check_status"] {
+    for family in [
+        "odoo_db_up",
+        "odoo_db_replica_lag_bytes",
+        "odoo_db_check_status",
+    ] {
         assert!(scrape.docs.contains_key(family), "no HELP for {family}");
-        assert!(exposition.contains(&format!("# TYPE {family} gauge\n")), "no TYPE for {family}");
+        assert!(
+            exposition.contains(&format!("# TYPE {family} gauge\n")),
+            "no TYPE for {family}"
+        );
     }
     {
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(&textfile).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o644, "node_exporter must be able to read it");
-        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         assert_eq!(names.len(), 1, "no temporary file left behind: {names:?}");
     }
 
     let mut gauges = std::collections::HashMap::new();
     let mut buffer = [0u8; 2048];
     while !gauges.contains_key("odoo_db.production.standby.streaming") {
-        let (size, _) = statsd.recv_from(&mut buffer).expect("a statsd datagram within 5 s");
+        let (size, _) = statsd
+            .recv_from(&mut buffer)
+            .expect("a statsd datagram within 5 s");
         for line in String::from_utf8_lossy(&buffer[..size]).lines() {
-            let (name, rest) = line.split_once(':').unwrap_or_else(|| panic!("not statsd: {line}"));
-            let value = rest.strip_suffix("|g").unwrap_or_else(|| panic!("not a gauge: {line}"));
+            let (name, rest) = line
+                .split_once(':')
+                .unwrap_or_else(|| panic!("not statsd: {line}"));
+            let value = rest
+                .strip_suffix("|g")
+                .unwrap_or_else(|| panic!("not a gauge: {line}"));
             gauges.insert(name.to_string(), value.parse::<f64>().unwrap());
         }
     }
     assert_eq!(gauges["odoo_db.status"], 0.0);
     assert_eq!(gauges["odoo_db.production.standby.up"], 1.0);
-    assert!(gauges["odoo_db.production.standby.lag_bytes"] < 8192.0, "{gauges:?}");
-    assert!(gauges.contains_key("odoo_db.production.standby.lag_seconds"), "{gauges:?}");
+    assert!(
+        gauges["odoo_db.production.standby.lag_bytes"] < 8192.0,
+        "{gauges:?}"
+    );
+    assert!(
+        gauges.contains_key("odoo_db.production.standby.lag_seconds"),
+        "{gauges:?}"
+    );
 
     // Prometheus on stdout too.
     let (run, _) = ops.health(None, &["--format", "prometheus"]);
     run.expect_code(0);
     prometheus_parse::Scrape::parse(run.stdout.lines().map(|l| Ok(l.to_string())))
         .expect("--format prometheus parses");
-    assert!(run.stdout.contains("\nodoo_db_check_status 0\n"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("\nodoo_db_check_status 0\n"),
+        "{}",
+        run.stdout
+    );
 
     // Nagios: the contract's status line and perfdata, then one line per check.
     let (run, _) = ops.health(None, &["--format", "nagios"]);
     run.expect_code(0);
     let line = first_line(&run);
-    assert!(line.starts_with("ODOO-DB OK - production: standby standby lag "), "{line}");
+    assert!(
+        line.starts_with("ODOO-DB OK - production: standby standby lag "),
+        "{line}"
+    );
     assert!(line.contains("; integration: primary up | "), "{line}");
     let perfdata = line.split_once(" | ").expect("perfdata").1;
     let fields: Vec<&str> = perfdata.split(' ').collect();
     assert_eq!(fields.len(), 2, "{perfdata}");
-    assert!(fields[0].starts_with("'production_standby_lag_bytes'=") && fields[0].ends_with("B;16777216;268435456"), "{perfdata}");
-    assert!(fields[1].starts_with("'production_standby_lag_seconds'=") && fields[1].ends_with("s;30;300"), "{perfdata}");
-    assert!(run.stdout.contains("\n[OK] production standby standby: WAL receiver streaming"), "{}", run.stdout);
+    assert!(
+        fields[0].starts_with("'production_standby_lag_bytes'=")
+            && fields[0].ends_with("B;16777216;268435456"),
+        "{perfdata}"
+    );
+    assert!(
+        fields[1].starts_with("'production_standby_lag_seconds'=")
+            && fields[1].ends_with("s;30;300"),
+        "{perfdata}"
+    );
+    assert!(
+        run.stdout
+            .contains("\n[OK] production standby standby: WAL receiver streaming"),
+        "{}",
+        run.stdout
+    );
 
     // Text: a table for people.
     let (run, _) = ops.health(None, &["--format", "text"]);
     run.expect_code(0);
-    assert!(run.stdout.starts_with("odoo-db health: OK ("), "{}", run.stdout);
+    assert!(
+        run.stdout.starts_with("odoo-db health: OK ("),
+        "{}",
+        run.stdout
+    );
     assert!(run.stdout.contains("STATUS  CLUSTER"), "{}", run.stdout);
-    assert!(run.stdout.contains("CLUSTER     STANDBY  LAG"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("CLUSTER     STANDBY  LAG"),
+        "{}",
+        run.stdout
+    );
 }
 
 #[test]
@@ -571,6 +777,8 @@ fn a_bad_threshold_or_cluster_is_unknown_before_any_connection() {
         .run();
     run.expect_code(3);
     assert!(run.stderr.contains("nowhere"), "{}", run.stderr);
-    let run = util::OdooDb::new().args(["health", "--format", "yaml"]).run();
+    let run = util::OdooDb::new()
+        .args(["health", "--format", "yaml"])
+        .run();
     run.expect_code(3);
 }

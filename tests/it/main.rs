@@ -7,6 +7,8 @@ mod cli;
 mod conn;
 mod harness;
 mod health;
+mod packaging;
 mod provision;
+mod recreate;
 mod ssh;
 mod util;

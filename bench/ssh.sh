@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# Benchmark (not a test): `odoo-db health` on a sandbox, direct versus through an SSH
+# bastion (a throwaway sshd on 127.0.0.1 with generated keys, like tests/it/ssh.rs), to
+# measure what the tunnel adds: one SSH master (TCP, key exchange, authentication), a
+# local forward per server, every connection through it, and closing it all.
+# Target: the tunnel adds at most 300 ms. Prints a markdown table.
+#   bench/ssh.sh [RUNS]      (default 30; needs root for sshd, hyperfine if available)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RUNS=${1:-30}
+scripts/install-deps >/dev/null
+if ! command -v hyperfine >/dev/null; then
+  (apt-get install -y -qq hyperfine >/dev/null 2>&1) || echo "(hyperfine not available: timing with a shell loop)" >&2
+fi
+cargo build --release --quiet
+BIN=$PWD/target/release/odoo-db
+WORK=$(mktemp -d /tmp/odoo-db-bench-ssh.XXXXXX)
+chmod 755 "$WORK"
+SSHD_PID=
+cleanup() {
+  [ -n "$SSHD_PID" ] && kill "$SSHD_PID" 2>/dev/null || true
+  "$BIN" sandbox down --dir "$WORK/sandbox" >/dev/null 2>&1 || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+"$BIN" sandbox up --dir "$WORK/sandbox" > "$WORK/exports"
+# shellcheck disable=SC1090
+source "$WORK/exports"
+"$BIN" init >/dev/null
+
+# The bastion: sshd on a free port, its host key in known_hosts, our key authorized.
+mkdir -p /run/sshd "$WORK/ssh"
+ssh-keygen -q -t ed25519 -N '' -f "$WORK/ssh/host_key"
+ssh-keygen -q -t ed25519 -N '' -f "$WORK/ssh/client_key"
+cp "$WORK/ssh/client_key.pub" "$WORK/ssh/authorized_keys"
+PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+cat > "$WORK/ssh/sshd_config" <<EOF
+Port $PORT
+ListenAddress 127.0.0.1
+HostKey $WORK/ssh/host_key
+PidFile $WORK/ssh/sshd.pid
+AuthorizedKeysFile $WORK/ssh/authorized_keys
+StrictModes no
+UsePAM no
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+PermitRootLogin prohibit-password
+AllowTcpForwarding yes
+MaxStartups 100
+EOF
+/usr/sbin/sshd -D -f "$WORK/ssh/sshd_config" -E "$WORK/ssh/sshd.log" &
+SSHD_PID=$!
+for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break; sleep 0.05; done
+echo "[127.0.0.1]:$PORT $(cat "$WORK/ssh/host_key.pub")" > "$WORK/ssh/known_hosts"
+
+# The same config, every cluster behind the bastion.
+awk -v user="$(id -un)" -v port="$PORT" -v dir="$WORK/ssh" '
+  { print }
+  /^kind = / {
+    printf "ssh = \"ssh://%s@127.0.0.1:%s\"\nssh_identity = \"%s/client_key\"\nssh_known_hosts = \"%s/known_hosts\"\n", user, port, dir, dir
+  }' "$ODOO_DB_CONFIG" > "$WORK/ssh.toml"
+
+DIRECT="$BIN --config $ODOO_DB_CONFIG health --format nagios"
+THROUGH="$BIN --config $WORK/ssh.toml health --format nagios"
+$DIRECT >/dev/null
+$THROUGH >/dev/null
+
+if command -v hyperfine >/dev/null; then
+  hyperfine -N --warmup 3 --runs "$RUNS" --export-json "$WORK/h.json" \
+    -n direct "$DIRECT" -n bastion "$THROUGH" >&2
+  read -r direct_mean direct_sd direct_median bastion_mean bastion_sd bastion_median < <(python3 - "$WORK/h.json" <<'EOF'
+import json, sys
+r = {x["command"]: x for x in json.load(open(sys.argv[1]))["results"]}
+print(*(f'{r[n][k]*1000:.0f}' for n in ("direct", "bastion") for k in ("mean", "stddev", "median")))
+EOF
+  )
+else
+  timed() { # command → mean, sd, median in ms
+    local times=()
+    for _ in $(seq 1 "$RUNS"); do
+      local s e; s=$(date +%s%N); $1 >/dev/null; e=$(date +%s%N)
+      times+=($(( (e - s) / 1000 )))
+    done
+    printf '%s\n' "${times[@]}" | python3 -c '
+import statistics, sys
+t = [int(x) / 1000 for x in sys.stdin]
+print(f"{statistics.mean(t):.0f} {statistics.stdev(t):.0f} {statistics.median(t):.0f}")'
+  }
+  read -r direct_mean direct_sd direct_median < <(timed "$DIRECT")
+  read -r bastion_mean bastion_sd bastion_median < <(timed "$THROUGH")
+fi
+
+printf '| odoo-db health, %s runs | mean (ms) | ± sd | median (ms) |\n|---|---|---|---|\n' "$RUNS"
+printf '| direct | %s | %s | %s |\n' "$direct_mean" "$direct_sd" "$direct_median"
+printf '| through the SSH bastion | %s | %s | %s |\n' "$bastion_mean" "$bastion_sd" "$bastion_median"
+printf '\nthe tunnel adds %s ms (mean), %s ms (median); target: at most 300 ms\n' \
+  "$((bastion_mean - direct_mean))" "$((bastion_median - direct_median))"
+leftover=$(pgrep -f "odoo-db-ssh-" || true)
+[ -z "$leftover" ] || echo "WARNING: ssh processes left: $leftover" >&2
