@@ -65,21 +65,26 @@ DIRECT="$BIN --config $ODOO_DB_CONFIG health --format nagios"
 THROUGH="$BIN --config $WORK/ssh.toml health --format nagios"
 $DIRECT >/dev/null
 $THROUGH >/dev/null
+# For reference, the floor: the same SSH master, started and stopped by ssh alone.
+SSH_ALONE="sh -c 'ssh -S $WORK/ssh/m -M -f -N -o BatchMode=yes -o StrictHostKeyChecking=yes \
+  -o UserKnownHostsFile=$WORK/ssh/known_hosts -o IdentitiesOnly=yes -i $WORK/ssh/client_key \
+  -p $PORT $(id -un)@127.0.0.1 && ssh -S $WORK/ssh/m -O exit x 2>/dev/null'"
 
 if command -v hyperfine >/dev/null; then
   hyperfine -N --warmup 3 --runs "$RUNS" --export-json "$WORK/h.json" \
-    -n direct "$DIRECT" -n bastion "$THROUGH" >&2
-  read -r direct_mean direct_sd direct_median bastion_mean bastion_sd bastion_median < <(python3 - "$WORK/h.json" <<'EOF'
+    -n direct "$DIRECT" -n bastion "$THROUGH" -n ssh-alone "$SSH_ALONE" >&2
+  read -r direct_mean direct_sd direct_median bastion_mean bastion_sd bastion_median \
+    alone_mean alone_sd alone_median < <(python3 - "$WORK/h.json" <<'EOF'
 import json, sys
 r = {x["command"]: x for x in json.load(open(sys.argv[1]))["results"]}
-print(*(f'{r[n][k]*1000:.0f}' for n in ("direct", "bastion") for k in ("mean", "stddev", "median")))
+print(*(f'{r[n][k]*1000:.0f}' for n in ("direct", "bastion", "ssh-alone") for k in ("mean", "stddev", "median")))
 EOF
   )
 else
   timed() { # command → mean, sd, median in ms
     local times=()
     for _ in $(seq 1 "$RUNS"); do
-      local s e; s=$(date +%s%N); $1 >/dev/null; e=$(date +%s%N)
+      local s e; s=$(date +%s%N); eval "$1" >/dev/null; e=$(date +%s%N)
       times+=($(( (e - s) / 1000 )))
     done
     printf '%s\n' "${times[@]}" | python3 -c '
@@ -89,12 +94,15 @@ print(f"{statistics.mean(t):.0f} {statistics.stdev(t):.0f} {statistics.median(t)
   }
   read -r direct_mean direct_sd direct_median < <(timed "$DIRECT")
   read -r bastion_mean bastion_sd bastion_median < <(timed "$THROUGH")
+  read -r alone_mean alone_sd alone_median < <(timed "$SSH_ALONE")
 fi
 
 printf '| odoo-db health, %s runs | mean (ms) | ± sd | median (ms) |\n|---|---|---|---|\n' "$RUNS"
 printf '| direct | %s | %s | %s |\n' "$direct_mean" "$direct_sd" "$direct_median"
 printf '| through the SSH bastion | %s | %s | %s |\n' "$bastion_mean" "$bastion_sd" "$bastion_median"
+printf '| (reference: ssh alone, master up and closed) | %s | %s | %s |\n' "$alone_mean" "$alone_sd" "$alone_median"
 printf '\nthe tunnel adds %s ms (mean), %s ms (median); target: at most 300 ms\n' \
   "$((bastion_mean - direct_mean))" "$((bastion_median - direct_median))"
+printf '(load average while measuring: %s)\n' "$(cut -d' ' -f1-3 /proc/loadavg)"
 leftover=$(pgrep -f "odoo-db-ssh-" || true)
 [ -z "$leftover" ] || echo "WARNING: ssh processes left: $leftover" >&2

@@ -628,11 +628,41 @@ pub async fn archive_database(tools: &Tools, path: &Path) -> Result<String> {
         })
 }
 
+/// pg_restore 17 and newer begin every session with `SET transaction_timeout = 0`, a
+/// setting servers before 17 do not know, and fail on it. The newest pg_dump (which
+/// the backup must use) then needs a detour to restore into those servers.
+fn needs_script_detour(tools: &Tools, server_major: u32) -> bool {
+    tools.major >= 17 && server_major < 17
+}
+
+/// Refuse (nothing changed) when these tools cannot restore into this server: the
+/// detour needs the installation's psql.
+pub fn check_restore_tools(tools: &Tools, server_major: u32) -> Result<()> {
+    if needs_script_detour(tools, server_major) && !executable(&tools.bin("psql")) {
+        return Err(Error::refused(format!(
+            "pg_restore {} restores into a PostgreSQL {server_major} server only through psql, and {} \
+             has no psql; install the client tools of that version; nothing was changed",
+            tools.major,
+            tools.bindir.display()
+        )));
+    }
+    Ok(())
+}
+
 /// Restore an archive into the (new, empty) database `params` point at, as `owner`:
 /// every object is created by and belongs to the customer's role, whatever role made
 /// the dump. One transaction, so a failure leaves the database empty, not half full.
-pub async fn restore(tools: &Tools, params: &ConnParams, path: &Path, owner: &str) -> Result<()> {
+pub async fn restore(
+    tools: &Tools,
+    params: &ConnParams,
+    path: &Path,
+    owner: &str,
+    server_major: u32,
+) -> Result<()> {
     let pgpass = password_file(params)?;
+    if needs_script_detour(tools, server_major) {
+        return restore_through_psql(tools, params, pgpass.path(), path, owner).await;
+    }
     let mut command = libpq_command(tools, "pg_restore", Some(pgpass.path()));
     command
         .arg("--no-owner")
@@ -644,6 +674,91 @@ pub async fn restore(tools: &Tools, params: &ConnParams, path: &Path, owner: &st
         .arg(params.libpq_conninfo())
         .arg(path);
     run_tool(command, &format!("pg_restore of {}", path.display())).await
+}
+
+/// pg_restore writes the script, odoo-db drops the one preamble line the older server
+/// rejects (never a line of COPY data), psql of the same installation runs the rest in
+/// one transaction and stops at the first error.
+async fn restore_through_psql(
+    tools: &Tools,
+    params: &ConnParams,
+    pgpass: &Path,
+    path: &Path,
+    owner: &str,
+) -> Result<()> {
+    let mut script = libpq_command(tools, "pg_restore", None);
+    script
+        .arg("--file=-")
+        .arg("--no-owner")
+        .arg(format!("--role={owner}"))
+        .arg(path)
+        .stdout(Stdio::piped());
+    let mut psql = libpq_command(tools, "psql", Some(pgpass));
+    psql.args([
+        "--no-psqlrc",
+        "--quiet",
+        "--set",
+        "ON_ERROR_STOP=1",
+        "--single-transaction",
+        "--no-password",
+        "--dbname",
+    ])
+    .arg(params.libpq_conninfo())
+    .stdin(Stdio::piped());
+    let mut writer = script.spawn().context("starting pg_restore")?;
+    let mut runner = psql.spawn().context("starting psql")?;
+    let writer_errors = collect_stderr(&mut writer);
+    let runner_errors = collect_stderr(&mut runner);
+    let output = writer.stdout.take().expect("piped");
+    let input = runner.stdin.take().expect("piped");
+    let pumped = filter_script(output, input).await;
+    let writer_status = writer.wait().await.context("waiting for pg_restore")?;
+    let runner_status = runner.wait().await.context("waiting for psql")?;
+    let writer_errors = writer_errors.await.unwrap_or_default();
+    let runner_errors = runner_errors.await.unwrap_or_default();
+    if !writer_status.success() {
+        return Err(Error::failed(format!(
+            "pg_restore of {} failed ({writer_status}): {}",
+            path.display(),
+            writer_errors.trim()
+        )));
+    }
+    if !runner_status.success() || pumped.is_err() {
+        return Err(Error::failed(format!(
+            "restoring {} through psql failed ({runner_status}): {}",
+            path.display(),
+            runner_errors.trim()
+        )));
+    }
+    Ok(())
+}
+
+/// Copy the script, without `SET transaction_timeout = 0;` lines outside COPY data.
+async fn filter_script(
+    from: tokio::process::ChildStdout,
+    to: tokio::process::ChildStdin,
+) -> std::io::Result<()> {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+    let mut reader = tokio::io::BufReader::with_capacity(1 << 20, from);
+    let mut writer = tokio::io::BufWriter::with_capacity(1 << 20, to);
+    let mut line = Vec::new();
+    let mut in_copy_data = false;
+    loop {
+        line.clear();
+        if reader.read_until(b'\n', &mut line).await? == 0 {
+            break;
+        }
+        if in_copy_data {
+            in_copy_data = line != b"\\.\n";
+        } else if line == b"SET transaction_timeout = 0;\n" {
+            continue;
+        } else if line.starts_with(b"COPY ") && line.ends_with(b" FROM stdin;\n") {
+            in_copy_data = true;
+        }
+        writer.write_all(&line).await?;
+    }
+    writer.flush().await?;
+    writer.shutdown().await
 }
 
 #[cfg(test)]

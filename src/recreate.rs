@@ -806,6 +806,7 @@ impl Job {
                     &self.params.with_dbname(&self.name),
                     path,
                     &props.owner,
+                    self.server_major(),
                 )
                 .await?;
                 self.advance(

@@ -32,6 +32,7 @@ pub async fn run(config: &Config, args: &RestoreArgs) -> Result<String> {
         ))
     };
     let tools = backup::find_tools(job.server_major())?;
+    backup::check_restore_tools(&tools, job.server_major())?;
     let resumable = job.resumable().cloned();
     let recorded_source = resumable
         .as_ref()

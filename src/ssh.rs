@@ -394,6 +394,12 @@ impl Master {
         for target in targets {
             forwards.insert(target.clone(), open_forward(&session, target).await);
         }
+        tracing::debug!(
+            bastion = %spec.destination,
+            "{} forward(s) open after {} ms",
+            forwards.len(),
+            started.elapsed().as_millis()
+        );
         let keepalive = tokio::spawn(keep_alive(link.clone()));
         let master = Master {
             link,
@@ -870,7 +876,13 @@ impl Drop for RunDirGuard {
 
 /// Stop every process that still uses a run directory, remove it, forget it.
 fn release_run_dir(dir: &Path) {
+    let started = Instant::now();
     terminate_processes_using(dir);
+    tracing::debug!(
+        "SSH processes of {} ended in {} ms",
+        dir.display(),
+        started.elapsed().as_millis()
+    );
     let _ = std::fs::remove_dir_all(dir);
     LIVE_RUN_DIRS
         .lock()
