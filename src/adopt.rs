@@ -68,7 +68,10 @@ pub async fn run(config: &Config, args: &AdoptArgs) -> Result<String> {
             found.push(Found { port, ..entry });
         }
     }
-    if !found.iter().any(|entry| entry.kind == ClusterKind::Production) {
+    if !found
+        .iter()
+        .any(|entry| entry.kind == ClusterKind::Production)
+    {
         return Err(Error::refused(format!(
             "database {0} does not exist on the production cluster: adopt registers what exists; to create it, run `odoo-db provision --customer {1} --name {0}`",
             args.name, args.customer
@@ -95,7 +98,11 @@ pub async fn run(config: &Config, args: &AdoptArgs) -> Result<String> {
             name = entry.name
         );
     }
-    if !found.iter().any(|entry| entry.kind == ClusterKind::Integration) && config.cluster_of_kind(ClusterKind::Integration).is_some() {
+    if !found
+        .iter()
+        .any(|entry| entry.kind == ClusterKind::Integration)
+        && config.cluster_of_kind(ClusterKind::Integration).is_some()
+    {
         tracing::warn!(
             "{} does not exist on the integration cluster; create it with `odoo-db provision --customer {} --env integration --secrets-dir DIR`",
             names::integration_name(&args.name),
@@ -108,14 +115,22 @@ pub async fn run(config: &Config, args: &AdoptArgs) -> Result<String> {
 async fn recorded_name(catalog: &Catalog, customer: &str) -> Result<Option<String>> {
     Ok(catalog
         .client()
-        .query_opt("SELECT base_name FROM catalog.customers WHERE customer = $1", &[&customer])
+        .query_opt(
+            "SELECT base_name FROM catalog.customers WHERE customer = $1",
+            &[&customer],
+        )
         .await?
         .map(|row| row.get(0)))
 }
 
 /// None when neither the database nor the role exists on this cluster (an integration
 /// twin not made yet); a refusal when only half exists or the owner is another role.
-async fn inspect(client: &Client, kind: ClusterKind, cluster: &str, name: &str) -> Result<Option<Found>> {
+async fn inspect(
+    client: &Client,
+    kind: ClusterKind,
+    cluster: &str,
+    name: &str,
+) -> Result<Option<Found>> {
     let database = client
         .query_opt(
             "SELECT pg_get_userbyid(datdba)::text, has_database_privilege('public', oid, 'CONNECT')
@@ -153,7 +168,9 @@ async fn inspect(client: &Client, kind: ClusterKind, cluster: &str, name: &str) 
     }
     provision::act_as_owner(client, name).await?;
     if !catalog::database_exists(client, name).await? {
-        return Err(Error::failed(format!("database {name} vanished during adopt")));
+        return Err(Error::failed(format!(
+            "database {name} vanished during adopt"
+        )));
     }
     Ok(Some(Found {
         kind,
@@ -176,7 +193,12 @@ async fn record(catalog: &Catalog, customer: &str, base_name: &str, found: &[Fou
     }
 }
 
-async fn record_rows(catalog: &Catalog, customer: &str, base_name: &str, found: &[Found]) -> Result<()> {
+async fn record_rows(
+    catalog: &Catalog,
+    customer: &str,
+    base_name: &str,
+    found: &[Found],
+) -> Result<()> {
     let client = catalog.client();
     client
         .execute(
@@ -232,7 +254,11 @@ async fn record_rows(catalog: &Catalog, customer: &str, base_name: &str, found: 
                 "adopt",
                 Some(&entry.name),
                 "adopt",
-                if inserted == 1 { "recorded" } else { "already recorded" },
+                if inserted == 1 {
+                    "recorded"
+                } else {
+                    "already recorded"
+                },
                 serde_json::json!({ "customer": customer, "cluster": entry.cluster }),
             )
             .await?;

@@ -418,7 +418,15 @@ pub async fn dump(
         let mut pg_restore = libpq_command(tools, "pg_restore", None);
         pg_restore.arg("--file=/dev/null").stdin(Stdio::piped());
         let (bytes, hash) = stream_verified(pg_dump, pg_restore, file, name).await?;
+        tracing::debug!(
+            "{name}: dumped, read back and synced after {:.2} s",
+            started.elapsed().as_secs_f64()
+        );
         let (reread_bytes, reread_hash) = hash_file(&partial).await?;
+        tracing::debug!(
+            "{name}: the file matches what was read back, after {:.2} s",
+            started.elapsed().as_secs_f64()
+        );
         if (reread_bytes, reread_hash) != (bytes, hash) {
             return Err(Error::failed(format!(
                 "{} reads back {reread_bytes} bytes that differ from the {bytes} bytes pg_restore verified",
@@ -487,12 +495,18 @@ async fn stream_verified(
 
     let (to_file, mut file_queue) = tokio::sync::mpsc::channel::<Arc<Vec<u8>>>(QUEUED);
     let (to_verifier, mut verifier_queue) = tokio::sync::mpsc::channel::<Arc<Vec<u8>>>(QUEUED);
-    let file_writer = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+    // The file's writer also hashes what it writes: off the path pg_dump waits on.
+    let file_writer = tokio::task::spawn_blocking(move || -> std::io::Result<(u64, u64)> {
         let mut file = file;
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        let mut bytes = 0u64;
         while let Some(chunk) = file_queue.blocking_recv() {
             file.write_all(&chunk)?;
+            hasher.write(&chunk);
+            bytes += chunk.len() as u64;
         }
-        file.sync_all()
+        file.sync_all()?;
+        Ok((bytes, hasher.finish()))
     });
     // A reader that quits early has failed (its exit status says why): its queue
     // closes and the dump goes on into the file alone.
@@ -506,22 +520,17 @@ async fn stream_verified(
         true
     });
 
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    let mut bytes = 0u64;
     let mut verifier_open = true;
     let pumped: Result<()> = async {
         loop {
-            let mut chunk = vec![0u8; CHUNK];
+            let mut chunk = Vec::with_capacity(CHUNK);
             let n = output
-                .read(&mut chunk)
+                .read_buf(&mut chunk)
                 .await
                 .context("reading pg_dump's output")?;
             if n == 0 {
                 return Ok(());
             }
-            chunk.truncate(n);
-            hasher.write(&chunk);
-            bytes += n as u64;
             let chunk = Arc::new(chunk);
             if verifier_open && to_verifier.send(chunk.clone()).await.is_err() {
                 verifier_open = false;
@@ -549,14 +558,14 @@ async fn stream_verified(
         )));
     }
     pumped?;
-    written.context("writing the backup file")?;
+    let (bytes, hash) = written.context("writing the backup file")?;
     if !read_status.success() || !fed || !verifier_open {
         return Err(Error::failed(format!(
             "the backup of {name} does not read back whole: pg_restore {read_status}: {}",
             read_errors.trim()
         )));
     }
-    Ok((bytes, hasher.finish()))
+    Ok((bytes, hash))
 }
 
 /// 1 MiB pipe buffers (the kernel's default maximum) instead of 64 KiB; best effort.

@@ -141,7 +141,10 @@ impl Catalog {
     pub async fn customers(&self) -> Result<Vec<String>> {
         let rows = self
             .client
-            .query("SELECT customer FROM catalog.customers ORDER BY customer", &[])
+            .query(
+                "SELECT customer FROM catalog.customers ORDER BY customer",
+                &[],
+            )
             .await?;
         Ok(rows.iter().map(|row| row.get(0)).collect())
     }
@@ -206,10 +209,12 @@ pub async fn create_and_migrate(servers: &Servers) -> Result<(Catalog, Vec<i32>)
         );
         match maintenance.batch_execute(&statement).await {
             Ok(()) => {}
-            Err(error) if error.code() == Some(&tokio_postgres::error::SqlState::DUPLICATE_DATABASE) => {}
+            Err(error)
+                if error.code() == Some(&tokio_postgres::error::SqlState::DUPLICATE_DATABASE) => {}
             Err(error) => {
-                return Err(Error::from(error)
-                    .context(format!("creating the catalog database {database} on cluster {cluster}")))
+                return Err(Error::from(error).context(format!(
+                    "creating the catalog database {database} on cluster {cluster}"
+                )))
             }
         }
         tracing::info!("created the catalog database {database} on cluster {cluster}");

@@ -248,26 +248,27 @@ impl Config {
 
     pub fn parse(text: &str, path: &Path) -> Result<Config> {
         let deserializer = toml::Deserializer::new(text);
-        let mut config: Config = serde_path_to_error::deserialize(deserializer).map_err(|error| {
-            let key = error.path().to_string();
-            let inner = error.into_inner();
-            let message = inner.message().to_string();
-            let location = inner
-                .span()
-                .map(|span| {
-                    let line = text[..span.start].matches('\n').count() + 1;
-                    format!(" (line {line})")
-                })
-                .unwrap_or_default();
-            if key.is_empty() || key == "." {
-                Error::refused(format!("config {}{location}: {message}", path.display()))
-            } else {
-                Error::refused(format!(
-                    "config {}{location}: key `{key}`: {message}",
-                    path.display()
-                ))
-            }
-        })?;
+        let mut config: Config =
+            serde_path_to_error::deserialize(deserializer).map_err(|error| {
+                let key = error.path().to_string();
+                let inner = error.into_inner();
+                let message = inner.message().to_string();
+                let location = inner
+                    .span()
+                    .map(|span| {
+                        let line = text[..span.start].matches('\n').count() + 1;
+                        format!(" (line {line})")
+                    })
+                    .unwrap_or_default();
+                if key.is_empty() || key == "." {
+                    Error::refused(format!("config {}{location}: {message}", path.display()))
+                } else {
+                    Error::refused(format!(
+                        "config {}{location}: key `{key}`: {message}",
+                        path.display()
+                    ))
+                }
+            })?;
         config.path = path.to_path_buf();
         config.check()?;
         Ok(config)
@@ -429,7 +430,10 @@ lag_warn = ["16MB", "30s"]
 
     #[test]
     fn unknown_key_names_file_and_key() {
-        let text = GOOD.replace("timeout = \"10s\"", "timeout = \"10s\"\nlag_critical = [\"1s\"]");
+        let text = GOOD.replace(
+            "timeout = \"10s\"",
+            "timeout = \"10s\"\nlag_critical = [\"1s\"]",
+        );
         let error = parse(&text).unwrap_err();
         let message = error.to_string();
         assert_eq!(error.class(), crate::error::Class::Refused);

@@ -14,6 +14,7 @@
 use std::fmt::Write;
 
 use serde::{Deserialize, Serialize};
+use tokio_postgres::types::Type;
 use tokio_postgres::Client;
 
 use crate::error::{Context, Error, Result};
@@ -99,7 +100,7 @@ pub struct Inspection {
 /// `server_version_num` (e.g. 150014), which picks version-dependent SQL.
 pub async fn server_version_num(client: &Client) -> Result<i32> {
     let text: String = client
-        .query_one("SELECT current_setting('server_version_num')", &[])
+        .query_typed_one("SELECT current_setting('server_version_num')", &[])
         .await?
         .get(0);
     text.parse()
@@ -146,7 +147,7 @@ struct SettingRow {
 /// Capture a database; `None` when it does not exist.
 pub async fn inspect(client: &Client, name: &str, version_num: i32) -> Result<Option<Inspection>> {
     let row = client
-        .query_opt(&inspect_sql(version_num), &[&name])
+        .query_typed_opt(&inspect_sql(version_num), &[(&name, Type::TEXT)])
         .await
         .with_context(|| format!("inspecting database {name}"))?;
     let Some(row) = row else {
@@ -531,9 +532,13 @@ pub async fn check_restorable(
         "false"
     };
     let row = client
-        .query_one(
+        .query_typed_one(
             &RIGHTS_SQL.replace("{set_privilege}", set_privilege),
-            &[&props.owner, &props.tablespace, &names],
+            &[
+                (&props.owner, Type::TEXT),
+                (&props.tablespace, Type::TEXT),
+                (&names, Type::TEXT_ARRAY),
+            ],
         )
         .await
         .context("checking what odoo-db's role may do")?;
@@ -640,23 +645,29 @@ pub async fn check_restorable(
             ));
         }
     }
+    // Not pipelined with the query above: a failed trial leaves its transaction
+    // aborted until the ROLLBACK that follows it.
     if let Some(live) = live {
-        trial(client, props, live, member || superuser).await?;
+        let statements = trial_statements(props, live)?;
+        if !trial_at_once(client, &statements).await {
+            trial_one_by_one(client, props, &statements).await?;
+        }
     }
     Ok(())
 }
 
 /// Every statement that will put a property back, tried on the existing database in a
 /// transaction rolled back at the end: what PostgreSQL allows is decided by PostgreSQL.
-async fn trial(client: &Client, props: &DbProps, live: &DbProps, member: bool) -> Result<()> {
+/// Every statement that will put a property back, to be tried on the existing database
+/// (see [`check_restorable`]). Membership in the owner is granted first when missing,
+/// as the job will do.
+fn trial_statements(props: &DbProps, live: &DbProps) -> Result<Vec<String>> {
     let database = quote_ident(&props.name);
-    let mut statements = Vec::new();
-    if !member {
-        statements.push(format!(
-            "GRANT {} TO CURRENT_USER",
-            quote_ident(&props.owner)
-        ));
-    }
+    let owner = quote_literal(&props.owner);
+    let mut statements = vec![format!(
+        "DO $grant$ BEGIN IF NOT pg_has_role(current_user, {owner}, 'MEMBER') THEN \
+         EXECUTE format('GRANT %I TO CURRENT_USER', {owner}); END IF; END $grant$"
+    )];
     statements.push(format!("ALTER DATABASE {database} ALLOW_CONNECTIONS false"));
     statements.push(format!(
         "ALTER DATABASE {database} CONNECTION LIMIT {}",
@@ -665,21 +676,32 @@ async fn trial(client: &Client, props: &DbProps, live: &DbProps, member: bool) -
     statements.extend(settings_statements(props)?);
     statements.extend(comment_statement(props));
     statements.extend(acl_statements(props, live.acl.as_deref()));
-    // Fast path: all in one round trip. Only when that fails are they tried one by
-    // one, to name the statement that fails.
+    Ok(statements)
+}
+
+/// All trial statements in one transaction, one round trip, rolled back: true when
+/// every one was allowed.
+async fn trial_at_once(client: &Client, statements: &[String]) -> bool {
     let all = format!(
         "BEGIN; SET LOCAL lock_timeout = '10s'; {}; ROLLBACK",
         statements.join(";\n")
     );
     if client.batch_execute(&all).await.is_ok() {
-        return Ok(());
+        return true;
     }
+    // The failed batch left its transaction open and aborted.
+    let _ = client.batch_execute("ROLLBACK").await;
+    false
+}
+
+/// The trial again, statement by statement, to name the one that fails.
+async fn trial_one_by_one(client: &Client, props: &DbProps, statements: &[String]) -> Result<()> {
     client
-        .batch_execute("ROLLBACK; BEGIN; SET LOCAL lock_timeout = '10s'")
+        .batch_execute("BEGIN; SET LOCAL lock_timeout = '10s'")
         .await
         .context("starting the trial of the restore statements")?;
     let mut failure = None;
-    for statement in &statements {
+    for statement in statements {
         if let Err(error) = client.batch_execute(statement).await {
             failure = Some((statement.clone(), Error::from(error)));
             break;

@@ -39,7 +39,13 @@ pub async fn run(args: &DemoArgs) -> Result<String> {
     let names = tour
         .output(
             "run it again: already provisioned, so nothing changes and the same names are printed",
-            &["provision", "--customer", CUSTOMER, "--secrets-dir", &secrets_dir.to_string_lossy()],
+            &[
+                "provision",
+                "--customer",
+                CUSTOMER,
+                "--secrets-dir",
+                &secrets_dir.to_string_lossy(),
+            ],
         )
         .await?;
     // Production comes first, so the last DB_NAME is the integration twin.
@@ -54,7 +60,8 @@ pub async fn run(args: &DemoArgs) -> Result<String> {
         &["recreate", &integration, "--yes", "--backup-dir", &dir.join("backups").to_string_lossy()],
     )
     .await?;
-    tour.step("list what the catalog manages, with live sizes", &["list"]).await?;
+    tour.step("list what the catalog manages, with live sizes", &["list"])
+        .await?;
     tour.step(
         "check health: the primary writes a heartbeat, the standby must show it; byte lag by pg_wal_lsn_diff, WAL receiver, replay, slots (the systemd timer runs this every minute, --format nagios)",
         &["health", "--format", "text"],

@@ -75,8 +75,7 @@ impl Error {
 
     /// True when this is a PostgreSQL error with the given SQLSTATE.
     pub fn is_sqlstate(&self, code: &str) -> bool {
-        self.root_message()
-            .starts_with(&format!("SQLSTATE {code}"))
+        self.root_message().starts_with(&format!("SQLSTATE {code}"))
     }
 }
 

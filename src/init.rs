@@ -23,9 +23,19 @@ pub async fn run(config: &Config) -> Result<String> {
 
     let (catalog, applied) = catalog::create_and_migrate(&servers).await?;
     if applied.is_empty() {
-        writeln!(summary, "catalog: schema version {} (up to date)", catalog::SCHEMA_VERSION).ok();
+        writeln!(
+            summary,
+            "catalog: schema version {} (up to date)",
+            catalog::SCHEMA_VERSION
+        )
+        .ok();
     } else {
-        writeln!(summary, "catalog: applied migrations {applied:?}, schema version {}", catalog::SCHEMA_VERSION).ok();
+        writeln!(
+            summary,
+            "catalog: applied migrations {applied:?}, schema version {}",
+            catalog::SCHEMA_VERSION
+        )
+        .ok();
     }
 
     for (name, cluster) in &config.clusters {
@@ -51,21 +61,42 @@ pub async fn run(config: &Config) -> Result<String> {
         let standbys = servers.standbys(name)?;
         for (standby, params) in &standbys {
             check_standby(name, &standby.name, params, identifier).await?;
-            writeln!(summary, "  standby {}: same system identifier, in recovery", standby.name).ok();
+            writeln!(
+                summary,
+                "  standby {}: same system identifier, in recovery",
+                standby.name
+            )
+            .ok();
         }
         if !standbys.is_empty() {
             create_heartbeat(&servers, config, name, &primary).await?;
-            writeln!(summary, "  heartbeat table ready in database {}", config.catalog.database).ok();
+            writeln!(
+                summary,
+                "  heartbeat table ready in database {}",
+                config.catalog.database
+            )
+            .ok();
         }
     }
     catalog
-        .record_event("init", None, "init", "done", serde_json::json!({ "migrations": applied }))
+        .record_event(
+            "init",
+            None,
+            "init",
+            "done",
+            serde_json::json!({ "migrations": applied }),
+        )
         .await?;
     Ok(summary)
 }
 
 /// A standby must be a copy of its primary (same identifier) and in recovery.
-async fn check_standby(cluster: &str, standby: &str, params: &ConnParams, primary_identifier: u64) -> Result<()> {
+async fn check_standby(
+    cluster: &str,
+    standby: &str,
+    params: &ConnParams,
+    primary_identifier: u64,
+) -> Result<()> {
     let client = params
         .with_dbname("postgres")
         .connect(&servers::admin_session())
@@ -89,7 +120,12 @@ async fn check_standby(cluster: &str, standby: &str, params: &ConnParams, primar
 /// The heartbeat lives in odoo-db's own database on the cluster (the catalog database
 /// on the catalog cluster), in a schema of its own so a monitoring role can be given
 /// exactly that table and nothing of the catalog.
-async fn create_heartbeat(servers: &Servers, config: &Config, cluster: &str, primary: &Client) -> Result<()> {
+async fn create_heartbeat(
+    servers: &Servers,
+    config: &Config,
+    cluster: &str,
+    primary: &Client,
+) -> Result<()> {
     let database = &config.catalog.database;
     if !catalog::database_exists(primary, database).await? {
         primary
@@ -126,8 +162,9 @@ async fn create_heartbeat(servers: &Servers, config: &Config, cluster: &str, pri
                 db = quote_ident(database)
             ))
             .await
-            .with_context(|| format!("cluster {cluster}: granting the heartbeat to the monitoring role"))?;
+            .with_context(|| {
+                format!("cluster {cluster}: granting the heartbeat to the monitoring role")
+            })?;
     }
     Ok(())
 }
-

@@ -46,7 +46,12 @@ pub async fn run(cli: Cli) -> Result<u8> {
     let load_config = || config::Config::load(&config::Config::locate(config_flag.as_deref()));
     match cli.command {
         Command::Completions { shell } => {
-            clap_complete::generate(shell, &mut Cli::command(), "odoo-db", &mut std::io::stdout());
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "odoo-db",
+                &mut std::io::stdout(),
+            );
             Ok(0)
         }
         Command::Man => {

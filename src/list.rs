@@ -79,7 +79,9 @@ pub async fn run(config: &Config, args: &ListArgs) -> Result<String> {
         }
     }
     Ok(match args.format {
-        ListFormat::Json => serde_json::to_string_pretty(&entries).expect("entries serialize") + "\n",
+        ListFormat::Json => {
+            serde_json::to_string_pretty(&entries).expect("entries serialize") + "\n"
+        }
         ListFormat::Table => table(&entries),
     })
 }
@@ -97,8 +99,10 @@ async fn cluster_sizes(servers: &Servers) -> HashMap<String, Option<HashMap<Stri
                 )
                 .await?;
             Ok::<_, crate::error::Error>(
+                // pg_database_size is NULL for a database dropped while this runs (a
+                // recreate between its drop and its create): not there, then.
                 rows.iter()
-                    .map(|row| (row.get::<_, String>(0), row.get::<_, i64>(1)))
+                    .filter_map(|row| Some((row.get::<_, String>(0), row.get::<_, Option<i64>>(1)?)))
                     .collect::<HashMap<_, _>>(),
             )
         }
@@ -116,7 +120,9 @@ async fn cluster_sizes(servers: &Servers) -> HashMap<String, Option<HashMap<Stri
 }
 
 fn table(entries: &[Entry]) -> String {
-    let headers = ["CUSTOMER", "NAME", "ENV", "CLUSTER", "STATE", "OWNER", "SIZE", "UPDATED"];
+    let headers = [
+        "CUSTOMER", "NAME", "ENV", "CLUSTER", "STATE", "OWNER", "SIZE", "UPDATED",
+    ];
     let rows: Vec<[String; 8]> = entries
         .iter()
         .map(|entry| {

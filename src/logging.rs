@@ -18,7 +18,8 @@ pub fn init(format: LogFormat, verbose: u8, quiet: bool) {
     };
     // Dependencies stay at warn unless asked for: their debug output drowns ours.
     let default_filter = format!("warn,odoo_db={level}");
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

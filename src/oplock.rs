@@ -12,6 +12,7 @@
 //! Losing the connection loses the lock without telling us; so before each destructive
 //! step the holder asks the server whether its own backend still holds it.
 
+use tokio_postgres::types::Type;
 use tokio_postgres::Client;
 
 use crate::error::{Context, Error, Result};
@@ -59,11 +60,15 @@ impl LockSession {
         // One round trip: name the session (so a refused run can say who holds the
         // lock) and try the lock.
         let row = client
-            .query_one(
+            .query_typed_one(
                 "SELECT set_config('application_name', $2::text, false),
                         hashtextextended($3::text || $1::text, 0),
                         pg_try_advisory_lock(hashtextextended($3::text || $1::text, 0))",
-                &[&name, &format!("odoo-db {what} {name}"), &KEY_PREFIX],
+                &[
+                    (&name, Type::TEXT),
+                    (&format!("odoo-db {what} {name}"), Type::TEXT),
+                    (&KEY_PREFIX, Type::TEXT),
+                ],
             )
             .await
             .context("taking the recreate/restore lock in the catalog")?;
@@ -91,14 +96,14 @@ impl OpLock {
     pub async fn ensure_held(&self, before: &str) -> Result<()> {
         let held = self
             .client
-            .query_one(
+            .query_typed_one(
                 "SELECT EXISTS (SELECT FROM pg_locks
                                  WHERE locktype = 'advisory' AND granted
                                    AND pid = pg_backend_pid()
                                    AND classid = (($1::bigint >> 32) & 4294967295)::oid
                                    AND objid = ($1::bigint & 4294967295)::oid
                                    AND objsubid = 1)",
-                &[&self.key],
+                &[(&self.key, Type::INT8)],
             )
             .await;
         match held {

@@ -109,7 +109,14 @@ pub async fn run(config: &Config, args: &ProvisionArgs) -> Result<String> {
     // Step 3: each environment on its own server, in parallel.
     let secrets_dir = args.secrets_dir.as_deref();
     let environments = try_join_all(plans.iter().map(|plan| {
-        provision_environment(&sessions[&plan.cluster], &catalog, config, &args.customer, plan, secrets_dir)
+        provision_environment(
+            &sessions[&plan.cluster],
+            &catalog,
+            config,
+            &args.customer,
+            plan,
+            secrets_dir,
+        )
     }))
     .await?;
 
@@ -274,7 +281,12 @@ type Sessions = HashMap<String, Client>;
 
 async fn connect_all(servers: &Servers) -> Result<Sessions> {
     let clusters: Vec<String> = servers.config().clusters.keys().cloned().collect();
-    let clients = try_join_all(clusters.iter().map(|cluster| servers.connect_primary(cluster))).await?;
+    let clients = try_join_all(
+        clusters
+            .iter()
+            .map(|cluster| servers.connect_primary(cluster)),
+    )
+    .await?;
     Ok(clusters.into_iter().zip(clients).collect())
 }
 
@@ -290,7 +302,11 @@ async fn names_in_use(sessions: &Sessions, catalog: &Catalog) -> Result<HashSet<
             )
             .await
             .with_context(|| format!("cluster {cluster}: listing databases and roles"))?;
-        Ok::<_, Error>(rows.iter().map(|row| row.get::<_, String>(0)).collect::<Vec<_>>())
+        Ok::<_, Error>(
+            rows.iter()
+                .map(|row| row.get::<_, String>(0))
+                .collect::<Vec<_>>(),
+        )
     }))
     .await?;
     taken.extend(per_cluster.into_iter().flatten());
@@ -331,7 +347,9 @@ async fn plan_environment(
         role_exists: catalog::role_exists(client, &name).await?,
         database_exists: catalog::database_exists(client, &name).await?,
         // recreating/restoring also count as provisioned: those jobs own the database now.
-        ready: state.as_deref().is_some_and(|state| state != "provisioning"),
+        ready: state
+            .as_deref()
+            .is_some_and(|state| state != "provisioning"),
         catalog_state: state,
         name,
     })
@@ -359,7 +377,12 @@ async fn provision_environment(
         return Ok(result);
     }
     let secrets_dir = secrets_dir.expect("checked before any change");
-    let context = || format!("provisioning {} on cluster {} ({env})", plan.name, plan.cluster);
+    let context = || {
+        format!(
+            "provisioning {} on cluster {} ({env})",
+            plan.name, plan.cluster
+        )
+    };
 
     let inserted = catalog
         .client()
@@ -371,7 +394,11 @@ async fn provision_environment(
         )
         .await
         .with_context(context)?;
-    result.outcome = if inserted == 1 { "created" } else { "completed" };
+    result.outcome = if inserted == 1 {
+        "created"
+    } else {
+        "completed"
+    };
 
     if !plan.role_exists {
         // The file first: a crash after CREATE ROLE must leave a password someone holds.
@@ -387,26 +414,47 @@ async fn provision_environment(
             }
         };
         fail::fail_point!("provision-after-secrets");
-        create_role(client, &plan.name, &secrets, config.provision.connection_limit)
-            .await
-            .with_context(context)?;
+        create_role(
+            client,
+            &plan.name,
+            &secrets,
+            config.provision.connection_limit,
+        )
+        .await
+        .with_context(context)?;
         catalog
-            .record_event("provision", Some(&plan.name), "role", "created", serde_json::json!({ "cluster": plan.cluster }))
+            .record_event(
+                "provision",
+                Some(&plan.name),
+                "role",
+                "created",
+                serde_json::json!({ "cluster": plan.cluster }),
+            )
             .await?;
     }
     result.secrets_file = Some(secrets_dir.join(format!("{env}.env")));
     fail::fail_point!("provision-after-role");
-    act_as_owner(client, &plan.name).await.with_context(context)?;
+    act_as_owner(client, &plan.name)
+        .await
+        .with_context(context)?;
     if !catalog::database_exists(client, &plan.name).await? {
         create_database(client, &plan.name, &config.provision.locale)
             .await
             .with_context(context)?;
         catalog
-            .record_event("provision", Some(&plan.name), "database", "created", serde_json::json!({ "cluster": plan.cluster }))
+            .record_event(
+                "provision",
+                Some(&plan.name),
+                "database",
+                "created",
+                serde_json::json!({ "cluster": plan.cluster }),
+            )
             .await?;
     }
     fail::fail_point!("provision-after-database");
-    restrict_connect(client, &plan.name).await.with_context(context)?;
+    restrict_connect(client, &plan.name)
+        .await
+        .with_context(context)?;
     catalog
         .client()
         .execute(
@@ -415,15 +463,30 @@ async fn provision_environment(
         )
         .await?;
     catalog
-        .record_event("provision", Some(&plan.name), "ready", "done", serde_json::json!({ "customer": customer, "cluster": plan.cluster }))
+        .record_event(
+            "provision",
+            Some(&plan.name),
+            "ready",
+            "done",
+            serde_json::json!({ "customer": customer, "cluster": plan.cluster }),
+        )
         .await?;
-    tracing::info!("{env}: role and database {} ready on cluster {}", plan.name, plan.cluster);
+    tracing::info!(
+        "{env}: role and database {} ready on cluster {}",
+        plan.name,
+        plan.cluster
+    );
     Ok(result)
 }
 
 /// The password travels only as a SCRAM verifier computed here: the plaintext never
 /// reaches the server, its logs (log_statement=all) or pg_stat_activity.
-async fn create_role(client: &Client, name: &str, secrets: &EnvSecrets, connection_limit: Option<i32>) -> Result<()> {
+async fn create_role(
+    client: &Client,
+    name: &str,
+    secrets: &EnvSecrets,
+    connection_limit: Option<i32>,
+) -> Result<()> {
     let verifier = secrets::scram_verifier(&secrets.db_password);
     let limit = connection_limit
         .map(|limit| format!(" CONNECTION LIMIT {limit}"))
@@ -443,30 +506,34 @@ async fn create_role(client: &Client, name: &str, secrets: &EnvSecrets, connecti
 /// "must be member of role"; 16+: able to SET ROLE x). A CREATEROLE role may grant
 /// itself roles it created (16+: it holds ADMIN OPTION on them).
 pub async fn act_as_owner(client: &Client, role: &str) -> Result<()> {
-    let member: bool = client
+    let row = client
         .query_one(
-            "SELECT pg_has_role(current_user, $1::text::name, 'MEMBER')",
+            "SELECT current_user::text, pg_has_role(current_user, $1::text::name, 'MEMBER')",
             &[&role],
         )
-        .await?
-        .get(0);
+        .await?;
+    let (agent, member): (String, bool) = (row.get(0), row.get(1));
     if member {
         return Ok(());
     }
-    client
+    match client
         .batch_execute(&format!("GRANT {} TO CURRENT_USER", quote_ident(role)))
         .await
-        .map_err(Error::from)
-        .map_err(|error| {
-            if error.is_sqlstate("42501") {
-                error.context(format!(
-                    "odoo-db's role cannot act for role {role}; a superuser must run: GRANT {role} TO {{odoo-db's role}}"
-                ))
-            } else {
-                error
-            }
-        })
-        .context("granting odoo-db's role membership in the owner")
+    {
+        Ok(()) => Ok(()),
+        // PostgreSQL 16+: only roles with ADMIN OPTION on the role may grant it, so a
+        // role created by a superuser (by hand, before odoo-db) needs a superuser once.
+        // Nothing was changed: a refusal, with the exact statement to run.
+        Err(error) if error.code() == Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE) => {
+            Err(Error::refused(format!(
+                "odoo-db's role {agent} cannot act for role {role} ({}); a superuser must run once: GRANT {} TO {}; then run the command again",
+                crate::error::describe_pg_error(&error),
+                quote_ident(role),
+                quote_ident(&agent)
+            )))
+        }
+        Err(error) => Err(Error::from(error).context("granting odoo-db's role membership in the owner")),
+    }
 }
 
 async fn create_database(client: &Client, name: &str, locale: &str) -> Result<()> {
@@ -526,7 +593,11 @@ fn render_dry_run(customer: &str, plans: &[EnvPlan], format: ProvisionFormat) ->
                 db_user: plan.name.clone(),
                 db_name: plan.name.clone(),
                 db_port: plan.port,
-                outcome: if plan.ready { "existing" } else { "would create" },
+                outcome: if plan.ready {
+                    "existing"
+                } else {
+                    "would create"
+                },
                 secrets_file: None,
             })
             .collect(),
@@ -536,7 +607,12 @@ fn render_dry_run(customer: &str, plans: &[EnvPlan], format: ProvisionFormat) ->
         ProvisionFormat::Env => {
             let mut text = String::new();
             for env in &report.environments {
-                writeln!(text, "# dry run: {} {} on cluster {}: {}", env.environment, env.db_name, env.cluster, env.outcome).ok();
+                writeln!(
+                    text,
+                    "# dry run: {} {} on cluster {}: {}",
+                    env.environment, env.db_name, env.cluster, env.outcome
+                )
+                .ok();
             }
             text
         }

@@ -31,6 +31,7 @@ use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
+use tokio_postgres::types::Type;
 use tokio_postgres::Client;
 
 use crate::backup::{self, Tools};
@@ -218,6 +219,115 @@ pub(crate) async fn confirm(name: &str, yes: bool, what: &str) -> Result<()> {
     Ok(())
 }
 
+/// `odoo-db recreate`.
+pub async fn run(config: &Config, args: &RecreateArgs) -> Result<String> {
+    // Step 0: the gates and the lock; a refusal here has changed nothing.
+    let mut job = Job::open(config, &args.name, Kind::Recreate).await?;
+    // Absolute: the catalog records the backup's path for a restore run from anywhere.
+    let backup_dir = std::path::absolute(
+        args.backup_dir
+            .as_ref()
+            .unwrap_or(&config.recreate.backup_dir),
+    )?;
+
+    // A run killed past the point of no return is finished from its recorded plan:
+    // what is left on the server (blocked, gone, or a new copy) is no plan, and must
+    // never be dumped.
+    if let Some(record) = job.resumable().cloned() {
+        let mut plan = job.header("finish recreating", None);
+        plan.push_str(&resume_note(&record));
+        plan.push_str(&dbprops::describe(&record.plan));
+        plan.push_str(&format!(
+            "steps: {}create it from template0 with the properties above, open it\n",
+            if record.step <= Step::Blocking || record.kind == Kind::Restore {
+                "block new connections, end sessions, drop what exists; "
+            } else {
+                ""
+            }
+        ));
+        say(&plan);
+        if args.dry_run {
+            return Ok(DRY_RUN.to_string());
+        }
+        confirm(&job.name, args.yes, "finish recreating").await?;
+        let record = job.take_over(None).await?;
+        let from = if record.kind == Kind::Recreate {
+            record.step
+        } else {
+            Step::Blocking
+        };
+        let differences = job.replace(&record.plan, from, None).await?;
+        return job.finish(differences).await;
+    }
+
+    // Step 1: inspect, print, check.
+    let inspection = job.take_inspection().ok_or_else(|| {
+        Error::refused(format!(
+            "recreate of {name} refused: the catalog knows it but it does not exist on cluster {cluster}, \
+             so there is nothing to back up or drop; put it back with `odoo-db restore {name}`; nothing was changed",
+            name = job.name,
+            cluster = job.cluster
+        ))
+    })?;
+    tracing::debug!("{}: inspected", job.name);
+    let props = inspection.props.clone();
+    let mut plan = job.header("recreate", Some(&inspection));
+    plan.push_str(&dbprops::describe(&props));
+    plan.push_str(&dbprops::describe_live(&inspection));
+    say(&plan);
+    job.check(&props, Some(&inspection)).await?;
+    let tools = if args.no_backup {
+        None
+    } else {
+        let tools = backup::find_tools(job.server_major())?;
+        backup::check_compression(&tools, &config.recreate.compression)?;
+        backup::check_space(&backup_dir, inspection.size_bytes.max(0) as u64)?;
+        Some(tools)
+    };
+    let mut steps = String::from("steps: ");
+    match &tools {
+        Some(tools) => steps.push_str(&format!(
+            "back up into {} (pg_dump {} -Fc --compress={}, read back whole, keep the newest {}); ",
+            backup_dir.display(),
+            tools.major,
+            config.recreate.compression,
+            config.recreate.keep_backups
+        )),
+        None => steps.push_str("NO backup (--no-backup); "),
+    }
+    steps.push_str(&format!(
+        "block new connections; end {} session(s); drop; create from template0 with the properties above; open it\n",
+        inspection.sessions.len()
+    ));
+    say(&steps);
+    if args.dry_run {
+        return Ok(DRY_RUN.to_string());
+    }
+
+    // Step 2.
+    tracing::debug!("{}: checked", job.name);
+    confirm(&job.name, args.yes, "drop and recreate").await?;
+
+    // Step 3.
+    job.begin(&props, None).await?;
+    if let Some(tools) = &tools {
+        job.back_up(
+            tools,
+            &backup_dir,
+            &config.recreate.compression,
+            config.recreate.keep_backups,
+        )
+        .await?;
+    }
+    fail::fail_point!("recreate-after-backup");
+
+    // Steps 4 and 5.
+    let differences = job.replace(&props, Step::Blocking, None).await?;
+
+    // Step 6.
+    job.finish(differences).await
+}
+
 impl Job {
     /// Step 0: the gates and the lock. Every refusal here has changed nothing; an
     /// unreachable catalog fails (exit 1) before anything is touched.
@@ -246,9 +356,9 @@ impl Job {
             async {
                 catalog
                     .client()
-                    .query(
+                    .query_typed(
                         "SELECT environment, cluster, state FROM catalog.databases WHERE name = $1",
-                        &[&name],
+                        &[(&name, Type::TEXT)],
                     )
                     .await
                     .context("looking the database up in the catalog")
@@ -256,7 +366,7 @@ impl Job {
             async {
                 catalog
                     .client()
-                    .query(
+                    .query_typed(
                         "SELECT name, kind, system_identifier::text FROM catalog.clusters",
                         &[],
                     )
@@ -462,55 +572,63 @@ impl Job {
         props: &DbProps,
         restore_path: Option<&Path>,
     ) -> Result<()> {
-        // pg_dump reads the owner's tables, ALTER and DROP need the owner's rights, CREATE
-        // … OWNER needs to act as it: membership first (provision grants it; an adopted
-        // database may lack it). The gates proved it can be granted.
-        provision::act_as_owner(&self.server, &props.owner).await?;
         let plan = serde_json::to_value(props).expect("properties serialize");
         let restore_text = restore_path.map(|p| p.to_string_lossy().into_owned());
         let actor = self.catalog.actor().to_string();
         let kind = self.kind.as_str();
-        let transaction = self.catalog.client_mut().transaction().await?;
-        transaction
-            .execute(
-                "UPDATE catalog.recreates SET outcome = 'superseded', finished_at = now(), updated_at = now()
-                  WHERE database = $1 AND finished_at IS NULL",
-                &[&self.name],
-            )
-            .await?;
-        let id: i64 = transaction
-            .query_one(
-                "INSERT INTO catalog.recreates (database, cluster, kind, plan, restore_path, step, actor)
-                 VALUES ($1, $2, $3, $4, $5, 'planned', $6) RETURNING id",
-                &[&self.name, &self.cluster, &kind, &plan, &restore_text, &actor],
-            )
-            .await
-            .context("recording the plan in the catalog")?
-            .get(0);
-        transaction
-            .execute(
-                "UPDATE catalog.databases SET state = $2, updated_at = now()
-                  WHERE environment = 'integration' AND name = $1",
-                &[&self.name, &self.kind.state()],
-            )
-            .await?;
-        transaction
-            .execute(
-                "INSERT INTO catalog.events (actor, command, database, step, outcome, detail)
-                 VALUES ($1, $2, $3, 'planned', 'recorded', $4)",
-                &[
-                    &actor,
-                    &kind,
-                    &self.name,
-                    &json!({ "plan": plan, "cluster": self.cluster, "restore_path": restore_text }),
-                ],
-            )
-            .await?;
-        transaction
-            .commit()
-            .await
-            .context("recording the plan in the catalog")?;
-        self.run_id = Some(id);
+        if self.unfinished.is_some() {
+            self.catalog
+                .client()
+                .execute(
+                    "UPDATE catalog.recreates SET outcome = 'superseded', finished_at = now(), updated_at = now()
+                      WHERE database = $1 AND finished_at IS NULL",
+                    &[&self.name],
+                )
+                .await
+                .context("recording in the catalog that the earlier run is superseded")?;
+        }
+        let detail = json!({ "plan": plan, "cluster": self.cluster, "restore_path": restore_text });
+        // One statement, so the plan, the state and the event are recorded together.
+        let state = self.kind.state();
+        let record = async {
+            self.catalog
+                .client()
+                .query_typed_one(
+                    "WITH r AS (
+                         INSERT INTO catalog.recreates (database, cluster, kind, plan, restore_path, step, actor)
+                         VALUES ($1, $2, $3, $4, $5, 'planned', $6) RETURNING id
+                     ), d AS (
+                         UPDATE catalog.databases SET state = $7, updated_at = now()
+                          WHERE environment = 'integration' AND name = $1
+                     ), e AS (
+                         INSERT INTO catalog.events (actor, command, database, step, outcome, detail)
+                         VALUES ($6, $3, $1, 'planned', 'recorded', $8)
+                     )
+                     SELECT id FROM r",
+                    &[
+                        (&self.name, Type::TEXT),
+                        (&self.cluster, Type::TEXT),
+                        (&kind, Type::TEXT),
+                        (&plan, Type::JSONB),
+                        (&restore_text, Type::TEXT),
+                        (&actor, Type::TEXT),
+                        (&state, Type::TEXT),
+                        (&detail, Type::JSONB),
+                    ],
+                )
+                .await
+                .context("recording the plan in the catalog")
+        };
+        // pg_dump reads the owner's tables, ALTER and DROP need the owner's rights, CREATE
+        // … OWNER needs to act as it: membership first (provision grants it; an adopted
+        // database may lack it). The gates proved it can be granted.
+        let (recorded, member) =
+            tokio::join!(record, provision::act_as_owner(&self.server, &props.owner));
+        self.run_id = Some(recorded?.get(0));
+        if let Err(error) = member {
+            self.abandon(&error).await;
+            return Err(error.context(format!("{}: nothing was dropped", self.name)));
+        }
         self.restore_from = restore_path.map(Path::to_path_buf);
         Ok(())
     }
@@ -577,13 +695,18 @@ impl Job {
         let id = self.run_id.expect("a run is recorded before it advances");
         self.catalog
             .client()
-            .execute(
+            .query_typed(
                 "WITH r AS (
                      UPDATE catalog.recreates SET step = $2, updated_at = now() WHERE id = $1 RETURNING database, kind
                  )
                  INSERT INTO catalog.events (actor, command, database, step, outcome, detail)
                  SELECT $3, kind, database, $2, 'done', $4 FROM r",
-                &[&id, &step.as_str(), &self.catalog.actor(), &detail],
+                &[
+                    (&id, Type::INT8),
+                    (&step.as_str(), Type::TEXT),
+                    (&self.catalog.actor(), Type::TEXT),
+                    (&detail, Type::JSONB),
+                ],
             )
             .await
             .with_context(|| format!("recording step {} in the catalog", step.as_str()))?;
@@ -740,14 +863,16 @@ impl Job {
         let database = quote_ident(&self.name);
         let mut step = from;
         if step <= Step::Blocking {
-            let resumed = json!({ "resumed": from == Step::Blocking && self.unfinished.is_some() });
+            let resumed = self.resumable().is_some();
             tokio::try_join!(
                 self.lock.ensure_held("blocking connections"),
-                self.record_step(Step::Blocking, resumed)
+                self.record_step(Step::Blocking, json!({ "resumed": resumed }))
             )?;
             self.step = Step::Blocking;
+            // A fresh run saw the database under the lock; a resumed one may find it gone.
+            let exists = !resumed || self.allows_connections().await?.is_some();
             let mut ended = Vec::new();
-            if self.allows_connections().await?.is_some() {
+            if exists {
                 self.server
                     .batch_execute(&format!(
                         "ALTER DATABASE {database} ALLOW_CONNECTIONS false"
@@ -757,10 +882,15 @@ impl Job {
                 fail::fail_point!("recreate-after-block");
                 ended = self.drop_database("the drop").await?;
             }
-            self.advance(Step::Dropped, json!({ "sessions_ended": ended }))
-                .await?;
+            tokio::try_join!(
+                self.record_step(Step::Dropped, json!({ "sessions_ended": ended })),
+                self.lock.ensure_held("the create")
+            )?;
+            self.step = Step::Dropped;
             fail::fail_point!("recreate-after-drop");
             step = Step::Dropped;
+        } else if step == Step::Dropped {
+            self.lock.ensure_held("the create").await?;
         }
         if step == Step::Dropped {
             // Only a run resumed here can find something under the name (it was
@@ -848,9 +978,9 @@ impl Job {
     async fn allows_connections(&self) -> Result<Option<bool>> {
         Ok(self
             .server
-            .query_opt(
+            .query_typed_opt(
                 "SELECT datallowconn FROM pg_database WHERE datname = $1",
-                &[&self.name],
+                &[(&self.name, Type::TEXT)],
             )
             .await?
             .map(|row| row.get(0)))
@@ -865,11 +995,15 @@ impl Job {
                            LEFT JOIN pg_roles r ON r.oid = a.usesysid
                           WHERE a.datname = $1 AND a.pid <> pg_backend_pid()
                             AND a.backend_type = 'client backend' AND NOT coalesce(r.rolsuper, false)";
-        let rows = self
-            .server
-            .query(terminate, &[&self.name])
-            .await
-            .context("ending the sessions in the database")?;
+        let (rows, ()) = tokio::try_join!(
+            async {
+                self.server
+                    .query_typed(terminate, &[(&self.name, Type::TEXT)])
+                    .await
+                    .context("ending the sessions in the database")
+            },
+            self.lock.ensure_held(before)
+        )?;
         let ended: Vec<Value> = rows
             .iter()
             .map(|row| {
@@ -883,7 +1017,6 @@ impl Job {
         if !ended.is_empty() {
             tracing::info!("ended {} session(s) in {}", ended.len(), self.name);
         }
-        self.lock.ensure_held(before).await?;
         if self.version_num >= 130000 {
             // FORCE also ends what connected between the two statements and waits for
             // the ended sessions to be gone.
@@ -894,7 +1027,10 @@ impl Job {
         } else {
             let deadline = Instant::now() + std::time::Duration::from_secs(30);
             loop {
-                let left = self.server.query(terminate, &[&self.name]).await?;
+                let left = self
+                    .server
+                    .query_typed(terminate, &[(&self.name, Type::TEXT)])
+                    .await?;
                 if left.is_empty() {
                     break;
                 }
@@ -917,8 +1053,8 @@ impl Job {
     /// CREATE from template0 with the properties CREATE takes, then settings, comment
     /// and ACL (the recorded one; a restore's staging one until the data is in).
     async fn create(&self, props: &DbProps, staged: bool) -> Result<()> {
-        self.lock.ensure_held("the create").await?;
-        provision::act_as_owner(&self.server, &props.owner).await?;
+        // The lock was checked, and membership in the owner granted (begin/take_over),
+        // just before.
         self.server
             .batch_execute(&dbprops::create_statement(props, self.version_num))
             .await
@@ -990,7 +1126,7 @@ impl Job {
         });
         self.catalog
             .client()
-            .execute(
+            .query_typed(
                 "WITH r AS (
                      UPDATE catalog.recreates SET step = 'done', outcome = 'done', finished_at = now(), updated_at = now()
                       WHERE id = $1 RETURNING database, kind
@@ -1000,7 +1136,11 @@ impl Job {
                  )
                  INSERT INTO catalog.events (actor, command, database, step, outcome, detail)
                  SELECT $2, kind, database, 'done', 'done', $3 FROM r",
-                &[&id, &self.catalog.actor(), &detail],
+                &[
+                    (&id, Type::INT8),
+                    (&self.catalog.actor(), Type::TEXT),
+                    (&detail, Type::JSONB),
+                ],
             )
             .await
             .context("recording the end in the catalog")?;
@@ -1082,10 +1222,10 @@ impl Job {
 async fn load_unfinished(catalog: &Catalog, name: &str) -> Result<Option<Record>> {
     let row = catalog
         .client()
-        .query_opt(
+        .query_typed_opt(
             "SELECT id, kind, step, plan, backup_path, backup_bytes, restore_path, actor, started_at
                FROM catalog.recreates WHERE database = $1 AND finished_at IS NULL",
-            &[&name],
+            &[(&name, Type::TEXT)],
         )
         .await
         .context("looking for an unfinished recreate or restore in the catalog")?;
@@ -1120,107 +1260,4 @@ pub(crate) fn resume_note(record: &Record) -> String {
             .map(|p| format!(" (its backup: {})", p.display()))
             .unwrap_or_default()
     )
-}
-
-/// `odoo-db recreate`.
-pub async fn run(config: &Config, args: &RecreateArgs) -> Result<String> {
-    let mut job = Job::open(config, &args.name, Kind::Recreate).await?;
-    let backup_dir = args
-        .backup_dir
-        .clone()
-        .unwrap_or_else(|| config.recreate.backup_dir.clone());
-
-    if let Some(record) = job.resumable().cloned() {
-        let mut plan = job.header("finish recreating", None);
-        plan.push_str(&resume_note(&record));
-        plan.push_str(&dbprops::describe(&record.plan));
-        plan.push_str(&format!(
-            "steps: {}create it from template0 with the properties above, open it\n",
-            if record.step <= Step::Blocking || record.kind == Kind::Restore {
-                "block new connections, end sessions, drop what exists; "
-            } else {
-                ""
-            }
-        ));
-        say(&plan);
-        if args.dry_run {
-            return Ok(DRY_RUN.to_string());
-        }
-        confirm(&job.name, args.yes, "finish recreating").await?;
-        let record = job.take_over(None).await?;
-        let from = if record.kind == Kind::Recreate {
-            record.step
-        } else {
-            Step::Blocking
-        };
-        let differences = job.replace(&record.plan, from, None).await?;
-        return job.finish(differences).await;
-    }
-
-    // Step 1: inspect, print, check.
-    let inspection = job.take_inspection().ok_or_else(|| {
-        Error::refused(format!(
-            "recreate of {name} refused: the catalog knows it but it does not exist on cluster {cluster}, \
-             so there is nothing to back up or drop; put it back with `odoo-db restore {name}`; nothing was changed",
-            name = job.name,
-            cluster = job.cluster
-        ))
-    })?;
-    tracing::debug!("{}: inspected", job.name);
-    let props = inspection.props.clone();
-    let mut plan = job.header("recreate", Some(&inspection));
-    plan.push_str(&dbprops::describe(&props));
-    plan.push_str(&dbprops::describe_live(&inspection));
-    say(&plan);
-    job.check(&props, Some(&inspection)).await?;
-    let tools = if args.no_backup {
-        None
-    } else {
-        let tools = backup::find_tools(job.server_major())?;
-        backup::check_compression(&tools, &config.recreate.compression)?;
-        backup::check_space(&backup_dir, inspection.size_bytes.max(0) as u64)?;
-        Some(tools)
-    };
-    let mut steps = String::from("steps: ");
-    match &tools {
-        Some(tools) => steps.push_str(&format!(
-            "back up into {} (pg_dump {} -Fc --compress={}, read back whole, keep the newest {}); ",
-            backup_dir.display(),
-            tools.major,
-            config.recreate.compression,
-            config.recreate.keep_backups
-        )),
-        None => steps.push_str("NO backup (--no-backup); "),
-    }
-    steps.push_str(&format!(
-        "block new connections; end {} session(s); drop; create from template0 with the properties above; open it\n",
-        inspection.sessions.len()
-    ));
-    say(&steps);
-    if args.dry_run {
-        return Ok(DRY_RUN.to_string());
-    }
-
-    // Step 2.
-    tracing::debug!("{}: checked", job.name);
-    confirm(&job.name, args.yes, "drop and recreate").await?;
-
-    // Step 3.
-    job.begin(&props, None).await?;
-    if let Some(tools) = &tools {
-        job.back_up(
-            tools,
-            &backup_dir,
-            &config.recreate.compression,
-            config.recreate.keep_backups,
-        )
-        .await?;
-    }
-    fail::fail_point!("recreate-after-backup");
-
-    // Steps 4 and 5.
-    let differences = job.replace(&props, Step::Blocking, None).await?;
-
-    // Step 6.
-    job.finish(differences).await
 }

@@ -132,7 +132,9 @@ mod tests {
         assert_eq!(parse_size("1GB"), Ok(1 << 30));
         assert_eq!(parse_size("512kB"), Ok(512 * 1024));
         assert_eq!(parse_size("8192"), Ok(8192));
-        assert!(parse_size("16 parsecs").unwrap_err().contains("unknown size unit"));
+        assert!(parse_size("16 parsecs")
+            .unwrap_err()
+            .contains("unknown size unit"));
         assert!(parse_size("MB").is_err());
     }
 

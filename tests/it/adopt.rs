@@ -20,11 +20,32 @@ fn adopt_registers_hand_made_databases_and_reports_acl_problems() {
     let customer = unique("zenith");
     let name = "amber_orchard_adopt";
     make_by_hand(&harness.primary, name, name);
-    make_by_hand(integration, &format!("{name}_integration"), &format!("{name}_integration"));
+    make_by_hand(
+        integration,
+        &format!("{name}_integration"),
+        &format!("{name}_integration"),
+    );
 
-    let run = odoo_db()
-        .args(["adopt", "--customer", &customer, "--name", name])
-        .run();
+    let adopt = || {
+        odoo_db()
+            .args(["adopt", "--customer", &customer, "--name", name])
+            .run()
+    };
+    if harness.primary.major() >= 16 {
+        // PostgreSQL 16+: a CREATEROLE role cannot grant itself a role a superuser
+        // made; adopt refuses, records nothing, and names the GRANT to run.
+        let refused = adopt();
+        refused.expect_code(2);
+        let grant = format!("GRANT \"{name}\" TO \"odoo_db_admin\"");
+        assert!(refused.stderr.contains(&grant), "{}", refused.stderr);
+        let listed = odoo_db().args(["list", "--format", "json"]).run();
+        assert!(!listed.stdout.contains(&customer), "nothing recorded");
+        harness.primary.psql_superuser(&format!("{grant}")).unwrap();
+        integration
+            .psql_superuser(&format!("GRANT {name}_integration TO odoo_db_admin"))
+            .unwrap();
+    }
+    let run = adopt();
     run.success();
     assert_eq!(
         run.stdout,
@@ -35,7 +56,9 @@ fn adopt_registers_hand_made_databases_and_reports_acl_problems() {
         )
     );
     assert!(run.stderr.contains("PUBLIC may connect"), "{}", run.stderr);
-    assert!(run.stderr.contains(&format!("REVOKE CONNECT, TEMPORARY ON DATABASE {name} FROM PUBLIC")));
+    assert!(run.stderr.contains(&format!(
+        "REVOKE CONNECT, TEMPORARY ON DATABASE {name} FROM PUBLIC"
+    )));
     // adopt changed nothing on the database: PUBLIC still may connect.
     assert_eq!(
         harness
@@ -56,12 +79,12 @@ fn adopt_registers_hand_made_databases_and_reports_acl_problems() {
         .filter(|e| e["customer"] == customer.as_str())
         .collect();
     assert_eq!(ours.len(), 2);
-    assert!(ours.iter().all(|e| e["state"] == "ready" && e["present"] == true));
+    assert!(ours
+        .iter()
+        .all(|e| e["state"] == "ready" && e["present"] == true));
 
     // Again: nothing new, same output.
-    let again = odoo_db()
-        .args(["adopt", "--customer", &customer, "--name", name])
-        .run();
+    let again = adopt();
     again.success();
     assert_eq!(again.stdout, run.stdout);
 }
@@ -78,11 +101,25 @@ fn adopt_refuses_a_database_owned_by_another_role_and_records_nothing() {
     run.expect_code(2);
     assert!(run.stderr.contains("owned by postgres"), "{}", run.stderr);
     let listed = odoo_db().args(["list", "--format", "json"]).run();
-    assert!(!listed.stdout.contains(&customer), "nothing recorded: {}", listed.stdout);
+    assert!(
+        !listed.stdout.contains(&customer),
+        "nothing recorded: {}",
+        listed.stdout
+    );
 
     let missing = odoo_db()
-        .args(["adopt", "--customer", &customer, "--name", "no_such_database_here"])
+        .args([
+            "adopt",
+            "--customer",
+            &customer,
+            "--name",
+            "no_such_database_here",
+        ])
         .run();
     missing.expect_code(2);
-    assert!(missing.stderr.contains("does not exist"), "{}", missing.stderr);
+    assert!(
+        missing.stderr.contains("does not exist"),
+        "{}",
+        missing.stderr
+    );
 }

@@ -14,13 +14,25 @@ fn config_with(extra: &str) -> (tempfile::TempDir, std::path::PathBuf) {
 #[test]
 fn config_errors_exit_2_naming_file_and_key() {
     let (_dir, unknown_key) = config_with("[provision]\nlocale = \"C.UTF-8\"\nlocales = \"x\"\n");
-    let run = OdooDb::new().arg("--config").arg(&unknown_key).arg("list").run();
+    let run = OdooDb::new()
+        .arg("--config")
+        .arg(&unknown_key)
+        .arg("list")
+        .run();
     run.expect_code(2);
-    assert!(run.stderr.contains(&unknown_key.display().to_string()), "{}", run.stderr);
+    assert!(
+        run.stderr.contains(&unknown_key.display().to_string()),
+        "{}",
+        run.stderr
+    );
     assert!(run.stderr.contains("locales"), "{}", run.stderr);
 
     let (_dir, bad_duration) = config_with("[health]\ntimeout = \"30 fortnights\"\n");
-    let run = OdooDb::new().arg("--config").arg(&bad_duration).arg("list").run();
+    let run = OdooDb::new()
+        .arg("--config")
+        .arg(&bad_duration)
+        .arg("list")
+        .run();
     run.expect_code(2);
     assert!(run.stderr.contains("health.timeout"), "{}", run.stderr);
     assert!(run.stderr.contains("unknown time unit"), "{}", run.stderr);
@@ -29,7 +41,11 @@ fn config_errors_exit_2_naming_file_and_key() {
         .args(["--config", "/nonexistent/odoo-db.toml", "list"])
         .run();
     missing.expect_code(2);
-    assert!(missing.stderr.contains("/nonexistent/odoo-db.toml"), "{}", missing.stderr);
+    assert!(
+        missing.stderr.contains("/nonexistent/odoo-db.toml"),
+        "{}",
+        missing.stderr
+    );
 
     // ODOO_DB_CONFIG is used when --config is not given.
     let run = OdooDb::new()
@@ -48,10 +64,18 @@ fn health_and_audit_report_their_own_failures_as_unknown() {
             .args(["--config", "/nonexistent/odoo-db.toml", command])
             .run();
         run.expect_code(3);
-        assert!(run.stdout.starts_with("ODOO-DB UNKNOWN - "), "Nagios shows stdout: {}", run.stdout);
+        assert!(
+            run.stdout.starts_with("ODOO-DB UNKNOWN - "),
+            "Nagios shows stdout: {}",
+            run.stdout
+        );
         let usage = OdooDb::new().args([command, "--no-such-flag"]).run();
         usage.expect_code(3);
-        assert!(usage.stdout.starts_with("ODOO-DB UNKNOWN - "), "{}", usage.stdout);
+        assert!(
+            usage.stdout.starts_with("ODOO-DB UNKNOWN - "),
+            "{}",
+            usage.stdout
+        );
     }
     let usage = OdooDb::new().args(["list", "--no-such-flag"]).run();
     usage.expect_code(2);
@@ -60,7 +84,9 @@ fn health_and_audit_report_their_own_failures_as_unknown() {
 #[test]
 fn results_go_to_stdout_and_json_logs_to_stderr() {
     initialized();
-    let run = odoo_db().args(["--log-format", "json", "-v", "list", "--format", "json"]).run();
+    let run = odoo_db()
+        .args(["--log-format", "json", "-v", "list", "--format", "json"])
+        .run();
     run.success();
     serde_json::from_str::<serde_json::Value>(&run.stdout).expect("stdout is only the JSON result");
     for line in run.stderr.lines() {
@@ -79,5 +105,8 @@ fn completions_and_man_page_are_generated() {
     }
     let man = OdooDb::new().arg("man").run();
     man.success();
-    assert!(man.stdout.starts_with(".ie") || man.stdout.contains(".TH"), "roff output");
+    assert!(
+        man.stdout.starts_with(".ie") || man.stdout.contains(".TH"),
+        "roff output"
+    );
 }

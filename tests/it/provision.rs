@@ -107,16 +107,26 @@ fn provision_creates_what_the_contract_says_on_both_environments() {
             "PUBLIC must not connect to {db}"
         );
         assert!(
-            query(server, &format!("SELECT rolpassword FROM pg_authid WHERE rolname = '{db}'"))
-                .starts_with("SCRAM-SHA-256$4096:"),
+            query(
+                server,
+                &format!("SELECT rolpassword FROM pg_authid WHERE rolname = '{db}'")
+            )
+            .starts_with("SCRAM-SHA-256$4096:"),
             "the password of {db} is stored as a SCRAM verifier"
         );
     }
 
     // The standby replays the new database.
-    util::wait_until(Duration::from_secs(20), "the standby shows the database", || {
-        query(standby, &format!("SELECT count(*) FROM pg_database WHERE datname = '{name}'")) == "1"
-    });
+    util::wait_until(
+        Duration::from_secs(20),
+        "the standby shows the database",
+        || {
+            query(
+                standby,
+                &format!("SELECT count(*) FROM pg_database WHERE datname = '{name}'"),
+            ) == "1"
+        },
+    );
 
     // The secrets files: 0600, 20 alphanumerics, and the password logs in (SCRAM).
     for env in ["production", "integration"] {
@@ -131,15 +141,29 @@ fn provision_creates_what_the_contract_says_on_both_environments() {
     }
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
-        let client = connect_tcp(&harness.primary, &name, &password(secrets.path(), "production"), &name)
+        let client = connect_tcp(
+            &harness.primary,
+            &name,
+            &password(secrets.path(), "production"),
+            &name,
+        )
+        .await
+        .expect("the generated production password logs in");
+        let user: String = client
+            .query_one("SELECT current_user::text", &[])
             .await
-            .expect("the generated production password logs in");
-        let user: String = client.query_one("SELECT current_user::text", &[]).await.unwrap().get(0);
+            .unwrap()
+            .get(0);
         assert_eq!(user, name);
         let integration_name = format!("{name}_integration");
-        connect_tcp(integration, &integration_name, &password(secrets.path(), "integration"), &integration_name)
-            .await
-            .expect("the generated integration password logs in");
+        connect_tcp(
+            integration,
+            &integration_name,
+            &password(secrets.path(), "integration"),
+            &integration_name,
+        )
+        .await
+        .expect("the generated integration password logs in");
     });
 
     // Another customer's role cannot connect to this database.
@@ -150,9 +174,14 @@ fn provision_creates_what_the_contract_says_on_both_environments() {
     let other_name = production_name(&other_run.stdout);
     assert_ne!(other_name, name);
     runtime.block_on(async {
-        let error = connect_tcp(&harness.primary, &other_name, &password(other_secrets.path(), "production"), &name)
-            .await
-            .expect_err("another customer's role must not connect");
+        let error = connect_tcp(
+            &harness.primary,
+            &other_name,
+            &password(other_secrets.path(), "production"),
+            &name,
+        )
+        .await
+        .expect_err("another customer's role must not connect");
         let code = error.as_db_error().map(|e| e.code().code().to_string());
         assert_eq!(code.as_deref(), Some("42501"), "{error}");
     });
@@ -162,8 +191,15 @@ fn provision_creates_what_the_contract_says_on_both_environments() {
         let secret = password(secrets.path(), env);
         for server in [&harness.primary, integration] {
             let log = server.log_contents().unwrap();
-            assert!(log.contains("CREATE ROLE"), "log_statement=all logs the statements");
-            assert!(!log.contains(&secret), "{env} password in the {} server log", server.name);
+            assert!(
+                log.contains("CREATE ROLE"),
+                "log_statement=all logs the statements"
+            );
+            assert!(
+                !log.contains(&secret),
+                "{env} password in the {} server log",
+                server.name
+            );
         }
         assert!(!run.stdout.contains(&secret) && !run.stderr.contains(&secret));
     }
@@ -201,7 +237,10 @@ fn provisioning_again_changes_nothing_and_prints_the_same_names() {
     // Each snapshot lists only this customer's objects in the lines that matter, but
     // other tests run concurrently: compare the lines naming this customer's objects.
     let ours = |text: &str| -> Vec<String> {
-        text.lines().filter(|line| line.starts_with(&name)).map(String::from).collect()
+        text.lines()
+            .filter(|line| line.starts_with(&name))
+            .map(String::from)
+            .collect()
     };
     assert_eq!(ours(&snapshot(&harness.primary)), ours(&before.0));
     assert_eq!(ours(&snapshot(integration)), ours(&before.1));
@@ -219,12 +258,28 @@ fn catalog_query(sql: &str) -> String {
 fn catalog_query_on(harness: &odoo_db::harness::Harness, sql: &str) -> String {
     let mut command = std::process::Command::new(harness.primary.bin("psql"));
     command
-        .args(["-X", "-At", "-v", "ON_ERROR_STOP=1", "-U", "postgres", "-d", "odoo_db", "-h"])
+        .args([
+            "-X",
+            "-At",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-U",
+            "postgres",
+            "-d",
+            "odoo_db",
+            "-h",
+        ])
         .arg(&harness.primary.socket_dir)
         .args(["-p", &harness.primary.port.to_string(), "-c", sql]);
     let output = command.output().expect("running psql");
-    assert!(output.status.success(), "{sql}: {}", String::from_utf8_lossy(&output.stderr));
-    String::from_utf8_lossy(&output.stdout).trim_end().to_string()
+    assert!(
+        output.status.success(),
+        "{sql}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout)
+        .trim_end()
+        .to_string()
 }
 
 /// Refusals on a harness of its own, so that "nothing changed" is checked against
@@ -306,7 +361,14 @@ fn refused_input_exits_2_and_changes_nothing_on_any_server() {
             continue; // "bau" is shorter than 4 characters: not a forbidden token
         }
         let run = cli()
-            .args(["provision", "--customer", "wayne", "--name", name, "--secrets-dir"])
+            .args([
+                "provision",
+                "--customer",
+                "wayne",
+                "--name",
+                name,
+                "--secrets-dir",
+            ])
             .arg(empty_secrets.path())
             .run();
         run.expect_code(2);
@@ -316,8 +378,16 @@ fn refused_input_exits_2_and_changes_nothing_on_any_server() {
             run.stderr
         );
     }
-    assert_eq!(state(), before, "refusals changed nothing on any server or in the catalog");
-    assert_eq!(std::fs::read_dir(empty_secrets.path()).unwrap().count(), 0, "no secrets file written");
+    assert_eq!(
+        state(),
+        before,
+        "refusals changed nothing on any server or in the catalog"
+    );
+    assert_eq!(
+        std::fs::read_dir(empty_secrets.path()).unwrap().count(),
+        0,
+        "no secrets file written"
+    );
 }
 
 #[test]
@@ -327,13 +397,25 @@ fn a_given_name_is_used_as_given() {
     let secrets = secrets_dir();
     let name = "quiet_harbor_given".to_string();
     let run = odoo_db()
-        .args(["provision", "--customer", &customer, "--name", &name, "--env", "production", "--secrets-dir"])
+        .args([
+            "provision",
+            "--customer",
+            &customer,
+            "--name",
+            &name,
+            "--env",
+            "production",
+            "--secrets-dir",
+        ])
         .arg(secrets.path())
         .run();
     run.success();
     assert_eq!(
         run.stdout,
-        format!("# production\nexport DB_USER={name}\nexport DB_NAME={name}\nexport DB_PORT={}\n", harness.primary.port)
+        format!(
+            "# production\nexport DB_USER={name}\nexport DB_NAME={name}\nexport DB_PORT={}\n",
+            harness.primary.port
+        )
     );
 }
 
@@ -341,7 +423,11 @@ fn a_given_name_is_used_as_given() {
 fn a_provision_killed_between_steps_is_completed_by_running_it_again() {
     let harness = initialized();
     let integration = harness.integration.as_ref().unwrap();
-    for failpoint in ["provision-after-secrets", "provision-after-role", "provision-after-database"] {
+    for failpoint in [
+        "provision-after-secrets",
+        "provision-after-role",
+        "provision-after-database",
+    ] {
         let customer = unique("crash");
         let secrets = secrets_dir();
         let crashed = odoo_db()
@@ -352,12 +438,18 @@ fn a_provision_killed_between_steps_is_completed_by_running_it_again() {
         assert_ne!(crashed.code, 0, "{failpoint} must stop the provision");
         let listed = odoo_db().args(["list", "--format", "json"]).run();
         listed.success();
-        assert!(listed.stdout.contains("\"provisioning\""), "{failpoint}: list shows the half-done state");
+        assert!(
+            listed.stdout.contains("\"provisioning\""),
+            "{failpoint}: list shows the half-done state"
+        );
 
         let rerun = provision(&customer, secrets.path());
         rerun.success();
         let name = production_name(&rerun.stdout);
-        for (server, db) in [(&harness.primary, name.clone()), (integration, format!("{name}_integration"))] {
+        for (server, db) in [
+            (&harness.primary, name.clone()),
+            (integration, format!("{name}_integration")),
+        ] {
             assert_eq!(
                 query(server, &format!("SELECT pg_get_userbyid(datdba), has_database_privilege('public', '{db}', 'CONNECT') FROM pg_database WHERE datname = '{db}'")),
                 format!("{db}|f"),
@@ -366,11 +458,20 @@ fn a_provision_killed_between_steps_is_completed_by_running_it_again() {
         }
         let runtime = tokio::runtime::Runtime::new().unwrap();
         runtime.block_on(async {
-            connect_tcp(&harness.primary, &name, &password(secrets.path(), "production"), &name)
-                .await
-                .unwrap_or_else(|e| panic!("{failpoint}: the password in the secrets file logs in: {e}"));
+            connect_tcp(
+                &harness.primary,
+                &name,
+                &password(secrets.path(), "production"),
+                &name,
+            )
+            .await
+            .unwrap_or_else(|e| {
+                panic!("{failpoint}: the password in the secrets file logs in: {e}")
+            });
         });
-        let state = catalog_query(&format!("SELECT string_agg(state, ',') FROM catalog.databases WHERE customer = '{customer}'"));
+        let state = catalog_query(&format!(
+            "SELECT string_agg(state, ',') FROM catalog.databases WHERE customer = '{customer}'"
+        ));
         assert_eq!(state, "ready,ready", "{failpoint}");
     }
 }
@@ -381,18 +482,36 @@ fn a_half_done_provision_whose_secrets_are_gone_is_refused_with_what_to_do() {
     let customer = unique("lost");
     let secrets = secrets_dir();
     let crashed = odoo_db()
-        .args(["provision", "--customer", &customer, "--env", "production", "--secrets-dir"])
+        .args([
+            "provision",
+            "--customer",
+            &customer,
+            "--env",
+            "production",
+            "--secrets-dir",
+        ])
         .arg(secrets.path())
         .env("FAILPOINTS", "provision-after-role=panic")
         .run();
     assert_ne!(crashed.code, 0);
     std::fs::remove_file(secrets.path().join("production.env")).unwrap();
     let run = odoo_db()
-        .args(["provision", "--customer", &customer, "--env", "production", "--secrets-dir"])
+        .args([
+            "provision",
+            "--customer",
+            &customer,
+            "--env",
+            "production",
+            "--secrets-dir",
+        ])
         .arg(secrets.path())
         .run();
     run.expect_code(2);
-    assert!(run.stderr.contains("DROP ROLE"), "says what to do: {}", run.stderr);
+    assert!(
+        run.stderr.contains("DROP ROLE"),
+        "says what to do: {}",
+        run.stderr
+    );
 }
 
 #[test]
@@ -411,10 +530,15 @@ fn two_concurrent_provisions_of_one_customer_take_one_name() {
     second.success();
     assert_eq!(first.stdout, second.stdout, "both print the one name");
     let name = production_name(&first.stdout);
-    let count = catalog_query(&format!("SELECT count(*) FROM catalog.customers WHERE customer = '{customer}'"));
+    let count = catalog_query(&format!(
+        "SELECT count(*) FROM catalog.customers WHERE customer = '{customer}'"
+    ));
     assert_eq!(count, "1");
     assert_eq!(
-        query(&harness.primary, &format!("SELECT count(*) FROM pg_roles WHERE rolname = '{name}'")),
+        query(
+            &harness.primary,
+            &format!("SELECT count(*) FROM pg_roles WHERE rolname = '{name}'")
+        ),
         "1"
     );
 }
@@ -429,7 +553,8 @@ fn list_shows_the_customer_environment_state_and_size() {
     let name = production_name(&run.stdout);
     let listed = odoo_db().args(["list", "--format", "json"]).run();
     listed.success();
-    let entries: serde_json::Value = serde_json::from_str(&listed.stdout).expect("list --format json is JSON");
+    let entries: serde_json::Value =
+        serde_json::from_str(&listed.stdout).expect("list --format json is JSON");
     let ours: Vec<&serde_json::Value> = entries
         .as_array()
         .unwrap()
@@ -448,7 +573,10 @@ fn list_shows_the_customer_environment_state_and_size() {
     let table = odoo_db().arg("list").run();
     table.success();
     assert!(table.stdout.starts_with("CUSTOMER"), "{}", table.stdout);
-    assert!(table.stdout.lines().any(|line| line.starts_with(&customer) && line.contains(&name)));
+    assert!(table
+        .stdout
+        .lines()
+        .any(|line| line.starts_with(&customer) && line.contains(&name)));
 }
 
 #[test]
@@ -460,9 +588,10 @@ fn init_is_idempotent_and_refuses_two_clusters_on_one_server() {
 
     // A config whose integration cluster points at the production primary.
     let dir = tempfile::tempdir().unwrap();
-    let config = harness
-        .config_toml()
-        .replace(&harness.integration.as_ref().unwrap().port.to_string(), &harness.primary.port.to_string());
+    let config = harness.config_toml().replace(
+        &harness.integration.as_ref().unwrap().port.to_string(),
+        &harness.primary.port.to_string(),
+    );
     let path = dir.path().join("odoo-db.toml");
     std::fs::write(&path, config).unwrap();
     let run = odoo_db().args(["--config"]).arg(&path).arg("init").run();
