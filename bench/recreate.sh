@@ -13,12 +13,15 @@
 # generated data and a CHECKPOINT is taken, so each variant starts from the same state.
 # Everything runs as odoo-db's least-privilege role over TCP, like odoo-db itself.
 #
-# usage: bench/recreate.sh [SIZE_MB (default 500)] [RUNS (default 1; the median is shown)]
+# usage: bench/recreate.sh [SIZE_MB (default 500)] [RUNS (default 1)] [PLAIN_RUNS (default 3 x RUNS)]
+# Medians are shown. The pair without backup takes a fraction of a second, where a
+# shared machine's noise is of the same size: it gets more runs (it is cheap).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 SIZE_MB=${1:-500}
 RUNS=${2:-1}
+PLAIN_RUNS=${3:-$((3 * RUNS))}
 cargo build --release --quiet
 BIN=$PWD/target/release/odoo-db
 
@@ -102,8 +105,12 @@ odoo_plain() { "$BIN" -q recreate "$NAME" --yes --no-backup >/dev/null; }
 declare -A TIMES LAST
 VARIANTS=(manual_backup odoo_backup manual_plain odoo_plain)
 RATIO_BACKUP="" RATIO_PLAIN=""
-for run in $(seq 1 "$RUNS"); do
+for run in $(seq 1 $((RUNS > PLAIN_RUNS ? RUNS : PLAIN_RUNS))); do
     for variant in "${VARIANTS[@]}"; do
+        case $variant in
+            *_backup) [ "$run" -le "$RUNS" ] || continue ;;
+            *) [ "$run" -le "$PLAIN_RUNS" ] || continue ;;
+        esac
         refill
         start=$(now)
         "$variant"
@@ -114,8 +121,12 @@ for run in $(seq 1 "$RUNS"); do
     done
     # Each run measures both sides minutes apart at most: on a shared machine the
     # ratio within a run is steadier than the ratio of medians.
-    RATIO_BACKUP+="$(echo "${LAST[odoo_backup]} / ${LAST[manual_backup]}" | bc -l) "
-    RATIO_PLAIN+="$(echo "${LAST[odoo_plain]} / ${LAST[manual_plain]}" | bc -l) "
+    if [ "$run" -le "$RUNS" ]; then
+        RATIO_BACKUP+="$(echo "${LAST[odoo_backup]} / ${LAST[manual_backup]}" | bc -l) "
+    fi
+    if [ "$run" -le "$PLAIN_RUNS" ]; then
+        RATIO_PLAIN+="$(echo "${LAST[odoo_plain]} / ${LAST[manual_plain]}" | bc -l) "
+    fi
 done
 
 median() { tr ' ' '\n' <<<"$1" | sed '/^$/d' | sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
@@ -128,8 +139,8 @@ DUMP_ODOO=$(stat -c %s "$(ls -t "$WORK"/backups/*.dump | head -n 1)")
 PG_VERSION=$("$PGBIN/postgres" --version | sed 's/.*) //')
 COMPRESSION=$(grep -A3 '^\[recreate\]' "$ODOO_DB_CONFIG" | sed -n 's/^compression *= *//p')
 
-printf '\nRecreate of a %s integration database (PostgreSQL %s, %s CPUs, median of %s run(s)):\n\n' \
-    "$SIZE" "$PG_VERSION" "$(nproc)" "$RUNS"
+printf '\nRecreate of a %s integration database (PostgreSQL %s, %s CPUs; medians of %s runs with backup, %s without):\n\n' \
+    "$SIZE" "$PG_VERSION" "$(nproc)" "$RUNS" "$PLAIN_RUNS"
 printf '| sequence | seconds | dump size | ratio of medians | median of per-run ratios | target |\n|---|---:|---:|---:|---:|---:|\n'
 printf '| manual: `pg_dump -Fc` (default compression) + `dropdb --force` + `createdb -O` | %.2f | %s MB | 1.00 | 1.00 | |\n' \
     "$MB" "$((DUMP_MANUAL / 1048576))"

@@ -40,7 +40,7 @@ fn adopt_registers_hand_made_databases_and_reports_acl_problems() {
         assert!(refused.stderr.contains(&grant), "{}", refused.stderr);
         let listed = odoo_db().args(["list", "--format", "json"]).run();
         assert!(!listed.stdout.contains(&customer), "nothing recorded");
-        harness.primary.psql_superuser(&format!("{grant}")).unwrap();
+        harness.primary.psql_superuser(&grant).unwrap();
         integration
             .psql_superuser(&format!("GRANT {name}_integration TO odoo_db_admin"))
             .unwrap();
