@@ -9,6 +9,7 @@ use std::process::Stdio;
 
 use crate::cli::DemoArgs;
 use crate::error::{Context, Error, Result};
+use crate::harness::Harness;
 use crate::sandbox;
 
 const CUSTOMER: &str = "demo-customer";
@@ -67,10 +68,93 @@ pub async fn run(args: &DemoArgs) -> Result<String> {
         &["health", "--format", "text"],
     )
     .await?;
+    paused_standby_turns_critical(&tour, &dir).await?;
+    tour.expect(
+        "audit every cluster: names that contain a customer's name (CRITICAL), catalog entries missing or with a wrong owner or PUBLIC CONNECT (WARNING), unmanaged databases (listed)",
+        &["audit", "--format", "text"],
+        &[0, 1, 2],
+    )
+    .await?;
     Ok(format!(
         "\n# tour done. Try it yourself:\n{exports}# odoo-db list\n# when finished: odoo-db sandbox down --dir {}\n",
         dir.display()
     ))
+}
+
+/// Pauses replay on the standby (as the sandbox's superuser: odoo-db itself never
+/// needs that power), writes ~20 MB on the primary, shows health turning CRITICAL and
+/// saying why, then resumes replay and shows it OK again.
+async fn paused_standby_turns_critical(tour: &Tour, dir: &Path) -> Result<()> {
+    let harness = Harness::open(dir)?;
+    let standby = harness
+        .standby
+        .as_ref()
+        .ok_or_else(|| Error::failed("the sandbox has no standby"))?;
+    say("pause replay on the standby (a DBA's pg_wal_replay_pause(), or a standby that paused itself) and write ~20 MB on the primary");
+    standby
+        .superuser()
+        .await?
+        .batch_execute("SELECT pg_wal_replay_pause()")
+        .await?;
+    harness
+        .primary
+        .superuser()
+        .await?
+        .batch_execute(
+            "DROP TABLE IF EXISTS demo_wal; CREATE TABLE demo_wal AS SELECT generate_series(1, 500000) AS n; DROP TABLE demo_wal",
+        )
+        .await?;
+    let verdict = tour
+        .expect(
+            "health now: CRITICAL, replay paused and the byte lag above --crit-lag (exit 2, what Nagios/Icinga and the systemd timer see)",
+            &["health", "--format", "nagios", "--crit-lag", "16MB"],
+            &[2],
+        )
+        .await;
+    // Resume whatever the verdict, so the sandbox is left healthy.
+    standby
+        .superuser()
+        .await?
+        .batch_execute("SELECT pg_wal_replay_resume()")
+        .await?;
+    verdict?;
+    wait_caught_up(&harness, standby).await?;
+    tour.step(
+        "resume replay: the standby catches up and health is OK again",
+        &["health", "--format", "nagios"],
+    )
+    .await
+}
+
+/// Waits (up to 60 s) until the standby has replayed what the primary has written.
+async fn wait_caught_up(harness: &Harness, standby: &crate::harness::PgServer) -> Result<()> {
+    let target: String = harness
+        .primary
+        .superuser()
+        .await?
+        .query_one("SELECT pg_current_wal_lsn()::text", &[])
+        .await?
+        .get(0);
+    let client = standby.superuser().await?;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let caught_up: bool = client
+            .query_one(
+                "SELECT pg_last_wal_replay_lsn() >= $1::text::pg_lsn",
+                &[&target],
+            )
+            .await?
+            .get(0);
+        if caught_up {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() > deadline {
+            return Err(Error::failed(
+                "the standby did not catch up within 60 s after resuming replay",
+            ));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }
 
 fn say(what: &str) {
@@ -100,8 +184,9 @@ impl Tour {
         })
     }
 
-    /// Like [`Tour::step`], and also returns what the step printed on stdout.
-    async fn output(&self, why: &str, args: &[&str]) -> Result<String> {
+    /// Runs one step, shows what it printed, and returns its stdout; the tour stops
+    /// unless it exits with one of `expected` (health's exit codes are its verdict).
+    async fn expect(&self, why: &str, args: &[&str], expected: &[i32]) -> Result<String> {
         say(why);
         println!("$ odoo-db {}", args.join(" "));
         let out = tokio::process::Command::new(&self.binary)
@@ -115,9 +200,13 @@ impl Tour {
             .with_context(|| format!("running odoo-db {}", args.join(" ")))?;
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
         print!("{text}");
-        if !out.status.success() {
+        if !out
+            .status
+            .code()
+            .is_some_and(|code| expected.contains(&code))
+        {
             return Err(Error::failed(format!(
-                "the tour stopped: `odoo-db {}` exited with {}",
+                "the tour stopped: `odoo-db {}` exited with {} (expected {expected:?})",
                 args.join(" "),
                 out.status
             )));
@@ -125,23 +214,11 @@ impl Tour {
         Ok(text)
     }
 
+    async fn output(&self, why: &str, args: &[&str]) -> Result<String> {
+        self.expect(why, args, &[0]).await
+    }
+
     async fn step(&self, why: &str, args: &[&str]) -> Result<()> {
-        say(why);
-        println!("$ odoo-db {}", args.join(" "));
-        let status = tokio::process::Command::new(&self.binary)
-            .args(args)
-            .env("ODOO_DB_CONFIG", &self.config)
-            .env("PGPASSFILE", &self.pgpass)
-            .stdin(Stdio::null())
-            .status()
-            .await
-            .with_context(|| format!("running odoo-db {}", args.join(" ")))?;
-        if !status.success() {
-            return Err(Error::failed(format!(
-                "the tour stopped: `odoo-db {}` exited with {status}",
-                args.join(" ")
-            )));
-        }
-        Ok(())
+        self.expect(why, args, &[0]).await.map(drop)
     }
 }

@@ -5,6 +5,7 @@ mod adopt;
 mod audit;
 mod cli;
 mod conn;
+mod demo;
 mod harness;
 mod health;
 mod packaging;
