@@ -11,7 +11,7 @@ use std::fmt::Write;
 
 use tokio_postgres::Client;
 
-use crate::catalog::{self, Catalog};
+use crate::catalog::Catalog;
 use crate::cli::AdoptArgs;
 use crate::config::{ClusterKind, Config};
 use crate::error::{Context, Error, Result};
@@ -60,12 +60,12 @@ pub async fn run(config: &Config, args: &AdoptArgs) -> Result<String> {
         };
         let client = servers.connect_primary(cluster).await?;
         catalog.verify_identity(cluster, &client).await?;
-        if let Some(entry) = inspect(&client, kind, cluster, &name)
+        let port = servers.primary(cluster)?.server_port();
+        if let Some(entry) = inspect(&client, kind, cluster, port, &name)
             .await
             .with_context(|| format!("adopting {name} on cluster {cluster}"))?
         {
-            let port = servers.primary(cluster)?.server_port();
-            found.push(Found { port, ..entry });
+            found.push(entry);
         }
     }
     if !found
@@ -129,6 +129,7 @@ async fn inspect(
     client: &Client,
     kind: ClusterKind,
     cluster: &str,
+    port: u16,
     name: &str,
 ) -> Result<Option<Found>> {
     let database = client
@@ -167,16 +168,11 @@ async fn inspect(
         )));
     }
     provision::act_as_owner(client, name).await?;
-    if !catalog::database_exists(client, name).await? {
-        return Err(Error::failed(format!(
-            "database {name} vanished during adopt"
-        )));
-    }
     Ok(Some(Found {
         kind,
         cluster: cluster.to_string(),
         name: name.to_string(),
-        port: 0,
+        port,
         public_can_connect,
     }))
 }

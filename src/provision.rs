@@ -84,10 +84,12 @@ pub async fn run(config: &Config, args: &ProvisionArgs) -> Result<String> {
     let _lock = CustomerLock::acquire(&catalog, &args.customer).await?;
     let (base_name, is_new_customer) = choose_name(&sessions, &catalog, args).await?;
 
-    let mut plans = Vec::new();
-    for kind in &kinds {
-        plans.push(plan_environment(&servers, &sessions, &catalog, *kind, &base_name).await?);
-    }
+    let plans = try_join_all(
+        kinds
+            .iter()
+            .map(|kind| plan_environment(&servers, &sessions, &catalog, *kind, &base_name)),
+    )
+    .await?;
     let needs_work = plans.iter().any(|plan| !plan.ready);
     if needs_work && !args.dry_run {
         let Some(dir) = &args.secrets_dir else {
@@ -437,7 +439,8 @@ async fn provision_environment(
     act_as_owner(client, &plan.name)
         .await
         .with_context(context)?;
-    if !catalog::database_exists(client, &plan.name).await? {
+    // Creating the role cannot have created the database: the plan still holds.
+    if !plan.database_exists {
         create_database(client, &plan.name, &config.provision.locale)
             .await
             .with_context(context)?;

@@ -24,6 +24,25 @@ fn password(dir: &Path, env: &str) -> String {
         .to_string()
 }
 
+/// Logs in over TCP with SCRAM as `role` into `db` with the password of `<env>.env`,
+/// and returns `current_user`, as a customer's Odoo would connect.
+fn login(
+    server: &odoo_db::harness::PgServer,
+    secrets: &Path,
+    env: &str,
+    role: &str,
+    db: &str,
+) -> Result<String, tokio_postgres::Error> {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let client = connect_tcp(server, role, &password(secrets, env), db).await?;
+        Ok(client
+            .query_one("SELECT current_user::text", &[])
+            .await?
+            .get(0))
+    })
+}
+
 /// The production name printed in the env blocks.
 fn production_name(stdout: &str) -> String {
     let mut lines = stdout.lines();
@@ -139,32 +158,15 @@ fn provision_creates_what_the_contract_says_on_both_environments() {
         assert_eq!(password.len(), 20);
         assert!(password.chars().all(|c| c.is_ascii_alphanumeric()));
     }
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    runtime.block_on(async {
-        let client = connect_tcp(
-            &harness.primary,
-            &name,
-            &password(secrets.path(), "production"),
-            &name,
-        )
-        .await
-        .expect("the generated production password logs in");
-        let user: String = client
-            .query_one("SELECT current_user::text", &[])
-            .await
-            .unwrap()
-            .get(0);
-        assert_eq!(user, name);
-        let integration_name = format!("{name}_integration");
-        connect_tcp(
-            integration,
-            &integration_name,
-            &password(secrets.path(), "integration"),
-            &integration_name,
-        )
-        .await
-        .expect("the generated integration password logs in");
-    });
+    let integration_name = format!("{name}_integration");
+    for (server, env, db) in [
+        (&harness.primary, "production", &name),
+        (integration, "integration", &integration_name),
+    ] {
+        let user = login(server, secrets.path(), env, db, db)
+            .unwrap_or_else(|e| panic!("the generated {env} password logs in: {e}"));
+        assert_eq!(&user, db);
+    }
 
     // Another customer's role cannot connect to this database.
     let other = unique("globex");
@@ -173,18 +175,16 @@ fn provision_creates_what_the_contract_says_on_both_environments() {
     other_run.success();
     let other_name = production_name(&other_run.stdout);
     assert_ne!(other_name, name);
-    runtime.block_on(async {
-        let error = connect_tcp(
-            &harness.primary,
-            &other_name,
-            &password(other_secrets.path(), "production"),
-            &name,
-        )
-        .await
-        .expect_err("another customer's role must not connect");
-        let code = error.as_db_error().map(|e| e.code().code().to_string());
-        assert_eq!(code.as_deref(), Some("42501"), "{error}");
-    });
+    let error = login(
+        &harness.primary,
+        other_secrets.path(),
+        "production",
+        &other_name,
+        &name,
+    )
+    .expect_err("another customer's role must not connect");
+    let code = error.as_db_error().map(|e| e.code().code().to_string());
+    assert_eq!(code.as_deref(), Some("42501"), "{error}");
 
     // No plaintext password anywhere: server logs (log_statement=all), odoo-db's output at -v.
     for env in ["production", "integration"] {
@@ -456,19 +456,15 @@ fn a_provision_killed_between_steps_is_completed_by_running_it_again() {
                 "{failpoint}: {db} completed"
             );
         }
-        let runtime = tokio::runtime::Runtime::new().unwrap();
-        runtime.block_on(async {
-            connect_tcp(
-                &harness.primary,
-                &name,
-                &password(secrets.path(), "production"),
-                &name,
-            )
-            .await
-            .unwrap_or_else(|e| {
-                panic!("{failpoint}: the password in the secrets file logs in: {e}")
+        let integration_name = format!("{name}_integration");
+        for (server, env, db) in [
+            (&harness.primary, "production", &name),
+            (integration, "integration", &integration_name),
+        ] {
+            login(server, secrets.path(), env, db, db).unwrap_or_else(|e| {
+                panic!("{failpoint}: the {env} password in the secrets file logs in: {e}")
             });
-        });
+        }
         let state = catalog_query(&format!(
             "SELECT string_agg(state, ',') FROM catalog.databases WHERE customer = '{customer}'"
         ));
