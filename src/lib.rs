@@ -15,6 +15,7 @@ pub mod conn;
 pub mod dbprops;
 pub mod demo;
 pub mod error;
+pub mod files;
 pub mod harness;
 pub mod health;
 pub mod init;

@@ -1,0 +1,253 @@
+//! The rules for every file and directory odoo-db writes (the contract's "Files
+//! odoo-db writes"), in one place so that each job applies the same ones.
+//!
+//! Why: odoo-db often runs as root and writes secrets, customer dumps and the
+//! Prometheus textfile. Another local user who can write a directory on the way can
+//! plant a symlink or a file under the name odoo-db is about to use, or swap a file
+//! after it was written. So, like OpenSSH's `StrictModes`:
+//! - a directory odoo-db writes into must belong to this user or root and be writable
+//!   by nobody else; each directory above it likewise, except that a sticky one (`/tmp`)
+//!   is accepted, because there others cannot rename or delete what is not theirs;
+//! - directories it creates are 0700 whatever the umask;
+//! - files are created with `O_EXCL | O_NOFOLLOW` and an explicit mode, under
+//!   unpredictable names when temporary, and put in place by `rename` after an fsync.
+
+use std::fs::{File, OpenOptions, Permissions};
+use std::io::{ErrorKind, Write};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+
+/// Refuse (nothing changed) unless `dir` is an existing directory that only this user
+/// (or root) can write, reached through directories nobody else can tamper with.
+/// `what` names the directory in the message ("backup directory").
+pub fn check_private_dir(dir: &Path, what: &str) -> Result<()> {
+    let dir = std::path::absolute(dir)
+        .map_err(|e| Error::failed(format!("{what} {}: {e}", dir.display())))?;
+    let metadata = match std::fs::metadata(&dir) {
+        Ok(metadata) => metadata,
+        Err(e) if e.kind() == ErrorKind::NotFound => {
+            return Err(Error::refused(format!(
+                "{what} {} does not exist",
+                dir.display()
+            )))
+        }
+        Err(e) => {
+            return Err(Error::failed(format!(
+                "cannot inspect {what} {}: {e}",
+                dir.display()
+            )))
+        }
+    };
+    if !metadata.is_dir() {
+        return Err(Error::refused(format!(
+            "{what} {} is not a directory",
+            dir.display()
+        )));
+    }
+    check_owner_and_mode(&dir, &metadata, what, false)?;
+    let mut ancestor = dir.parent();
+    while let Some(parent) = ancestor {
+        let metadata = std::fs::metadata(parent)
+            .map_err(|e| Error::failed(format!("cannot inspect {}: {e}", parent.display())))?;
+        check_owner_and_mode(parent, &metadata, what, true)?;
+        ancestor = parent.parent();
+    }
+    Ok(())
+}
+
+fn check_owner_and_mode(
+    dir: &Path,
+    metadata: &std::fs::Metadata,
+    what: &str,
+    is_ancestor: bool,
+) -> Result<()> {
+    let me = nix::unistd::geteuid().as_raw();
+    let owner = metadata.uid();
+    let mode = metadata.mode() & 0o7777;
+    let shown = dir.display();
+    let role = if is_ancestor {
+        format!("{shown}, a directory above the {what},")
+    } else {
+        format!("{what} {shown}")
+    };
+    if owner != me && owner != 0 {
+        return Err(Error::refused(format!(
+            "{role} belongs to uid {owner}, not to this user (uid {me}) or root, who could \
+             replace what odoo-db writes there; use a directory of your own (mkdir -m 700)"
+        )));
+    }
+    let sticky = mode & 0o1000 != 0;
+    if mode & 0o022 != 0 && !(is_ancestor && sticky) {
+        return Err(Error::refused(format!(
+            "{role} is writable by group or others (mode {mode:04o}), who could plant or replace \
+             files there; run chmod go-w {shown} or use a private directory"
+        )));
+    }
+    Ok(())
+}
+
+/// Create `dir` and its missing parents, each 0700 whatever the umask, then check it
+/// as [`check_private_dir`] does. An existing directory keeps its mode (and must pass).
+pub fn ensure_private_dir(dir: &Path, what: &str) -> Result<()> {
+    let dir = std::path::absolute(dir)
+        .map_err(|e| Error::failed(format!("{what} {}: {e}", dir.display())))?;
+    // Create from the outermost missing directory inwards, so each gets its mode now.
+    let mut missing: Vec<PathBuf> = Vec::new();
+    let mut probe = Some(dir.as_path());
+    while let Some(path) = probe {
+        match std::fs::symlink_metadata(path) {
+            Ok(_) => break,
+            Err(e) if e.kind() == ErrorKind::NotFound => missing.push(path.to_path_buf()),
+            Err(e) => {
+                return Err(Error::failed(format!(
+                    "cannot inspect {}: {e}",
+                    path.display()
+                )))
+            }
+        }
+        probe = path.parent();
+    }
+    for path in missing.iter().rev() {
+        match std::fs::DirBuilder::new().mode(0o700).create(path) {
+            Ok(()) => {}
+            // Created meanwhile by a concurrent run: checked below like any other.
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => continue,
+            Err(e) => {
+                return Err(Error::failed(format!(
+                    "cannot create {what} {}: {e}",
+                    path.display()
+                )))
+            }
+        }
+        // The umask may have taken bits away, never added: set the mode exactly.
+        std::fs::set_permissions(path, Permissions::from_mode(0o700)).map_err(|e| {
+            Error::failed(format!("cannot set mode 0700 on {}: {e}", path.display()))
+        })?;
+    }
+    check_private_dir(&dir, what)
+}
+
+/// Create a new file at `path` with `mode` (whatever the umask): `O_EXCL`, so an
+/// existing file or a planted symlink makes it fail with `AlreadyExists`; `O_NOFOLLOW`.
+pub fn create_new(path: &Path, mode: u32) -> std::io::Result<File> {
+    let file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)?;
+    file.set_permissions(Permissions::from_mode(mode))?;
+    Ok(file)
+}
+
+/// Replace `path` atomically with `contents` and `mode`: a temporary file with an
+/// unpredictable name (`O_EXCL`) in the same directory, written, fsynced, renamed over
+/// `path`, and the directory fsynced. A reader sees the old file or the new one, never
+/// a half-written one. The directory must pass [`check_private_dir`] first (callers
+/// decide what a refusal means for them).
+pub fn replace_atomically(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let shown = path.display();
+    let mut temp = tempfile::Builder::new()
+        .prefix(&format!(".{name}."))
+        .suffix(".tmp")
+        .permissions(Permissions::from_mode(mode))
+        .tempfile_in(dir)
+        .map_err(|e| {
+            Error::failed(format!(
+                "cannot create a temporary file beside {shown}: {e}"
+            ))
+        })?;
+    temp.as_file()
+        .set_permissions(Permissions::from_mode(mode))
+        .and_then(|()| temp.write_all(contents))
+        .and_then(|()| temp.as_file().sync_all())
+        .map_err(|e| Error::failed(format!("cannot write {shown}: {e}")))?;
+    temp.persist(path)
+        .map_err(|e| Error::failed(format!("cannot rename into {shown}: {}", e.error)))?;
+    sync_dir(dir)
+}
+
+/// fsync a directory, so a rename or a creation in it survives a crash.
+pub fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::failed(format!("cannot fsync directory {}: {e}", dir.display())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn creates_missing_directories_0700() {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(root.path(), Permissions::from_mode(0o700)).unwrap();
+        // (The umask is process-wide, so this test leaves it alone; the mode is set
+        // explicitly after each mkdir.)
+        let target = root.path().join("a/b/c");
+        ensure_private_dir(&target, "backup directory").unwrap();
+        for dir in ["a", "a/b", "a/b/c"] {
+            let mode = std::fs::metadata(root.path().join(dir)).unwrap().mode() & 0o7777;
+            assert_eq!(mode, 0o700, "{dir}");
+        }
+    }
+
+    #[test]
+    fn refuses_a_directory_others_can_write() {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(root.path(), Permissions::from_mode(0o700)).unwrap();
+        let shared = root.path().join("shared");
+        std::fs::create_dir(&shared).unwrap();
+        std::fs::set_permissions(&shared, Permissions::from_mode(0o777)).unwrap();
+        let error = check_private_dir(&shared, "backup directory").unwrap_err();
+        assert_eq!(error.class(), crate::error::Class::Refused);
+        assert!(
+            error.to_string().contains("writable by group or others"),
+            "{error}"
+        );
+        // Below it too: whoever writes the parent can swap the child.
+        let inner = shared.join("inner");
+        std::fs::create_dir(&inner).unwrap();
+        std::fs::set_permissions(&inner, Permissions::from_mode(0o700)).unwrap();
+        assert!(check_private_dir(&inner, "backup directory").is_err());
+        // A sticky parent (like /tmp) is fine.
+        std::fs::set_permissions(&shared, Permissions::from_mode(0o1777)).unwrap();
+        check_private_dir(&inner, "backup directory").unwrap();
+        // But never the directory itself.
+        assert!(check_private_dir(&shared, "backup directory").is_err());
+    }
+
+    #[test]
+    fn create_new_refuses_planted_symlinks_and_replace_is_atomic() {
+        let root = tempfile::tempdir().unwrap();
+        let victim = root.path().join("victim");
+        std::fs::write(&victim, "keep").unwrap();
+        let planted = root.path().join("planted");
+        std::os::unix::fs::symlink(&victim, &planted).unwrap();
+        let error = create_new(&planted, 0o600).unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::AlreadyExists);
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep");
+
+        let target = root.path().join("metrics.prom");
+        replace_atomically(&target, b"one\n", 0o644).unwrap();
+        replace_atomically(&target, b"two\n", 0o644).unwrap();
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "two\n");
+        assert_eq!(std::fs::metadata(&target).unwrap().mode() & 0o7777, 0o644);
+        let leftovers: Vec<_> = std::fs::read_dir(root.path())
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+            .collect();
+        assert!(leftovers.is_empty());
+    }
+}
