@@ -56,7 +56,29 @@ impl Tools {
 pub struct Backup {
     pub path: PathBuf,
     pub bytes: u64,
+    /// SHA-256 of the whole file, lowercase hex: the catalog records it, and `restore`
+    /// accepts the file only while it still matches.
+    pub sha256: String,
     pub duration: Duration,
+}
+
+/// Lowercase hex of a digest.
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Refuse (nothing changed, nothing created) a backup directory that another user could
+/// write into (or that belongs to one), existing or not: checked at plan time, before
+/// the dump creates it (0700) with [`crate::files::ensure_private_dir`].
+pub fn check_backup_dir(dir: &Path) -> Result<()> {
+    crate::files::check_private_dir_or_creatable(dir, "backup directory").map_err(|error| {
+        match error.class() {
+            crate::error::Class::Refused => {
+                Error::refused(format!("{}; nothing was changed", error.root_message()))
+            }
+            _ => error,
+        }
+    })
 }
 
 /// Directories that may hold PostgreSQL client tools, most explicit first.
@@ -389,20 +411,15 @@ pub async fn dump(
     compression: &str,
 ) -> Result<Backup> {
     let started = Instant::now();
-    if !dir.exists() {
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("creating backup directory {}", dir.display()))?;
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
-    }
+    // It and its missing parents 0700 whatever the umask; an existing one that others
+    // can write (or that is not ours) is refused: they could swap the dump.
+    crate::files::ensure_private_dir(dir, "backup directory")?;
     remove_partials(dir, name);
     let final_path = dir.join(file_name(name, Utc::now()));
     let partial = final_path.with_extension("dump.partial");
-    // Created here, 0600 from the first byte: pg_dump would create it with 0644 & umask.
-    let file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&partial)
+    // Created here, 0600 from the first byte (pg_dump would create it with 0644 & umask),
+    // O_EXCL | O_NOFOLLOW: never through a planted file or symlink.
+    let file = crate::files::create_new(&partial, 0o600)
         .with_context(|| format!("creating {}", partial.display()))?;
     let result = async {
         let pgpass = password_file(params)?;
@@ -422,12 +439,12 @@ pub async fn dump(
             "{name}: dumped, read back and synced after {:.2} s",
             started.elapsed().as_secs_f64()
         );
-        let (reread_bytes, reread_hash) = hash_file(&partial).await?;
+        let (reread_bytes, reread_hash) = digest_file(&partial).await?;
         tracing::debug!(
             "{name}: the file matches what was read back, after {:.2} s",
             started.elapsed().as_secs_f64()
         );
-        if (reread_bytes, reread_hash) != (bytes, hash) {
+        if reread_bytes != bytes || reread_hash != hash {
             return Err(Error::failed(format!(
                 "{} reads back {reread_bytes} bytes that differ from the {bytes} bytes pg_restore verified",
                 partial.display()
@@ -435,13 +452,14 @@ pub async fn dump(
         }
         std::fs::rename(&partial, &final_path)?;
         std::fs::File::open(dir)?.sync_all()?;
-        Ok::<_, Error>(bytes)
+        Ok::<_, Error>((bytes, hash))
     }
     .await;
     match result {
-        Ok(bytes) => Ok(Backup {
+        Ok((bytes, sha256)) => Ok(Backup {
             path: final_path,
             bytes,
+            sha256,
             duration: started.elapsed(),
         }),
         Err(error) => {
@@ -465,7 +483,7 @@ fn collect_stderr(child: &mut tokio::process::Child) -> tokio::task::JoinHandle<
 }
 
 /// Run pg_dump into `file` and into pg_restore's stdin at once; both must succeed.
-/// Returns the length and hash of the stream, and leaves the file synced.
+/// Returns the length and SHA-256 (hex) of the stream, and leaves the file synced.
 ///
 /// Three tasks joined by bounded queues (reading pg_dump, writing the file, feeding
 /// pg_restore), and pipes enlarged to 1 MiB: with one task taking turns, each process
@@ -475,8 +493,8 @@ async fn stream_verified(
     mut pg_restore: tokio::process::Command,
     file: std::fs::File,
     name: &str,
-) -> Result<(u64, u64)> {
-    use std::hash::Hasher;
+) -> Result<(u64, String)> {
+    use sha2::{Digest, Sha256};
     use std::sync::Arc;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     const CHUNK: usize = 1 << 20;
@@ -496,17 +514,17 @@ async fn stream_verified(
     let (to_file, mut file_queue) = tokio::sync::mpsc::channel::<Arc<Vec<u8>>>(QUEUED);
     let (to_verifier, mut verifier_queue) = tokio::sync::mpsc::channel::<Arc<Vec<u8>>>(QUEUED);
     // The file's writer also hashes what it writes: off the path pg_dump waits on.
-    let file_writer = tokio::task::spawn_blocking(move || -> std::io::Result<(u64, u64)> {
+    let file_writer = tokio::task::spawn_blocking(move || -> std::io::Result<(u64, String)> {
         let mut file = file;
-        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        let mut hasher = Sha256::new();
         let mut bytes = 0u64;
         while let Some(chunk) = file_queue.blocking_recv() {
             file.write_all(&chunk)?;
-            hasher.write(&chunk);
+            hasher.update(&chunk[..]);
             bytes += chunk.len() as u64;
         }
         file.sync_all()?;
-        Ok((bytes, hasher.finish()))
+        Ok((bytes, hex(&hasher.finalize())))
     });
     // A reader that quits early has failed (its exit status says why): its queue
     // closes and the dump goes on into the file alone.
@@ -576,15 +594,19 @@ fn enlarge_pipe(pipe: &impl std::os::fd::AsRawFd) {
     }
 }
 
-/// Length and hash of a file as the file system returns it now.
-async fn hash_file(path: &Path) -> Result<(u64, u64)> {
+/// Length and SHA-256 (hex) of a file as the file system returns it now (not through a
+/// symlink: a backup is a regular file).
+pub async fn digest_file(path: &Path) -> Result<(u64, String)> {
     let path = path.to_path_buf();
     tokio::task::spawn_blocking(move || {
-        use std::hash::Hasher;
+        use sha2::{Digest, Sha256};
         use std::io::Read;
-        let mut file = std::fs::File::open(&path)
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(&path)
             .with_context(|| format!("reading back {}", path.display()))?;
-        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        let mut hasher = Sha256::new();
         let mut buffer = vec![0u8; 1 << 20];
         let mut bytes = 0u64;
         loop {
@@ -592,10 +614,10 @@ async fn hash_file(path: &Path) -> Result<(u64, u64)> {
             if n == 0 {
                 break;
             }
-            hasher.write(&buffer[..n]);
+            hasher.update(&buffer[..n]);
             bytes += n as u64;
         }
-        Ok((bytes, hasher.finish()))
+        Ok((bytes, hex(&hasher.finalize())))
     })
     .await
     .map_err(|error| Error::failed(format!("reading the backup back: {error}")))?

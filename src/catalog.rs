@@ -19,6 +19,7 @@ use crate::servers::{self, Servers};
 const MIGRATIONS: &[&str] = &[
     include_str!("../sql/catalog/0001_initial.sql"),
     include_str!("../sql/catalog/0002_recreates.sql"),
+    include_str!("../sql/catalog/0003_backups.sql"),
 ];
 
 /// The newest schema version this binary knows.

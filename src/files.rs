@@ -129,6 +129,51 @@ pub fn ensure_private_dir(dir: &Path, what: &str) -> Result<()> {
     check_private_dir(&dir, what)
 }
 
+/// [`check_private_dir`] for a directory that may not exist yet: an existing one must
+/// pass; for a missing one, the nearest existing directory above it must be one that
+/// [`ensure_private_dir`] can create it in (this user's or root's, writable by nobody
+/// else unless sticky, and likewise above). Creates nothing: a job checks this before
+/// it changes anything, and creates the directory later.
+pub fn check_private_dir_or_creatable(dir: &Path, what: &str) -> Result<()> {
+    let dir = std::path::absolute(dir)
+        .map_err(|e| Error::failed(format!("{what} {}: {e}", dir.display())))?;
+    let mut probe = Some(dir.as_path());
+    while let Some(path) = probe {
+        match std::fs::symlink_metadata(path) {
+            Ok(_) if path == dir => return check_private_dir(&dir, what),
+            Ok(_) => {
+                let metadata = std::fs::metadata(path).map_err(|e| {
+                    Error::failed(format!("cannot inspect {}: {e}", path.display()))
+                })?;
+                if !metadata.is_dir() {
+                    return Err(Error::refused(format!(
+                        "{what} {}: {} is not a directory",
+                        dir.display(),
+                        path.display()
+                    )));
+                }
+                let mut ancestor = Some(path);
+                while let Some(parent) = ancestor {
+                    let metadata = std::fs::metadata(parent).map_err(|e| {
+                        Error::failed(format!("cannot inspect {}: {e}", parent.display()))
+                    })?;
+                    check_owner_and_mode(parent, &metadata, what, true)?;
+                    ancestor = parent.parent();
+                }
+                return Ok(());
+            }
+            Err(e) if e.kind() == ErrorKind::NotFound => probe = path.parent(),
+            Err(e) => {
+                return Err(Error::failed(format!(
+                    "cannot inspect {}: {e}",
+                    path.display()
+                )))
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Create a new file at `path` with `mode` (whatever the umask): `O_EXCL`, so an
 /// existing file or a planted symlink makes it fail with `AlreadyExists`; `O_NOFOLLOW`.
 pub fn create_new(path: &Path, mode: u32) -> std::io::Result<File> {

@@ -123,6 +123,26 @@ impl Step {
     }
 }
 
+/// A backup as the catalog recorded it when it was written.
+#[derive(Debug, Clone)]
+pub(crate) struct RecordedBackup {
+    pub database: String,
+    pub bytes: i64,
+    pub sha256: String,
+}
+
+/// A database found under the name by a resumed run, before it drops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DropState {
+    /// Valid and accepting connections: the interrupted run never began to drop it.
+    Open,
+    /// Valid, connections blocked: blocked by the interrupted run (which may have been
+    /// dropping it, on minors that do not mark an interrupted drop invalid).
+    Closed,
+    /// `datconnlimit = -2`: an interrupted DROP DATABASE; it can only be dropped.
+    Invalid,
+}
+
 /// An unfinished run as the catalog recorded it.
 #[derive(Debug, Clone)]
 pub(crate) struct Record {
@@ -160,6 +180,9 @@ pub(crate) struct Job {
     /// The backup this run (or the run it finishes) wrote: path and size.
     backup: Option<(PathBuf, i64)>,
     restore_from: Option<PathBuf>,
+    /// The owner the catalog recorded for the database (provision or adopt): the only
+    /// role odoo-db makes itself a member of to act on it.
+    recorded_owner: String,
 }
 
 const DRY_RUN: &str = "dry run: stopped after the plan; nothing was changed\n";
@@ -181,6 +204,18 @@ fn check_name(name: &str, catalog_db: &str, kind: Kind) -> Result<()> {
             error.root_message()
         ))
     })
+}
+
+/// Why an owner other than the recorded one is refused, and what to do.
+fn owner_changed(name: &str, found: &str, recorded: &str) -> String {
+    format!(
+        "{found}, but the catalog recorded owner {recorded:?} (DB_USER = DB_NAME); odoo-db acts on a \
+         database by making its own role a member of the owner, and will not take on the privileges of \
+         a role it did not record, so no GRANT was made. A DBA must find out who changed it, and set it \
+         back (as a superuser: ALTER DATABASE {db} OWNER TO {owner}) before running the command again",
+        db = quote_ident(name),
+        owner = quote_ident(recorded)
+    )
 }
 
 /// Print now (not at the end, as other results are): the plan must be on the screen
@@ -281,6 +316,7 @@ pub async fn run(config: &Config, args: &RecreateArgs) -> Result<String> {
     } else {
         let tools = backup::find_tools(job.server_major())?;
         backup::check_compression(&tools, &config.recreate.compression)?;
+        backup::check_backup_dir(&backup_dir)?;
         backup::check_space(&backup_dir, inspection.size_bytes.max(0) as u64)?;
         Some(tools)
     };
@@ -357,7 +393,7 @@ impl Job {
                 catalog
                     .client()
                     .query_typed(
-                        "SELECT environment, cluster, state FROM catalog.databases WHERE name = $1",
+                        "SELECT environment, cluster, state, owner FROM catalog.databases WHERE name = $1",
                         &[(&name, Type::TEXT)],
                     )
                     .await
@@ -470,6 +506,37 @@ impl Job {
             load_unfinished(&catalog, name),
             dbprops::inspect(&server, name, version_num)
         )?;
+        // The owner gate. odoo-db makes its own role a member of the database's owner to
+        // act on it (pg_dump, DROP, CREATE … OWNER); an owner changed behind its back
+        // (ALTER DATABASE … OWNER TO pg_execute_server_program, or any role) would hand
+        // it that role's privileges. Only the owner the catalog recorded is acted for.
+        let recorded_owner: String = rows
+            .iter()
+            .find(|row| row.get::<_, String>(0) == ClusterKind::Integration.as_str())
+            .map(|row| row.get(3))
+            .expect("checked above: every row is the integration one");
+        if let Some(live) = &inspection {
+            if live.props.owner != recorded_owner {
+                return Err(refuse(owner_changed(
+                    name,
+                    &format!("its owner on the server is now {:?}", live.props.owner),
+                    &recorded_owner,
+                )));
+            }
+        }
+        if let Some(record) = &unfinished {
+            if record.plan.owner != recorded_owner {
+                return Err(refuse(owner_changed(
+                    name,
+                    &format!(
+                        "the plan an unfinished {} recorded names owner {:?}",
+                        record.kind.as_str(),
+                        record.plan.owner
+                    ),
+                    &recorded_owner,
+                )));
+            }
+        }
         Ok(Job {
             name: name.to_string(),
             cluster,
@@ -487,6 +554,7 @@ impl Job {
             started_at,
             backup: None,
             restore_from: None,
+            recorded_owner,
         })
     }
 
@@ -522,6 +590,13 @@ impl Job {
                 self.name
             ))
         };
+        if props.owner != self.recorded_owner {
+            return Err(refuse(owner_changed(
+                &self.name,
+                &format!("the properties to apply name owner {:?}", props.owner),
+                &self.recorded_owner,
+            )));
+        }
         if let Some(live) = live {
             if live.is_template {
                 return Err(refuse(
@@ -781,12 +856,19 @@ impl Job {
         let path_text = made.path.to_string_lossy().into_owned();
         let bytes = made.bytes as i64;
         let id = self.run_id.expect("recorded before the backup");
+        // Path, size and SHA-256 together with the step, in one statement: `restore`
+        // accepts only a file recorded here that still matches.
         self.catalog
             .client()
             .execute(
                 "WITH r AS (
                      UPDATE catalog.recreates SET backup_path = $2, backup_bytes = $3, step = 'backed_up', updated_at = now()
                       WHERE id = $1 RETURNING database, kind
+                 ), b AS (
+                     INSERT INTO catalog.backups (path, database, recreate_id, bytes, sha256)
+                     SELECT $2, database, $1, $3, $6 FROM r
+                     ON CONFLICT (path) DO UPDATE SET database = excluded.database, recreate_id = excluded.recreate_id,
+                         bytes = excluded.bytes, sha256 = excluded.sha256, written_at = now(), pruned_at = NULL
                  )
                  INSERT INTO catalog.events (actor, command, database, step, outcome, detail)
                  SELECT $4, kind, database, 'backed_up', 'done', $5 FROM r",
@@ -795,7 +877,8 @@ impl Job {
                     &path_text,
                     &bytes,
                     &self.catalog.actor(),
-                    &json!({ "path": path_text, "bytes": bytes, "seconds": made.duration.as_secs_f64(), "pg_dump": tools.version }),
+                    &json!({ "path": path_text, "bytes": bytes, "sha256": made.sha256, "seconds": made.duration.as_secs_f64(), "pg_dump": tools.version }),
+                    &made.sha256,
                 ],
             )
             .await
@@ -810,7 +893,20 @@ impl Job {
         self.step = Step::BackedUp;
         self.backup = Some((made.path.clone(), bytes));
         let protected = self.protected_backups().await?;
-        backup::prune(dir, &self.name, keep, &protected)?;
+        let pruned: Vec<String> = backup::prune(dir, &self.name, keep, &protected)?
+            .iter()
+            .map(|path| path.to_string_lossy().into_owned())
+            .collect();
+        if !pruned.is_empty() {
+            self.catalog
+                .client()
+                .execute(
+                    "UPDATE catalog.backups SET pruned_at = now() WHERE path = ANY($1) AND pruned_at IS NULL",
+                    &[&pruned],
+                )
+                .await
+                .context("recording the pruned backups in the catalog")?;
+        }
         Ok(())
     }
 
@@ -869,16 +965,39 @@ impl Job {
                 self.record_step(Step::Blocking, json!({ "resumed": resumed }))
             )?;
             self.step = Step::Blocking;
-            // A fresh run saw the database under the lock; a resumed one may find it gone.
-            let exists = !resumed || self.allows_connections().await?.is_some();
+            // A fresh run saw the database under the lock, valid and open. A resumed one
+            // may find it gone, blocked, or left *invalid* by a DROP DATABASE that was
+            // interrupted (datconnlimit = -2 since 11.21, 12.16, 13.12, 14.9, 15.4 and
+            // 16; older minors leave one that still looks valid, blocked by the earlier
+            // run). Such a database can only be dropped: ALTER DATABASE fails on it
+            // ("cannot alter invalid database") and connecting to it fails or worse. So
+            // a resumed run blocks connections only when the earlier run did not get as
+            // far (still valid and open: the drop never began), and otherwise drops
+            // straight away, never connecting to it nor altering it, whatever the version.
+            let found = if resumed {
+                self.drop_state().await?
+            } else {
+                Some(DropState::Open)
+            };
             let mut ended = Vec::new();
-            if exists {
-                self.server
-                    .batch_execute(&format!(
-                        "ALTER DATABASE {database} ALLOW_CONNECTIONS false"
-                    ))
-                    .await
-                    .context("blocking new connections")?;
+            if let Some(found) = found {
+                if found == DropState::Open {
+                    self.server
+                        .batch_execute(&format!(
+                            "ALTER DATABASE {database} ALLOW_CONNECTIONS false"
+                        ))
+                        .await
+                        .context("blocking new connections")?;
+                } else {
+                    tracing::info!(
+                        "{}: {}; dropping it again without connecting to it or altering it",
+                        self.name,
+                        match found {
+                            DropState::Invalid => "left invalid by an interrupted DROP DATABASE",
+                            _ => "already closed to connections by the interrupted run",
+                        }
+                    );
+                }
                 fail::fail_point!("recreate-after-block");
                 ended = self.drop_database("the drop").await?;
             }
@@ -896,18 +1015,19 @@ impl Job {
             // Only a run resumed here can find something under the name (it was
             // just dropped otherwise).
             let existing = if from == Step::Dropped {
-                self.allows_connections().await?
+                self.drop_state().await?
             } else {
                 None
             };
             match existing {
                 None => {}
                 // The copy this job made before it was killed: made with connections
-                // closed, so nobody wrote to it. Made again from the start.
-                Some(false) => {
+                // closed, so nobody wrote to it (or left invalid by an interrupted drop
+                // of it). Made again from the start.
+                Some(DropState::Closed | DropState::Invalid) => {
                     self.drop_database("dropping the half-made copy").await?;
                 }
-                Some(true) => {
+                Some(DropState::Open) => {
                     return Err(Error::failed(format!(
                         "a database named {} exists again and accepts connections, so it is not the copy \
                          this job makes (which stays closed until done): someone else created it. Nothing \
@@ -974,16 +1094,22 @@ impl Job {
         Ok(dbprops::differences(props, &actual.props))
     }
 
-    /// `Some(datallowconn)` when the database exists.
-    async fn allows_connections(&self) -> Result<Option<bool>> {
+    /// What a resumed run finds under the name before it drops (None: nothing), read
+    /// from `pg_database` only.
+    async fn drop_state(&self) -> Result<Option<DropState>> {
         Ok(self
             .server
             .query_typed_opt(
-                "SELECT datallowconn FROM pg_database WHERE datname = $1",
+                "SELECT datconnlimit = -2, datallowconn FROM pg_database WHERE datname = $1",
                 &[(&self.name, Type::TEXT)],
             )
-            .await?
-            .map(|row| row.get(0)))
+            .await
+            .context("looking at what the interrupted run left")?
+            .map(|row| match (row.get::<_, bool>(0), row.get::<_, bool>(1)) {
+                (true, _) => DropState::Invalid,
+                (false, true) => DropState::Open,
+                (false, false) => DropState::Closed,
+            }))
     }
 
     /// End the sessions (odoo-db's role is a member of pg_signal_backend; superusers'
@@ -1121,7 +1247,18 @@ impl Job {
             "seconds": seconds,
             "backup_path": backup_path,
             "backup_bytes": backup_bytes,
-            "restored_from": self.restore_from.as_ref().map(|p| p.to_string_lossy()),
+            "restored_from": self
+                .restore_from
+                .as_ref()
+                .filter(|_| self.kind == Kind::Restore)
+                .map(|p| p.to_string_lossy()),
+            "finished_interrupted": self.resumable().map(|r| json!({
+                "kind": r.kind.as_str(),
+                "step": r.step.as_str(),
+                "started_at": r.started_at,
+                "started_by": r.actor,
+                "restore_path": r.restore_path.as_ref().map(|p| p.to_string_lossy()),
+            })),
             "differences": differences,
         });
         self.catalog
@@ -1155,19 +1292,49 @@ impl Job {
             self.cluster,
             seconds
         );
-        if let Some(path) = &self.restore_from {
+        if let (Some(path), Kind::Restore) = (&self.restore_from, self.kind) {
             let size = std::fs::metadata(path)
                 .map(|m| format_bytes(m.len()))
                 .unwrap_or_default();
             text.push_str(&format!("  restored from {} ({size})\n", path.display()));
         }
+        let resumed = self.resumable();
         match (&self.backup, self.kind) {
             (Some((path, bytes)), _) => text.push_str(&format!(
-                "  backup       {} ({}, read back whole)\n",
+                "  backup       {} ({}, read back whole{})\n",
                 path.display(),
-                format_bytes((*bytes).max(0) as u64)
+                format_bytes((*bytes).max(0) as u64),
+                if resumed.is_some() {
+                    ", by the interrupted run"
+                } else {
+                    ""
+                }
             )),
-            (None, Kind::Recreate) => text.push_str("  backup       none (--no-backup)\n"),
+            (None, Kind::Recreate) => match resumed {
+                // What happened, not a flag nobody gave: a restore makes no backup.
+                Some(record) if record.restore_path.is_some() => {
+                    let path = record.restore_path.as_ref().expect("checked");
+                    text.push_str(&format!(
+                        "  backup       none: this finished an interrupted restore of {} (started {} by {}), \
+                         which makes no backup; {} is now empty, and that backup is untouched: \
+                         `odoo-db restore {} --backup {}` puts it back\n",
+                        path.display(),
+                        record.started_at.format("%Y-%m-%d %H:%M:%S UTC"),
+                        record.actor,
+                        self.name,
+                        self.name,
+                        path.display()
+                    ))
+                }
+                Some(record) => text.push_str(&format!(
+                    "  backup       none: this finished an interrupted {} (started {} by {}) that made none \
+                     (--no-backup)\n",
+                    record.kind.as_str(),
+                    record.started_at.format("%Y-%m-%d %H:%M:%S UTC"),
+                    record.actor
+                )),
+                None => text.push_str("  backup       none (--no-backup)\n"),
+            },
             (None, Kind::Restore) => {}
         }
         for difference in &differences {
@@ -1202,20 +1369,68 @@ impl Job {
         .transpose()
     }
 
-    /// Every backup path the catalog recorded for this database.
+    /// The backups of this database that the catalog recorded with their size and
+    /// SHA-256 and that retention has not deleted, newest first.
     pub(crate) async fn recorded_backups(&self) -> Result<Vec<PathBuf>> {
         let rows = self
             .catalog
             .client()
             .query(
-                "SELECT DISTINCT backup_path FROM catalog.recreates WHERE database = $1 AND backup_path IS NOT NULL",
+                "SELECT path FROM catalog.backups WHERE database = $1 AND pruned_at IS NULL
+                  ORDER BY written_at DESC, path DESC",
                 &[&self.name],
             )
-            .await?;
+            .await
+            .context("looking up the recorded backups in the catalog")?;
         Ok(rows
             .iter()
             .map(|row| PathBuf::from(row.get::<_, String>(0)))
             .collect())
+    }
+
+    /// What the catalog recorded of the backup file `path` when it was written.
+    pub(crate) async fn recorded_backup(&self, path: &Path) -> Result<Option<RecordedBackup>> {
+        let path_text = path.to_string_lossy().into_owned();
+        let row = self
+            .catalog
+            .client()
+            .query_opt(
+                "SELECT database, bytes, sha256 FROM catalog.backups WHERE path = $1",
+                &[&path_text],
+            )
+            .await
+            .context("looking the backup up in the catalog")?;
+        Ok(row.map(|row| RecordedBackup {
+            database: row.get(0),
+            bytes: row.get(1),
+            sha256: row.get(2),
+        }))
+    }
+
+    /// Backup paths of this database that a recreate recorded before the catalog kept
+    /// backups' digests (schema 3): nothing proves they are the files it wrote.
+    pub(crate) async fn undigested_backups(&self) -> Result<Vec<PathBuf>> {
+        let rows = self
+            .catalog
+            .client()
+            .query(
+                "SELECT r.backup_path FROM catalog.recreates r
+                  WHERE r.database = $1 AND r.backup_path IS NOT NULL
+                    AND NOT EXISTS (SELECT FROM catalog.backups b WHERE b.path = r.backup_path)
+                  ORDER BY r.id DESC",
+                &[&self.name],
+            )
+            .await
+            .context("looking up the backups recorded without a digest")?;
+        Ok(rows
+            .iter()
+            .map(|row| PathBuf::from(row.get::<_, String>(0)))
+            .collect())
+    }
+
+    /// The owner the catalog recorded for the database.
+    pub(crate) fn recorded_owner(&self) -> &str {
+        &self.recorded_owner
     }
 }
 
@@ -1254,10 +1469,10 @@ pub(crate) fn resume_note(record: &Record) -> String {
         record.started_at.format("%Y-%m-%d %H:%M:%S UTC"),
         record.actor,
         record.step.as_str(),
-        record
-            .backup_path
-            .as_ref()
-            .map(|p| format!(" (its backup: {})", p.display()))
-            .unwrap_or_default()
+        match (&record.backup_path, &record.restore_path) {
+            (Some(p), _) => format!(" (its backup: {})", p.display()),
+            (None, Some(p)) => format!(" (it was restoring {})", p.display()),
+            (None, None) => String::new(),
+        }
     )
 }

@@ -9,6 +9,12 @@
 //! back whole. While pg_restore runs, as the owner so every object ends up the
 //! customer's, only odoo-db may connect; the recorded ACL comes back afterwards.
 //!
+//! Only a backup that odoo-db wrote is ever restored: its path, size and SHA-256 were
+//! recorded in the catalog when it was written, and the file must still match them, in
+//! a backup directory that no other user can write ([`authenticate`]). A file planted
+//! under the right name, or one swapped after it was written, is refused before anything
+//! changes; `--backup PATH` names a recorded backup, it does not vouch for a file.
+//!
 //! The current contents are replaced without a backup: restore is the way back to a
 //! backup, and a fresh dump here would become "the newest backup" and shadow it.
 
@@ -19,7 +25,7 @@ use crate::cli::RestoreArgs;
 use crate::config::Config;
 use crate::dbprops;
 use crate::error::{Error, Result};
-use crate::recreate::{confirm, resume_note, say, Job, Kind, Step};
+use crate::recreate::{confirm, resume_note, say, Job, Kind, RecordedBackup, Step};
 use crate::units::format_bytes;
 
 const DRY_RUN: &str = "dry run: stopped after the plan; nothing was changed\n";
@@ -44,18 +50,32 @@ pub async fn run(config: &Config, args: &RestoreArgs) -> Result<String> {
     let path = match (&args.backup, &recorded_source) {
         (Some(path), _) => std::path::absolute(path)?,
         (None, Some(recorded)) => recorded.clone(),
-        (None, None) => newest_backup(&job, &config.recreate.backup_dir)
-            .await?
-            .ok_or_else(|| {
-                refuse(
-                    &job.name,
-                    format!(
-                        "no backup of {} in {} nor recorded in the catalog; pass --backup PATH",
-                        job.name,
+        (None, None) => match newest_backup(&job).await? {
+            Some(path) => path,
+            None => {
+                let undigested = job.undigested_backups().await?;
+                let why = match undigested.iter().find(|p| p.is_file()) {
+                    Some(old) => format!(
+                        "; {} exists but was written before odoo-db recorded backups' SHA-256 \
+                         ({})",
+                        old.display(),
+                        by_hand(&job, old)
+                    ),
+                    None => format!(
+                        "; files in {} that the catalog did not record are not taken: nothing proves \
+                         odoo-db wrote them",
                         config.recreate.backup_dir.display()
                     ),
-                )
-            })?,
+                };
+                return Err(refuse(
+                    &job.name,
+                    format!(
+                        "the catalog records no backup of {} that still exists{why}",
+                        job.name
+                    ),
+                ));
+            }
+        },
     };
     if !path.is_file() {
         let way_out = match &resumable {
@@ -77,6 +97,22 @@ pub async fn run(config: &Config, args: &RestoreArgs) -> Result<String> {
             ),
         ));
     }
+    let recorded = authenticate(&job, &path).await.map_err(|error| {
+        let hint = match (&resumable, error.class()) {
+            (Some(_), crate::error::Class::Refused) => format!(
+                "; an interrupted run left {} blocked, dropped or half made: `odoo-db recreate {}` \
+                 finishes it as an empty database",
+                job.name, job.name
+            ),
+            _ => String::new(),
+        };
+        match error.class() {
+            crate::error::Class::Refused => {
+                refuse(&job.name, format!("{}{hint}", error.root_message()))
+            }
+            _ => error,
+        }
+    })?;
     let dumped = backup::archive_database(&tools, &path).await?;
     if dumped != job.name {
         return Err(refuse(
@@ -113,12 +149,11 @@ pub async fn run(config: &Config, args: &RestoreArgs) -> Result<String> {
 
     let mut plan = job.header("restore", live.as_ref());
     plan.push_str(&format!(
-        "  {:<22} {} ({})\n",
+        "  {:<22} {} ({}, SHA-256 {} as recorded when odoo-db wrote it)\n",
         "backup",
         path.display(),
-        std::fs::metadata(&path)
-            .map(|m| format_bytes(m.len()))
-            .unwrap_or_default()
+        format_bytes(recorded.bytes.max(0) as u64),
+        recorded.sha256
     ));
     if let Some(record) = &resumable {
         plan.push_str(&resume_note(record));
@@ -176,18 +211,115 @@ pub async fn run(config: &Config, args: &RestoreArgs) -> Result<String> {
     job.finish(differences).await
 }
 
-/// The newest backup of the database: in the backup directory, or wherever a recreate
-/// recorded one (`--backup-dir`).
-async fn newest_backup(job: &Job, dir: &Path) -> Result<Option<PathBuf>> {
-    let mut found = backup::backups_of(dir, &job.name)?;
-    for path in job.recorded_backups().await? {
-        let Some(file_name) = path.file_name().map(|n| n.to_string_lossy().into_owned()) else {
-            continue;
-        };
-        if let (Some(at), true) = (backup::timestamp_of(&job.name, &file_name), path.is_file()) {
-            found.push((at, path));
+/// The newest backup of the database that the catalog recorded and that still exists,
+/// wherever it was written (`--backup-dir`). A file in a backup directory that the
+/// catalog did not record is never taken, whatever its name.
+async fn newest_backup(job: &Job) -> Result<Option<PathBuf>> {
+    Ok(job
+        .recorded_backups()
+        .await?
+        .into_iter()
+        .find(|path| std::fs::symlink_metadata(path).is_ok()))
+}
+
+/// Refused (the error's class) unless `path` is a backup odoo-db wrote of this very
+/// database: a regular file (no symlink) of this user or root, in a backup directory no
+/// other user can write, recorded in the catalog with the size and SHA-256 it still has.
+async fn authenticate(job: &Job, path: &Path) -> Result<RecordedBackup> {
+    use std::os::unix::fs::MetadataExt;
+    let dir = path.parent().unwrap_or(Path::new("/"));
+    crate::files::check_private_dir(dir, "backup directory")?;
+    let metadata = std::fs::symlink_metadata(path)
+        .map_err(|error| Error::refused(format!("backup {}: {error}", path.display())))?;
+    if !metadata.file_type().is_file() {
+        return Err(Error::refused(format!(
+            "backup {} is not a regular file (a symbolic link or another kind of file); odoo-db \
+             writes backups as plain files and restores nothing else",
+            path.display()
+        )));
+    }
+    let me = nix::unistd::geteuid().as_raw();
+    if metadata.uid() != me && metadata.uid() != 0 {
+        return Err(Error::refused(format!(
+            "backup {} belongs to uid {}, not to this user (uid {me}) or root: odoo-db did not write it",
+            path.display(),
+            metadata.uid()
+        )));
+    }
+    // As recorded (absolute), else the recorded path that names the same file through
+    // symbolic links on the way (`--backup` given through another path).
+    let mut recorded = job.recorded_backup(path).await?;
+    if recorded.is_none() {
+        if let Ok(real) = std::fs::canonicalize(path) {
+            for candidate in job.recorded_backups().await? {
+                if std::fs::canonicalize(&candidate).is_ok_and(|c| c == real) {
+                    recorded = job.recorded_backup(&candidate).await?;
+                    break;
+                }
+            }
         }
     }
-    found.sort();
-    Ok(found.pop().map(|(_, path)| path))
+    let Some(recorded) = recorded else {
+        if job.undigested_backups().await?.iter().any(|p| p == path) {
+            return Err(Error::refused(format!(
+                "backup {} was written before odoo-db recorded backups' size and SHA-256 in the catalog \
+                 (catalog schema 3), so nothing proves it is the file odoo-db wrote rather than one put \
+                 in its place; odoo-db does not restore it, and --backup cannot vouch for it ({})",
+                path.display(),
+                by_hand(job, path)
+            )));
+        }
+        return Err(Error::refused(format!(
+            "{} is not a backup that odoo-db wrote: the catalog has no record of it (its path, size and \
+             SHA-256 are recorded when odoo-db writes a backup), so it may have been planted; `odoo-db \
+             restore {}` without --backup takes the newest recorded one",
+            path.display(),
+            job.name
+        )));
+    };
+    if recorded.database != job.name {
+        return Err(Error::refused(format!(
+            "{} is a backup of database {} (as the catalog recorded it), not of {}; a database only ever \
+             gets its own data back",
+            path.display(),
+            recorded.database,
+            job.name
+        )));
+    }
+    let changed = |what: String| {
+        Error::refused(format!(
+            "backup {} is not the file odoo-db wrote: {what}; it was changed or replaced since, so it is \
+             not restored. Look at who wrote it (it may be an attack); an older recorded backup can be \
+             named with --backup PATH",
+            path.display()
+        ))
+    };
+    if metadata.len() != recorded.bytes as u64 {
+        return Err(changed(format!(
+            "it has {} bytes, the catalog recorded {}",
+            metadata.len(),
+            recorded.bytes
+        )));
+    }
+    let (bytes, sha256) = backup::digest_file(path).await?;
+    if bytes != recorded.bytes as u64 || sha256 != recorded.sha256 {
+        return Err(changed(format!(
+            "its SHA-256 is {sha256}, the catalog recorded {}",
+            recorded.sha256
+        )));
+    }
+    Ok(recorded)
+}
+
+/// How a DBA restores by hand a backup that odoo-db will not vouch for.
+fn by_hand(job: &Job, path: &Path) -> String {
+    format!(
+        "if you know it is genuine (yours or root's, mode 0600, `pg_restore --list` names database {name}), \
+         put it back by hand into the (empty) database as a member of role {owner}: \
+         pg_restore --no-owner --role={owner} --single-transaction --exit-on-error --dbname={name} {path}; \
+         backups that odoo-db writes from now on are recorded and restored by it",
+        name = job.name,
+        owner = job.recorded_owner(),
+        path = path.display()
+    )
 }

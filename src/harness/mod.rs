@@ -643,8 +643,29 @@ fn prepare_dir(dir: Option<&Path>, tools: &Tools) -> Result<(PathBuf, bool)> {
             return Err(e);
         }
     }
-    chown_to(tools.run_as.as_ref(), &dir)?;
+    share_with_server_user(tools.run_as.as_ref(), &dir)?;
     Ok((dir, created))
+}
+
+/// As root, the harness directory stays root's and is shared with the server's OS
+/// user through its group, sticky (mode 1770, like `/tmp` for one group): the servers
+/// create their data directories, logs and sockets in it, and odoo-db, which refuses to
+/// write below a directory that belongs to another user (the contract's "Files odoo-db
+/// writes"), can still keep its backups and secrets under it (a sticky directory above
+/// is accepted, as `/tmp` is). A no-op when not root.
+fn share_with_server_user(run_as: Option<&tools::RunAs>, dir: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    if let Some(user) = run_as {
+        nix::unistd::chown(dir, None, Some(nix::unistd::Gid::from_raw(user.gid))).map_err(|e| {
+            Error::failed(format!(
+                "sharing {} with the postgres OS user's group: {e}",
+                dir.display()
+            ))
+        })?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o1770))
+            .with_context(|| format!("setting the mode of {}", dir.display()))?;
+    }
+    Ok(())
 }
 
 /// As root the servers run as `postgres`, which must be able to enter every
