@@ -1202,3 +1202,7 @@ async fn a_restore_killed_after_the_data_is_finished_by_a_rerun() {
         );
     }
 }
+
+/// Hardening (issue 10) and SIGKILL fault tests, using the helpers above.
+#[path = "recreate_faults.rs"]
+mod faults;
