@@ -123,6 +123,40 @@ async fn restore_takes_only_a_recorded_backup_whose_digest_matches_in_a_private_
     let genuine = written[0].clone();
     let genuine_bytes = std::fs::read(&genuine).unwrap();
 
+    // A planted archive of this very database (a table `planted`, no rows of t), named
+    // as odoo-db names its backups and newer than the genuine one.
+    text_in(
+        integration(),
+        &c.name,
+        &format!(
+            "CREATE TABLE planted (i int); ALTER TABLE planted OWNER TO {}",
+            c.name
+        ),
+    )
+    .await;
+    let planted = c
+        .backup_dir()
+        .join(format!("{}-29991231T235959.999Z.dump", c.name));
+    foreign_dump(&c.name, &planted);
+    text_in(integration(), &c.name, "DROP TABLE planted").await;
+    // The default (newest recorded) is the genuine backup, not the newer planted file.
+    let run = restore(&c, &[]).run();
+    run.success();
+    assert!(
+        run.stdout.contains(&*genuine.to_string_lossy()),
+        "{}",
+        run.stdout
+    );
+    let after = snapshot(integration(), &c.name, &[]).await;
+    assert_eq!(after.rows, Some(ROWS));
+    let planted_tables = text_in(
+        integration(),
+        &c.name,
+        "SELECT count(*) FROM pg_class WHERE relname = 'planted'",
+    )
+    .await;
+    assert_eq!(planted_tables.as_deref(), Some("0"));
+
     // The catalog holds its path, size and SHA-256 (computed here independently).
     let catalog = util::admin_in(primary(), "odoo_db").await;
     let row = catalog
@@ -143,22 +177,6 @@ async fn restore_takes_only_a_recorded_backup_whose_digest_matches_in_a_private_
     };
     assert_eq!(row.get::<_, String>(2), sha);
 
-    // A planted archive of this very database (a table `planted`, no rows of t), named
-    // as odoo-db names its backups and newer than the genuine one.
-    text_in(
-        integration(),
-        &c.name,
-        &format!(
-            "CREATE TABLE planted (i int); ALTER TABLE planted OWNER TO {}",
-            c.name
-        ),
-    )
-    .await;
-    let planted = c
-        .backup_dir()
-        .join(format!("{}-29991231T235959.999Z.dump", c.name));
-    foreign_dump(&c.name, &planted);
-    text_in(integration(), &c.name, "DROP TABLE planted").await;
     let before = snapshot(integration(), &c.name, &[&c.name]).await;
 
     // Named explicitly: refused, nothing changed.
@@ -195,24 +213,6 @@ async fn restore_takes_only_a_recorded_backup_whose_digest_matches_in_a_private_
         vec![genuine.clone(), planted.clone()]
     );
     std::fs::set_permissions(c.backup_dir(), std::fs::Permissions::from_mode(0o700)).unwrap();
-
-    // The default (newest recorded) is the genuine backup, not the newer planted file.
-    let run = restore(&c, &[]).run();
-    run.success();
-    assert!(
-        run.stdout.contains(&*genuine.to_string_lossy()),
-        "{}",
-        run.stdout
-    );
-    let after = snapshot(integration(), &c.name, &[]).await;
-    assert_eq!(after.rows, Some(ROWS));
-    let planted_tables = text_in(
-        integration(),
-        &c.name,
-        "SELECT count(*) FROM pg_class WHERE relname = 'planted'",
-    )
-    .await;
-    assert_eq!(planted_tables.as_deref(), Some("0"));
 
     // A backup recorded before digests were (catalog schema 2): refused with the way
     // out, and --backup cannot vouch for it.
