@@ -604,3 +604,140 @@ async fn sigkill_during_the_backup_the_drop_and_the_restore_then_reruns_converge
     );
     assert_eq!(dumps_in(&dir), made);
 }
+
+/// The real thing behind an invalid database: the server process running DROP DATABASE
+/// dies (SIGKILL, a crash of the server) after PostgreSQL marked the database invalid and
+/// while it removes its files; odoo-db dies too. On a harness of its own (the server
+/// restarts after the crash). Where the kill lands is reported, not asserted: the rerun
+/// must converge in every case, and never ALTER the database it finds.
+#[tokio::test]
+async fn a_drop_whose_server_process_is_killed_is_finished_by_a_rerun() {
+    let harness = util::fresh(odoo_db_harness_options());
+    let server = harness.integration.as_ref().expect("integration server");
+    util::odoo_db_for(&harness).arg("init").run().success();
+    let secrets = tempfile::tempdir().unwrap();
+    let run = util::odoo_db_for(&harness)
+        .args(["provision", "--customer", "crash-drop", "--secrets-dir"])
+        .arg(secrets.path())
+        .run();
+    run.success();
+    let name = run
+        .stdout
+        .lines()
+        .filter_map(|line| line.strip_prefix("export DB_NAME="))
+        .nth(1)
+        .expect("the integration name")
+        .to_string();
+    // Many files, so that removing them takes a while: the window the kill aims at.
+    text_in(
+        server,
+        &name,
+        &format!(
+            "CREATE TABLE big AS SELECT g, md5(g::text) AS s FROM generate_series(1, 300000) g;
+             ALTER TABLE big OWNER TO {name};
+             DO $$ BEGIN FOR i IN 1..800 LOOP
+                 EXECUTE format('CREATE TABLE f%s (i int PRIMARY KEY, s text)', i);
+                 EXECUTE format('ALTER TABLE f%s OWNER TO {name}', i);
+             END LOOP; END $$;"
+        ),
+    )
+    .await;
+    let props = properties(server, &name).await;
+
+    let child = Command::new(env!("CARGO_BIN_EXE_odoo-db"))
+        .args(["recreate", &name, "--yes", "--no-backup"])
+        .env("ODOO_DB_CONFIG", harness.config_path())
+        .env("PGPASSFILE", harness.pgpass_path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let watcher = server.superuser().await.unwrap();
+    let pattern = format!("DROP DATABASE%{name}%");
+    let mut child = child;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let landed = loop {
+        let pid: Option<i32> = watcher
+            .query_opt(
+                "SELECT pid FROM pg_stat_activity WHERE state = 'active' AND query LIKE $1",
+                &[&pattern],
+            )
+            .await
+            .unwrap()
+            .map(|row| row.get(0));
+        if let Some(pid) = pid {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+            child.kill().unwrap();
+            child.wait().unwrap();
+            break true;
+        }
+        if child.try_wait().unwrap().is_some() {
+            break false;
+        }
+        assert!(Instant::now() < deadline, "the drop never began");
+    };
+    // A server process killed by a signal makes the postmaster end every other one (our
+    // watcher's too) and recover: wait for that, then until it accepts connections again.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while landed && watcher.simple_query("SELECT 1").await.is_ok() {
+        assert!(Instant::now() < deadline, "the server never restarted");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop(watcher);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let client = loop {
+        if let Ok(client) = server.superuser().await {
+            if client.simple_query("SELECT 1").await.is_ok() {
+                break client;
+            }
+        }
+        assert!(Instant::now() < deadline, "the server did not come back");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let left: Option<(i32, bool)> = client
+        .query_opt(
+            "SELECT datconnlimit, datallowconn FROM pg_database WHERE datname = $1",
+            &[&name],
+        )
+        .await
+        .unwrap()
+        .map(|row| (row.get(0), row.get(1)));
+    eprintln!(
+        "server process killed during DROP DATABASE: {landed}; left behind: {}",
+        match left {
+            Some((-2, _)) => "an invalid database (datconnlimit = -2)".to_string(),
+            Some((limit, allow)) =>
+                format!("a database, datconnlimit {limit}, datallowconn {allow}"),
+            None => "nothing".to_string(),
+        }
+    );
+
+    let run = util::odoo_db_for(&harness)
+        .args(["recreate", &name, "--yes"])
+        .run();
+    run.success();
+    assert!(
+        run.stdout.contains("interrupted recreate"),
+        "{}",
+        run.stdout
+    );
+    // The recorded properties (a valid database again: datconnlimit -1), empty.
+    assert_eq!(properties(server, &name).await, props);
+    let tables = text_in(
+        server,
+        &name,
+        "SELECT count(*) FROM pg_class WHERE relname IN ('big', 'f1')",
+    )
+    .await;
+    assert_eq!(tables.as_deref(), Some("0"));
+}
+
+fn odoo_db_harness_options() -> odoo_db::harness::HarnessOptions {
+    odoo_db::harness::HarnessOptions {
+        standby: false,
+        ..Default::default()
+    }
+}
