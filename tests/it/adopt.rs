@@ -17,7 +17,7 @@ fn make_by_hand(server: &odoo_db::harness::PgServer, name: &str, owner: &str) {
 fn adopt_registers_hand_made_databases_and_reports_acl_problems() {
     let harness = initialized();
     let integration = harness.integration.as_ref().unwrap();
-    let customer = unique("zenith");
+    let customer = unique("zenyth");
     let name = "amber_orchard_adopt";
     make_by_hand(&harness.primary, name, name);
     make_by_hand(
@@ -156,7 +156,7 @@ fn adopt_refuses_owners_with_privileges_and_never_grants_itself_them() {
         ("frost_cove_adopt", "CREATE ROLE frost_cove_adopt LOGIN BYPASSRLS", "has BYPASSRLS"),
     ];
     for (name, create, why) in cases {
-        let customer = unique("granite");
+        let customer = unique("grnit");
         harness.primary.psql_superuser(create).unwrap();
         harness
             .primary

@@ -513,7 +513,7 @@ fn a_half_done_provision_whose_secrets_are_gone_is_refused_with_what_to_do() {
 #[test]
 fn two_concurrent_provisions_of_one_customer_take_one_name() {
     let harness = initialized();
-    let customer = unique("twin");
+    let customer = unique("duo");
     let (first_dir, second_dir) = (secrets_dir(), secrets_dir());
     let spawn = |dir: std::path::PathBuf| {
         let customer = customer.clone();
