@@ -654,7 +654,7 @@ pub fn refusal_reasons(role: &str, facts: &[RoleFacts]) -> Option<String> {
             Some(if fact.name == role {
                 format!("role {role} {parts}")
             } else {
-                format!("role {role} is a member of {}, which {parts}", fact.name)
+                format!("role {role} is a member of {} (directly or through other roles), which {parts}", fact.name)
             })
         })
         .collect();
@@ -1052,7 +1052,7 @@ mod tests {
         .unwrap();
         assert_eq!(
             reasons,
-            "role x is a member of pg_read_server_files, which is a built-in role"
+            "role x is a member of pg_read_server_files (directly or through other roles), which is a built-in role"
         );
     }
 

@@ -150,7 +150,7 @@ fn adopt_refuses_owners_with_privileges_and_never_grants_itself_them() {
             "tidal_grove_adopt",
             "CREATE ROLE tidal_grove_files NOLOGIN; GRANT pg_read_server_files TO tidal_grove_files; \
              CREATE ROLE tidal_grove_adopt LOGIN IN ROLE tidal_grove_files",
-            "member of pg_read_server_files, which is a built-in role",
+            "member of pg_read_server_files (directly or through other roles), which is a built-in role",
         ),
         ("amber_vale_adopt", "CREATE ROLE amber_vale_adopt LOGIN CREATEDB", "has CREATEDB"),
         ("frost_cove_adopt", "CREATE ROLE frost_cove_adopt LOGIN BYPASSRLS", "has BYPASSRLS"),

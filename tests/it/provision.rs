@@ -1015,3 +1015,47 @@ fn provision_and_recreate_work_without_createrole_self_grant() {
         format!("{integration_name}|f")
     );
 }
+
+/// Issue 10, item 3: a superuser hands an integration database to a built-in role (or
+/// to a role that holds one through a group); recreate refuses (exit 2) and odoo-db's
+/// role never becomes a member of it, the database left in place.
+#[test]
+fn recreate_never_grants_odoo_db_a_privileged_owner() {
+    let harness = initialized();
+    let integration = harness.integration.as_ref().unwrap();
+    integration
+        .psql_superuser(
+            "DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'wide_files_group') THEN \
+             CREATE ROLE wide_files_group NOLOGIN; GRANT pg_read_server_files TO wide_files_group; \
+             CREATE ROLE wide_files_user LOGIN IN ROLE wide_files_group; END IF; END $$",
+        )
+        .unwrap();
+    for owner in ["pg_execute_server_program", "wide_files_user"] {
+        let customer = unique("escal");
+        let secrets = secrets_dir();
+        let run = provision(&customer, secrets.path());
+        run.success();
+        let db = format!("{}_integration", production_name(&run.stdout));
+        integration
+            .psql_superuser(&format!("ALTER DATABASE {db} OWNER TO {owner}"))
+            .unwrap();
+        let recreate = odoo_db()
+            .args(["recreate", &db, "--yes", "--no-backup"])
+            .run();
+        recreate.expect_code(2);
+        assert!(recreate.stderr.contains(owner), "{}", recreate.stderr);
+        assert_eq!(
+            query(
+                integration,
+                &format!(
+                    "SELECT pg_has_role('odoo_db_admin', '{owner}', 'MEMBER'), \
+                            pg_has_role('odoo_db_admin', 'pg_execute_server_program', 'MEMBER'), \
+                            pg_has_role('odoo_db_admin', 'pg_read_server_files', 'MEMBER'), \
+                            (SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = '{db}')"
+                )
+            ),
+            format!("f|f|f|{owner}"),
+            "odoo-db's role gained nothing; {db} is still there"
+        );
+    }
+}
