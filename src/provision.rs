@@ -108,13 +108,17 @@ pub async fn run(config: &Config, args: &ProvisionArgs) -> Result<String> {
     }
     // Every check has passed: from here on, changes. The secrets directory first (it
     // receives the passwords before any role exists).
-    if needs_work {
-        if let Some(dir) = &args.secrets_dir {
-            secrets::ensure_dir(dir)?;
-        }
-    }
+    let created_dirs = match (&args.secrets_dir, needs_work) {
+        (Some(dir), true) => secrets::ensure_dir(dir)?,
+        _ => Vec::new(),
+    };
     if is_new_customer {
-        record_customer(&catalog, args, &base_name).await?;
+        if let Err(error) = record_customer(&catalog, args, &base_name).await {
+            // Refused (the name was taken at the same moment) or failed before anything
+            // was recorded: leave no directory behind either.
+            secrets::remove_created(&created_dirs);
+            return Err(error);
+        }
     }
 
     // Step 3: each environment on its own server, in parallel.

@@ -193,14 +193,36 @@ pub fn check_dir_for_writing(dir: &Path) -> Result<()> {
 
 /// Create `dir` (and missing parents) 0700 whatever the umask, or check an existing
 /// one; see [`files::ensure_private_dir`]. Call after [`check_dir_for_writing`] and
-/// every other check of the command: this is a change on disk.
-pub fn ensure_dir(dir: &Path) -> Result<()> {
-    let existed = dir.exists();
-    files::ensure_private_dir(dir, WHAT)?;
-    if !existed {
-        tracing::info!("created {WHAT} {} (mode 0700)", dir.display());
+/// every other check of the command: this is a change on disk. Returns the
+/// directories created now, innermost first, so that a command refused later (a race
+/// lost) can [`remove_created`] them and leave the disk as it found it.
+pub fn ensure_dir(dir: &Path) -> Result<Vec<PathBuf>> {
+    let absolute = std::path::absolute(dir)
+        .map_err(|e| Error::failed(format!("{WHAT} {}: {e}", dir.display())))?;
+    let mut missing = Vec::new();
+    let mut probe = Some(absolute.as_path());
+    while let Some(path) = probe {
+        if std::fs::symlink_metadata(path).is_ok() {
+            break;
+        }
+        missing.push(path.to_path_buf());
+        probe = path.parent();
     }
-    Ok(())
+    files::ensure_private_dir(&absolute, WHAT)?;
+    if !missing.is_empty() {
+        tracing::info!("created {WHAT} {} (mode 0700)", absolute.display());
+    }
+    Ok(missing)
+}
+
+/// Remove what [`ensure_dir`] created, innermost first, as long as each is still
+/// empty (never a file in it).
+pub fn remove_created(created: &[PathBuf]) {
+    for dir in created {
+        if std::fs::remove_dir(dir).is_err() {
+            break;
+        }
+    }
 }
 
 fn is_password_text(value: &str) -> bool {
@@ -550,13 +572,21 @@ mod tests {
             !root.path().join("customer").exists(),
             "checking created it"
         );
-        ensure_dir(&missing).unwrap();
+        let created = ensure_dir(&missing).unwrap();
+        assert_eq!(created, [missing.clone(), root.path().join("customer")]);
         for dir in [root.path().join("customer"), missing.clone()] {
             assert_eq!(mode_of(&dir), 0o700, "{}", dir.display());
         }
+        // Undone while empty.
+        remove_created(&created);
+        assert!(!root.path().join("customer").exists());
+        let created = ensure_dir(&missing).unwrap();
         write_new(&missing, "production", &EnvSecrets::generate()).unwrap();
-        // Existing now: checked as a directory of its own.
+        // Existing now: checked as a directory of its own; a file in it is never removed.
         check_dir_for_writing(&missing).unwrap();
+        assert!(ensure_dir(&missing).unwrap().is_empty());
+        remove_created(&created);
+        assert!(missing.join("production.env").exists());
 
         // Below a directory others can write: refused, and nothing is created.
         let shared = root.path().join("shared");
