@@ -26,6 +26,9 @@ struct Found {
     name: String,
     port: u16,
     public_can_connect: bool,
+    /// What odoo-db's role must grant itself to act as the owner (applied only once
+    /// every environment passed its checks).
+    access: provision::OwnerAccess,
 }
 
 pub async fn run(config: &Config, args: &AdoptArgs) -> Result<String> {
@@ -39,13 +42,19 @@ pub async fn run(config: &Config, args: &AdoptArgs) -> Result<String> {
         customers.push(args.customer.clone());
     }
     names::validate_name_for_customers(&args.name, customers.iter().map(String::as_str))?;
-    if let Some(existing) = recorded_name(&catalog, &args.customer).await? {
-        if existing != args.name {
+    let recorded = recorded_name(&catalog, &args.customer).await?;
+    if let Some(existing) = &recorded {
+        if existing != &args.name {
             return Err(Error::refused(format!(
                 "customer {:?} is already recorded with the name {existing}; a customer has one name",
                 args.customer
             )));
         }
+    }
+    // A new customer: its name must not show in what the clusters hold already.
+    let mut sessions = provision::connect_all(&servers).await?;
+    if recorded.is_none() {
+        provision::refuse_customer_in_existing_names(&servers, &sessions, &args.customer).await?;
     }
 
     // Every check on every environment before anything is recorded.
@@ -58,19 +67,21 @@ pub async fn run(config: &Config, args: &AdoptArgs) -> Result<String> {
             ClusterKind::Production => args.name.clone(),
             ClusterKind::Integration => names::integration_name(&args.name),
         };
-        let client = servers.connect_primary(cluster).await?;
+        let client = sessions
+            .remove(cluster)
+            .expect("connect_all opened a session on every cluster");
         catalog.verify_identity(cluster, &client).await?;
         let port = servers.primary(cluster)?.server_port();
         if let Some(entry) = inspect(&client, kind, cluster, port, &name)
             .await
             .with_context(|| format!("adopting {name} on cluster {cluster}"))?
         {
-            found.push(entry);
+            found.push((client, entry));
         }
     }
     if !found
         .iter()
-        .any(|entry| entry.kind == ClusterKind::Production)
+        .any(|(_, entry)| entry.kind == ClusterKind::Production)
     {
         return Err(Error::refused(format!(
             "database {0} does not exist on the production cluster: adopt registers what exists; to create it, run `odoo-db provision --customer {1} --name {0}`",
@@ -78,6 +89,16 @@ pub async fn run(config: &Config, args: &AdoptArgs) -> Result<String> {
         )));
     }
 
+    // Every check passed on every environment: now the grants odoo-db gives itself on
+    // roles it holds ADMIN OPTION on (none on roles a superuser must grant first).
+    for (client, entry) in &found {
+        entry
+            .access
+            .apply(client)
+            .await
+            .with_context(|| format!("adopting {} on cluster {}", entry.name, entry.cluster))?;
+    }
+    let found: Vec<Found> = found.into_iter().map(|(_, entry)| entry).collect();
     record(&catalog, &args.customer, &args.name, &found).await?;
     let mut text = String::new();
     for entry in &found {
@@ -167,13 +188,16 @@ async fn inspect(
             "role {name} on cluster {cluster} is a superuser: odoo-db never manages superuser roles; ALTER ROLE {name} NOSUPERUSER first"
         )));
     }
-    provision::act_as_owner(client, name).await?;
+    // Refused here (nothing changed) when the role is more than a customer's, or when
+    // a superuser must grant odoo-db what it needs, with the exact GRANT.
+    let access = provision::plan_act_as_owner(client, name, true).await?;
     Ok(Some(Found {
         kind,
         cluster: cluster.to_string(),
         name: name.to_string(),
         port,
         public_can_connect,
+        access,
     }))
 }
 

@@ -84,29 +84,34 @@ fn quote(input: &str) -> String {
     format!("{head:?}… ({} bytes)", input.len())
 }
 
-/// A customer name: `^[a-z0-9][a-z0-9-]{1,62}$`.
+/// A customer name, as the contract's "Names" says: `^[a-z0-9]+(-[a-z0-9]+)*$`, 3 to 63
+/// characters, at least one letter. No leading, trailing or doubled `-`, and no name
+/// so short that its forms would forbid most names (a customer `a-` forbids `a`, `a_`
+/// and so every generated name).
 pub fn validate_customer(customer: &str) -> Result<()> {
     let bytes = customer.as_bytes();
-    let well_formed = (2..=63).contains(&bytes.len())
-        && matches!(bytes[0], b'a'..=b'z' | b'0'..=b'9')
-        && bytes
-            .iter()
-            .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'-'));
+    let lowercase_alnum = |b: &u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+    let parts_ok = customer
+        .split('-')
+        .all(|part| !part.is_empty() && part.bytes().all(|b| lowercase_alnum(&b)));
+    let well_formed =
+        (3..=63).contains(&bytes.len()) && parts_ok && bytes.iter().any(|b| b.is_ascii_lowercase());
     if well_formed {
         Ok(())
     } else {
         Err(Error::refused(format!(
-            "customer {} refused: a customer name must match ^[a-z0-9][a-z0-9-]{{1,62}}$ \
-             (2 to 63 lowercase ASCII letters, digits and hyphens, not starting with a hyphen)",
+            "customer {} refused: a customer name must match ^[a-z0-9]+(-[a-z0-9]+)*$ with 3 to \
+             63 characters and at least one letter (lowercase ASCII letters and digits, single \
+             hyphens between them, none at the start or the end)",
             quote(customer)
         )))
     }
 }
 
 /// The substrings a name must not contain because of this customer, lowercase: the
-/// name itself, the name without its `-`, and every alphanumeric token of 4 or more
-/// characters (`flux-dock` gives `flux-dock`, `fluxdock`, `flux`, `dock`). Never an
-/// empty string; no duplicates.
+/// name itself, the name with its `-` replaced by `_` and with them removed, and every
+/// alphanumeric token of 4 or more characters (`flux-dock` gives `flux-dock`,
+/// `flux_dock`, `fluxdock`, `flux`, `dock`). Never an empty string; no duplicates.
 pub fn customer_tokens(customer: &str) -> Vec<String> {
     let customer = customer.trim().to_lowercase();
     let mut tokens: Vec<String> = Vec::new();
@@ -120,6 +125,7 @@ pub fn customer_tokens(customer: &str) -> Vec<String> {
         }
     };
     push(customer.clone());
+    push(customer.replace('-', "_"));
     push(customer.replace('-', ""));
     for token in customer.split(|c: char| !c.is_ascii_alphanumeric()) {
         if token.len() >= 4 {
@@ -207,8 +213,8 @@ pub fn validate_base_name(name: &str, catalog_db: &str) -> Result<()> {
     Ok(())
 }
 
-/// The customer rule: `name` must not contain any customer's name, hyphen-less name or
-/// 4+ character token (see [`find_customer_in_name`]).
+/// The customer rule: `name` must not contain any customer's name, its `-`→`_` or
+/// hyphen-less form, or a 4+ character token (see [`find_customer_in_name`]).
 pub fn validate_name_for_customers<'a>(
     name: &str,
     customers: impl IntoIterator<Item = &'a str>,
@@ -216,19 +222,27 @@ pub fn validate_name_for_customers<'a>(
     let Some((customer, token)) = find_customer_in_name(name, customers) else {
         return Ok(());
     };
-    let what = if token == customer.to_lowercase() {
-        format!("the name of customer {customer:?}")
-    } else if !customer.contains('-') || token != customer.to_lowercase().replace('-', "") {
-        format!("a token of customer {customer:?}")
-    } else {
-        format!("customer {customer:?} without its hyphens")
-    };
+    let what = describe_token(&customer, &token);
     Err(Error::refused(format!(
         "name {} refused: it contains {token:?}, {what}; clients can list every database and \
          role of a cluster, so a database name must never contain a customer's name; choose \
          another name or omit --name to generate one",
         quote(name)
     )))
+}
+
+/// Which form of `customer`'s name `token` is, for messages.
+pub fn describe_token(customer: &str, token: &str) -> String {
+    let lowered = customer.to_lowercase();
+    if token == lowered {
+        format!("the name of customer {customer:?}")
+    } else if lowered.contains('-') && token == lowered.replace('-', "_") {
+        format!("customer {customer:?} with its hyphens as underscores")
+    } else if lowered.contains('-') && token == lowered.replace('-', "") {
+        format!("customer {customer:?} without its hyphens")
+    } else {
+        format!("a token of customer {customer:?}")
+    }
 }
 
 /// The integration twin of a base name: `<base>_integration`.
@@ -256,7 +270,6 @@ pub fn generate(
 ) -> Result<String> {
     let adjectives = adjectives();
     let nouns = nouns();
-    // Tokens never contain `_`, so a token can only hit inside one of the three parts.
     let tokens: HashSet<String> = customers
         .iter()
         .flat_map(|customer| customer_tokens(customer))
@@ -343,12 +356,15 @@ mod tests {
     #[test]
     fn customer_names_follow_the_pattern() {
         for good in [
-            "ab",
+            "abc",
             "acme",
             "flux-dock",
             "0day",
-            "a-",
-            "9-9",
+            "a-b",
+            "my-co",
+            "ab-cd-ef",
+            "9a9",
+            "1-2-x",
             &"a".repeat(63),
         ] {
             validate_customer(good).unwrap_or_else(|e| panic!("{good:?}: {e}"));
@@ -356,7 +372,17 @@ mod tests {
         for bad in [
             "",
             "a",
+            "ab",
+            "a-",
+            "e-",
+            "y-",
+            "ab-",
+            "a--b",
+            "abc--d",
+            "123",
+            "1-2-3",
             "-acme",
+            "acme-",
             "Acme",
             "ac me",
             "acme_corp",
@@ -368,7 +394,7 @@ mod tests {
             "acme\n",
             &"a".repeat(64),
         ] {
-            refused_with(validate_customer(bad), "^[a-z0-9][a-z0-9-]{1,62}$");
+            refused_with(validate_customer(bad), "^[a-z0-9]+(-[a-z0-9]+)*$");
         }
     }
 
@@ -376,17 +402,23 @@ mod tests {
     fn tokens_are_name_dashless_name_and_long_parts() {
         assert_eq!(
             customer_tokens("flux-dock"),
-            ["flux-dock", "fluxdock", "flux", "dock"]
+            ["flux-dock", "flux_dock", "fluxdock", "flux", "dock"]
         );
         assert_eq!(customer_tokens("acme"), ["acme"]);
-        assert_eq!(customer_tokens("ab-cd"), ["ab-cd", "abcd"]);
+        assert_eq!(customer_tokens("ab-cd"), ["ab-cd", "ab_cd", "abcd"]);
         assert_eq!(
             customer_tokens("pinguin-bau"),
-            ["pinguin-bau", "pinguinbau", "pinguin"]
+            ["pinguin-bau", "pinguin_bau", "pinguinbau", "pinguin"]
         );
         assert_eq!(
             customer_tokens("Big-Corp-2024"),
-            ["big-corp-2024", "bigcorp2024", "corp", "2024"]
+            [
+                "big-corp-2024",
+                "big_corp_2024",
+                "bigcorp2024",
+                "corp",
+                "2024"
+            ]
         );
         assert!(customer_tokens("").is_empty());
         assert!(customer_tokens("-").is_empty());
@@ -449,6 +481,34 @@ mod tests {
         );
         assert!(message.contains("the name of customer \"ab\""), "{message}");
         validate_name_for_customers("mighty_penguin_1337", customers).unwrap();
+    }
+
+    #[test]
+    fn hyphens_as_underscores_are_refused_as_substrings() {
+        // The issue's two examples: neither has a 4+ character token to catch it.
+        let message = refused_with(
+            validate_name_for_customers("my_co_db", ["my-co"]),
+            "\"my_co\"",
+        );
+        assert!(message.contains("hyphens as underscores"), "{message}");
+        refused_with(
+            validate_name_for_customers("x_ab_cd_ef", ["ab-cd-ef"]),
+            "\"ab_cd_ef\"",
+        );
+        refused_with(
+            validate_name_for_customers("x_abcdef_1", ["ab-cd-ef"]),
+            "without its hyphens",
+        );
+        refused_with(validate_name_for_customers("MY_CO", ["my-co"]), "my_co");
+        // Parts alone are short tokens: allowed.
+        validate_name_for_customers("my_cod", ["my-co-x"]).unwrap();
+        validate_name_for_customers("calm_owl_0001", ["my-co", "ab-cd-ef"]).unwrap();
+        // Generated names never hold the underscore form either (it spans the parts).
+        let mut rng = StdRng::seed_from_u64(3);
+        for _ in 0..2000 {
+            let name = generate(&mut rng, &["calm-owl"], |_| false).unwrap();
+            assert!(!name.contains("calm_owl"), "{name}");
+        }
     }
 
     #[test]

@@ -23,6 +23,7 @@ use rand::rngs::OsRng;
 use rand::Rng;
 
 use crate::error::{Error, Result};
+use crate::files;
 
 /// Length of generated passwords, as `pwgen -s 20`.
 pub const PASSWORD_LEN: usize = 20;
@@ -121,39 +122,107 @@ pub fn env_file(dir: &Path, env: &str) -> Result<PathBuf> {
     Ok(dir.join(format!("{env}.env")))
 }
 
-/// `dir` must be an existing directory that only its owner can write: anyone else who
-/// can write there could remove or replace a secrets file.
-fn check_dir(dir: &Path) -> Result<()> {
-    let shown = dir.display();
-    let metadata = match std::fs::metadata(dir) {
-        Ok(metadata) => metadata,
-        Err(e) if e.kind() == ErrorKind::NotFound => {
-            return Err(Error::refused(format!(
-                "secrets directory {shown} does not exist; create it (mkdir -m 700 {shown}) or \
-                 pass another --secrets-dir"
-            )))
-        }
+/// How messages name the directory.
+const WHAT: &str = "secrets directory";
+
+/// Refuse (nothing changed) a `--secrets-dir` that odoo-db must not write into: an
+/// existing one must pass [`files::check_private_dir`] (a directory of this user or
+/// root that nobody else can write, reached through directories nobody else can
+/// tamper with); a missing one will be created by [`ensure_dir`], so the directories
+/// above it must pass the same rules (a sticky one such as `/tmp` is fine). Creates
+/// nothing: callers check every input first, then call [`ensure_dir`].
+pub fn check_dir_for_writing(dir: &Path) -> Result<()> {
+    let absolute = std::path::absolute(dir)
+        .map_err(|e| Error::failed(format!("{WHAT} {}: {e}", dir.display())))?;
+    match std::fs::symlink_metadata(&absolute) {
+        Ok(_) => return files::check_private_dir(&absolute, WHAT),
+        // ENOTDIR: a file on the way, refused below by name.
+        Err(e) if e.kind() == ErrorKind::NotFound || e.raw_os_error() == Some(libc::ENOTDIR) => {}
         Err(e) => {
             return Err(Error::failed(format!(
-                "cannot inspect secrets directory {shown}: {e}"
+                "cannot inspect {WHAT} {}: {e}",
+                absolute.display()
             )))
         }
-    };
-    if !metadata.is_dir() {
-        return Err(Error::refused(format!(
-            "secrets directory {shown} is not a directory; pass a directory to --secrets-dir"
-        )));
     }
-    let mode = metadata.permissions().mode();
-    if mode & 0o022 != 0 {
-        return Err(Error::refused(format!(
-            "secrets directory {shown} is writable by group or others (mode {:04o}), who could \
-             remove or replace the passwords; run chmod go-w {shown} or pass a private \
-             --secrets-dir",
-            mode & 0o7777
-        )));
+    // Missing: every existing directory above it must be safe to create it in.
+    let me = nix::unistd::geteuid().as_raw();
+    let mut ancestor = absolute.parent();
+    while let Some(parent) = ancestor {
+        match std::fs::metadata(parent) {
+            Ok(metadata) => {
+                let shown = parent.display();
+                if !metadata.is_dir() {
+                    return Err(Error::refused(format!(
+                        "{WHAT} {} cannot be created: {shown} is not a directory; pass another \
+                         --secrets-dir",
+                        absolute.display()
+                    )));
+                }
+                let owner = metadata.uid();
+                let mode = metadata.mode() & 0o7777;
+                if owner != me && owner != 0 {
+                    return Err(Error::refused(format!(
+                        "{shown}, a directory above the {WHAT} {}, belongs to uid {owner}, not \
+                         to this user (uid {me}) or root, who could replace what odoo-db writes \
+                         there; use a directory of your own (mkdir -m 700)",
+                        absolute.display()
+                    )));
+                }
+                if mode & 0o022 != 0 && mode & 0o1000 == 0 {
+                    return Err(Error::refused(format!(
+                        "{shown}, a directory above the {WHAT} {}, is writable by group or \
+                         others (mode {mode:04o}), who could plant or replace files there; run \
+                         chmod go-w {shown} or use a private directory",
+                        absolute.display()
+                    )));
+                }
+            }
+            Err(e) if e.kind() == ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(Error::failed(format!(
+                    "cannot inspect {}: {e}",
+                    parent.display()
+                )))
+            }
+        }
+        ancestor = parent.parent();
     }
     Ok(())
+}
+
+/// Create `dir` (and missing parents) 0700 whatever the umask, or check an existing
+/// one; see [`files::ensure_private_dir`]. Call after [`check_dir_for_writing`] and
+/// every other check of the command: this is a change on disk. Returns the
+/// directories created now, innermost first, so that a command refused later (a race
+/// lost) can [`remove_created`] them and leave the disk as it found it.
+pub fn ensure_dir(dir: &Path) -> Result<Vec<PathBuf>> {
+    let absolute = std::path::absolute(dir)
+        .map_err(|e| Error::failed(format!("{WHAT} {}: {e}", dir.display())))?;
+    let mut missing = Vec::new();
+    let mut probe = Some(absolute.as_path());
+    while let Some(path) = probe {
+        if std::fs::symlink_metadata(path).is_ok() {
+            break;
+        }
+        missing.push(path.to_path_buf());
+        probe = path.parent();
+    }
+    files::ensure_private_dir(&absolute, WHAT)?;
+    if !missing.is_empty() {
+        tracing::info!("created {WHAT} {} (mode 0700)", absolute.display());
+    }
+    Ok(missing)
+}
+
+/// Remove what [`ensure_dir`] created, innermost first, as long as each is still
+/// empty (never a file in it).
+pub fn remove_created(created: &[PathBuf]) {
+    for dir in created {
+        if std::fs::remove_dir(dir).is_err() {
+            break;
+        }
+    }
 }
 
 fn is_password_text(value: &str) -> bool {
@@ -166,7 +235,7 @@ fn is_password_text(value: &str) -> bool {
 /// a crash cannot lose the passwords. Never overwrites: an existing file is refused.
 pub fn write_new(dir: &Path, env: &str, secrets: &EnvSecrets) -> Result<PathBuf> {
     let path = env_file(dir, env)?;
-    check_dir(dir)?;
+    files::check_private_dir(dir, WHAT)?;
     for (key, secret) in [
         (DB_PASSWORD_KEY, &secrets.db_password),
         (ADMIN_PASSWD_KEY, &secrets.admin_passwd),
@@ -492,6 +561,49 @@ mod tests {
         }
         std::fs::set_permissions(dir.path(), Permissions::from_mode(0o755)).unwrap();
         write_new(dir.path(), "production", &secrets).unwrap();
+    }
+
+    #[test]
+    fn a_missing_directory_is_checked_without_being_created_then_made_0700() {
+        let root = private_dir();
+        let missing = root.path().join("customer/secrets");
+        check_dir_for_writing(&missing).unwrap();
+        assert!(
+            !root.path().join("customer").exists(),
+            "checking created it"
+        );
+        let created = ensure_dir(&missing).unwrap();
+        assert_eq!(created, [missing.clone(), root.path().join("customer")]);
+        for dir in [root.path().join("customer"), missing.clone()] {
+            assert_eq!(mode_of(&dir), 0o700, "{}", dir.display());
+        }
+        // Undone while empty.
+        remove_created(&created);
+        assert!(!root.path().join("customer").exists());
+        let created = ensure_dir(&missing).unwrap();
+        write_new(&missing, "production", &EnvSecrets::generate()).unwrap();
+        // Existing now: checked as a directory of its own; a file in it is never removed.
+        check_dir_for_writing(&missing).unwrap();
+        assert!(ensure_dir(&missing).unwrap().is_empty());
+        remove_created(&created);
+        assert!(missing.join("production.env").exists());
+
+        // Below a directory others can write: refused, and nothing is created.
+        let shared = root.path().join("shared");
+        std::fs::create_dir(&shared).unwrap();
+        std::fs::set_permissions(&shared, Permissions::from_mode(0o777)).unwrap();
+        let below = shared.join("a/b");
+        refused(check_dir_for_writing(&below), "writable by group or others");
+        assert!(!shared.join("a").exists());
+        // A sticky one (like /tmp) is fine above, never as the directory itself.
+        std::fs::set_permissions(&shared, Permissions::from_mode(0o1777)).unwrap();
+        check_dir_for_writing(&below).unwrap();
+        refused(check_dir_for_writing(&shared), "chmod go-w");
+        // Below a plain file: refused.
+        let file = root.path().join("plain");
+        std::fs::write(&file, "").unwrap();
+        refused(check_dir_for_writing(&file.join("x")), "not a directory");
+        refused(check_dir_for_writing(&file), "not a directory");
     }
 
     #[test]

@@ -17,7 +17,7 @@ fn make_by_hand(server: &odoo_db::harness::PgServer, name: &str, owner: &str) {
 fn adopt_registers_hand_made_databases_and_reports_acl_problems() {
     let harness = initialized();
     let integration = harness.integration.as_ref().unwrap();
-    let customer = unique("zenith");
+    let customer = unique("zenyth");
     let name = "amber_orchard_adopt";
     make_by_hand(&harness.primary, name, name);
     make_by_hand(
@@ -33,16 +33,29 @@ fn adopt_registers_hand_made_databases_and_reports_acl_problems() {
     };
     if harness.primary.major() >= 16 {
         // PostgreSQL 16+: a CREATEROLE role cannot grant itself a role a superuser
-        // made; adopt refuses, records nothing, and names the GRANT to run.
+        // made, and needs ADMIN OPTION to ALTER or DROP it later; adopt refuses,
+        // records nothing, and names the one GRANT to run.
         let refused = adopt();
         refused.expect_code(2);
-        let grant = format!("GRANT \"{name}\" TO \"odoo_db_admin\"");
+        let grant = format!(
+            "GRANT \"{name}\" TO \"odoo_db_admin\" WITH ADMIN OPTION, INHERIT TRUE, SET TRUE"
+        );
         assert!(refused.stderr.contains(&grant), "{}", refused.stderr);
         let listed = odoo_db().args(["list", "--format", "json"]).run();
         assert!(!listed.stdout.contains(&customer), "nothing recorded");
+        // A plain membership (what 15 needed) is not enough on 16+: still refused.
+        harness
+            .primary
+            .psql_superuser(&format!("GRANT {name} TO odoo_db_admin"))
+            .unwrap();
+        let refused = adopt();
+        refused.expect_code(2);
+        assert!(refused.stderr.contains(&grant), "{}", refused.stderr);
         harness.primary.psql_superuser(&grant).unwrap();
         integration
-            .psql_superuser(&format!("GRANT {name}_integration TO odoo_db_admin"))
+            .psql_superuser(&format!(
+                "GRANT {name}_integration TO odoo_db_admin WITH ADMIN OPTION, INHERIT TRUE, SET TRUE"
+            ))
             .unwrap();
     }
     let run = adopt();
@@ -122,4 +135,61 @@ fn adopt_refuses_a_database_owned_by_another_role_and_records_nothing() {
         "{}",
         missing.stderr
     );
+}
+
+/// The last line of defence against privilege escalation through ownership: odoo-db
+/// never grants itself a role that is more than a customer's (issue 10, item 3).
+#[test]
+fn adopt_refuses_owners_with_privileges_and_never_grants_itself_them() {
+    let harness = initialized();
+    let cases = [
+        // A role that may create roles.
+        ("slate_ridge_adopt", "CREATE ROLE slate_ridge_adopt LOGIN CREATEROLE", "has CREATEROLE"),
+        // A role that reads any server file, through a group in between.
+        (
+            "tidal_grove_adopt",
+            "CREATE ROLE tidal_grove_files NOLOGIN; GRANT pg_read_server_files TO tidal_grove_files; \
+             CREATE ROLE tidal_grove_adopt LOGIN IN ROLE tidal_grove_files",
+            "member of pg_read_server_files (directly or through other roles), which is a built-in role",
+        ),
+        ("amber_vale_adopt", "CREATE ROLE amber_vale_adopt LOGIN CREATEDB", "has CREATEDB"),
+        ("frost_cove_adopt", "CREATE ROLE frost_cove_adopt LOGIN BYPASSRLS", "has BYPASSRLS"),
+    ];
+    for (name, create, why) in cases {
+        let customer = unique("grnit");
+        harness.primary.psql_superuser(create).unwrap();
+        harness
+            .primary
+            .psql_superuser(&format!("CREATE DATABASE {name} OWNER {name}"))
+            .unwrap();
+        let run = odoo_db()
+            .args(["adopt", "--customer", &customer, "--name", name])
+            .run();
+        run.expect_code(2);
+        assert!(
+            run.stderr
+                .contains(&format!("refuses to act as role {name}"))
+                && run.stderr.contains(why),
+            "{name}: {}",
+            run.stderr
+        );
+        assert_eq!(
+            harness
+                .primary
+                .psql_superuser(&format!(
+                    "SELECT pg_has_role('odoo_db_admin', '{name}', 'MEMBER'), \
+                            pg_has_role('odoo_db_admin', 'pg_read_server_files', 'MEMBER'), \
+                            (SELECT count(*) FROM pg_auth_members WHERE member = 'odoo_db_admin'::regrole AND roleid = '{name}'::regrole)"
+                ))
+                .unwrap(),
+            "f|f|0",
+            "{name}: odoo-db's role gained no membership"
+        );
+        let listed = odoo_db().args(["list", "--format", "json"]).run();
+        listed.success();
+        assert!(
+            !listed.stdout.contains(&customer),
+            "{name}: nothing recorded"
+        );
+    }
 }

@@ -110,3 +110,95 @@ fn completions_and_man_page_are_generated() {
         "roff output"
     );
 }
+
+/// Issue 10, item 10: customer names outside the contract's rule are refused before
+/// any connection (a config whose servers cannot be reached still exits 2, not 1), and
+/// so is a `--secrets-dir` others can write; neither is created nor touched.
+#[test]
+fn bad_customers_and_secrets_dirs_are_refused_before_any_connection() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port(); // free once the listener is dropped: nobody answers there
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("odoo-db.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[catalog]\ncluster = \"production\"\ndatabase = \"odoo_db\"\n\n\
+             [clusters.production]\nkind = \"production\"\n\
+             primary = \"postgresql://odoo_db_admin@127.0.0.1:{port}/postgres?sslmode=disable&connect_timeout=2\"\n"
+        ),
+    )
+    .unwrap();
+    let secrets = dir.path().join("secrets");
+    for customer in [
+        "a-", "e-", "y-", "ab", "123", "a--b", "-ab", "ab-", "Ab-c", "a_bc",
+    ] {
+        let run = OdooDb::new()
+            .arg("--config")
+            .arg(&config)
+            .arg("provision")
+            .arg(format!("--customer={customer}"))
+            .arg("--secrets-dir")
+            .arg(&secrets)
+            .run();
+        run.expect_code(2);
+        assert!(
+            run.stderr.contains("^[a-z0-9]+(-[a-z0-9]+)*$") && !run.stderr.contains("connect"),
+            "{customer:?}: {}",
+            run.stderr
+        );
+        let adopt = OdooDb::new()
+            .arg("--config")
+            .arg(&config)
+            .arg("adopt")
+            .arg(format!("--customer={customer}"))
+            .args(["--name", "calm_owl_0001"])
+            .run();
+        adopt.expect_code(2);
+    }
+    assert!(!secrets.exists(), "no secrets directory created");
+    let shared = dir.path().join("shared");
+    std::fs::create_dir(&shared).unwrap();
+    std::fs::set_permissions(&shared, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    for target in [shared.clone(), shared.join("below")] {
+        let run = OdooDb::new()
+            .arg("--config")
+            .arg(&config)
+            .args(["provision", "--customer", "acme-corp", "--secrets-dir"])
+            .arg(&target)
+            .run();
+        run.expect_code(2);
+        assert!(
+            run.stderr.contains("writable by group or others"),
+            "{}",
+            run.stderr
+        );
+    }
+    assert_eq!(std::fs::read_dir(&shared).unwrap().count(), 0);
+
+    // A private directory of another user: whoever owns it can swap the files.
+    if nix::unistd::geteuid().is_root() {
+        let theirs = dir.path().join("theirs");
+        std::fs::create_dir(&theirs).unwrap();
+        std::fs::set_permissions(&theirs, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .unwrap();
+        std::os::unix::fs::chown(&theirs, Some(65534), Some(65534)).unwrap();
+        let run = OdooDb::new()
+            .arg("--config")
+            .arg(&config)
+            .args(["provision", "--customer", "acme-corp", "--secrets-dir"])
+            .arg(&theirs)
+            .run();
+        run.expect_code(2);
+        assert!(
+            run.stderr.contains("belongs to uid 65534"),
+            "{}",
+            run.stderr
+        );
+    } else {
+        eprintln!("not root: the case of another user's directory needs chown, not run here");
+    }
+}

@@ -513,7 +513,7 @@ fn a_half_done_provision_whose_secrets_are_gone_is_refused_with_what_to_do() {
 #[test]
 fn two_concurrent_provisions_of_one_customer_take_one_name() {
     let harness = initialized();
-    let customer = unique("twin");
+    let customer = unique("duo");
     let (first_dir, second_dir) = (secrets_dir(), secrets_dir());
     let spawn = |dir: std::path::PathBuf| {
         let customer = customer.clone();
@@ -593,4 +593,469 @@ fn init_is_idempotent_and_refuses_two_clusters_on_one_server() {
     let run = odoo_db().args(["--config"]).arg(&path).arg("init").run();
     run.expect_code(2);
     assert!(run.stderr.contains("identifier"), "{}", run.stderr);
+}
+
+/// Every file and directory under `root`, with its mode, sorted: what "nothing changed
+/// on disk" compares.
+fn listing(root: &Path) -> Vec<String> {
+    let mut entries = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+            let metadata = std::fs::symlink_metadata(entry.path()).unwrap();
+            entries.push(format!(
+                "{} {:o} {}",
+                entry.path().strip_prefix(root).unwrap().display(),
+                metadata.permissions().mode() & 0o7777,
+                metadata.len()
+            ));
+            if metadata.is_dir() {
+                stack.push(entry.path());
+            }
+        }
+    }
+    entries.sort();
+    entries
+}
+
+/// Issue 10, items 7, 8 and 10: refused provisions (a secrets directory others can
+/// write, above or at it; a reused secrets file; customer names outside the contract's
+/// rule; a `--name` holding a customer's name with `_` for `-`; a new customer whose
+/// name shows in existing databases or roles) exit 2 and leave the catalog, every
+/// server and the disk exactly as they were; then a provision into a missing
+/// `--secrets-dir` creates it 0700.
+#[test]
+fn refused_provisions_leave_catalog_servers_and_disk_unchanged() {
+    let harness = util::fresh(odoo_db::harness::HarnessOptions::default());
+    let integration = harness.integration.as_ref().unwrap();
+    let standby = harness.standby.as_ref().unwrap();
+    let cli = || util::odoo_db_for(&harness);
+    cli().arg("init").run().success();
+    // Objects made by hand before odoo-db, named after would-be customers.
+    harness
+        .primary
+        .psql_superuser("CREATE DATABASE fluxdock_legacy")
+        .unwrap();
+    integration
+        .psql_superuser("CREATE ROLE old_wayne_ent_user LOGIN")
+        .unwrap();
+    // A customer provisioned normally, whose secrets directory is then reused.
+    let root = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(root.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    let used = root.path().join("used");
+    cli()
+        .args(["provision", "--customer", "pinguin-bau", "--secrets-dir"])
+        .arg(&used)
+        .run()
+        .success();
+    // A directory others can write, and a private one below it.
+    let shared = root.path().join("shared");
+    std::fs::create_dir(&shared).unwrap();
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o770)).unwrap();
+    let private = root.path().join("private");
+    std::fs::create_dir(&private).unwrap();
+    std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let missing = root.path().join("new/secrets");
+
+    let state = || {
+        (
+            snapshot(&harness.primary),
+            snapshot(integration),
+            snapshot(standby),
+            catalog_query_on(
+                &harness,
+                "SELECT (SELECT string_agg(customer || '=' || base_name, ',' ORDER BY customer) FROM catalog.customers) \
+                 || ' | ' || (SELECT string_agg(name || ':' || environment || ':' || state, ',' ORDER BY name) FROM catalog.databases) \
+                 || ' | ' || (SELECT count(*) FROM catalog.events)",
+            ),
+            listing(root.path()),
+        )
+    };
+    // The standby replays what happened so far before the first snapshot.
+    util::wait_until(Duration::from_secs(60), "the standby caught up", || {
+        snapshot(standby) == snapshot(&harness.primary)
+    });
+    let before = state();
+
+    let refused = |customer: &str, name: Option<&str>, dir: &Path, says: &[&str]| {
+        let mut command = cli().arg("provision").arg(format!("--customer={customer}"));
+        if let Some(name) = name {
+            command = command.args(["--name", name]);
+        }
+        let run = command.arg("--secrets-dir").arg(dir).run();
+        run.expect_code(2);
+        for said in says {
+            assert!(
+                run.stderr.contains(said),
+                "provision --customer {customer:?} --name {name:?} --secrets-dir {}: must say {said:?}: {}",
+                dir.display(),
+                run.stderr
+            );
+        }
+    };
+    // The secrets directory, or one above a missing one, writable by group or others.
+    refused(
+        "globex-corp",
+        None,
+        &shared,
+        &["writable by group or others"],
+    );
+    refused(
+        "globex-corp",
+        None,
+        &shared.join("a/b"),
+        &["writable by group or others"],
+    );
+    // A secrets file from another customer's provision.
+    refused("globex-corp", None, &used, &["production.env"]);
+    // Customer names outside ^[a-z0-9]+(-[a-z0-9]+)*$, 3-63, a letter: refused before
+    // any connection (a missing directory stays missing).
+    for customer in [
+        "a-", "e-", "y-", "ab", "123", "a--b", "-abc", "abc-", "1-2-3",
+    ] {
+        refused(
+            customer,
+            None,
+            &missing,
+            &["customer", "^[a-z0-9]+(-[a-z0-9]+)*$"],
+        );
+    }
+    // A name holding the customer's name with `_` for `-`.
+    refused(
+        "my-co",
+        Some("my_co_db"),
+        &missing,
+        &["\"my_co\"", "hyphens as underscores"],
+    );
+    refused("ab-cd-ef", Some("x_ab_cd_ef"), &missing, &["\"ab_cd_ef\""]);
+    refused(
+        "ab-cd-ef",
+        Some("x_abcdef"),
+        &missing,
+        &["without its hyphens"],
+    );
+    // Another customer's name in any form.
+    refused(
+        "globex-corp",
+        Some("pinguin_bau_shop"),
+        &missing,
+        &["pinguin"],
+    );
+    // A new customer whose name shows in existing objects, on any cluster.
+    refused(
+        "flux-dock",
+        None,
+        &missing,
+        &["database fluxdock_legacy on cluster production"],
+    );
+    refused(
+        "wayne-ent",
+        None,
+        &private,
+        &[
+            "role old_wayne_ent_user on cluster integration",
+            "\"wayne_ent\"",
+        ],
+    );
+
+    assert_eq!(
+        state(),
+        before,
+        "refusals changed nothing: servers, catalog, disk"
+    );
+    let listed = cli().args(["list", "--format", "json"]).run();
+    listed.success();
+    assert!(!listed.stdout.contains("provisioning"), "{}", listed.stdout);
+
+    // A missing --secrets-dir is created, 0700 (its missing parents too).
+    let run = cli()
+        .args(["provision", "--customer", "globex-corp", "--secrets-dir"])
+        .arg(&missing)
+        .run();
+    run.success();
+    for dir in [root.path().join("new"), missing.clone()] {
+        assert_eq!(
+            std::fs::metadata(&dir).unwrap().permissions().mode() & 0o7777,
+            0o700,
+            "{}",
+            dir.display()
+        );
+    }
+    for env in ["production", "integration"] {
+        let file = missing.join(format!("{env}.env"));
+        assert_eq!(
+            std::fs::metadata(&file).unwrap().permissions().mode() & 0o7777,
+            0o600
+        );
+    }
+    let name = production_name(&run.stdout);
+    login(&harness.primary, &missing, "production", &name, &name).unwrap();
+}
+
+/// Runs `sql` (one or more statements, no result) or a query (its rows, `|`-joined
+/// columns of text) as the superuser inside `database`.
+fn psql_in(server: &odoo_db::harness::PgServer, database: &str, sql: &str) -> String {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let client = server
+            .superuser_in(database)
+            .await
+            .unwrap_or_else(|e| panic!("connecting to {database}: {e}"));
+        let messages = client
+            .simple_query(sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        let rows: Vec<String> = messages
+            .iter()
+            .filter_map(|message| match message {
+                tokio_postgres::SimpleQueryMessage::Row(row) => Some(
+                    (0..row.len())
+                        .map(|i| row.get(i).unwrap_or("").to_string())
+                        .collect::<Vec<_>>()
+                        .join("|"),
+                ),
+                _ => None,
+            })
+            .collect();
+        rows.join("\n")
+    })
+}
+
+/// The built binary with `config` (TOML text, written beside the harness's files) and
+/// the harness's pgpass.
+fn odoo_db_with_config(
+    harness: &odoo_db::harness::Harness,
+    name: &str,
+    config: &str,
+) -> util::OdooDb {
+    harness.write_client_files().unwrap();
+    let path = harness.dir.join(name);
+    std::fs::write(&path, config).unwrap();
+    util::OdooDb::new()
+        .env("ODOO_DB_CONFIG", &path)
+        .env("PGPASSFILE", harness.pgpass_path())
+}
+
+/// Issue 10, item 9: `init` with the catalog on a cluster other than the one with
+/// standbys creates the heartbeat database there (CREATE DATABASE alone, not in one
+/// query string with the REVOKE); and it refuses, changing nothing, a catalog database
+/// that odoo-db did not create: a customer's, one holding someone's objects, a system
+/// one. An empty database a DBA made for odoo-db's role is accepted.
+#[test]
+fn init_keeps_its_catalog_out_of_databases_it_did_not_create() {
+    let harness = util::fresh(odoo_db::harness::HarnessOptions::default());
+    let integration = harness.integration.as_ref().unwrap();
+    let standby = harness.standby.as_ref().unwrap();
+    let on_integration = |database: &str| {
+        harness.config_toml().replace(
+            "[catalog]\ncluster = \"production\"\ndatabase = \"odoo_db\"",
+            &format!("[catalog]\ncluster = \"integration\"\ndatabase = \"{database}\""),
+        )
+    };
+    // A customer's database, with its data; a database of odoo-db's role that holds
+    // someone's table; an empty one made by a DBA for odoo-db.
+    integration
+        .psql_superuser("CREATE ROLE shop_owner LOGIN")
+        .unwrap();
+    integration
+        .psql_superuser("CREATE DATABASE shop_data OWNER shop_owner")
+        .unwrap();
+    psql_in(
+        integration,
+        "shop_data",
+        "CREATE TABLE res_partner (id int)",
+    );
+    integration
+        .psql_superuser("CREATE DATABASE used_db OWNER odoo_db_admin")
+        .unwrap();
+    psql_in(integration, "used_db", "CREATE TABLE invoices (id int)");
+    integration
+        .psql_superuser("CREATE DATABASE dba_made OWNER odoo_db_admin")
+        .unwrap();
+
+    let schemas = |server: &odoo_db::harness::PgServer, database: &str| {
+        psql_in(
+            server,
+            database,
+            "SELECT coalesce(string_agg(nspname, ',' ORDER BY nspname), '') FROM pg_namespace WHERE nspname IN ('catalog', 'heartbeat')",
+        )
+    };
+    let state = || {
+        (
+            snapshot(&harness.primary),
+            snapshot(integration),
+            snapshot(standby),
+            schemas(integration, "shop_data"),
+            schemas(integration, "used_db"),
+            schemas(integration, "postgres"),
+        )
+    };
+    let before = state();
+    for (database, says) in [
+        ("shop_data", "owned by role shop_owner"),
+        ("used_db", "invoices"),
+        ("postgres", "system database"),
+        ("template1", "system database"),
+    ] {
+        let run = odoo_db_with_config(&harness, "refused.toml", &on_integration(database))
+            .arg("init")
+            .run();
+        run.expect_code(2);
+        assert!(
+            run.stderr.contains(says) && run.stderr.contains("[catalog] database"),
+            "{database}: {}",
+            run.stderr
+        );
+    }
+    assert_eq!(state(), before, "refused inits changed nothing");
+
+    // The empty database made for odoo-db: the catalog goes there, and the heartbeat
+    // database is created on production, the cluster with the standby.
+    let config = on_integration("dba_made");
+    let run = odoo_db_with_config(&harness, "odoo-db-dba.toml", &config)
+        .arg("init")
+        .run();
+    run.success();
+    assert!(
+        run.stdout.contains("heartbeat table ready"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(schemas(integration, "dba_made"), "catalog");
+    assert_eq!(
+        harness
+            .primary
+            .psql_superuser("SELECT pg_get_userbyid(datdba), has_database_privilege('public', 'dba_made', 'CONNECT') FROM pg_database WHERE datname = 'dba_made'")
+            .unwrap(),
+        "odoo_db_admin|f"
+    );
+    assert_eq!(schemas(&harness.primary, "dba_made"), "heartbeat");
+    // Idempotent, and health finds its heartbeat.
+    odoo_db_with_config(&harness, "odoo-db-dba.toml", &config)
+        .arg("init")
+        .run()
+        .success();
+    let health = odoo_db_with_config(&harness, "odoo-db-dba.toml", &config)
+        .args(["health", "--format", "json"])
+        .run();
+    assert!(health.code <= 1, "{}\n{}", health.stdout, health.stderr);
+}
+
+/// Issue 10, item 16: without `createrole_self_grant` on odoo-db's role (PostgreSQL 16+
+/// gives the creator of a role ADMIN OPTION only), provision grants odoo-db's role SET
+/// and INHERIT on the roles it creates, and recreate acts as the owner. On 15 and older
+/// the setting does not exist and this is the ordinary path.
+#[test]
+fn provision_and_recreate_work_without_createrole_self_grant() {
+    let harness = util::fresh(odoo_db::harness::HarnessOptions {
+        standby: false,
+        ..odoo_db::harness::HarnessOptions::default()
+    });
+    let integration = harness.integration.as_ref().unwrap();
+    let major = harness.primary.major();
+    if major >= 16 {
+        for server in [&harness.primary, integration] {
+            server
+                .psql_superuser("ALTER ROLE odoo_db_admin RESET createrole_self_grant")
+                .unwrap();
+            assert_eq!(
+                server
+                    .psql_superuser("SELECT count(*) FROM pg_db_role_setting WHERE setrole = 'odoo_db_admin'::regrole")
+                    .unwrap(),
+                "0",
+                "the setting is gone on the {} server",
+                server.name
+            );
+        }
+    }
+    let cli = || util::odoo_db_for(&harness);
+    cli().arg("init").run().success();
+    let secrets = secrets_dir();
+    let run = cli()
+        .args(["provision", "--customer", "initech-labs", "--secrets-dir"])
+        .arg(secrets.path())
+        .run();
+    run.success();
+    let name = production_name(&run.stdout);
+    let integration_name = format!("{name}_integration");
+    for (server, db) in [(&harness.primary, &name), (integration, &integration_name)] {
+        assert_eq!(
+            query(
+                server,
+                &format!(
+                    "SELECT pg_get_userbyid(datdba), pg_has_role('odoo_db_admin', '{db}', 'USAGE'), pg_has_role('odoo_db_admin', '{db}', 'MEMBER') FROM pg_database WHERE datname = '{db}'"
+                )
+            ),
+            format!("{db}|t|t"),
+            "{db} on the {} server",
+            server.name
+        );
+        if major >= 16 {
+            assert_eq!(
+                query(
+                    server,
+                    &format!(
+                        "SELECT bool_or(set_option), bool_or(inherit_option), bool_or(admin_option) FROM pg_auth_members WHERE roleid = '{db}'::regrole AND member = 'odoo_db_admin'::regrole"
+                    )
+                ),
+                "t|t|t"
+            );
+        }
+    }
+    login(&harness.primary, secrets.path(), "production", &name, &name).unwrap();
+    let recreate = cli()
+        .args(["recreate", &integration_name, "--yes", "--no-backup"])
+        .run();
+    recreate.success();
+    assert_eq!(
+        query(
+            integration,
+            &format!("SELECT pg_get_userbyid(datdba), has_database_privilege('public', '{integration_name}', 'CONNECT') FROM pg_database WHERE datname = '{integration_name}'")
+        ),
+        format!("{integration_name}|f")
+    );
+}
+
+/// Issue 10, item 3: a superuser hands an integration database to a built-in role (or
+/// to a role that holds one through a group); recreate refuses (exit 2) and odoo-db's
+/// role never becomes a member of it, the database left in place.
+#[test]
+fn recreate_never_grants_odoo_db_a_privileged_owner() {
+    let harness = initialized();
+    let integration = harness.integration.as_ref().unwrap();
+    integration
+        .psql_superuser(
+            "DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'wide_files_group') THEN \
+             CREATE ROLE wide_files_group NOLOGIN; GRANT pg_read_server_files TO wide_files_group; \
+             CREATE ROLE wide_files_user LOGIN IN ROLE wide_files_group; END IF; END $$",
+        )
+        .unwrap();
+    for owner in ["pg_execute_server_program", "wide_files_user"] {
+        let customer = unique("escal");
+        let secrets = secrets_dir();
+        let run = provision(&customer, secrets.path());
+        run.success();
+        let db = format!("{}_integration", production_name(&run.stdout));
+        integration
+            .psql_superuser(&format!("ALTER DATABASE {db} OWNER TO {owner}"))
+            .unwrap();
+        let recreate = odoo_db()
+            .args(["recreate", &db, "--yes", "--no-backup"])
+            .run();
+        recreate.expect_code(2);
+        assert!(recreate.stderr.contains(owner), "{}", recreate.stderr);
+        assert_eq!(
+            query(
+                integration,
+                &format!(
+                    "SELECT pg_has_role('odoo_db_admin', '{owner}', 'MEMBER'), \
+                            pg_has_role('odoo_db_admin', 'pg_execute_server_program', 'MEMBER'), \
+                            pg_has_role('odoo_db_admin', 'pg_read_server_files', 'MEMBER'), \
+                            (SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = '{db}')"
+                )
+            ),
+            format!("f|f|f|{owner}"),
+            "odoo-db's role gained nothing; {db} is still there"
+        );
+    }
 }
