@@ -788,7 +788,8 @@ What to do:
             serde_json::json!({
                 "name": "db2", "address": "db2:5432", "status": "CRITICAL", "reachable": true,
                 "error": null, "server_version_num": 150004, "in_recovery": true,
-                "application_name": "db2", "replication_state": "streaming", "sync_state": "async",
+                "application_name": "db2", "application_name_source": "cluster_name",
+                "replication_state": "streaming", "sync_state": "async",
                 "wal_receiver": {
                     "running": true, "status": "streaming", "last_message_age_seconds": 0.5,
                     "timeout_seconds": 60.0, "sender_host": null, "sender_port": null,
