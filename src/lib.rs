@@ -135,6 +135,10 @@ pub fn exit_on_usage_error(error: clap::Error) -> std::process::ExitCode {
                 .skip(1)
                 .any(|arg| arg == "health" || arg == "audit");
             if nagios_style {
+                let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+                if args.iter().any(|arg| arg == "health") {
+                    health::usage_error_textfile(&args, &format!("usage: {}", error.kind()));
+                }
                 print_result(&format!("ODOO-DB UNKNOWN - usage: {}\n", error.kind()));
                 return std::process::ExitCode::from(3);
             }

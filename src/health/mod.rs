@@ -153,7 +153,43 @@ fn report_own_failure(
     start: Instant,
 ) -> u8 {
     tracing::error!("{error}");
-    let mut report = Report {
+    let mut report = failed_run_report(error, started_at, start);
+    write_textfile(
+        &mut report,
+        args.textfile.as_deref(),
+        Some(&error.to_string()),
+    );
+    let format = args.format.unwrap_or_else(default_format);
+    crate::print_result(&output::render(&report, format));
+    report.exit_code
+}
+
+/// A usage error of `odoo-db health` (clap refused the command line): when the command
+/// line still names a `--textfile`, it gets the UNKNOWN report too, so node_exporter does
+/// not keep serving the last OK one.
+pub fn usage_error_textfile(args: &[std::ffi::OsString], reason: &str) {
+    let mut path = None;
+    let mut words = args.iter();
+    while let Some(word) = words.next() {
+        if word == "--" {
+            break;
+        }
+        if word == "--textfile" {
+            path = words.next().map(std::path::PathBuf::from);
+        } else if let Some(value) = word.to_str().and_then(|w| w.strip_prefix("--textfile=")) {
+            path = Some(std::path::PathBuf::from(value));
+        }
+    }
+    if let Some(path) = path {
+        let error = Error::refused(reason.to_string());
+        let mut report = failed_run_report(&error, Utc::now(), Instant::now());
+        write_textfile(&mut report, Some(&path), None);
+    }
+}
+
+/// The report of a run that could not even start checking: UNKNOWN, saying why.
+fn failed_run_report(error: &Error, started_at: chrono::DateTime<Utc>, start: Instant) -> Report {
+    Report {
         schema_version: SCHEMA_VERSION,
         status: Status::Unknown,
         exit_code: Status::Unknown.exit_code(),
@@ -171,15 +207,7 @@ fn report_own_failure(
             message: error.to_string(),
             hint: None,
         }],
-    };
-    write_textfile(
-        &mut report,
-        args.textfile.as_deref(),
-        Some(&error.to_string()),
-    );
-    let format = args.format.unwrap_or_else(default_format);
-    crate::print_result(&output::render(&report, format));
-    report.exit_code
+    }
 }
 
 /// Writes the textfile, if asked for; a failure becomes an UNKNOWN check of the run

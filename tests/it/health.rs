@@ -1226,6 +1226,13 @@ fn a_broken_config_still_writes_an_unknown_textfile() {
     for args in [
         vec!["--config", &*config.to_string_lossy(), "health"],
         vec!["--config", "/nonexistent/odoo-db.toml", "health"],
+        // A usage error: the textfile is still named on the command line.
+        vec![
+            "--config",
+            "/nonexistent/odoo-db.toml",
+            "health",
+            "--no-such-flag",
+        ],
     ] {
         std::fs::write(&textfile, "odoo_db_check_status 0\n").unwrap();
         let run = util::OdooDb::new()
