@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use super::report::{
     version_text, Check, ClusterReport, LagSource, PrimaryReport, ReplicationRow, ServerReport,
-    SlotReport, StandbyReport, Status, Thresholds,
+    SlotReport, StandbyReport, Status, Thresholds, WalReceiver,
 };
 use crate::config::ClusterKind;
 use crate::units::format_bytes;
@@ -502,16 +502,40 @@ fn judge_replication_row(
         _ => "the default name, as it has no application_name and no cluster_name".to_string(),
     };
     let Some(row) = sender.rows.first() else {
+        let receiver = standby.wal_receiver.as_ref();
+        // The name was only guessed (cluster_name, walreceiver) because the role may not
+        // read the WAL receiver's details: odoo-db cannot tell, which is not "not connected".
+        let guessed = matches!(sender.how, "cluster_name" | "default");
+        if guessed && receiver.is_some_and(|r| r.running && r.status.is_none()) {
+            checks.push_for(
+                Status::Unknown,
+                label,
+                "pg_stat_replication",
+                format!("cannot tell which WAL sender is this standby's: none is named {name:?} ({how}), and its WAL receiver's details (slot, conninfo) cannot be read"),
+                Some(MONITOR_HINT),
+            );
+            return;
+        }
+        let streams_from = match receiver {
+            Some(WalReceiver {
+                running: true,
+                status: Some(status),
+                sender_host: Some(host),
+                sender_port: Some(port),
+                ..
+            }) => format!("; its WAL receiver is {status} from {host}:{port}"),
+            _ => String::new(),
+        };
         let hint = if sender.how == "config" {
             "check the standby's log and primary_conninfo; if it streams under another name, fix or remove application_name for it in the config"
         } else {
-            "check the standby's log and its primary_conninfo (the network, pg_hba.conf on the primary)"
+            "check the standby's log and its primary_conninfo (the network, pg_hba.conf on the primary; a standby streaming from another standby is not connected to the primary)"
         };
         checks.push_for(
             Status::Critical,
             label,
             "pg_stat_replication",
-            format!("not connected to the primary: no WAL sender for application_name {name:?} ({how}) in its pg_stat_replication"),
+            format!("not connected to the primary: no WAL sender for application_name {name:?} ({how}) in its pg_stat_replication{streams_from}"),
             Some(hint),
         );
         return;
@@ -769,7 +793,7 @@ pub fn fmt_secs(seconds: f64) -> String {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::health::report::{Limits, ReplicationRow, WalReceiver};
+    use crate::health::report::Limits;
 
     pub(crate) fn rules() -> Rules {
         Rules {
@@ -954,6 +978,21 @@ pub(crate) mod tests {
         facts.slots.as_mut().unwrap()[0].active_pid = Some(4242);
         let (status, _, how) = matched(facts);
         assert_eq!((status, how), (Status::Critical, Some("config")));
+        // The details unreadable (no pg_monitor) and the guess wrong: UNKNOWN, not
+        // "not connected".
+        let mut facts = unconfigured("named elsewhere");
+        facts.standbys[0].server.cluster_name = Some("15/main".into());
+        facts.standbys[0].wal_receiver.as_mut().unwrap().status = None;
+        let (report, checks) = cluster(facts, &rules());
+        let found = problems(&checks);
+        assert!(
+            found.iter().any(|(s, c, m)| *s == Status::Unknown
+                && *c == "pg_stat_replication"
+                && m.starts_with("cannot tell")),
+            "{found:?}"
+        );
+        assert!(!found.iter().any(|(_, _, m)| m.contains("not connected")));
+        assert_eq!(report.standbys[0].server.status, Status::Unknown);
         // A slot whose sender is gone falls back to the names.
         let mut facts = unconfigured("15/main");
         facts.standbys[0].server.cluster_name = Some("15/main".into());
