@@ -198,9 +198,13 @@ fn print(report: &AuditReport, format: ReportFormat) -> Result<u8> {
         }
         ReportFormat::Prometheus => prometheus(report),
     };
+    // A closed stdout (`| head`) keeps the exit code: the audit's verdict.
     let mut stdout = std::io::stdout().lock();
-    stdout.write_all(text.as_bytes())?;
-    stdout.flush()?;
+    crate::written(
+        stdout
+            .write_all(text.as_bytes())
+            .and_then(|()| stdout.flush()),
+    );
     Ok(report.exit_code)
 }
 

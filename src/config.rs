@@ -200,10 +200,7 @@ fn thresholds<'de, D: serde::Deserializer<'de>>(
     deserializer: D,
 ) -> std::result::Result<Vec<Threshold>, D::Error> {
     let texts = Vec::<String>::deserialize(deserializer)?;
-    texts
-        .iter()
-        .map(|text| Threshold::parse(text).map_err(serde::de::Error::custom))
-        .collect()
+    Threshold::parse_list(&texts).map_err(serde::de::Error::custom)
 }
 
 fn size<'de, D: serde::Deserializer<'de>>(deserializer: D) -> std::result::Result<u64, D::Error> {
@@ -332,11 +329,49 @@ impl Config {
         if self.health.timeout.is_zero() {
             return Err(self.refuse("health.timeout", "must be greater than zero"));
         }
+        self.check_lag_thresholds()?;
         if self.recreate.keep_backups == 0 {
             return Err(self.refuse(
                 "recreate.keep_backups",
                 "must be at least 1 (use --no-backup to skip backups)",
             ));
+        }
+        Ok(())
+    }
+
+    /// `lag_warn` below `lag_crit`, kind by kind (equal is allowed: the warning then
+    /// never shows, only the critical).
+    fn check_lag_thresholds(&self) -> Result<()> {
+        let health = &self.health;
+        let warn = Threshold::bytes_of(&health.lag_warn);
+        let crit = Threshold::bytes_of(&health.lag_crit);
+        if let (Some(warn), Some(crit)) = (warn, crit) {
+            if warn > crit {
+                return Err(self.refuse(
+                    "health.lag_warn",
+                    format!(
+                        "the warning size {} is above the critical size {} (health.lag_crit): \
+                         a warning must come before the critical state",
+                        Threshold::Bytes(warn),
+                        Threshold::Bytes(crit)
+                    ),
+                ));
+            }
+        }
+        let warn = Threshold::time_of(&health.lag_warn);
+        let crit = Threshold::time_of(&health.lag_crit);
+        if let (Some(warn), Some(crit)) = (warn, crit) {
+            if warn > crit {
+                return Err(self.refuse(
+                    "health.lag_warn",
+                    format!(
+                        "the warning time {} is above the critical time {} (health.lag_crit): \
+                         a warning must come before the critical state",
+                        Threshold::Time(warn),
+                        Threshold::Time(crit)
+                    ),
+                ));
+            }
         }
         Ok(())
     }
@@ -447,6 +482,43 @@ lag_warn = ["16MB", "30s"]
         let message = parse(&text).unwrap_err().to_string();
         assert!(message.contains("health.timeout"), "{message}");
         assert!(message.contains("unknown time unit"), "{message}");
+    }
+
+    #[test]
+    fn an_overflowing_duration_is_a_config_error_not_a_panic() {
+        let text = GOOD.replace("\"10s\"", "\"999999999999999999999d\"");
+        let error = parse(&text).unwrap_err();
+        assert_eq!(error.class(), crate::error::Class::Refused);
+        let message = error.to_string();
+        assert!(message.contains("health.timeout"), "{message}");
+        assert!(message.contains("too long"), "{message}");
+    }
+
+    #[test]
+    fn lag_thresholds_are_checked() {
+        let two_sizes = GOOD.replace(
+            "lag_warn = [\"16MB\", \"30s\"]",
+            "lag_warn = [\"16MB\", \"32MB\"]",
+        );
+        let message = parse(&two_sizes).unwrap_err().to_string();
+        assert!(message.contains("health.lag_warn"), "{message}");
+        assert!(message.contains("2 sizes given"), "{message}");
+        // Above the default critical (256MB, 300s).
+        for warn in ["\"300MB\"", "\"301s\""] {
+            let text = GOOD.replace(
+                "lag_warn = [\"16MB\", \"30s\"]",
+                &format!("lag_warn = [{warn}]"),
+            );
+            let message = parse(&text).unwrap_err().to_string();
+            assert!(message.contains("health.lag_warn"), "{message}");
+            assert!(message.contains("above the critical"), "{message}");
+        }
+        let overflow = GOOD.replace(
+            "lag_warn = [\"16MB\", \"30s\"]",
+            "lag_warn = [\"99999999999999999999TB\"]",
+        );
+        let message = parse(&overflow).unwrap_err().to_string();
+        assert!(message.contains("too large"), "{message}");
     }
 
     #[test]

@@ -21,7 +21,7 @@ pub async fn run(args: &DemoArgs) -> Result<String> {
     };
     say("start a local primary, a streaming standby and an integration server (the sandbox)");
     let exports = sandbox::up(&dir, args.port).await?;
-    print!("{exports}");
+    crate::print_result(&exports);
     let tour = Tour::new(&dir)?;
 
     tour.step(
@@ -158,7 +158,7 @@ async fn wait_caught_up(harness: &Harness, standby: &crate::harness::PgServer) -
 }
 
 fn say(what: &str) {
-    println!("\n# {what}");
+    crate::print_result(&format!("\n# {what}\n"));
 }
 
 fn set_private(dir: &Path) -> Result<()> {
@@ -188,7 +188,7 @@ impl Tour {
     /// unless it exits with one of `expected` (health's exit codes are its verdict).
     async fn expect(&self, why: &str, args: &[&str], expected: &[i32]) -> Result<String> {
         say(why);
-        println!("$ odoo-db {}", args.join(" "));
+        crate::print_result(&format!("$ odoo-db {}\n", args.join(" ")));
         let out = tokio::process::Command::new(&self.binary)
             .args(args)
             .env("ODOO_DB_CONFIG", &self.config)
@@ -199,7 +199,7 @@ impl Tour {
             .await
             .with_context(|| format!("running odoo-db {}", args.join(" ")))?;
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        print!("{text}");
+        crate::print_result(&text);
         if !out
             .status
             .code()

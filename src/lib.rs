@@ -47,18 +47,16 @@ pub async fn run(cli: Cli) -> Result<u8> {
     let load_config = || config::Config::load(&config::Config::locate(config_flag.as_deref()));
     match cli.command {
         Command::Completions { shell } => {
-            clap_complete::generate(
-                shell,
-                &mut Cli::command(),
-                "odoo-db",
-                &mut std::io::stdout(),
-            );
+            // Into memory first: clap_complete panics when its writer fails (`| head`).
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "odoo-db", &mut script);
+            write_result(&script);
             Ok(0)
         }
         Command::Man => {
             let mut page = Vec::new();
             manpage::render(&mut page)?;
-            std::io::stdout().write_all(&page)?;
+            write_result(&page);
             Ok(0)
         }
         Command::Init => print(init::run(&load_config()?).await?),
@@ -80,23 +78,55 @@ pub async fn run(cli: Cli) -> Result<u8> {
         }
         Command::Demo(args) => print(demo::run(&args).await?),
         // health and audit print their own report: the exit code is its Nagios state.
-        Command::Health(args) => health::run(&load_config()?, &args).await,
+        // A broken config is reported too (UNKNOWN, and in --textfile).
+        Command::Health(args) => health::main(load_config(), &args).await,
         Command::Audit(args) => audit::run(&load_config()?, &args).await,
     }
 }
 
 /// Results go to stdout (logs go to stderr), so a pipe gets only the result.
 fn print(text: String) -> Result<u8> {
-    let mut stdout = std::io::stdout().lock();
-    stdout.write_all(text.as_bytes())?;
-    stdout.flush()?;
+    print_result(&text);
     Ok(0)
+}
+
+/// Writes a result to stdout. A reader that went away (`| head`: EPIPE) or a closed
+/// stdout changes nothing about what was done, so the exit code stays the job's: the
+/// error is logged (to stderr, if it is still open) and otherwise ignored. odoo-db never
+/// panics on output (Rust's `print!` does) and ignores SIGPIPE (Rust's default), so a
+/// closed pipe cannot kill it either.
+pub fn print_result(text: &str) {
+    write_result(text.as_bytes());
+}
+
+fn write_result(bytes: &[u8]) {
+    let mut stdout = std::io::stdout().lock();
+    written(stdout.write_all(bytes).and_then(|()| stdout.flush()));
+}
+
+/// The outcome of writing a result to stdout: a reader that went away is not an error
+/// of the job; anything else (a full disk) is logged, and the exit code stays the job's.
+pub fn written(outcome: std::io::Result<()>) {
+    if let Err(error) = outcome {
+        if error.kind() != std::io::ErrorKind::BrokenPipe {
+            tracing::warn!("cannot write the result to stdout: {error}");
+        }
+    }
+}
+
+/// Writes a message to stderr, ignoring a closed stderr (`2>&1 | head`): never panics.
+pub fn print_error(text: &str) {
+    let mut stderr = std::io::stderr().lock();
+    let _ = stderr
+        .write_all(text.as_bytes())
+        .and_then(|()| stderr.flush());
 }
 
 /// Usage errors: clap's own message, exit 2 (refused), or 3 (UNKNOWN) for health and
 /// audit, whose callers are monitoring systems that read 2 as CRITICAL.
 pub fn exit_on_usage_error(error: clap::Error) -> std::process::ExitCode {
     use clap::error::ErrorKind;
+    // clap's own printing ignores a closed stream (its result is dropped here).
     let _ = error.print();
     match error.kind() {
         ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => std::process::ExitCode::SUCCESS,
@@ -105,7 +135,11 @@ pub fn exit_on_usage_error(error: clap::Error) -> std::process::ExitCode {
                 .skip(1)
                 .any(|arg| arg == "health" || arg == "audit");
             if nagios_style {
-                println!("ODOO-DB UNKNOWN - usage: {}", error.kind());
+                let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+                if args.iter().any(|arg| arg == "health") {
+                    health::usage_error_textfile(&args, &format!("usage: {}", error.kind()));
+                }
+                print_result(&format!("ODOO-DB UNKNOWN - usage: {}\n", error.kind()));
                 return std::process::ExitCode::from(3);
             }
             std::process::ExitCode::from(2)

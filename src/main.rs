@@ -25,7 +25,9 @@ fn main() -> ExitCode {
     {
         Ok(runtime) => runtime,
         Err(error) => {
-            eprintln!("odoo-db: cannot start the async runtime: {error}");
+            odoo_db::print_error(&format!(
+                "odoo-db: cannot start the async runtime: {error}\n"
+            ));
             return ExitCode::from(if nagios_style { 3 } else { 1 });
         }
     };
@@ -35,7 +37,7 @@ fn main() -> ExitCode {
             tracing::error!("{error}");
             if nagios_style {
                 // Nagios/NRPE show stdout: without this line they would say "(No output)".
-                println!("ODOO-DB UNKNOWN - {error}");
+                odoo_db::print_result(&format!("ODOO-DB UNKNOWN - {error}\n"));
             }
             // health and audit follow the Nagios convention: odoo-db's own failure is UNKNOWN.
             let code = match (nagios_style, error.class()) {

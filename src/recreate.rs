@@ -237,8 +237,7 @@ pub(crate) async fn confirm(name: &str, yes: bool, what: &str) -> Result<()> {
              pass --yes to {what} it; nothing was changed"
         )));
     }
-    eprint!("Type the database name ({name}) to {what} it: ");
-    let _ = std::io::stderr().flush();
+    crate::print_error(&format!("Type the database name ({name}) to {what} it: "));
     let answer = tokio::task::spawn_blocking(|| {
         let mut line = String::new();
         std::io::stdin().read_line(&mut line).map(|_| line)

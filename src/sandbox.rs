@@ -96,6 +96,7 @@ pub async fn up(dir: &Path, port: Option<u16>) -> Result<String> {
             integration: true,
             primary_conf: Vec::new(),
             keep: true,
+            ..HarnessOptions::default()
         })
         .await?;
         (harness, "started".to_string())

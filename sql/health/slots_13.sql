@@ -3,6 +3,7 @@
 -- (lost), and safe_wal_size how much more can be written before it is at risk.
 SELECT slot_name::text AS slot_name,
        active,
+       active_pid,
        temporary,
        pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::bigint AS retained_bytes,
        wal_status,

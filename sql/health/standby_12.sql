@@ -2,7 +2,8 @@
 -- and the WAL receiver calls its flushed position received_lsn.
 -- No row in pg_stat_wal_receiver means no WAL receiver runs (LEFT JOIN keeps the rest); a
 -- pid without a status means the role may not read the details. $1 is the primary's WAL
--- position (text), NULL when the primary could not be asked.
+-- position (text), NULL when the primary could not be asked. receiver_conninfo (what
+-- application_name the WAL receiver connected with) stays inside odoo-db: never reported.
 SELECT CASE WHEN pg_is_wal_replay_paused() THEN 'paused' ELSE 'not paused' END AS pause_state,
        r.pid IS NOT NULL AS receiver_running,
        r.status AS receiver_status,
@@ -12,6 +13,7 @@ SELECT CASE WHEN pg_is_wal_replay_paused() THEN 'paused' ELSE 'not paused' END A
        r.sender_host,
        r.sender_port,
        r.slot_name,
+       r.conninfo AS receiver_conninfo,
        r.received_lsn::text AS receiver_flushed_lsn,
        pg_last_wal_receive_lsn()::text AS receive_lsn,
        pg_last_wal_replay_lsn()::text AS replay_lsn,

@@ -96,6 +96,46 @@ pub struct HarnessOptions {
     pub primary_conf: Vec<(String, String)>,
     /// Leave the servers running and the directory in place on drop (the sandbox).
     pub keep: bool,
+    /// How the standby streams: its slot, application_name and cluster_name (the ways
+    /// `health` must recognise a standby without configuration).
+    pub standby_setup: StandbySetup,
+}
+
+/// How the standby is made and named. The default is the harness's usual standby: slot
+/// `standby`, `cluster_name = 'standby'`, no application_name in primary_conninfo.
+#[derive(Debug, Clone)]
+pub struct StandbySetup {
+    /// `application_name` in the standby's primary_conninfo (None: none, as
+    /// `pg_basebackup -R` writes it).
+    pub application_name: Option<String>,
+    /// The standby's `cluster_name`; empty for none, so that its WAL receiver calls
+    /// itself `walreceiver`.
+    pub cluster_name: String,
+    /// Stream through the physical slot [`STANDBY_NAME`] (`pg_basebackup -C -S`);
+    /// false: no slot (`wal_keep_size` keeps the WAL).
+    pub slot: bool,
+}
+
+impl Default for StandbySetup {
+    fn default() -> Self {
+        StandbySetup {
+            application_name: None,
+            cluster_name: STANDBY_NAME.to_string(),
+            slot: true,
+        }
+    }
+}
+
+impl StandbySetup {
+    /// What the standby's WAL sender is called in the primary's `pg_stat_replication`:
+    /// the application_name of primary_conninfo, else cluster_name, else `walreceiver`.
+    pub fn sender_name(&self) -> &str {
+        match &self.application_name {
+            Some(name) => name,
+            None if !self.cluster_name.is_empty() => &self.cluster_name,
+            None => "walreceiver",
+        }
+    }
 }
 
 impl Default for HarnessOptions {
@@ -107,6 +147,7 @@ impl Default for HarnessOptions {
             integration: true,
             primary_conf: Vec::new(),
             keep: false,
+            standby_setup: StandbySetup::default(),
         }
     }
 }
@@ -285,7 +326,7 @@ impl Harness {
             );
             create_roles(primary).await?;
             if let Some(standby) = standby.as_mut() {
-                make_standby(primary, standby, fixed_ports).await?;
+                make_standby(primary, standby, fixed_ports, &options.standby_setup).await?;
                 tracing::debug!(
                     elapsed_ms = started.elapsed().as_millis() as u64,
                     "standby up"
@@ -312,7 +353,8 @@ impl Harness {
         integration_done?;
         verifiers_done.map_err(|e| Error::failed(format!("computing the SCRAM verifiers: {e}")))?;
         if self.standby.is_some() {
-            self.wait_streaming(Duration::from_secs(60)).await?;
+            self.wait_streaming_as(options.standby_setup.sender_name(), Duration::from_secs(60))
+                .await?;
         }
         self.write_state()?;
         tracing::debug!(
@@ -393,6 +435,12 @@ impl Harness {
     /// Waits until the primary's `pg_stat_replication` shows the standby
     /// (`application_name = 'standby'`) in state `streaming`.
     pub async fn wait_streaming(&self, timeout: Duration) -> Result<()> {
+        self.wait_streaming_as(STANDBY_NAME, timeout).await
+    }
+
+    /// Waits until the primary's `pg_stat_replication` shows a WAL sender named
+    /// `application_name` in state `streaming`.
+    pub async fn wait_streaming_as(&self, application_name: &str, timeout: Duration) -> Result<()> {
         let deadline = Instant::now() + timeout;
         let client = self.primary.superuser().await?;
         let mut last = String::from("no WAL sender for it");
@@ -400,7 +448,7 @@ impl Harness {
             let row = client
                 .query_opt(
                     "SELECT state FROM pg_stat_replication WHERE application_name = $1",
-                    &[&STANDBY_NAME],
+                    &[&application_name],
                 )
                 .await
                 .context("reading pg_stat_replication on the primary")?;
@@ -915,9 +963,14 @@ async fn create_roles(server: &PgServer) -> Result<()> {
     Ok(())
 }
 
-/// `pg_basebackup -R -X stream -C -S standby` from the primary's Unix socket, then
-/// the standby's own settings, then start.
-async fn make_standby(primary: &PgServer, standby: &mut PgServer, fixed_ports: bool) -> Result<()> {
+/// `pg_basebackup -R -X stream -C -S standby` (without `-C -S` for a standby without
+/// slot) from the primary's Unix socket, then the standby's own settings, then start.
+async fn make_standby(
+    primary: &PgServer,
+    standby: &mut PgServer,
+    fixed_ports: bool,
+    setup: &StandbySetup,
+) -> Result<()> {
     let mut command = standby
         .tools
         .server_command("pg_basebackup", standby.data_dir.parent().unwrap());
@@ -928,24 +981,18 @@ async fn make_standby(primary: &PgServer, standby: &mut PgServer, fixed_ports: b
         .arg(&primary.socket_dir)
         .arg("-p")
         .arg(primary.port.to_string())
-        .args([
-            "-U",
-            "postgres",
-            "-R",
-            "-X",
-            "stream",
-            "-C",
-            "-S",
-            STANDBY_NAME,
-        ])
+        .args(["-U", "postgres", "-R", "-X", "stream"])
         .args(["-c", "fast", "--no-sync"]);
+    if setup.slot {
+        command.args(["-C", "-S", STANDBY_NAME]);
+    }
     run_async(command, "pg_basebackup of the standby").await?;
-    write_primary_conninfo(primary, standby)?;
+    write_primary_conninfo(primary, standby, setup.application_name.as_deref())?;
     append_conf(
         &standby.data_dir,
         &[
             ("port".to_string(), standby.port.to_string()),
-            ("cluster_name".to_string(), STANDBY_NAME.to_string()),
+            ("cluster_name".to_string(), setup.cluster_name.clone()),
             ("hot_standby".to_string(), "on".to_string()),
         ],
     )?;
@@ -957,13 +1004,21 @@ async fn make_standby(primary: &PgServer, standby: &mut PgServer, fixed_ports: b
 /// every option its own libpq knows, and with newer client tools than the server
 /// (scripts/pg-matrix) the standby's older libpq refuses them: PostgreSQL 12 fails with
 /// `invalid connection option "channel_binding"` and never streams.
-fn write_primary_conninfo(primary: &PgServer, standby: &PgServer) -> Result<()> {
+fn write_primary_conninfo(
+    primary: &PgServer,
+    standby: &PgServer,
+    application_name: Option<&str>,
+) -> Result<()> {
     let path = standby.data_dir.join("postgresql.auto.conf");
     let text =
         std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
     let socket_dir = primary.socket_dir.display().to_string();
     let socket_dir = socket_dir.replace('\\', "\\\\").replace('\'', "\\'");
-    let conninfo = format!("host='{socket_dir}' port={} user=postgres", primary.port);
+    let mut conninfo = format!("host='{socket_dir}' port={} user=postgres", primary.port);
+    if let Some(name) = application_name {
+        let name = name.replace('\\', "\\\\").replace('\'', "\\'");
+        conninfo.push_str(&format!(" application_name='{name}'"));
+    }
     let mut kept: String = text
         .lines()
         .filter(|line| !line.trim_start().starts_with("primary_conninfo"))

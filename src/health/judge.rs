@@ -7,8 +7,8 @@
 use std::time::Duration;
 
 use super::report::{
-    version_text, Check, ClusterReport, LagSource, PrimaryReport, ServerReport, SlotReport,
-    StandbyReport, Status, Thresholds,
+    version_text, Check, ClusterReport, LagSource, PrimaryReport, ReplicationRow, ServerReport,
+    SlotReport, StandbyReport, Status, Thresholds, WalReceiver,
 };
 use crate::config::ClusterKind;
 use crate::units::format_bytes;
@@ -61,7 +61,7 @@ pub fn cluster(facts: ClusterFacts, rules: &Rules) -> (ClusterReport, Vec<Check>
         );
     }
     for standby in &mut standbys {
-        judge_standby(&mut checks, standby, &primary, rules);
+        judge_standby(&mut checks, standby, &primary, slots.as_deref(), rules);
     }
     if let Some((timeout, cluster_step)) = deadline {
         let late = |server: &ServerReport, label: &str| {
@@ -370,21 +370,12 @@ fn judge_standby(
     checks: &mut Checks,
     standby: &mut StandbyReport,
     primary: &PrimaryReport,
+    slots: Option<&[SlotReport]>,
     rules: &Rules,
 ) {
     let label = standby.server.label("standby");
-    // Which pg_stat_replication row is this standby's: the configured application_name,
-    // else what its WAL receiver calls itself by default (cluster_name, else walreceiver).
-    if standby.application_name.is_none() {
-        standby.application_name = standby.server.cluster_name.as_ref().map(|name| {
-            if name.is_empty() {
-                DEFAULT_WALRECEIVER_NAME.to_string()
-            } else {
-                name.clone()
-            }
-        });
-    }
-    judge_replication_row(checks, &label, standby, primary);
+    let sender = find_sender(standby, primary, slots);
+    judge_replication_row(checks, &label, standby, sender);
     if !judge_reachable(checks, &label, "standby_reachable", &standby.server) {
         return;
     }
@@ -423,28 +414,129 @@ fn judge_standby(
     judge_lag(checks, &label, standby, primary, rules);
 }
 
+/// The standby's WAL sender on the primary, found without configuration (the contract):
+/// a configured application_name only overrides; else the standby's replication slot
+/// (`pg_stat_wal_receiver.slot_name` ↔ the primary's `pg_replication_slots.active_pid` ↔
+/// `pg_stat_replication.pid`), which names it exactly whatever it is called; else the
+/// application_name its WAL receiver connected with (`pg_stat_wal_receiver.conninfo`);
+/// else its `cluster_name`, which the WAL receiver uses when primary_conninfo has none;
+/// else `walreceiver`. None when there is nothing to match (the primary's senders or the
+/// standby's identity unknown). Also records the name and how it was found.
+fn find_sender<'a>(
+    standby: &mut StandbyReport,
+    primary: &'a PrimaryReport,
+    slots: Option<&[SlotReport]>,
+) -> Option<Sender<'a>> {
+    let rows = primary.replication.as_ref()?;
+    let receiver = standby.wal_receiver.as_ref();
+    let (name, how) = if let Some(name) = &standby.application_name {
+        (name.clone(), "config")
+    } else if let Some(row) = receiver
+        .and_then(|r| r.slot_name.as_ref())
+        .and_then(|slot| slots?.iter().find(|s| &s.name == slot))
+        .and_then(|slot| slot.active_pid)
+        .and_then(|pid| rows.iter().find(|row| row.pid == Some(pid)))
+    {
+        standby.application_name = Some(row.application_name.clone());
+        standby.matched_by = Some("replication_slot");
+        return Some(Sender {
+            name: row.application_name.clone(),
+            how: "replication_slot",
+            rows: vec![row],
+        });
+    } else if let Some(name) = receiver.and_then(|r| r.application_name.clone()) {
+        (name, "primary_conninfo")
+    } else {
+        match standby.server.cluster_name.as_deref() {
+            // Unreachable or not asked: which name it streams under is not known.
+            None => return None,
+            Some("") => (DEFAULT_WALRECEIVER_NAME.to_string(), "default"),
+            Some(name) => (name.to_string(), "cluster_name"),
+        }
+    };
+    let mut matching: Vec<&ReplicationRow> = rows
+        .iter()
+        .filter(|row| row.application_name == name)
+        .collect();
+    // Several senders with one name (a reconnect in progress): the streaming one counts.
+    matching.sort_by_key(|row| row.state.as_deref() != Some("streaming"));
+    standby.application_name = Some(name.clone());
+    standby.matched_by = Some(how);
+    Some(Sender {
+        name,
+        how,
+        rows: matching,
+    })
+}
+
+/// The standby's rows in the primary's `pg_stat_replication`, best first.
+struct Sender<'a> {
+    name: String,
+    /// How the name was found, for the messages.
+    how: &'static str,
+    rows: Vec<&'a ReplicationRow>,
+}
+
 fn judge_replication_row(
     checks: &mut Checks,
     label: &str,
     standby: &mut StandbyReport,
-    primary: &PrimaryReport,
+    sender: Option<Sender>,
 ) {
-    let (Some(rows), Some(name)) = (&primary.replication, &standby.application_name) else {
+    let Some(sender) = sender else {
         return;
     };
-    let mut matching: Vec<_> = rows
-        .iter()
-        .filter(|row| &row.application_name == name)
-        .collect();
-    // Several senders with one name (a reconnect in progress): the streaming one counts.
-    matching.sort_by_key(|row| row.state.as_deref() != Some("streaming"));
-    let Some(row) = matching.first() else {
+    let name = &sender.name;
+    let how = match sender.how {
+        "config" => "the configured application_name".to_string(),
+        "replication_slot" => format!(
+            "through its replication slot {:?}",
+            standby
+                .wal_receiver
+                .as_ref()
+                .and_then(|r| r.slot_name.as_deref())
+                .unwrap_or("?")
+        ),
+        "primary_conninfo" => "the application_name of its primary_conninfo".to_string(),
+        "cluster_name" => "its cluster_name".to_string(),
+        _ => "the default name, as it has no application_name and no cluster_name".to_string(),
+    };
+    let Some(row) = sender.rows.first() else {
+        let receiver = standby.wal_receiver.as_ref();
+        // The name was only guessed (cluster_name, walreceiver) because the role may not
+        // read the WAL receiver's details: odoo-db cannot tell, which is not "not connected".
+        let guessed = matches!(sender.how, "cluster_name" | "default");
+        if guessed && receiver.is_some_and(|r| r.running && r.status.is_none()) {
+            checks.push_for(
+                Status::Unknown,
+                label,
+                "pg_stat_replication",
+                format!("cannot tell which WAL sender is this standby's: none is named {name:?} ({how}), and its WAL receiver's details (slot, conninfo) cannot be read"),
+                Some(MONITOR_HINT),
+            );
+            return;
+        }
+        let streams_from = match receiver {
+            Some(WalReceiver {
+                running: true,
+                status: Some(status),
+                sender_host: Some(host),
+                sender_port: Some(port),
+                ..
+            }) => format!("; its WAL receiver is {status} from {host}:{port}"),
+            _ => String::new(),
+        };
+        let hint = if sender.how == "config" {
+            "check the standby's log and primary_conninfo; if it streams under another name, fix or remove application_name for it in the config"
+        } else {
+            "check the standby's log and its primary_conninfo (the network, pg_hba.conf on the primary; a standby streaming from another standby is not connected to the primary)"
+        };
         checks.push_for(
             Status::Critical,
             label,
             "pg_stat_replication",
-            format!("not connected to the primary: no WAL sender for application_name {name:?} in its pg_stat_replication"),
-            Some("if the standby streams under another name, set application_name for it in the config"),
+            format!("not connected to the primary: no WAL sender for application_name {name:?} ({how}) in its pg_stat_replication{streams_from}"),
+            Some(hint),
         );
         return;
     };
@@ -701,7 +793,7 @@ pub fn fmt_secs(seconds: f64) -> String {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::health::report::{Limits, ReplicationRow, WalReceiver};
+    use crate::health::report::Limits;
 
     pub(crate) fn rules() -> Rules {
         Rules {
@@ -731,6 +823,7 @@ pub(crate) mod tests {
         primary.current_wal_lsn = Some("0/3000000".into());
         primary.heartbeat = Some(7);
         primary.replication = Some(vec![ReplicationRow {
+            pid: Some(4242),
             application_name: "db2".into(),
             state: Some("streaming".into()),
             sync_state: Some("async".into()),
@@ -765,6 +858,7 @@ pub(crate) mod tests {
             slots: Some(vec![SlotReport {
                 name: "db2".into(),
                 active: true,
+                active_pid: None,
                 temporary: false,
                 retained_bytes: Some(1024),
                 wal_status: Some("reserved".into()),
@@ -794,6 +888,117 @@ pub(crate) mod tests {
         assert!(checks
             .iter()
             .any(|c| c.check == "lag_seconds" && c.message == "lag 0.04 s (heartbeat replayed)"));
+    }
+
+    /// A standby without application_name in the config, streaming as `name`.
+    fn unconfigured(name: &str) -> ClusterFacts {
+        let mut facts = healthy();
+        facts.primary.replication = Some(vec![
+            // A base backup in progress is never taken for the standby (SQL filters
+            // startup/backup rows; a second sender here must not confuse the match).
+            ReplicationRow {
+                pid: Some(7),
+                application_name: "pg_basebackup".into(),
+                state: Some("streaming".into()),
+                sync_state: Some("async".into()),
+                client_addr: None,
+            },
+            ReplicationRow {
+                pid: Some(4242),
+                application_name: name.into(),
+                state: Some("streaming".into()),
+                sync_state: Some("async".into()),
+                client_addr: None,
+            },
+        ]);
+        facts
+    }
+
+    fn matched(facts: ClusterFacts) -> (Status, Option<String>, Option<&'static str>) {
+        let (report, checks) = cluster(facts, &rules());
+        let standby = &report.standbys[0];
+        assert_eq!(
+            standby.replication_state.is_some(),
+            report.status == Status::Ok,
+            "{:?}",
+            problems(&checks)
+        );
+        (
+            report.status,
+            standby.application_name.clone(),
+            standby.matched_by,
+        )
+    }
+
+    #[test]
+    fn a_standby_is_matched_without_configuration() {
+        // Through its slot: whatever it is called.
+        let mut facts = unconfigured("anything at all");
+        facts.standbys[0].server.cluster_name = Some("15/main".into());
+        facts.standbys[0].wal_receiver.as_mut().unwrap().slot_name = Some("db2".into());
+        facts.slots.as_mut().unwrap()[0].active_pid = Some(4242);
+        assert_eq!(
+            matched(facts),
+            (
+                Status::Ok,
+                Some("anything at all".into()),
+                Some("replication_slot")
+            )
+        );
+        // The application_name in its primary_conninfo, over its cluster_name.
+        let mut facts = unconfigured("custom");
+        facts.standbys[0].server.cluster_name = Some("15/main".into());
+        facts.standbys[0]
+            .wal_receiver
+            .as_mut()
+            .unwrap()
+            .application_name = Some("custom".into());
+        assert_eq!(
+            matched(facts),
+            (Status::Ok, Some("custom".into()), Some("primary_conninfo"))
+        );
+        // Debian's cluster_name.
+        let mut facts = unconfigured("15/main");
+        facts.standbys[0].server.cluster_name = Some("15/main".into());
+        assert_eq!(
+            matched(facts),
+            (Status::Ok, Some("15/main".into()), Some("cluster_name"))
+        );
+        // Neither: walreceiver.
+        let mut facts = unconfigured("walreceiver");
+        facts.standbys[0].server.cluster_name = Some(String::new());
+        assert_eq!(
+            matched(facts),
+            (Status::Ok, Some("walreceiver".into()), Some("default"))
+        );
+        // A configured application_name overrides, even against the slot.
+        let mut facts = unconfigured("custom");
+        facts.standbys[0].application_name = Some("db9".into());
+        facts.standbys[0].wal_receiver.as_mut().unwrap().slot_name = Some("db2".into());
+        facts.slots.as_mut().unwrap()[0].active_pid = Some(4242);
+        let (status, _, how) = matched(facts);
+        assert_eq!((status, how), (Status::Critical, Some("config")));
+        // The details unreadable (no pg_monitor) and the guess wrong: UNKNOWN, not
+        // "not connected".
+        let mut facts = unconfigured("named elsewhere");
+        facts.standbys[0].server.cluster_name = Some("15/main".into());
+        facts.standbys[0].wal_receiver.as_mut().unwrap().status = None;
+        let (report, checks) = cluster(facts, &rules());
+        let found = problems(&checks);
+        assert!(
+            found.iter().any(|(s, c, m)| *s == Status::Unknown
+                && *c == "pg_stat_replication"
+                && m.starts_with("cannot tell")),
+            "{found:?}"
+        );
+        assert!(!found.iter().any(|(_, _, m)| m.contains("not connected")));
+        assert_eq!(report.standbys[0].server.status, Status::Unknown);
+        // A slot whose sender is gone falls back to the names.
+        let mut facts = unconfigured("15/main");
+        facts.standbys[0].server.cluster_name = Some("15/main".into());
+        facts.standbys[0].wal_receiver.as_mut().unwrap().slot_name = Some("db2".into());
+        facts.slots.as_mut().unwrap()[0].active_pid = Some(1);
+        assert_eq!(matched(facts).2, Some("cluster_name"));
     }
 
     #[test]
@@ -867,6 +1072,7 @@ pub(crate) mod tests {
             SlotReport {
                 name: "a".into(),
                 active: false,
+                active_pid: None,
                 temporary: false,
                 retained_bytes: Some(10),
                 wal_status: Some("lost".into()),
@@ -875,6 +1081,7 @@ pub(crate) mod tests {
             SlotReport {
                 name: "b".into(),
                 active: true,
+                active_pid: None,
                 temporary: false,
                 retained_bytes: Some(2 << 30),
                 wal_status: Some("unreserved".into()),
@@ -883,6 +1090,7 @@ pub(crate) mod tests {
             SlotReport {
                 name: "c".into(),
                 active: false,
+                active_pid: None,
                 temporary: false,
                 retained_bytes: Some(10),
                 wal_status: Some("reserved".into()),

@@ -32,7 +32,7 @@ mod probe;
 pub mod report;
 pub mod statsd;
 
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -53,7 +53,26 @@ use report::{
     Thresholds, SCHEMA_VERSION,
 };
 
-/// Runs the health check, prints the report, returns the Nagios exit code.
+/// `odoo-db health` as the command line runs it: the config as it loaded (or why it did
+/// not) and the flags. Every run ends with a report, an UNKNOWN one when odoo-db could
+/// not check (a broken config, a bad flag, the deadline while opening the bastions): on
+/// stdout in the chosen format, and in `--textfile`, so that node_exporter never keeps
+/// serving the last OK file of a monitor that stopped working. Returns the exit code.
+pub async fn main(config: Result<Config>, args: &HealthArgs) -> Result<u8> {
+    let started_at = Utc::now();
+    let start = Instant::now();
+    let outcome = match config {
+        Ok(config) => run(&config, args).await,
+        Err(error) => Err(error),
+    };
+    match outcome {
+        Ok(code) => Ok(code),
+        Err(error) => Ok(report_own_failure(&error, args, started_at, start)),
+    }
+}
+
+/// Runs the health check, prints the report, returns the Nagios exit code. An error
+/// means nothing was reported yet ([`main`] reports it).
 pub async fn run(config: &Config, args: &HealthArgs) -> Result<u8> {
     // 1. What to check, against what, and where results go.
     let thresholds = thresholds(&config.health, &args.warn_lag, &args.crit_lag)?;
@@ -63,6 +82,9 @@ pub async fn run(config: &Config, args: &HealthArgs) -> Result<u8> {
         .as_deref()
         .map(statsd::Target::parse)
         .transpose()?;
+    if let Some(path) = &args.textfile {
+        output::check_textfile_dir(path)?;
+    }
     let format = args.format.unwrap_or_else(default_format);
 
     // 2. Every cluster at once, each server within its budget, all within the deadline
@@ -111,26 +133,103 @@ pub async fn run(config: &Config, args: &HealthArgs) -> Result<u8> {
     report.duration_seconds = budget.start.elapsed().as_secs_f64();
 
     // 4. Report: the textfile first (its failure shows in the printed report).
-    if let Some(path) = &args.textfile {
-        if let Err(error) = output::write_atomically(path, &output::prometheus(&report)) {
-            report.add_run_check(
-                Status::Unknown,
-                "textfile",
-                error.to_string(),
-                "node_exporter keeps serving the previous file: give odoo-db's user write access to that directory",
-            );
-        }
-    }
+    write_textfile(&mut report, args.textfile.as_deref(), None);
     if let Some(target) = &statsd {
         // Best effort by design: a metrics server that is down must not fail the check.
         if let Err(error) = statsd::send(target, &report).await {
             tracing::warn!("{error}");
         }
     }
-    let mut stdout = std::io::stdout().lock();
-    stdout.write_all(output::render(&report, format).as_bytes())?;
-    stdout.flush()?;
+    crate::print_result(&output::render(&report, format));
     Ok(report.exit_code)
+}
+
+/// The report of a run that could not check: UNKNOWN, saying why, in the chosen format
+/// and in the textfile (when its directory is safe to write). Returns 3.
+fn report_own_failure(
+    error: &Error,
+    args: &HealthArgs,
+    started_at: chrono::DateTime<Utc>,
+    start: Instant,
+) -> u8 {
+    tracing::error!("{error}");
+    let mut report = failed_run_report(error, started_at, start);
+    write_textfile(
+        &mut report,
+        args.textfile.as_deref(),
+        Some(&error.to_string()),
+    );
+    let format = args.format.unwrap_or_else(default_format);
+    crate::print_result(&output::render(&report, format));
+    report.exit_code
+}
+
+/// A usage error of `odoo-db health` (clap refused the command line): when the command
+/// line still names a `--textfile`, it gets the UNKNOWN report too, so node_exporter does
+/// not keep serving the last OK one.
+pub fn usage_error_textfile(args: &[std::ffi::OsString], reason: &str) {
+    let mut path = None;
+    let mut words = args.iter();
+    while let Some(word) = words.next() {
+        if word == "--" {
+            break;
+        }
+        if word == "--textfile" {
+            path = words.next().map(std::path::PathBuf::from);
+        } else if let Some(value) = word.to_str().and_then(|w| w.strip_prefix("--textfile=")) {
+            path = Some(std::path::PathBuf::from(value));
+        }
+    }
+    if let Some(path) = path {
+        let error = Error::refused(reason.to_string());
+        let mut report = failed_run_report(&error, Utc::now(), Instant::now());
+        write_textfile(&mut report, Some(&path), None);
+    }
+}
+
+/// The report of a run that could not even start checking: UNKNOWN, saying why.
+fn failed_run_report(error: &Error, started_at: chrono::DateTime<Utc>, start: Instant) -> Report {
+    Report {
+        schema_version: SCHEMA_VERSION,
+        status: Status::Unknown,
+        exit_code: Status::Unknown.exit_code(),
+        started_at,
+        duration_seconds: start.elapsed().as_secs_f64(),
+        timeout_seconds: 0.0,
+        deadline_hit: false,
+        thresholds: Thresholds::default(),
+        clusters: Vec::new(),
+        checks: vec![Check {
+            status: Status::Unknown,
+            cluster: None,
+            server: None,
+            check: "run",
+            message: error.to_string(),
+            hint: None,
+        }],
+    }
+}
+
+/// Writes the textfile, if asked for; a failure becomes an UNKNOWN check of the run
+/// (unless it is the very error the run already reports, `already`).
+fn write_textfile(report: &mut Report, path: Option<&std::path::Path>, already: Option<&str>) {
+    let Some(path) = path else {
+        return;
+    };
+    let written = output::check_textfile_dir(path)
+        .and_then(|()| output::write_atomically(path, &output::prometheus(report)));
+    if let Err(error) = written {
+        let message = error.to_string();
+        if already != Some(message.as_str()) {
+            report.add_run_check(
+                Status::Unknown,
+                "textfile",
+                format!("{message}; the textfile was not written"),
+                "node_exporter keeps serving the previous file: give the textfile a directory \
+                 of its own that only odoo-db's user can write (see the README)",
+            );
+        }
+    }
 }
 
 /// Text for people at a terminal, the Nagios format for everything else (monitoring
@@ -145,27 +244,63 @@ fn default_format() -> ReportFormat {
 
 /// The config's thresholds, with each kind (bytes, time) given on the command line
 /// replacing the config's of that kind: `--crit-lag 16MB` keeps the configured time
-/// threshold. A value that does not parse is refused (UNKNOWN).
+/// threshold. Refused (UNKNOWN) when a value does not parse or overflows, when a flag
+/// gives two values of one kind, or when a warning ends up above its critical.
 fn thresholds(health: &HealthConfig, warn: &[String], crit: &[String]) -> Result<Thresholds> {
     let parse = |flag: &str, texts: &[String]| {
-        texts
-            .iter()
-            .map(|text| {
-                Threshold::parse(text).map_err(|e| Error::refused(format!("--{flag}: {e}")))
-            })
-            .collect::<Result<Vec<_>>>()
+        Threshold::parse_list(texts).map_err(|e| Error::refused(format!("--{flag}: {e}")))
     };
-    let merge = |configured: &[Threshold], given: Vec<Threshold>| {
+    let warn_given = Limits::from_thresholds(&parse("warn-lag", warn)?);
+    let crit_given = Limits::from_thresholds(&parse("crit-lag", crit)?);
+    let merge = |configured: &[Threshold], given: Limits| {
         let mut limits = Limits::from_thresholds(configured);
-        let given = Limits::from_thresholds(&given);
         limits.bytes = given.bytes.or(limits.bytes);
         limits.seconds = given.seconds.or(limits.seconds);
         limits
     };
-    Ok(Thresholds {
-        warn: merge(&health.lag_warn, parse("warn-lag", warn)?),
-        crit: merge(&health.lag_crit, parse("crit-lag", crit)?),
-    })
+    let thresholds = Thresholds {
+        warn: merge(&health.lag_warn, warn_given),
+        crit: merge(&health.lag_crit, crit_given),
+    };
+    let from = |given: bool, flag: &str, key: &str| {
+        if given {
+            format!("--{flag}")
+        } else {
+            format!("[health] {key} or its default")
+        }
+    };
+    let refuse = |kind: &str, warn: String, crit: String, warn_given: bool, crit_given: bool| {
+        Error::refused(format!(
+            "the warning {kind} {warn} ({}) is above the critical {kind} {crit} ({}): a warning \
+             must come before the critical state; give a --warn-lag below the --crit-lag",
+            from(warn_given, "warn-lag", "lag_warn"),
+            from(crit_given, "crit-lag", "lag_crit"),
+        ))
+    };
+    let (warn, crit) = (thresholds.warn, thresholds.crit);
+    if let (Some(w), Some(c)) = (warn.bytes, crit.bytes) {
+        if w > c {
+            return Err(refuse(
+                "lag",
+                Threshold::Bytes(w).to_string(),
+                Threshold::Bytes(c).to_string(),
+                warn_given.bytes.is_some(),
+                crit_given.bytes.is_some(),
+            ));
+        }
+    }
+    if let (Some(w), Some(c)) = (warn.seconds, crit.seconds) {
+        if w > c {
+            return Err(refuse(
+                "time lag",
+                format!("{} s", judge::fmt_secs(w)),
+                format!("{} s", judge::fmt_secs(c)),
+                warn_given.seconds.is_some(),
+                crit_given.seconds.is_some(),
+            ));
+        }
+    }
+    Ok(thresholds)
 }
 
 /// `--cluster NAME` or all of them, production first.
@@ -385,6 +520,57 @@ mod tests {
         let error = thresholds(&config.health, &["soon".to_string()], &[]).unwrap_err();
         assert_eq!(error.class(), crate::error::Class::Refused);
         assert!(error.to_string().contains("--warn-lag"), "{error}");
+    }
+
+    #[test]
+    fn threshold_flags_are_checked() {
+        let config = config("");
+        let flags = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let refused = |warn: &[&str], crit: &[&str]| {
+            let error = thresholds(&config.health, &flags(warn), &flags(crit)).unwrap_err();
+            assert_eq!(error.class(), crate::error::Class::Refused);
+            error.to_string()
+        };
+        let message = refused(&["10s"], &["5s"]);
+        assert!(
+            message.contains("warning time lag 10 s (--warn-lag)"),
+            "{message}"
+        );
+        assert!(
+            message.contains("critical time lag 5 s (--crit-lag)"),
+            "{message}"
+        );
+        // Above the default critical (300 s, 256 MB).
+        let message = refused(&["400s"], &[]);
+        assert!(
+            message.contains("[health] lag_crit or its default"),
+            "{message}"
+        );
+        let message = refused(&[], &["8MB"]);
+        assert!(
+            message.contains("warning lag 16.0 MB ([health] lag_warn"),
+            "{message}"
+        );
+        let message = refused(&["99999999999999999999TB"], &[]);
+        assert!(
+            message.contains("--warn-lag") && message.contains("too large"),
+            "{message}"
+        );
+        let message = refused(&["1MB", "2MB"], &[]);
+        assert!(message.contains("2 sizes given"), "{message}");
+        // Equal is fine: the warning never shows, the critical does.
+        let t = thresholds(&config.health, &[], &flags(&["16MB"])).unwrap();
+        assert_eq!(
+            (t.warn.bytes, t.crit.bytes),
+            (Some(16 << 20), Some(16 << 20))
+        );
+        let t = thresholds(
+            &config.health,
+            &flags(&["1MB", "2s"]),
+            &flags(&["2MB", "3s"]),
+        )
+        .unwrap();
+        assert_eq!(t.warn.seconds, Some(2.0));
     }
 
     #[test]

@@ -109,7 +109,7 @@ pub(crate) fn hints(checks: &[Check]) -> String {
             if out.is_empty() {
                 out.push_str("\nWhat to do:\n");
             }
-            writeln!(out, "- {}: {hint}", where_(check)).ok();
+            writeln!(out, "- {}", one_line(&format!("{}: {hint}", where_(check)))).ok();
         }
     }
     out
@@ -123,6 +123,13 @@ pub(crate) fn worst_first(checks: &[Check]) -> Vec<&Check> {
 
 /// Left-aligned columns, two spaces apart; the last column is not padded.
 pub(crate) fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    // Names come from the config and the servers: no raw control character reaches a
+    // terminal (a newline would break the table, an escape sequence could rewrite it).
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|row| row.iter().map(|cell| one_line(cell)).collect())
+        .collect();
+    let rows = rows.as_slice();
     let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
     for row in rows {
         for (width, cell) in widths.iter_mut().zip(row) {
@@ -248,8 +255,9 @@ pub(crate) fn nagios_output(
         }
     }
     line.push_str(summary);
-    // `|` starts the perfdata: it must not appear in the text.
-    let mut out = line.replace('|', "/");
+    // One line, and `|` starts the perfdata: neither a newline nor `|` may appear in the
+    // text, whatever the names in the config hold.
+    let mut out = nagios_text(&line);
     if !perfdata.is_empty() {
         out.push_str(" | ");
         out.push_str(&perfdata.join(" "));
@@ -265,10 +273,31 @@ pub(crate) fn nagios_output(
         if let (true, Some(hint)) = (check.status != Status::Ok, &check.hint) {
             detail.push_str(&format!(" (what to do: {hint})"));
         }
-        out.push_str(&detail.replace('|', "/"));
+        out.push_str(&nagios_text(&detail));
         out.push('\n');
     }
     out
+}
+
+/// Text for one line (a terminal table cell, a Nagios line): control characters, a
+/// newline in a name from the config above all, are shown escaped (`\n`), never raw.
+pub(crate) fn one_line(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() => out.extend(c.escape_unicode()),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Nagios plugin text: one line, without `|` (which starts the perfdata).
+fn nagios_text(text: &str) -> String {
+    one_line(text).replace('|', "/")
 }
 
 /// `production standby db2`, `production primary 10.0.0.1:5432`, `production`.
@@ -288,10 +317,9 @@ pub(crate) fn perf(
     warn: Option<String>,
     crit: Option<String>,
 ) -> String {
-    let label: String = label
-        .chars()
-        .map(|c| if c == '\'' || c == '=' { '_' } else { c })
-        .collect();
+    // The plugin guidelines: a label is quoted, a quote in it doubled, and it holds no
+    // `=`; the line holds no `|` and no newline.
+    let label = one_line(label).replace(['=', '|'], "_").replace('\'', "''");
     let value = match value {
         Some(value) => format!("{value}{uom}"),
         None => "U".to_string(),
@@ -521,41 +549,41 @@ pub fn prometheus(report: &Report) -> String {
     out.finish()
 }
 
-/// Writes `contents` to `path` through a temporary file in the same directory and a
-/// rename, mode 0644: node_exporter's textfile collector reads only `*.prom` files and
-/// always sees a whole one (the temporary name starts with `.` and ends in `.tmp`).
-pub fn write_atomically(path: &Path, contents: &str) -> Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-    let dir = match path.parent() {
+/// Refuses (UNKNOWN for health) a textfile whose directory someone else could write:
+/// whoever can write it can plant a file or a symlink where odoo-db writes, or replace
+/// the metrics node_exporter serves (the contract's "Files odoo-db writes").
+pub fn check_textfile_dir(path: &Path) -> Result<()> {
+    textfile_name(path)?;
+    crate::files::check_private_dir(textfile_dir(path), "textfile directory")
+        .map_err(|error| error.context(format!("--textfile {}", path.display())))
+}
+
+fn textfile_dir(path: &Path) -> &Path {
+    match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir,
         _ => Path::new("."),
-    };
-    let name = path
-        .file_name()
-        .ok_or_else(|| Error::refused(format!("--textfile {}: not a file name", path.display())))?;
-    let tmp = dir.join(format!(
-        ".{}.{}.tmp",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    let write = || -> std::io::Result<()> {
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o644)
-            .open(&tmp)?;
-        // open()'s mode is masked by the umask; node_exporter must be able to read it.
-        file.set_permissions(std::fs::Permissions::from_mode(0o644))?;
-        file.write_all(contents.as_bytes())?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, path)
-    };
-    write().map_err(|error| {
-        let _ = std::fs::remove_file(&tmp);
-        Error::failed(format!("writing the textfile {}: {error}", path.display()))
-    })
+    }
+}
+
+fn textfile_name(path: &Path) -> Result<()> {
+    match path.file_name() {
+        Some(_) => Ok(()),
+        None => Err(Error::refused(format!(
+            "--textfile {}: not a file name",
+            path.display()
+        ))),
+    }
+}
+
+/// Writes `contents` to `path` atomically, mode 0644 (node_exporter reads it as another
+/// user): a temporary file with an unpredictable name created with `O_EXCL` beside it,
+/// fsynced, renamed over `path`. node_exporter's textfile collector reads only `*.prom`
+/// files and always sees a whole one (the temporary name starts with `.`, ends in
+/// `.tmp`). The caller checks the directory first ([`check_textfile_dir`]).
+pub fn write_atomically(path: &Path, contents: &str) -> Result<()> {
+    textfile_name(path)?;
+    crate::files::replace_atomically(path, contents.as_bytes(), 0o644)
+        .map_err(|error| error.context(format!("writing the textfile {}", path.display())))
 }
 
 #[cfg(test)]
@@ -760,7 +788,8 @@ What to do:
             serde_json::json!({
                 "name": "db2", "address": "db2:5432", "status": "CRITICAL", "reachable": true,
                 "error": null, "server_version_num": 150004, "in_recovery": true,
-                "application_name": "db2", "replication_state": "streaming", "sync_state": "async",
+                "application_name": "db2", "application_name_source": "cluster_name",
+                "replication_state": "streaming", "sync_state": "async",
                 "wal_receiver": {
                     "running": true, "status": "streaming", "last_message_age_seconds": 0.5,
                     "timeout_seconds": 60.0, "sender_host": null, "sender_port": null,
@@ -808,7 +837,7 @@ What to do:
         );
         assert_eq!(
             perf("a=b's", None, "s", None, Some("300".into())),
-            "'a_b_s'=U;;300"
+            "'a_b''s'=U;;300"
         );
         assert_eq!(perf("x", Some("1".into()), "B", None, None), "'x'=1B");
         assert_eq!(perf_number(0.04), "0.04");

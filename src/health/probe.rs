@@ -425,6 +425,7 @@ pub(super) async fn primary(
             rows.iter()
                 .map(|row| {
                     Ok(ReplicationRow {
+                        pid: get(row, "pid")?,
                         application_name: get(row, "application_name")?,
                         state: get(row, "state")?,
                         sync_state: get(row, "sync_state")?,
@@ -441,6 +442,7 @@ pub(super) async fn primary(
                     Ok(SlotReport {
                         name: get(row, "slot_name")?,
                         active: get(row, "active")?,
+                        active_pid: get(row, "active_pid")?,
                         temporary: get(row, "temporary")?,
                         retained_bytes: get(row, "retained_bytes")?,
                         wal_status: get(row, "wal_status")?,
@@ -661,6 +663,9 @@ fn record_state(shared: &Mutex<StandbyReport>, rows: &[Row]) -> Result<bool, Fai
         sender_port: get(row, "sender_port")?,
         slot_name: get(row, "slot_name")?,
         flushed_lsn: get(row, "receiver_flushed_lsn")?,
+        application_name: get::<Option<String>>(row, "receiver_conninfo")?
+            .as_deref()
+            .and_then(conninfo_application_name),
     };
     let lsns = lsns(row)?;
     let paused = pause_state != "not paused";
@@ -672,6 +677,39 @@ fn record_state(shared: &Mutex<StandbyReport>, rows: &[Row]) -> Result<bool, Fai
         record_lsns(report, lsns);
     });
     Ok(!paused && streaming)
+}
+
+/// The `application_name` of a WAL receiver's connection, from the conninfo that
+/// `pg_stat_wal_receiver` shows: libpq's `PQconninfo` as `keyword=value` pairs, values
+/// unquoted (so they may hold spaces), in libpq's order of options, where
+/// `application_name` comes right before `fallback_application_name` (which the WAL
+/// receiver always sets: its cluster_name, else `walreceiver`). None when it is not set.
+pub(super) fn conninfo_application_name(conninfo: &str) -> Option<String> {
+    const KEY: &str = "application_name=";
+    let start = if conninfo.starts_with(KEY) {
+        KEY.len()
+    } else {
+        conninfo.find(&format!(" {KEY}"))? + 1 + KEY.len()
+    };
+    let rest = &conninfo[start..];
+    let end = rest
+        .find(" fallback_application_name=")
+        .or_else(|| next_keyword(rest))
+        .unwrap_or(rest.len());
+    let value = &rest[..end];
+    (!value.is_empty()).then(|| value.to_string())
+}
+
+/// Where the next ` keyword=` starts in a PQconninfo string.
+fn next_keyword(text: &str) -> Option<usize> {
+    text.match_indices(' ').map(|(at, _)| at).find(|&at| {
+        let word = &text[at + 1..];
+        let key_end = word.find('=').unwrap_or(0);
+        key_end > 0
+            && word[..key_end]
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b == b'_')
+    })
 }
 
 /// The time lag: measured when the standby showed this run's heartbeat, else the age of
@@ -755,6 +793,27 @@ mod tests {
         assert_eq!(
             short.session().statement_timeout,
             Some(Duration::from_secs(1))
+        );
+    }
+
+    #[test]
+    fn the_application_name_is_read_from_the_receivers_conninfo() {
+        let conninfo = "user=postgres passfile=/root/.pgpass channel_binding=prefer \
+             dbname=replication host=/tmp/x port=5432 application_name=db 2 =x \
+             fallback_application_name=15/main sslmode=prefer";
+        assert_eq!(
+            conninfo_application_name(conninfo).as_deref(),
+            Some("db 2 =x")
+        );
+        let none = "user=postgres host=/tmp/x port=5432 fallback_application_name=walreceiver";
+        assert_eq!(conninfo_application_name(none), None);
+        assert_eq!(
+            conninfo_application_name("application_name=a sslmode=prefer").as_deref(),
+            Some("a")
+        );
+        assert_eq!(
+            conninfo_application_name("host=h application_name=last").as_deref(),
+            Some("last")
         );
     }
 

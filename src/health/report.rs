@@ -198,6 +198,9 @@ pub struct PrimaryReport {
 
 #[derive(Clone, Debug, Serialize)]
 pub struct ReplicationRow {
+    /// The WAL sender's pid, to match `pg_replication_slots.active_pid`.
+    #[serde(skip)]
+    pub pid: Option<i32>,
     pub application_name: String,
     pub state: Option<String>,
     pub sync_state: Option<String>,
@@ -224,8 +227,15 @@ pub enum LagSource {
 pub struct StandbyReport {
     #[serde(flatten)]
     pub server: ServerReport,
-    /// The name matched against the primary's `pg_stat_replication`.
+    /// The standby's application_name in the primary's `pg_stat_replication`: the
+    /// configured one, else the one its WAL sender was found under.
     pub application_name: Option<String>,
+    /// How its WAL sender was found: `config` (the configured application_name),
+    /// `replication_slot` (the slot it streams through), `primary_conninfo` (the
+    /// application_name its WAL receiver connects with), `cluster_name`, or `default`
+    /// (`walreceiver`); null when it could not be looked for.
+    #[serde(rename = "application_name_source")]
+    pub matched_by: Option<&'static str>,
     /// Its row in the primary's `pg_stat_replication` (null: none, or not known).
     pub replication_state: Option<String>,
     pub sync_state: Option<String>,
@@ -268,12 +278,20 @@ pub struct WalReceiver {
     pub sender_port: Option<i32>,
     pub slot_name: Option<String>,
     pub flushed_lsn: Option<String>,
+    /// The application_name its connection to the primary uses, read from
+    /// `pg_stat_wal_receiver.conninfo` (None: not set there, or not readable). The
+    /// conninfo itself is never reported.
+    #[serde(skip)]
+    pub application_name: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize)]
 pub struct SlotReport {
     pub name: String,
     pub active: bool,
+    /// The pid of the WAL sender using it, to match `pg_stat_replication.pid`.
+    #[serde(skip)]
+    pub active_pid: Option<i32>,
     pub temporary: bool,
     /// WAL the slot keeps on the primary (`pg_current_wal_lsn() - restart_lsn`).
     pub retained_bytes: Option<i64>,

@@ -202,3 +202,75 @@ fn bad_customers_and_secrets_dirs_are_refused_before_any_connection() {
         eprintln!("not root: the case of another user's directory needs chown, not run here");
     }
 }
+
+/// `odoo-db health 2>&1 | head -3` once panicked (exit 101, "failed printing to stderr:
+/// Broken pipe"): with stdout and stderr both closed, every command keeps its exit code.
+#[test]
+fn a_closed_stdout_and_stderr_keep_the_exit_code() {
+    initialized();
+    let dir = tempfile::tempdir().unwrap();
+    let unreachable = dir.path().join("unreachable.toml");
+    std::fs::write(
+        &unreachable,
+        "[catalog]\ncluster = \"production\"\n[clusters.production]\nkind = \"production\"\n\
+         primary = \"postgresql://nobody@127.0.0.1:1/postgres?sslmode=disable\"\n",
+    )
+    .unwrap();
+    let cases: Vec<(&str, OdooDb, i32)> = vec![
+        // -v: plenty of log lines to write into the closed stderr.
+        ("health OK", odoo_db().args(["-v", "health"]), 0),
+        (
+            "health OK, json",
+            odoo_db().args(["health", "--format", "json"]),
+            0,
+        ),
+        (
+            "health CRITICAL",
+            OdooDb::new()
+                .arg("--config")
+                .arg(&unreachable)
+                .args(["-v", "health"]),
+            2,
+        ),
+        (
+            "health UNKNOWN (broken config)",
+            OdooDb::new().args(["--config", "/nonexistent/odoo-db.toml", "health"]),
+            3,
+        ),
+        ("list", odoo_db().args(["-v", "list"]), 0),
+        (
+            "list, broken config",
+            OdooDb::new().args(["--config", "/nonexistent/odoo-db.toml", "list"]),
+            2,
+        ),
+        (
+            "usage error",
+            OdooDb::new().args(["list", "--no-such-flag"]),
+            2,
+        ),
+        (
+            "usage error, health",
+            OdooDb::new().args(["health", "--no-such-flag"]),
+            3,
+        ),
+        ("help", OdooDb::new().arg("--help"), 0),
+        (
+            "completions",
+            OdooDb::new().args(["completions", "bash"]),
+            0,
+        ),
+        ("man page", OdooDb::new().arg("man"), 0),
+    ];
+    for (what, command, expected) in cases {
+        assert_eq!(command.run_into_closed_pipe(), expected, "{what}");
+    }
+    // audit: the same verdict as with open streams.
+    let open = odoo_db().arg("audit").run().code;
+    assert!((0..=3).contains(&open), "audit exited with {open}");
+    let closed = odoo_db().args(["-v", "audit"]).run_into_closed_pipe();
+    if closed != open {
+        // Another test may have changed what audit finds in between: ask again.
+        let again = odoo_db().arg("audit").run().code;
+        assert_eq!(closed, again, "audit with closed streams");
+    }
+}

@@ -345,7 +345,11 @@ fn a_lag_longer_than_a_run_is_judged_from_the_heartbeat_age() {
     run.expect_code(0);
     psql(ops.standby(), "SELECT pg_wal_replay_pause()");
     std::thread::sleep(Duration::from_secs(5));
-    let (run, took) = ops.health(Some(&config), &["--format", "json", "--crit-lag", "4s"]);
+    // (A critical below the default warning, 30 s, needs its own warning: issue 10.)
+    let (run, took) = ops.health(
+        Some(&config),
+        &["--format", "json", "--warn-lag", "2s", "--crit-lag", "4s"],
+    );
     run.expect_code(2);
     assert!(
         took < Duration::from_secs(3),
@@ -781,4 +785,641 @@ fn a_bad_threshold_or_cluster_is_unknown_before_any_connection() {
         .args(["health", "--format", "yaml"])
         .run();
     run.expect_code(3);
+}
+
+// ---- Issue 10: hardening of health's inputs and outputs --------------------------------
+
+/// A config whose servers cannot be reached (port 1 refuses at once): the run is
+/// CRITICAL within milliseconds and needs no server; `standbys` is the TOML array.
+fn unreachable_config(dir: &std::path::Path, standbys: &str, health: &str) -> PathBuf {
+    let config = dir.join("odoo-db.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[catalog]\ncluster = \"production\"\n[clusters.production]\nkind = \"production\"\n\
+             primary = \"postgresql://nobody@127.0.0.1:1/postgres?sslmode=disable\"\n\
+             standbys = {standbys}\n[health]\ntimeout = \"5s\"\n{health}\n"
+        ),
+    )
+    .unwrap();
+    config
+}
+
+fn health_with(config: &std::path::Path, args: &[&str]) -> Run {
+    util::OdooDb::new()
+        .arg("--config")
+        .arg(config)
+        .arg("health")
+        .args(args)
+        .timeout(Duration::from_secs(30))
+        .run()
+}
+
+/// A directory only this user can write, as the textfile rule wants.
+fn private_dir() -> tempfile::TempDir {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    dir
+}
+
+fn dir_listing(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn contradictory_or_overflowing_thresholds_are_unknown_with_the_reason() {
+    let dir = private_dir();
+    let config = unreachable_config(dir.path(), "[]", "");
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["--warn-lag", "10s", "--crit-lag", "5s"],
+            "warning time lag 10 s (--warn-lag) is above the critical time lag 5 s (--crit-lag)",
+        ),
+        (
+            &["--warn-lag", "400s"],
+            "above the critical time lag 300 s ([health] lag_crit or its default)",
+        ),
+        (
+            &["--warn-lag", "300MB"],
+            "above the critical lag 256.0 MB ([health] lag_crit or its default)",
+        ),
+        (&["--warn-lag", "99999999999999999999TB"], "too large"),
+        (&["--crit-lag", "999999999999999999999d"], "too long"),
+        (
+            &["--warn-lag", "1MB", "--warn-lag", "2MB"],
+            "--warn-lag: 2 sizes given (1MB, 2MB)",
+        ),
+    ];
+    for (args, reason) in cases {
+        let run = health_with(&config, args);
+        run.expect_code(3);
+        let line = first_line(&run);
+        assert!(line.starts_with("ODOO-DB UNKNOWN - "), "{args:?}: {line}");
+        assert!(line.contains(reason), "{args:?}: {line}");
+        // Refused before any connection: no server is named as unreachable.
+        assert!(!run.stdout.contains("unreachable"), "{}", run.stdout);
+        // JSON too is a report, not a panic or a bare message.
+        let mut json_args = args.to_vec();
+        json_args.extend(["--format", "json"]);
+        let run = health_with(&config, &json_args);
+        run.expect_code(3);
+        let report = json(&run);
+        assert_eq!(report["status"], "UNKNOWN");
+        assert!(
+            report["checks"][0]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains(reason)),
+            "{report:#}"
+        );
+    }
+    // Thresholds in the right order are accepted: the run goes on to the servers.
+    let run = health_with(&config, &["--warn-lag", "5s", "--crit-lag", "10s"]);
+    run.expect_code(2);
+
+    // An overflowing duration in the config: UNKNOWN for health, exit 2 for the other
+    // commands, never a panic (101).
+    let config = unreachable_config(dir.path(), "[]", "");
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("timeout = \"5s\"", "timeout = \"999999999999999999999d\"");
+    std::fs::write(&config, text).unwrap();
+    let run = health_with(&config, &[]);
+    run.expect_code(3);
+    let line = first_line(&run);
+    assert!(
+        line.starts_with("ODOO-DB UNKNOWN - ") && line.contains("health.timeout"),
+        "{line}"
+    );
+    assert!(line.contains("too long"), "{line}");
+    let run = util::OdooDb::new()
+        .arg("--config")
+        .arg(&config)
+        .arg("list")
+        .run();
+    run.expect_code(2);
+    assert!(
+        run.stderr.contains("health.timeout") && run.stderr.contains("too long"),
+        "{}",
+        run.stderr
+    );
+    // A config whose warning is above its critical is refused the same way.
+    let config = unreachable_config(dir.path(), "[]", "lag_warn = [\"1GB\"]");
+    let run = health_with(&config, &[]);
+    run.expect_code(3);
+    assert!(
+        first_line(&run).contains("health.lag_warn"),
+        "{}",
+        run.stdout
+    );
+}
+
+#[test]
+fn the_textfile_never_follows_a_planted_symlink() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let dir = private_dir();
+    let outside = private_dir();
+    let victim = outside.path().join("victim");
+    std::fs::write(&victim, "precious\n").unwrap();
+    std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let textfile = dir.path().join("odoo_db.prom");
+    // The old temporary names were predictable (`.<name>.<pid>.tmp`): plant symlinks to
+    // the victim for the next few hundred pids, as another user would.
+    let next_pid = std::process::Command::new("true")
+        .spawn()
+        .map(|mut child| {
+            let pid = child.id();
+            let _ = child.wait();
+            pid
+        })
+        .unwrap();
+    for pid in next_pid..next_pid + 500 {
+        std::os::unix::fs::symlink(&victim, dir.path().join(format!(".odoo_db.prom.{pid}.tmp")))
+            .unwrap();
+    }
+    let config = unreachable_config(dir.path(), "[]", "");
+    let run = health_with(&config, &["--textfile", &textfile.to_string_lossy()]);
+    run.expect_code(2);
+    assert_eq!(
+        std::fs::read_to_string(&victim).unwrap(),
+        "precious\n",
+        "the victim was overwritten through a planted symlink"
+    );
+    assert_eq!(
+        std::fs::metadata(&victim).unwrap().mode() & 0o777,
+        0o600,
+        "the victim was chmod-ed through a planted symlink"
+    );
+    let metadata = std::fs::symlink_metadata(&textfile).expect("the textfile");
+    assert!(metadata.file_type().is_file(), "a regular file");
+    assert_eq!(metadata.mode() & 0o777, 0o644);
+    let exposition = std::fs::read_to_string(&textfile).unwrap();
+    assert!(
+        exposition.contains("\nodoo_db_check_status 2\n"),
+        "{exposition}"
+    );
+    // Every planted link is still there, untouched, and nothing else was left.
+    let listing = dir_listing(dir.path());
+    assert_eq!(listing.len(), 500 + 2, "{listing:?}");
+
+    // A directory the group (or anyone) can write is refused: UNKNOWN, nothing written.
+    let shared = private_dir();
+    std::fs::set_permissions(shared.path(), std::fs::Permissions::from_mode(0o770)).unwrap();
+    let textfile = shared.path().join("odoo_db.prom");
+    std::os::unix::fs::symlink(&victim, shared.path().join(".odoo_db.prom.1.tmp")).unwrap();
+    let before = dir_listing(shared.path());
+    let run = health_with(&config, &["--textfile", &textfile.to_string_lossy()]);
+    run.expect_code(3);
+    let line = first_line(&run);
+    assert!(line.starts_with("ODOO-DB UNKNOWN - "), "{line}");
+    assert!(
+        line.contains("writable by group or others"),
+        "the reason: {line}"
+    );
+    assert!(
+        !run.stdout.contains("unreachable"),
+        "refused before any connection"
+    );
+    assert_eq!(dir_listing(shared.path()), before, "nothing written");
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
+}
+
+/// The label values of one exposition sample line, unescaped as the exposition format
+/// says (`\\`, `\"`, `\n`); panics on anything the format does not allow.
+fn exposition_labels(line: &str) -> (String, Vec<(String, String)>, String) {
+    let open = line.find('{');
+    let Some(open) = open else {
+        let (name, value) = line.split_once(' ').expect("name value");
+        return (name.to_string(), vec![], value.to_string());
+    };
+    let name = line[..open].to_string();
+    let mut labels = Vec::new();
+    let mut chars = line[open + 1..].chars();
+    loop {
+        let key: String = chars.by_ref().take_while(|c| *c != '=').collect();
+        assert!(
+            !key.is_empty() && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+            "label name {key:?} in {line:?}"
+        );
+        assert_eq!(chars.next(), Some('"'), "{line:?}");
+        let mut value = String::new();
+        loop {
+            match chars.next().expect("an unterminated label value") {
+                '\\' => match chars.next() {
+                    Some('\\') => value.push('\\'),
+                    Some('"') => value.push('"'),
+                    Some('n') => value.push('\n'),
+                    other => panic!("invalid escape \\{other:?} in {line:?}"),
+                },
+                '"' => break,
+                '\n' => panic!("raw newline in {line:?}"),
+                c => value.push(c),
+            }
+        }
+        labels.push((key, value));
+        match chars.next() {
+            Some(',') => continue,
+            Some('}') => break,
+            other => panic!("{other:?} after a label in {line:?}"),
+        }
+    }
+    let rest: String = chars.collect();
+    (name, labels, rest.trim().to_string())
+}
+
+/// Nagios perfdata as the plugin guidelines define it: `'label'=value[uom];warn;crit`,
+/// space-separated, a quote in a quoted label doubled. Returns the labels.
+fn perfdata_labels(perfdata: &str) -> Vec<String> {
+    let mut labels = Vec::new();
+    let mut chars = perfdata.chars().peekable();
+    while chars.peek().is_some() {
+        assert_eq!(chars.next(), Some('\''), "a quoted label in {perfdata:?}");
+        let mut label = String::new();
+        loop {
+            match chars.next().expect("an unterminated label") {
+                '\'' if chars.peek() == Some(&'\'') => {
+                    chars.next();
+                    label.push('\'');
+                }
+                '\'' => break,
+                c => {
+                    assert!(
+                        c != '=' && c != '|' && !c.is_control(),
+                        "{c:?} in {perfdata:?}"
+                    );
+                    label.push(c);
+                }
+            }
+        }
+        assert_eq!(chars.next(), Some('='), "{perfdata:?}");
+        let value: String = chars.by_ref().take_while(|c| *c != ' ').collect();
+        assert!(!value.is_empty() && !value.contains('='), "{perfdata:?}");
+        labels.push(label);
+    }
+    labels
+}
+
+#[test]
+fn hostile_standby_names_are_escaped_in_every_format() {
+    let dir = private_dir();
+    let names = [
+        "db2\nODOO-DB OK - fine",
+        "db3 | 'x'=1;2;3",
+        "it's=\"quoted\" \\ back",
+    ];
+    let standbys: Vec<String> = names
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            format!(
+                "{{ name = {}, url = \"postgresql://nobody@127.0.0.1:1/postgres?sslmode=disable&application_name=x{i}\" }}",
+                toml_string(name)
+            )
+        })
+        .collect();
+    let config = unreachable_config(dir.path(), &format!("[{}]", standbys.join(", ")), "");
+    let textfile = dir.path().join("odoo_db.prom");
+    let statsd = UdpSocket::bind("127.0.0.1:0").unwrap();
+    statsd
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let statsd_addr = statsd.local_addr().unwrap().to_string();
+
+    // Nagios: one status line with exactly one `|`, then one line per check.
+    let run = health_with(
+        &config,
+        &[
+            "--format",
+            "nagios",
+            "--textfile",
+            &textfile.to_string_lossy(),
+            "--statsd",
+            &statsd_addr,
+        ],
+    );
+    run.expect_code(2);
+    let mut lines = run.stdout.lines();
+    let status = lines.next().unwrap();
+    assert!(status.starts_with("ODOO-DB CRITICAL - "), "{status}");
+    assert_eq!(status.matches('|').count(), 1, "{status}");
+    assert!(!run.stdout.contains("\nODOO-DB OK"), "{}", run.stdout);
+    let (_, perfdata) = status.split_once(" | ").unwrap();
+    let labels = perfdata_labels(perfdata);
+    assert_eq!(labels.len(), 2 * names.len(), "{perfdata}");
+    assert!(
+        labels.contains(&"production_db2\\nODOO-DB OK - fine_lag_bytes".to_string()),
+        "{labels:?}"
+    );
+    assert!(
+        labels.contains(&"production_it's_\"quoted\" \\ back_lag_seconds".to_string()),
+        "{labels:?}"
+    );
+    for line in lines {
+        assert!(
+            line.starts_with('['),
+            "a long-output line of its own: {line:?}"
+        );
+        assert!(!line.contains('|'), "{line:?}");
+    }
+
+    // Prometheus (the textfile and stdout): every label value round-trips exactly.
+    let check_exposition = |exposition: &str| {
+        prometheus_parse::Scrape::parse(exposition.lines().map(|l| Ok(l.to_string())))
+            .expect("parses");
+        let mut standbys_seen = Vec::new();
+        for line in exposition.lines().filter(|l| !l.starts_with('#')) {
+            let (name, labels, value) = exposition_labels(line);
+            assert!(value.parse::<f64>().is_ok(), "{line:?}");
+            if name == "odoo_db_up" {
+                if let Some((_, server)) = labels.iter().find(|(k, _)| k == "server") {
+                    standbys_seen.push(server.clone());
+                }
+            }
+        }
+        for name in names {
+            assert!(
+                standbys_seen.iter().any(|s| s == name),
+                "{name:?} not among {standbys_seen:?}"
+            );
+        }
+    };
+    check_exposition(&std::fs::read_to_string(&textfile).unwrap());
+    let run = health_with(&config, &["--format", "prometheus"]);
+    run.expect_code(2);
+    check_exposition(&run.stdout);
+
+    // JSON: serde's escaping; the names come back as configured.
+    let run = health_with(&config, &["--format", "json"]);
+    run.expect_code(2);
+    let report = json(&run);
+    for name in names {
+        standby(&report, name);
+    }
+
+    // Text: no raw control character; each name on the row of its standby.
+    let run = health_with(&config, &["--format", "text"]);
+    run.expect_code(2);
+    assert!(
+        !run.stdout.chars().any(|c| c.is_control() && c != '\n'),
+        "{:?}",
+        run.stdout
+    );
+    assert!(
+        run.stdout
+            .contains("production  db2\\nODOO-DB OK - fine  ?"),
+        "{}",
+        run.stdout
+    );
+
+    // statsd: names without separators.
+    let mut buffer = [0u8; 4096];
+    let mut gauges = 0;
+    while let Ok((size, _)) = statsd.recv_from(&mut buffer) {
+        for line in String::from_utf8_lossy(&buffer[..size]).lines() {
+            let (name, value) = line.split_once(':').expect("name:value|g");
+            assert!(
+                name.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)),
+                "{line:?}"
+            );
+            assert!(value.ends_with("|g"), "{line:?}");
+            gauges += 1;
+        }
+        if gauges >= 3 + 2 * names.len() {
+            break;
+        }
+    }
+    assert!(gauges >= 3 + 2 * names.len(), "{gauges} gauges");
+}
+
+fn toml_string(text: &str) -> String {
+    let mut out = String::from("\"");
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+#[test]
+fn a_broken_config_still_writes_an_unknown_textfile() {
+    let dir = private_dir();
+    let textfile = dir.path().join("odoo_db.prom");
+    // The previous run's file said OK.
+    std::fs::write(&textfile, "odoo_db_check_status 0\n").unwrap();
+    let config = dir.path().join("broken.toml");
+    std::fs::write(
+        &config,
+        "[catalog]\ncluster = \"production\"\n[clusters.production\n",
+    )
+    .unwrap();
+    for args in [
+        vec!["--config", &*config.to_string_lossy(), "health"],
+        vec!["--config", "/nonexistent/odoo-db.toml", "health"],
+        // A usage error: the textfile is still named on the command line.
+        vec![
+            "--config",
+            "/nonexistent/odoo-db.toml",
+            "health",
+            "--no-such-flag",
+        ],
+    ] {
+        std::fs::write(&textfile, "odoo_db_check_status 0\n").unwrap();
+        let run = util::OdooDb::new()
+            .args(&args)
+            .args(["--textfile", &*textfile.to_string_lossy()])
+            .run();
+        run.expect_code(3);
+        assert!(
+            first_line(&run).starts_with("ODOO-DB UNKNOWN - "),
+            "{}",
+            run.stdout
+        );
+        let exposition = std::fs::read_to_string(&textfile).unwrap();
+        let scrape = prometheus_parse::Scrape::parse(exposition.lines().map(|l| Ok(l.to_string())))
+            .expect("the textfile parses");
+        let status = scrape
+            .samples
+            .iter()
+            .find(|s| s.metric == "odoo_db_check_status")
+            .unwrap_or_else(|| panic!("no odoo_db_check_status in {exposition}"));
+        assert_eq!(
+            status.value,
+            prometheus_parse::Value::Gauge(3.0),
+            "{exposition}"
+        );
+        assert!(
+            scrape
+                .samples
+                .iter()
+                .any(|s| s.metric == "odoo_db_last_run_timestamp_seconds"),
+            "{exposition}"
+        );
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&textfile).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o644);
+    }
+    // Its directory must still be safe: a shared one gets nothing, broken config or not.
+    let shared = private_dir();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(shared.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    }
+    let run = util::OdooDb::new()
+        .args([
+            "--config",
+            "/nonexistent/odoo-db.toml",
+            "health",
+            "--textfile",
+        ])
+        .arg(shared.path().join("odoo_db.prom"))
+        .run();
+    run.expect_code(3);
+    assert!(dir_listing(shared.path()).is_empty());
+    assert!(
+        run.stdout.contains("writable by group or others"),
+        "{}",
+        run.stdout
+    );
+}
+
+/// A harness whose standby is set up as `setup`, initialized, with a config that gives
+/// the standby a URL and nothing else (no name, no application_name).
+fn unconfigured_standby(setup: odoo_db::harness::StandbySetup) -> (Harness, PathBuf) {
+    let harness = util::fresh(HarnessOptions {
+        integration: false,
+        standby_setup: setup,
+        ..HarnessOptions::default()
+    });
+    let standby = harness.standby.as_ref().expect("a standby");
+    let config = harness.dir.join("unconfigured.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[catalog]\ncluster = \"production\"\n[clusters.production]\nkind = \"production\"\n\
+             primary = {}\nstandbys = [{}]\n",
+            toml_string(&harness.primary.admin_url()),
+            toml_string(&standby.admin_url())
+        ),
+    )
+    .unwrap();
+    util::odoo_db_for(&harness)
+        .env("ODOO_DB_CONFIG", &config)
+        .arg("init")
+        .run()
+        .success();
+    (harness, config)
+}
+
+/// Health on such a harness: OK, the standby found under `sender` by `source`, streaming.
+fn assert_found_streaming(harness: &Harness, config: &PathBuf, sender: &str, source: &str) {
+    let actual = psql(
+        &harness.primary,
+        "SELECT string_agg(application_name || ' ' || state, ', ') FROM pg_stat_replication",
+    );
+    assert_eq!(
+        actual,
+        format!("{sender} streaming"),
+        "the setup under test"
+    );
+    let run = util::odoo_db_for(harness)
+        .env("ODOO_DB_CONFIG", config)
+        .args(["health", "--format", "json"])
+        .run();
+    let report = json(&run);
+    assert_eq!(report["status"], "OK", "{:?}", problems(&report));
+    run.expect_code(0);
+    let standbys = cluster(&report, "production")["standbys"]
+        .as_array()
+        .expect("standbys")
+        .clone();
+    assert_eq!(standbys.len(), 1);
+    assert_eq!(standbys[0]["application_name"], sender, "{:#}", standbys[0]);
+    assert_eq!(standbys[0]["application_name_source"], source);
+    assert_eq!(standbys[0]["replication_state"], "streaming");
+    let run = util::odoo_db_for(harness)
+        .env("ODOO_DB_CONFIG", config)
+        .args(["health", "--format", "nagios"])
+        .run();
+    run.expect_code(0);
+    assert!(!run.stdout.contains("not connected"), "{}", run.stdout);
+}
+
+#[test]
+fn a_standby_streaming_under_its_primary_conninfo_name_is_found() {
+    let (harness, config) = unconfigured_standby(odoo_db::harness::StandbySetup {
+        application_name: Some("db2 in dc2".into()),
+        cluster_name: "main".into(),
+        slot: false,
+    });
+    assert_found_streaming(&harness, &config, "db2 in dc2", "primary_conninfo");
+}
+
+#[test]
+fn a_standby_streaming_under_its_cluster_name_is_found() {
+    let (harness, config) = unconfigured_standby(odoo_db::harness::StandbySetup {
+        application_name: None,
+        cluster_name: "15/main".into(),
+        slot: false,
+    });
+    assert_found_streaming(&harness, &config, "15/main", "cluster_name");
+}
+
+#[test]
+fn a_standby_without_name_or_slot_is_found_as_walreceiver() {
+    let (harness, config) = unconfigured_standby(odoo_db::harness::StandbySetup {
+        application_name: None,
+        cluster_name: String::new(),
+        slot: false,
+    });
+    assert_found_streaming(&harness, &config, "walreceiver", "default");
+}
+
+#[test]
+fn a_standby_is_found_through_its_slot_whatever_its_name() {
+    let ops = ops();
+    // The fault harness's standby streams through slot `standby`; rename its WAL
+    // receiver's application_name to something no rule would guess.
+    let original = ops.primary_conninfo.clone();
+    psql(
+        ops.standby(),
+        &format!(
+            "ALTER SYSTEM SET primary_conninfo = {}",
+            sql_literal(&format!("{original} application_name=unguessable"))
+        ),
+    );
+    ops.reload_standby();
+    util::wait_until(
+        Duration::from_secs(30),
+        "the standby streams as unguessable",
+        || {
+            psql(
+                ops.primary(),
+                "SELECT count(*) FROM pg_stat_replication WHERE application_name = 'unguessable' AND state = 'streaming'",
+            ) == "1"
+        },
+    );
+    // Without its application_name in the config, and without pg_read_all_stats's view
+    // of the conninfo mattering: the slot names the sender.
+    let config = ops.config("no-application-name", |text| {
+        text.replace(", application_name = \"standby\"", "")
+    });
+    let (run, _) = ops.health(Some(&config), &["--format", "json"]);
+    let report = json(&run);
+    assert_eq!(report["status"], "OK", "{:?}", problems(&report));
+    let standby = standby(&report, "standby");
+    assert_eq!(standby["application_name"], "unguessable");
+    assert_eq!(standby["application_name_source"], "replication_slot");
+    assert_eq!(standby["replication_state"], "streaming");
+    // heal() puts primary_conninfo back for the next test.
 }

@@ -308,6 +308,41 @@ impl OdooDb {
     }
 }
 
+impl OdooDb {
+    /// Runs with stdout and stderr both on a pipe whose reader has already gone (a
+    /// `2>&1 | head` that quit): every write fails with EPIPE. Returns the exit code;
+    /// panics when odoo-db dies by a signal or outlives its timeout.
+    pub fn run_into_closed_pipe(mut self) -> i32 {
+        let (reader, writer) = nix::unistd::pipe().expect("a pipe");
+        drop(reader);
+        let stderr = writer.try_clone().expect("a second descriptor of the pipe");
+        self.command
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(writer))
+            .stderr(Stdio::from(stderr));
+        let shown = format!("{:?}", self.command);
+        let mut child = self
+            .command
+            .spawn()
+            .unwrap_or_else(|e| panic!("running {shown}: {e}"));
+        let deadline = Instant::now() + self.timeout;
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("waiting for odoo-db") {
+                break status;
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("{shown} still ran after {:?}", self.timeout);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        status
+            .code()
+            .unwrap_or_else(|| panic!("{shown} died by a signal ({status})"))
+    }
+}
+
 impl Run {
     /// Panics, showing both streams, unless the exit code is `code`.
     #[track_caller]
