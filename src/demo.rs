@@ -29,9 +29,10 @@ pub async fn run(args: &DemoArgs) -> Result<String> {
         &["init"],
     )
     .await?;
-    let secrets_dir = dir.join("secrets").join(CUSTOMER);
-    std::fs::create_dir_all(&secrets_dir)?;
-    set_private(&secrets_dir)?;
+    // Beside the sandbox, not in it: as root the servers' `postgres` user owns the sandbox
+    // directory, and odoo-db refuses a secrets directory another user could swap.
+    // provision creates it (0700).
+    let secrets_dir = secrets_home(&dir).join(CUSTOMER);
     tour.step(
         "provision a customer: generated name, role + database on production and integration, passwords only in the secrets dir",
         &["provision", "--customer", CUSTOMER, "--secrets-dir", &secrets_dir.to_string_lossy()],
@@ -161,10 +162,13 @@ fn say(what: &str) {
     crate::print_result(&format!("\n# {what}\n"));
 }
 
-fn set_private(dir: &Path) -> Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
-    Ok(())
+/// `<sandbox dir>-secrets`: where the tour's provision writes the passwords.
+fn secrets_home(dir: &Path) -> PathBuf {
+    let name = dir
+        .file_name()
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "sandbox".to_string());
+    dir.with_file_name(format!("{name}-secrets"))
 }
 
 /// Runs odoo-db subcommands against the sandbox.

@@ -193,3 +193,57 @@ fn adopt_refuses_owners_with_privileges_and_never_grants_itself_them() {
         );
     }
 }
+
+/// adopt checks every environment before it grants anything: a production role it could
+/// act for, and an integration twin it must refuse, leave odoo-db's role without either.
+#[test]
+fn adopt_grants_nothing_when_another_environment_is_refused() {
+    let harness = initialized();
+    let integration = harness.integration.as_ref().unwrap();
+    let customer = unique("mixd");
+    let name = "russet_quay_adopt";
+    make_by_hand(&harness.primary, name, name);
+    integration
+        .psql_superuser(&format!("CREATE ROLE {name}_integration LOGIN CREATEROLE"))
+        .unwrap();
+    integration
+        .psql_superuser(&format!(
+            "CREATE DATABASE {name}_integration OWNER {name}_integration"
+        ))
+        .unwrap();
+    let run = odoo_db()
+        .args(["adopt", "--customer", &customer, "--name", name])
+        .run();
+    run.expect_code(2);
+    if harness.primary.major() < 16 {
+        // Up to 15 odoo-db could grant itself the production role: the integration
+        // twin's CREATEROLE is what refuses, after production was checked.
+        assert!(
+            run.stderr
+                .contains(&format!("role {name}_integration has CREATEROLE")),
+            "{}",
+            run.stderr
+        );
+    }
+    assert_eq!(
+        harness
+            .primary
+            .psql_superuser(&format!(
+                "SELECT pg_has_role('odoo_db_admin', '{name}', 'MEMBER')"
+            ))
+            .unwrap(),
+        "f",
+        "no grant on production"
+    );
+    assert_eq!(
+        integration
+            .psql_superuser(&format!(
+                "SELECT pg_has_role('odoo_db_admin', '{name}_integration', 'MEMBER')"
+            ))
+            .unwrap(),
+        "f",
+        "no grant on integration"
+    );
+    let listed = odoo_db().args(["list", "--format", "json"]).run();
+    assert!(!listed.stdout.contains(&customer), "nothing recorded");
+}
