@@ -399,10 +399,10 @@ fn remove_partials(dir: &Path, name: &str) {
 /// The read-back runs while the dump is written, not after it: pg_dump's output goes
 /// through odoo-db into the file and into `pg_restore -f /dev/null` at once, which
 /// hides the read-back's time behind the dump's. The file is then synced and read
-/// again from the file system and must equal, byte for byte (length and hash), the
-/// stream pg_restore accepted; so what is on disk is what was verified. (pg_dump
-/// writing to a pipe cannot seek back to store data offsets in the table of contents;
-/// pg_restore finds the blocks by scanning instead, also with `-j`.)
+/// again from the file system and must equal the stream pg_restore accepted (length
+/// and SHA-256, which the catalog then records); so what is on disk is what was
+/// verified. (pg_dump writing to a pipe cannot seek back to store data offsets in the
+/// table of contents; pg_restore finds the blocks by scanning instead, also with `-j`.)
 pub async fn dump(
     tools: &Tools,
     params: &ConnParams,

@@ -523,16 +523,24 @@ impl Job {
                 )));
             }
         }
-        if let Some(record) = &unfinished {
+        // A run past the point of no return is finished from its plan, owner included
+        // (an earlier one is superseded, its plan unused).
+        if let Some(record) = unfinished.as_ref().filter(|r| r.step >= Step::Blocking) {
             if record.plan.owner != recorded_owner {
-                return Err(refuse(owner_changed(
-                    name,
-                    &format!(
-                        "the plan an unfinished {} recorded names owner {:?}",
-                        record.kind.as_str(),
-                        record.plan.owner
-                    ),
-                    &recorded_owner,
+                return Err(refuse(format!(
+                    "the interrupted {} (stopped after step {}) recorded a plan whose owner is {:?}, but \
+                     the catalog recorded owner {recorded_owner:?} for {name}; odoo-db will not make its \
+                     own role a member of a role it did not record. Finish it by hand as a superuser \
+                     (CREATE DATABASE {} OWNER {} TEMPLATE template0, with the plan's other properties), \
+                     then mark the run finished (UPDATE catalog.recreates SET outcome = 'done', \
+                     finished_at = now() WHERE id = {}; UPDATE catalog.databases SET state = 'ready' \
+                     WHERE environment = 'integration' AND name = '{name}')",
+                    record.kind.as_str(),
+                    record.step.as_str(),
+                    record.plan.owner,
+                    quote_ident(name),
+                    quote_ident(&recorded_owner),
+                    record.id
                 )));
             }
         }
