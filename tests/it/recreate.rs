@@ -91,8 +91,11 @@ impl Customer {
 fn provision(tag: &str) -> Customer {
     static COUNTER: AtomicU32 = AtomicU32::new(0);
     init();
+    // One token (see util::unique): tags such as "kind" or "rest" are inside generated
+    // names ("kindly", "forest"), which would make the customer refused.
+    let tag: String = tag.chars().filter(char::is_ascii_alphanumeric).collect();
     let customer = format!(
-        "rc-{tag}-{}-{}",
+        "rc{tag}{}x{}z",
         std::process::id(),
         COUNTER.fetch_add(1, Ordering::SeqCst)
     );
