@@ -156,15 +156,18 @@ pub async fn run(config: &Config, args: &RestoreArgs) -> Result<String> {
 
     let from = match &resumable {
         Some(record) => {
-            // Only a restore of this very backup that got as far as the data may skip
-            // ahead; anything else is made again from the drop.
+            // Only a restore of this very backup may skip ahead: past the data, or to
+            // the data again when its new database exists (a restore is one
+            // transaction: what failed or was killed left it empty, and what a
+            // superuser added by hand to let it pass, an extension, stays); anything
+            // else is made again from the drop.
             let same_source = record.kind == Kind::Restore
                 && record.restore_path.as_deref() == Some(path.as_path());
             job.take_over(Some(&path)).await?;
-            if same_source && record.step == Step::Restored {
-                Step::Restored
-            } else {
-                Step::Blocking
+            match record.step {
+                Step::Restored if same_source => Step::Restored,
+                Step::Created if same_source && job.inspect().await?.is_some() => Step::Created,
+                _ => Step::Blocking,
             }
         }
         None => {
