@@ -657,6 +657,8 @@ pub fn restore_session_options(server_major: u32) -> Vec<&'static str> {
         "-c lock_timeout=0",
         "-c idle_in_transaction_session_timeout=0",
         "-c search_path=pg_catalog",
+        "-c DateStyle=ISO",
+        "-c IntervalStyle=postgres",
     ];
     if server_major >= 14 {
         switches.push("-c idle_session_timeout=0");

@@ -555,6 +555,22 @@ impl Job {
         })
     }
 
+    /// Refused unless the throwaway role a restore runs as can be made for `owner`
+    /// ([`steprole::check`]).
+    pub(crate) async fn check_step_role(&self, owner: &str) -> Result<()> {
+        steprole::check(&self.server, owner, self.version_num)
+            .await
+            .map_err(|error| match error.class() {
+                crate::error::Class::Refused => Error::refused(format!(
+                    "{} of {} refused: {}; nothing was changed",
+                    self.kind.as_str(),
+                    self.name,
+                    error.root_message()
+                )),
+                _ => error,
+            })
+    }
+
     /// Refused unless a restore of this database's backup could recreate everything in
     /// it ([`dbprops::check_contents`]).
     pub(crate) async fn check_contents(&self, props: &DbProps) -> Result<()> {

@@ -139,6 +139,7 @@ pub async fn run(config: &Config, args: &RestoreArgs) -> Result<String> {
     if resumable.is_none() {
         job.check(&props, live.as_ref()).await?;
     }
+    job.check_step_role(&props.owner).await?;
     if args.dry_run {
         return Ok(DRY_RUN.to_string());
     }

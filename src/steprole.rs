@@ -93,6 +93,56 @@ pub async fn ensure_group(client: &Client) -> Result<()> {
     Ok(())
 }
 
+/// Refuse (nothing changed) before a job's first change when its step role could not
+/// be made: [`GROUP_ROLE`] exists but is not harmless, or odoo-db's role may not add
+/// members to it or to `owner` (PostgreSQL 16+ asks for ADMIN OPTION on both: a role
+/// odoo-db created has it, one a superuser created needs `GRANT … TO odoo-db's role WITH
+/// ADMIN OPTION`; up to 15 CREATEROLE is enough for a role that is no superuser). A
+/// missing group is fine: the job creates it.
+pub async fn check(server: &Client, owner: &str, version_num: i32) -> Result<()> {
+    let admin = if version_num >= 160000 {
+        "pg_catalog.pg_has_role(current_user, r.oid, 'USAGE WITH ADMIN OPTION') \
+         OR pg_catalog.pg_has_role(current_user, r.oid, 'MEMBER WITH ADMIN OPTION')"
+    } else {
+        "NOT r.rolsuper"
+    };
+    let rows = server
+        .query_typed(
+            &format!(
+                "SELECT r.rolname::text,
+                        me.rolsuper OR (me.rolcreaterole AND ({admin})),
+                        r.rolsuper OR r.rolcreatedb OR r.rolcreaterole OR r.rolreplication OR r.rolbypassrls OR r.rolcanlogin,
+                        EXISTS (SELECT FROM pg_catalog.pg_auth_members m WHERE m.member = r.oid),
+                        current_user::text
+                   FROM pg_catalog.pg_roles r, pg_catalog.pg_roles me
+                  WHERE r.rolname IN ($1, $2) AND me.rolname = current_user"
+            ),
+            &[(&GROUP_ROLE, Type::TEXT), (&owner, Type::TEXT)],
+        )
+        .await
+        .context("checking that the throwaway role of the step can be made")?;
+    for row in rows {
+        let (role, grantable, attributes, member_of, agent): (String, bool, bool, bool, String) =
+            (row.get(0), row.get(1), row.get(2), row.get(3), row.get(4));
+        if role == GROUP_ROLE && (attributes || member_of) {
+            return Err(Error::refused(format!(
+                "the group role {GROUP_ROLE}, which every throwaway step role joins, has an attribute \
+                 or a membership that customer code would get: a superuser must make it NOLOGIN with \
+                 no attribute and no membership"
+            )));
+        }
+        if !grantable {
+            return Err(Error::refused(format!(
+                "odoo-db's role {agent} may not add members to role {role}, which the throwaway role \
+                 the step runs as must join; a superuser must run once: GRANT {} TO {} WITH ADMIN OPTION",
+                quote_ident(&role),
+                quote_ident(&agent)
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// A throwaway login role for one step in one database; drop it with
 /// [`StepRole::drop`] whatever the step's outcome.
 pub struct StepRole {
