@@ -7,14 +7,16 @@
 --    owner's), including default privileges set for another role and event triggers
 --    (a superuser's, always);
 -- Objects that belong to an extension come with it and are left out, as are the
--- objects every database has (oid below FirstNormalObjectId, 16384). Every name is
--- schema-qualified: this runs in the customer's database.
+-- objects every database has (oid below FirstNormalObjectId, 16384), and what lives in
+-- the schemas of temporary objects (pg_temp_N, pg_toast_temp_N: never dumped, owned by
+-- the bootstrap superuser). Every name is schema-qualified: this runs in the customer's
+-- database.
 WITH owner AS (
     SELECT oid FROM pg_catalog.pg_roles WHERE rolname = $1
 ), owned (kind, name, owner_oid, classid, objid) AS (
     SELECT 'schema', n.nspname::text, n.nspowner,
            'pg_catalog.pg_namespace'::pg_catalog.regclass, n.oid
-      FROM pg_catalog.pg_namespace n WHERE n.oid >= 16384
+      FROM pg_catalog.pg_namespace n WHERE n.oid >= 16384 AND n.nspname NOT LIKE 'pg\_%'
     UNION ALL
     SELECT CASE c.relkind WHEN 'r' THEN 'table' WHEN 'p' THEN 'table' WHEN 'v' THEN 'view'
                           WHEN 'm' THEN 'materialized view' WHEN 'S' THEN 'sequence'
@@ -22,17 +24,17 @@ WITH owner AS (
            pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(c.relname), c.relowner,
            'pg_catalog.pg_class'::pg_catalog.regclass, c.oid
       FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-     WHERE c.oid >= 16384 AND c.relkind NOT IN ('i', 'I', 't')
+     WHERE c.oid >= 16384 AND c.relkind NOT IN ('i', 'I', 't') AND n.nspname NOT LIKE 'pg\_%'
     UNION ALL
     SELECT 'function', pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(p.proname), p.proowner,
            'pg_catalog.pg_proc'::pg_catalog.regclass, p.oid
       FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
-     WHERE p.oid >= 16384
+     WHERE p.oid >= 16384 AND n.nspname NOT LIKE 'pg\_%'
     UNION ALL
     SELECT 'type', pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(t.typname), t.typowner,
            'pg_catalog.pg_type'::pg_catalog.regclass, t.oid
       FROM pg_catalog.pg_type t JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace
-     WHERE t.oid >= 16384 AND t.typrelid = 0
+     WHERE t.oid >= 16384 AND t.typrelid = 0 AND n.nspname NOT LIKE 'pg\_%'
        AND NOT EXISTS (SELECT FROM pg_catalog.pg_type e WHERE e.typarray = t.oid)
     UNION ALL
     SELECT 'operator', o.oid::pg_catalog.regoperator::text, o.oprowner,

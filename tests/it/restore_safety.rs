@@ -325,7 +325,8 @@ async fn settings_the_owner_gave_its_database_never_block_its_restore() {
     }
     customer
         .batch_execute(&format!(
-            r#"CREATE TABLE public.t (i int PRIMARY KEY, d date, iv interval, ts timestamptz, h text);
+            r#"CREATE TEMPORARY TABLE scratch (i int); -- leaves a pg_temp_N schema behind
+               CREATE TABLE public.t (i int PRIMARY KEY, d date, iv interval, ts timestamptz, h text);
                INSERT INTO public.t
                SELECT g, date '2024-01-31' + g, make_interval(days => -g, secs => g), timestamptz '2024-06-11 10:15:30+02' + g * interval '1 hour',
                       md5(g::text)
