@@ -828,6 +828,18 @@ mod tests {
     }
 
     #[test]
+    fn the_restore_session_overrides_only_what_the_server_knows() {
+        let twelve = restore_session_options(12);
+        assert!(twelve.contains(&"-c default_transaction_read_only=off"));
+        assert!(twelve.contains(&"-c statement_timeout=0"));
+        assert!(!twelve.iter().any(|s| s.contains("idle_session_timeout")));
+        assert!(!twelve.iter().any(|s| s.contains("transaction_timeout=")));
+        let eighteen = restore_session_options(18);
+        assert!(eighteen.contains(&"-c idle_session_timeout=0"));
+        assert!(eighteen.contains(&"-c transaction_timeout=0"));
+    }
+
+    #[test]
     fn parses_tool_versions() {
         assert_eq!(
             parse_major("pg_dump (PostgreSQL) 15.14 (Debian 15.14-0+deb12u1)"),

@@ -989,6 +989,41 @@ mod tests {
     }
 
     #[test]
+    fn settings_after_the_data_replace_exactly_what_is_there() {
+        let mut target = props();
+        target.settings = vec!["default_transaction_read_only=on".into()];
+        target.role_settings = vec![RoleSettings {
+            role: "x_integration".into(),
+            settings: vec!["statement_timeout=1ms".into()],
+        }];
+        let empty = props();
+        assert_eq!(
+            settings_reset_statements(&empty, &target).unwrap(),
+            vec![
+                "ALTER DATABASE \"x_integration\" SET \"default_transaction_read_only\" = 'on'",
+                "ALTER ROLE \"x_integration\" IN DATABASE \"x_integration\" SET \"statement_timeout\" = '1ms'",
+            ]
+        );
+        // A rerun that finds them in place changes nothing.
+        assert!(settings_reset_statements(&target, &target)
+            .unwrap()
+            .is_empty());
+        // Anything else is reset first, so the order comes back too.
+        let mut other = target.clone();
+        other.settings = vec![
+            "work_mem=64kB".into(),
+            "default_transaction_read_only=on".into(),
+        ];
+        let statements = settings_reset_statements(&other, &target).unwrap();
+        assert_eq!(statements[0], "ALTER DATABASE \"x_integration\" RESET ALL");
+        assert_eq!(
+            statements[1],
+            "ALTER ROLE \"x_integration\" IN DATABASE \"x_integration\" RESET ALL"
+        );
+        assert_eq!(statements.len(), 4);
+    }
+
+    #[test]
     fn list_settings_are_given_back_element_by_element() {
         assert_eq!(
             setting_assignment("search_path=\"$user\", public").unwrap(),

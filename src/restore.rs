@@ -134,7 +134,7 @@ pub async fn run(config: &Config, args: &RestoreArgs) -> Result<String> {
         None => plan
             .push_str("  (the database does not exist now)\nsteps: read the backup back whole; "),
     }
-    plan.push_str("create from template0 with the properties above; pg_restore as the owner (only odoo-db may connect meanwhile); put the ACL back; open it\n");
+    plan.push_str("create from template0 with the properties above; pg_restore as the owner, logged in as a throwaway role that is a member of the owner only (only odoo-db may connect meanwhile); put the settings and the ACL back; open it\n");
     say(&plan);
     if resumable.is_none() {
         job.check(&props, live.as_ref()).await?;

@@ -37,7 +37,7 @@ use crate::servers::{self, quote_ident, quote_literal};
 /// The group role every step role belongs to: NOLOGIN, no attributes, member of
 /// nothing. pg_hba.conf admits step roles with `+odoo_db_step`.
 pub const GROUP_ROLE: &str = "odoo_db_step";
-/// Step role names: this prefix and 20 random lowercase letters and digits.
+/// Step role names: this prefix and random groups of 3 lowercase letters and digits.
 pub const ROLE_PREFIX: &str = "odoo_db_step_";
 /// A step role cannot log in after this, even if a crash leaves it behind.
 const VALID_FOR: &str = "1 day";
@@ -161,13 +161,21 @@ impl std::fmt::Debug for StepRole {
     }
 }
 
+/// `odoo_db_step_` and 7 groups of 3 random lowercase letters and digits joined by `_`
+/// (about 108 bits): no run of 4 alphanumerics, so no customer's name token (the names
+/// rule forbids those of 4 and more in any database or role name) can appear in it by
+/// chance and turn `audit` red while a step runs.
 fn random_name() -> String {
-    let suffix: String = OsRng
-        .sample_iter(&Alphanumeric)
-        .map(|b| char::from(b).to_ascii_lowercase())
-        .take(20)
+    let groups: Vec<String> = (0..7)
+        .map(|_| {
+            OsRng
+                .sample_iter(&Alphanumeric)
+                .map(|b| char::from(b).to_ascii_lowercase())
+                .take(3)
+                .collect()
+        })
         .collect();
-    format!("{ROLE_PREFIX}{suffix}")
+    format!("{ROLE_PREFIX}{}", groups.join("_"))
 }
 
 impl StepRole {
@@ -426,10 +434,13 @@ mod tests {
         let b = random_name();
         assert_ne!(a, b);
         assert!(a.starts_with(ROLE_PREFIX));
-        assert_eq!(a.len(), ROLE_PREFIX.len() + 20);
+        assert_eq!(a.len(), ROLE_PREFIX.len() + 27);
         assert!(a
             .chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'));
+        assert!(a[ROLE_PREFIX.len()..]
+            .split('_')
+            .all(|group| group.len() == 3));
     }
 
     #[test]
