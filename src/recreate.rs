@@ -971,7 +971,34 @@ impl Job {
                     .context("opening the new database to the restore")?;
                 self.lock.ensure_held("the restore").await?;
                 let started = Instant::now();
-                if let Err(error) = self.restore_as_step_role(props, tools, path).await {
+                let role = match self.step_role_for_restore(props).await {
+                    Ok(role) => role,
+                    Err(error) => return Err(self.restore_failed(error, path).await),
+                };
+                tracing::info!(
+                    "restoring {} into {} as the throwaway role {} (a member of {} only)",
+                    path.display(),
+                    self.name,
+                    role.name,
+                    props.owner
+                );
+                let restored = backup::restore(
+                    tools,
+                    &role.login(&self.params),
+                    path,
+                    &props.owner,
+                    self.server_major(),
+                )
+                .await;
+                if let Err(error) = restored {
+                    if let Err(drop_error) =
+                        role.drop(&self.server, &self.catalog, &self.params).await
+                    {
+                        tracing::warn!(
+                            "{}: the throwaway role stays until the next run: {drop_error}",
+                            self.name
+                        );
+                    }
                     return Err(self.restore_failed(error, path).await);
                 }
                 self.advance(
@@ -980,6 +1007,9 @@ impl Job {
                 )
                 .await?;
                 fail::fail_point!("restore-after-restore");
+                // The data is in: a failure from here on leaves the role to the rerun,
+                // which finds it recorded.
+                role.drop(&self.server, &self.catalog, &self.params).await?;
             }
             // A run killed between its restore and here left its throwaway role.
             steprole::drop_leftovers(
@@ -1146,17 +1176,11 @@ impl Job {
         Ok(())
     }
 
-    /// pg_restore logged in as a throwaway role whose only rights are the customer's
+    /// The throwaway role pg_restore logs in as, whose only rights are the customer's
     /// ([`steprole`]): the customer's code that the restore runs (CHECK constraints,
     /// generated columns, index expressions, triggers) can `RESET ROLE` and still do
-    /// nothing the customer could not. The role is dropped whatever the outcome.
-    async fn restore_as_step_role(
-        &self,
-        props: &DbProps,
-        tools: &Tools,
-        path: &Path,
-    ) -> Result<()> {
-        // A restore retried into its database: the killed one's role goes first.
+    /// nothing the customer could not. A role a killed restore left goes first.
+    async fn step_role_for_restore(&self, props: &DbProps) -> Result<StepRole> {
         steprole::drop_leftovers(
             &self.server,
             &self.catalog,
@@ -1165,7 +1189,7 @@ impl Job {
             &self.name,
         )
         .await?;
-        let role = StepRole::create(
+        StepRole::create(
             &self.server,
             &self.catalog,
             &self.cluster,
@@ -1173,25 +1197,7 @@ impl Job {
             &props.owner,
             "restore",
         )
-        .await?;
-        tracing::info!(
-            "restoring {} into {} as the throwaway role {} (a member of {} only)",
-            path.display(),
-            self.name,
-            role.name,
-            props.owner
-        );
-        let restored = backup::restore(
-            tools,
-            &role.login(&self.params),
-            path,
-            &props.owner,
-            self.server_major(),
-        )
-        .await;
-        let dropped = role.drop(&self.server, &self.catalog, &self.params).await;
-        restored?;
-        dropped
+        .await
     }
 
     /// A failed restore leaves the database empty (one transaction) and closed, the
