@@ -662,3 +662,122 @@ async fn a_kill_during_backup_or_restore_leaves_no_password_on_disk() {
     let leaked = leaked_password(tmpdir.path(), c.backups.path());
     assert!(leaked.is_empty(), "the password is on disk in {leaked:?}");
 }
+
+/// Item 17: every throwaway role joins the group role `odoo_db_step` (which `init`
+/// creates, NOLOGIN and without rights), so whatever the group has, customer code gets.
+/// A group that was given a built-in role, or LOGIN, is refused before anything changes;
+/// made harmless again, the restore goes through. On a harness of its own: the group is
+/// shared by every restore of a server.
+#[tokio::test]
+async fn a_step_group_role_with_any_right_is_refused_before_anything_changes() {
+    let harness = util::fresh(odoo_db::harness::HarnessOptions {
+        standby: false,
+        ..Default::default()
+    });
+    let server = harness.integration.as_ref().unwrap();
+    let psql = |sql: &str| {
+        server
+            .psql_superuser(sql)
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+            .trim()
+            .to_string()
+    };
+    util::odoo_db_for(&harness).arg("init").run().success();
+    assert_eq!(
+        psql(
+            "SELECT rolcanlogin::text || rolsuper::text || rolcreaterole::text
+               FROM pg_roles WHERE rolname = 'odoo_db_step'"
+        ),
+        "falsefalsefalse",
+        "init creates the group role without rights"
+    );
+
+    let secrets = tempfile::tempdir().unwrap();
+    let backups = tempfile::tempdir().unwrap();
+    let run = util::odoo_db_for(&harness)
+        .args(["provision", "--customer", "group-check", "--secrets-dir"])
+        .arg(secrets.path())
+        .run();
+    run.success();
+    let name = run
+        .stdout
+        .lines()
+        .filter_map(|line| line.strip_prefix("export DB_NAME="))
+        .nth(1)
+        .expect("the integration database's name")
+        .to_string();
+    let in_db = |sql: &str| {
+        let out = std::process::Command::new(server.bin("psql"))
+            .arg("-h")
+            .arg(&server.socket_dir)
+            .args([
+                "-p",
+                &server.port.to_string(),
+                "-U",
+                "postgres",
+                "-d",
+                &name,
+            ])
+            .args(["-X", "-At", "-v", "ON_ERROR_STOP=1", "-c", sql])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{sql}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    in_db(&format!(
+        "CREATE TABLE t (i int); INSERT INTO t SELECT generate_series(1, 10); ALTER TABLE t OWNER TO {name}"
+    ));
+    util::odoo_db_for(&harness)
+        .args(["recreate", &name, "--yes", "--backup-dir"])
+        .arg(backups.path())
+        .run()
+        .success();
+    in_db(&format!(
+        "CREATE TABLE marker (i int); ALTER TABLE marker OWNER TO {name}"
+    ));
+    let state = || {
+        psql(&format!(
+            "SELECT d.oid::text || ' ' || d.datallowconn::text || ' ' || coalesce(d.datacl::text, '')
+                    || ' ' || (SELECT count(*) FROM pg_roles WHERE rolname LIKE 'odoo_db\\_step\\_%')
+               FROM pg_database d WHERE datname = '{name}'"
+        ))
+    };
+    let catalog_runs = || async {
+        util::admin_in(&harness.primary, "odoo_db")
+            .await
+            .query_one("SELECT count(*) FROM catalog.recreates", &[])
+            .await
+            .unwrap()
+            .get::<_, i64>(0)
+    };
+
+    for (poison, cure) in [
+        (
+            "GRANT pg_read_server_files TO odoo_db_step",
+            "REVOKE pg_read_server_files FROM odoo_db_step",
+        ),
+        (
+            "ALTER ROLE odoo_db_step LOGIN",
+            "ALTER ROLE odoo_db_step NOLOGIN",
+        ),
+    ] {
+        psql(poison);
+        let before = (state(), catalog_runs().await);
+        let run = util::odoo_db_for(&harness)
+            .args(["restore", &name, "--yes"])
+            .run();
+        assert_stderr(&run, 2, &["odoo_db_step", "nothing was changed"]);
+        assert_eq!((state(), catalog_runs().await), before, "{poison}");
+        assert_eq!(in_db("SELECT count(*) FROM marker"), "0", "{poison}");
+        psql(cure);
+    }
+    util::odoo_db_for(&harness)
+        .args(["restore", &name, "--yes"])
+        .run()
+        .success();
+    assert_eq!(in_db("SELECT count(*) FROM t"), "10");
+}
