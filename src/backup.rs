@@ -622,6 +622,39 @@ pub async fn archive_database(tools: &Tools, path: &Path) -> Result<String> {
         })
 }
 
+/// The extensions an archive creates (`EXTENSION` entries of its table of contents).
+pub async fn archive_extensions(tools: &Tools, path: &Path) -> Result<Vec<String>> {
+    let out = libpq_command(tools, "pg_restore", None)
+        .arg("--list")
+        .arg(path)
+        .stdout(Stdio::piped())
+        .output()
+        .await
+        .with_context(|| format!("reading the table of contents of {}", path.display()))?;
+    if !out.status.success() {
+        return Err(Error::refused(format!(
+            "{} is not a readable pg_dump archive: {}",
+            path.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(extensions_in_toc(&String::from_utf8_lossy(&out.stdout)))
+}
+
+/// `3; 3079 16385 EXTENSION - file_fdw ` → `file_fdw` (comment lines start with `;`).
+fn extensions_in_toc(toc: &str) -> Vec<String> {
+    toc.lines()
+        .filter(|line| !line.starts_with(';'))
+        .filter_map(|line| {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            match words.as_slice() {
+                [_, _, _, "EXTENSION", "-", name, ..] => Some(name.to_string()),
+                _ => None,
+            }
+        })
+        .collect()
+}
+
 /// pg_restore 17 and newer begin every session with `SET transaction_timeout = 0`, a
 /// setting servers before 17 do not know, and fail on it. The newest pg_dump (which
 /// the backup must use) then needs a detour to restore into those servers.
@@ -837,6 +870,16 @@ mod tests {
         let eighteen = restore_session_options(18);
         assert!(eighteen.contains(&"-c idle_session_timeout=0"));
         assert!(eighteen.contains(&"-c transaction_timeout=0"));
+    }
+
+    #[test]
+    fn finds_the_extensions_of_a_table_of_contents() {
+        let toc = ";\n; Archive created at 2024-06-11\n;     dbname: x_integration\n\
+                   2; 3079 16385 EXTENSION - file_fdw \n\
+                   3340; 0 0 COMMENT - EXTENSION file_fdw \n\
+                   3; 3079 16390 EXTENSION - pgcrypto \n\
+                   215; 1259 16400 TABLE public t x_integration\n";
+        assert_eq!(extensions_in_toc(toc), vec!["file_fdw", "pgcrypto"]);
     }
 
     #[test]

@@ -719,6 +719,44 @@ pub async fn check_contents(params: &ConnParams, owner: &str, version_num: i32) 
     )))
 }
 
+/// Refuse (nothing changed) a backup that creates an extension odoo-db's role cannot
+/// create on this server: not installed here, or not trusted (only a superuser may
+/// create it; before PostgreSQL 13 no extension is trusted). plpgsql is in every
+/// database already.
+pub async fn check_extensions(client: &Client, names: &[String], version_num: i32) -> Result<()> {
+    let trusted = if version_num >= 130000 {
+        "coalesce(v.trusted, false)"
+    } else {
+        "false"
+    };
+    let rows = client
+        .query_typed(
+            &format!(
+                "SELECT n.name || CASE WHEN a.name IS NULL THEN ' (not installed on this server)'
+                                       ELSE ' (not trusted: only a superuser may create it)' END
+                   FROM unnest($1::text[]) AS n(name)
+                   LEFT JOIN pg_catalog.pg_available_extensions a ON a.name = n.name
+                   LEFT JOIN pg_catalog.pg_available_extension_versions v
+                          ON v.name = a.name AND v.version = a.default_version
+                  WHERE n.name <> 'plpgsql'
+                    AND (a.name IS NULL OR (coalesce(v.superuser, true) AND NOT {trusted}))
+                  ORDER BY 1"
+            ),
+            &[(&names, Type::TEXT_ARRAY)],
+        )
+        .await
+        .context("checking the backup's extensions")?;
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let problems: Vec<String> = rows.iter().map(|row| row.get(0)).collect();
+    Err(Error::refused(format!(
+        "the backup creates extension(s) odoo-db's role cannot create: {}. A superuser can \
+         restore it by hand (pg_restore as the owner, after creating the extension)",
+        problems.join(", ")
+    )))
+}
+
 /// Every statement that will put a property back, tried on the existing database in a
 /// transaction rolled back at the end: what PostgreSQL allows is decided by PostgreSQL.
 /// Every statement that will put a property back, to be tried on the existing database

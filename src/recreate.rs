@@ -571,6 +571,22 @@ impl Job {
             })
     }
 
+    /// Refused unless odoo-db's role can create every extension of a backup
+    /// ([`dbprops::check_extensions`]).
+    pub(crate) async fn check_extensions(&self, names: &[String]) -> Result<()> {
+        dbprops::check_extensions(&self.server, names, self.version_num)
+            .await
+            .map_err(|error| match error.class() {
+                crate::error::Class::Refused => Error::refused(format!(
+                    "{} of {} refused: {}; nothing was changed",
+                    self.kind.as_str(),
+                    self.name,
+                    error.root_message()
+                )),
+                _ => error,
+            })
+    }
+
     /// Refused unless a restore of this database's backup could recreate everything in
     /// it ([`dbprops::check_contents`]).
     pub(crate) async fn check_contents(&self, props: &DbProps) -> Result<()> {

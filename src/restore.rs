@@ -89,6 +89,10 @@ pub async fn run(config: &Config, args: &RestoreArgs) -> Result<String> {
         ));
     }
 
+    // What only a superuser could create makes the restore fail after the drop.
+    let extensions = backup::archive_extensions(&tools, &path).await?;
+    job.check_extensions(&extensions).await?;
+
     // Which properties: the interrupted run's plan, else the plan recorded with this
     // backup, else the database's own, else the newest recorded one.
     let live = if resumable.is_none() {

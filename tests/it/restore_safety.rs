@@ -447,8 +447,52 @@ async fn what_the_restore_could_not_recreate_is_refused_at_plan_time() {
         .get(0);
     assert_eq!(runs, 0, "nothing recorded in the catalog");
 
+    // A backup made outside odoo-db (pg_dump as the superuser) holds file_fdw: restore
+    // refuses it before dropping anything.
+    let foreign = c.backups.path().join(format!("{}-by-hand.dump", c.name));
+    let server = integration();
+    let out = std::process::Command::new(server.bin("pg_dump"))
+        .arg("-h")
+        .arg(&server.socket_dir)
+        .args([
+            "-p",
+            &server.port.to_string(),
+            "-U",
+            "postgres",
+            "-Fc",
+            "-f",
+        ])
+        .arg(&foreign)
+        .arg(&c.name)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
     // Without a backup there is nothing to restore, so nothing to refuse.
     c.recreate(&["--no-backup"]).run().success();
+    let emptied = server_value(&format!(
+        "SELECT oid FROM pg_database WHERE datname = '{}'",
+        c.name
+    ))
+    .await;
+    let run = odoo_db()
+        .args(["restore", &c.name, "--yes", "--backup"])
+        .arg(&foreign)
+        .run();
+    assert_stderr(&run, 2, &["file_fdw", "not trusted", "nothing was changed"]);
+    assert_eq!(
+        server_value(&format!(
+            "SELECT oid FROM pg_database WHERE datname = '{}'",
+            c.name
+        ))
+        .await,
+        emptied,
+        "the database was not dropped"
+    );
     assert_eq!(
         superuser_in(
             &c.name,
