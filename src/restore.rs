@@ -6,8 +6,14 @@
 //! confirmation and lock as recreate (the shared engine is [`crate::recreate`]).
 //! The backup is checked before anything changes: it must be a readable archive of
 //! this very database (restoring another customer's dump here would be a leak), read
-//! back whole. While pg_restore runs, as the owner so every object ends up the
-//! customer's, only odoo-db may connect; the recorded ACL comes back afterwards.
+//! back whole, and it must create no extension odoo-db's role cannot create. While
+//! pg_restore runs, as the owner so every object ends up the customer's, and logged in
+//! as a throwaway role that is a member of the owner only ([`crate::steprole`]: the
+//! customer's code that the restore runs never gets odoo-db's privileges), only odoo-db
+//! may connect; the recorded settings and ACL come back afterwards, the settings after
+//! the data so that none of them (a read-only default, a timeout) can stop the restore.
+//! A restore that fails leaves the database empty and closed; running the same command
+//! again restores into it again.
 //!
 //! The current contents are replaced without a backup: restore is the way back to a
 //! backup, and a fresh dump here would become "the newest backup" and shadow it.
