@@ -235,10 +235,14 @@ impl StepRole {
                 "creating the throwaway role {} that the {purpose} of {database} runs as",
                 role.name
             ));
-            // Nothing or a role without use exists: clean up now, the record stays if
-            // that fails too.
-            let _ = drop_role(server, None, &role.name, database, owner).await;
-            let _ = forget(catalog, &role.name).await;
+            // The statements ran as one transaction, so normally nothing exists; the
+            // record goes once that is sure, and stays for the next run otherwise.
+            if drop_role(server, None, &role.name, database, owner)
+                .await
+                .is_ok()
+            {
+                let _ = forget(catalog, &role.name).await;
+            }
             return Err(error);
         }
         tracing::debug!("{database}: created the throwaway role {}", role.name);
