@@ -8,9 +8,10 @@
 //! whatever moment a crash picks. The client tools are
 //! the newest installed ones whose major version is at least the server's (an older
 //! pg_dump refuses a newer server), found before anything changes. The password goes
-//! through a temporary 0600 password file named by `PGPASSFILE`, never the command
-//! line (visible in `ps`) nor `PGPASSWORD` (visible in `/proc/<pid>/environ` to the
-//! same user, and inherited by anything the tool starts).
+//! into the child's own environment (`PGPASSWORD`, set on that one process only:
+//! `/proc/<pid>/environ` is readable by the same user and root alone, who could read
+//! odoo-db's memory as well), never the command line (visible in `ps`) nor a file: a
+//! file outlives a kill -9 of odoo-db, an environment dies with the process.
 //!
 //! Retention keeps the newest `keep_backups` of each database and never deletes a
 //! backup that an unfinished recreate or restore recorded.
@@ -313,34 +314,19 @@ pub fn prune(dir: &Path, name: &str, keep: usize, protected: &[PathBuf]) -> Resu
     Ok(doomed)
 }
 
-/// A temporary password file (0600, removed on drop) for one libpq tool run; never the
-/// command line. Empty when the parameters carry no password (then the server needs
-/// none, or the tool would find none either).
-fn password_file(params: &ConnParams) -> Result<tempfile::NamedTempFile> {
-    let mut file = tempfile::Builder::new()
-        .prefix("odoo-db-pgpass-")
-        .tempfile()
-        .context("creating a temporary password file")?;
-    std::fs::set_permissions(file.path(), std::fs::Permissions::from_mode(0o600))?;
-    if let Some(password) = params.password() {
-        let escaped = password.replace('\\', "\\\\").replace(':', "\\:");
-        writeln!(file, "*:*:*:*:{escaped}")?;
-        file.flush()?;
-    }
-    Ok(file)
-}
-
-/// A libpq tool with no `PG*` variable of ours leaking in (the conninfo says it all)
-/// and the password file; killed if odoo-db dies, so no orphan keeps dumping.
-fn libpq_command(tools: &Tools, tool: &str, pgpass: Option<&Path>) -> tokio::process::Command {
+/// A libpq tool with no `PG*` variable of ours leaking in (the conninfo says it all),
+/// and the password of `login` (when it carries one) in `PGPASSWORD` of this child
+/// alone; killed if odoo-db dies, so no orphan keeps dumping. No credential is ever
+/// written to disk for it (the contract's "Files odoo-db writes").
+fn libpq_command(tools: &Tools, tool: &str, login: Option<&ConnParams>) -> tokio::process::Command {
     let mut command = tokio::process::Command::new(tools.bin(tool));
     for (key, _) in std::env::vars_os() {
         if key.to_string_lossy().starts_with("PG") {
             command.env_remove(&key);
         }
     }
-    if let Some(pgpass) = pgpass {
-        command.env("PGPASSFILE", pgpass);
+    if let Some(password) = login.and_then(ConnParams::password) {
+        command.env("PGPASSWORD", password);
     }
     command
         .stdin(Stdio::null())
@@ -422,8 +408,7 @@ pub async fn dump(
     let file = crate::files::create_new(&partial, 0o600)
         .with_context(|| format!("creating {}", partial.display()))?;
     let result = async {
-        let pgpass = password_file(params)?;
-        let mut pg_dump = libpq_command(tools, "pg_dump", Some(pgpass.path()));
+        let mut pg_dump = libpq_command(tools, "pg_dump", Some(params));
         pg_dump
             .arg("--format=custom")
             .arg(format!("--compress={compression}"))
@@ -659,6 +644,39 @@ pub async fn archive_database(tools: &Tools, path: &Path) -> Result<String> {
         })
 }
 
+/// The extensions an archive creates (`EXTENSION` entries of its table of contents).
+pub async fn archive_extensions(tools: &Tools, path: &Path) -> Result<Vec<String>> {
+    let out = libpq_command(tools, "pg_restore", None)
+        .arg("--list")
+        .arg(path)
+        .stdout(Stdio::piped())
+        .output()
+        .await
+        .with_context(|| format!("reading the table of contents of {}", path.display()))?;
+    if !out.status.success() {
+        return Err(Error::refused(format!(
+            "{} is not a readable pg_dump archive: {}",
+            path.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(extensions_in_toc(&String::from_utf8_lossy(&out.stdout)))
+}
+
+/// `3; 3079 16385 EXTENSION - file_fdw ` → `file_fdw` (comment lines start with `;`).
+fn extensions_in_toc(toc: &str) -> Vec<String> {
+    toc.lines()
+        .filter(|line| !line.starts_with(';'))
+        .filter_map(|line| {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            match words.as_slice() {
+                [_, _, _, "EXTENSION", "-", name, ..] => Some(name.to_string()),
+                _ => None,
+            }
+        })
+        .collect()
+}
+
 /// pg_restore 17 and newer begin every session with `SET transaction_timeout = 0`, a
 /// setting servers before 17 do not know, and fail on it. The newest pg_dump (which
 /// the backup must use) then needs a detour to restore into those servers.
@@ -680,31 +698,70 @@ pub fn check_restore_tools(tools: &Tools, server_major: u32) -> Result<()> {
     Ok(())
 }
 
-/// Restore an archive into the (new, empty) database `params` point at, as `owner`:
-/// every object is created by and belongs to the customer's role, whatever role made
-/// the dump. One transaction, so a failure leaves the database empty, not half full.
+/// Settings a database owner can give its database (`ALTER DATABASE … SET`) that would
+/// make a restore fail or stop, overridden for the restore session from its startup
+/// packet (a startup option beats a per-database or per-role setting). The settings
+/// themselves are put back only after the data; this also covers a rerun that finds
+/// them in place.
+pub fn restore_session_options(server_major: u32) -> Vec<&'static str> {
+    let mut switches = vec![
+        "-c default_transaction_read_only=off",
+        "-c default_transaction_deferrable=off",
+        "-c default_transaction_isolation=read\\ committed",
+        "-c statement_timeout=0",
+        "-c lock_timeout=0",
+        "-c idle_in_transaction_session_timeout=0",
+        "-c search_path=pg_catalog",
+        "-c DateStyle=ISO",
+        "-c IntervalStyle=postgres",
+    ];
+    if server_major >= 14 {
+        switches.push("-c idle_session_timeout=0");
+    }
+    if server_major >= 17 {
+        switches.push("-c transaction_timeout=0");
+    }
+    switches
+}
+
+/// Restore an archive into the (new, empty) database that `login` points at, logged in
+/// as `login`'s role (a throwaway member of `owner`, see [`crate::steprole`]: the
+/// customer's code that the restore runs, in CHECK constraints, generated columns,
+/// index expressions or triggers, gets nothing more than the customer has) and acting
+/// as `owner` (`--role`), so every object is created by and belongs to the customer's
+/// role, whatever role made the dump. One transaction, so a failure leaves the
+/// database empty, not half full. The session overrides the settings that would stop
+/// it ([`restore_session_options`]).
 pub async fn restore(
     tools: &Tools,
-    params: &ConnParams,
+    login: &ConnParams,
     path: &Path,
     owner: &str,
     server_major: u32,
 ) -> Result<()> {
-    let pgpass = password_file(params)?;
+    let login =
+        crate::steprole::with_startup_options(login, &restore_session_options(server_major));
     if needs_script_detour(tools, server_major) {
-        return restore_through_psql(tools, params, pgpass.path(), path, owner).await;
+        return restore_through_psql(tools, &login, path, owner).await;
     }
-    let mut command = libpq_command(tools, "pg_restore", Some(pgpass.path()));
+    let mut command = libpq_command(tools, "pg_restore", Some(&login));
     command
-        .arg("--no-owner")
-        .arg(format!("--role={owner}"))
-        .arg("--exit-on-error")
-        .arg("--single-transaction")
+        .args(restore_command_args(owner))
         .arg("--no-password")
         .arg("--dbname")
-        .arg(params.libpq_conninfo())
+        .arg(login.libpq_conninfo())
         .arg(path);
     run_tool(command, &format!("pg_restore of {}", path.display())).await
+}
+
+/// pg_restore's switches for a restore as `owner` in one transaction.
+fn restore_command_args(owner: &str) -> Vec<String> {
+    vec![
+        "--no-owner".to_string(),
+        format!("--role={owner}"),
+        "--exit-on-error".to_string(),
+        "--single-transaction".to_string(),
+    ]
 }
 
 /// pg_restore writes the script, odoo-db drops the one preamble line the older server
@@ -712,8 +769,7 @@ pub async fn restore(
 /// one transaction and stops at the first error.
 async fn restore_through_psql(
     tools: &Tools,
-    params: &ConnParams,
-    pgpass: &Path,
+    login: &ConnParams,
     path: &Path,
     owner: &str,
 ) -> Result<()> {
@@ -724,7 +780,7 @@ async fn restore_through_psql(
         .arg(format!("--role={owner}"))
         .arg(path)
         .stdout(Stdio::piped());
-    let mut psql = libpq_command(tools, "psql", Some(pgpass));
+    let mut psql = libpq_command(tools, "psql", Some(login));
     psql.args([
         "--no-psqlrc",
         "--quiet",
@@ -734,7 +790,7 @@ async fn restore_through_psql(
         "--no-password",
         "--dbname",
     ])
-    .arg(params.libpq_conninfo())
+    .arg(login.libpq_conninfo())
     .stdin(Stdio::piped());
     let mut writer = script.spawn().context("starting pg_restore")?;
     let mut runner = psql.spawn().context("starting psql")?;
@@ -824,6 +880,28 @@ mod tests {
         );
         assert!(to_prune(&files, 5, &[]).is_empty());
         assert!(to_prune(&files[..1], 1, &[]).is_empty());
+    }
+
+    #[test]
+    fn the_restore_session_overrides_only_what_the_server_knows() {
+        let twelve = restore_session_options(12);
+        assert!(twelve.contains(&"-c default_transaction_read_only=off"));
+        assert!(twelve.contains(&"-c statement_timeout=0"));
+        assert!(!twelve.iter().any(|s| s.contains("idle_session_timeout")));
+        assert!(!twelve.iter().any(|s| s.contains("transaction_timeout=")));
+        let eighteen = restore_session_options(18);
+        assert!(eighteen.contains(&"-c idle_session_timeout=0"));
+        assert!(eighteen.contains(&"-c transaction_timeout=0"));
+    }
+
+    #[test]
+    fn finds_the_extensions_of_a_table_of_contents() {
+        let toc = ";\n; Archive created at 2024-06-11\n;     dbname: x_integration\n\
+                   2; 3079 16385 EXTENSION - file_fdw \n\
+                   3340; 0 0 COMMENT - EXTENSION file_fdw \n\
+                   3; 3079 16390 EXTENSION - pgcrypto \n\
+                   215; 1259 16400 TABLE public t x_integration\n";
+        assert_eq!(extensions_in_toc(toc), vec!["file_fdw", "pgcrypto"]);
     }
 
     #[test]

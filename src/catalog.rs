@@ -15,15 +15,30 @@ use crate::config::{ClusterKind, Config};
 use crate::error::{Context, Error, Result};
 use crate::servers::{self, Servers};
 
-/// Migrations in order; the index + 1 is the schema version.
-const MIGRATIONS: &[&str] = &[
-    include_str!("../sql/catalog/0001_initial.sql"),
-    include_str!("../sql/catalog/0002_recreates.sql"),
-    include_str!("../sql/catalog/0003_backups.sql"),
+/// Migrations in order, each with its version (the number of its file in
+/// `sql/catalog/`). Versions need not be contiguous: `init` applies every one that the
+/// catalog has not recorded yet, whatever their order of arrival.
+const MIGRATIONS: &[(i32, &str)] = &[
+    (1, include_str!("../sql/catalog/0001_initial.sql")),
+    (2, include_str!("../sql/catalog/0002_recreates.sql")),
+    (3, include_str!("../sql/catalog/0003_backups.sql")),
+    (4, include_str!("../sql/catalog/0004_step_roles.sql")),
 ];
 
 /// The newest schema version this binary knows.
-pub const SCHEMA_VERSION: i32 = MIGRATIONS.len() as i32;
+pub const SCHEMA_VERSION: i32 = newest_version();
+
+const fn newest_version() -> i32 {
+    let mut newest = 0;
+    let mut index = 0;
+    while index < MIGRATIONS.len() {
+        if MIGRATIONS[index].0 > newest {
+            newest = MIGRATIONS[index].0;
+        }
+        index += 1;
+    }
+    newest
+}
 
 /// Serializes concurrent `init`s while they migrate (pg_advisory_xact_lock key).
 const MIGRATION_LOCK: i64 = 0x6f64_6f6f_6462_0001;
@@ -57,6 +72,12 @@ impl Catalog {
                 )));
             }
             Some(_) => {}
+        }
+        let missing = missing_versions(&client).await?;
+        if !missing.is_empty() {
+            return Err(Error::refused(format!(
+                "the catalog lacks migration(s) {missing:?} that this odoo-db needs: run `odoo-db init` to apply them"
+            )));
         }
         Ok(Catalog {
             client,
@@ -186,6 +207,23 @@ async fn current_version(client: &Client) -> Result<Option<i32>> {
         .get(0))
 }
 
+/// Known migrations the catalog has not recorded (a migration numbered below the
+/// newest applied one can arrive later).
+async fn missing_versions(client: &Client) -> Result<Vec<i32>> {
+    let applied: Vec<i32> = client
+        .query_one(
+            "SELECT coalesce(array_agg(version), '{}') FROM catalog.schema_version",
+            &[],
+        )
+        .await?
+        .get(0);
+    Ok(MIGRATIONS
+        .iter()
+        .map(|(version, _)| *version)
+        .filter(|version| !applied.contains(version))
+        .collect())
+}
+
 fn newer_schema(version: i32) -> Error {
     Error::refused(format!(
         "the catalog has schema version {version}, newer than this odoo-db knows ({SCHEMA_VERSION}): \
@@ -259,10 +297,16 @@ async fn migrate(client: &mut Client) -> Result<Vec<i32>> {
     if current > SCHEMA_VERSION {
         return Err(newer_schema(current));
     }
+    let recorded: Vec<i32> = transaction
+        .query_one(
+            "SELECT coalesce(array_agg(version), '{}') FROM catalog.schema_version",
+            &[],
+        )
+        .await?
+        .get(0);
     let mut applied = Vec::new();
-    for (index, sql) in MIGRATIONS.iter().enumerate() {
-        let version = index as i32 + 1;
-        if version <= current {
+    for &(version, sql) in MIGRATIONS {
+        if recorded.contains(&version) {
             continue;
         }
         transaction

@@ -17,12 +17,14 @@ use serde::{Deserialize, Serialize};
 use tokio_postgres::types::Type;
 use tokio_postgres::Client;
 
+use crate::conn::ConnParams;
 use crate::error::{Context, Error, Result};
 use crate::servers::{quote_ident, quote_literal};
 use crate::units::format_bytes;
 
 const INSPECT_SQL: &str = include_str!("../sql/recreate/inspect.sql");
 const RIGHTS_SQL: &str = include_str!("../sql/recreate/rights.sql");
+const CONTENTS_SQL: &str = include_str!("../sql/recreate/contents.sql");
 
 /// What a new database must get back (the recorded plan). Serialized into the catalog.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -444,6 +446,29 @@ pub fn settings_statements(props: &DbProps) -> Result<Vec<String>> {
     Ok(statements)
 }
 
+/// Statements that turn the per-database and per-role-in-database settings the
+/// database has now (`current`) into exactly those of `target`, in order: nothing when
+/// they are equal, else `RESET ALL` of what is there and [`settings_statements`].
+/// Repeating them after a crash gives the same result.
+pub fn settings_reset_statements(current: &DbProps, target: &DbProps) -> Result<Vec<String>> {
+    if current.settings == target.settings && current.role_settings == target.role_settings {
+        return Ok(Vec::new());
+    }
+    let database = quote_ident(&target.name);
+    let mut statements = Vec::new();
+    if !current.settings.is_empty() {
+        statements.push(format!("ALTER DATABASE {database} RESET ALL"));
+    }
+    for role in &current.role_settings {
+        statements.push(format!(
+            "ALTER ROLE {} IN DATABASE {database} RESET ALL",
+            quote_ident(&role.role)
+        ));
+    }
+    statements.extend(settings_statements(target)?);
+    Ok(statements)
+}
+
 pub fn comment_statement(props: &DbProps) -> Option<String> {
     props.comment.as_ref().map(|comment| {
         format!(
@@ -654,6 +679,82 @@ pub async fn check_restorable(
         }
     }
     Ok(())
+}
+
+/// Refuse (nothing changed) a database whose backup odoo-db's role could not restore
+/// as it is: an extension only a superuser may create (`file_fdw`, created by one), an
+/// object owned by another role than `owner` (the restore, run as the owner, would
+/// make it the owner's or fail). Asked inside the database (`params` point at it) by
+/// odoo-db's role reading the system catalogs only, with the search path pinned to
+/// `pg_catalog` from the startup packet, so nothing of the customer's runs. A database
+/// closed to connections (`ALLOW_CONNECTIONS false`) cannot be looked into, and cannot
+/// be dumped either: the backup says so.
+pub async fn check_contents(params: &ConnParams, owner: &str, version_num: i32) -> Result<()> {
+    let trusted = if version_num >= 130000 {
+        "v.trusted"
+    } else {
+        "false"
+    };
+    let name = params.dbname().to_string();
+    let client = crate::steprole::pinned_search_path(params)
+        .connect(&crate::servers::admin_session())
+        .await
+        .with_context(|| format!("connecting to {name} to check what its backup holds"))?;
+    let rows = client
+        .query_typed(
+            &CONTENTS_SQL.replace("{trusted}", trusted),
+            &[(&owner, Type::TEXT)],
+        )
+        .await
+        .with_context(|| format!("checking what a restore of {name} could not recreate"))?;
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let problems: Vec<String> = rows.iter().map(|row| row.get(0)).collect();
+    Err(Error::refused(format!(
+        "its backup could not be restored by odoo-db's role, which acts as the owner {owner}: {}. \
+         Either a superuser removes them (or gives them to {owner}), or you recreate it empty, \
+         knowingly, with --no-backup",
+        problems.join("; ")
+    )))
+}
+
+/// Refuse (nothing changed) a backup that creates an extension odoo-db's role cannot
+/// create on this server: not installed here, or not trusted (only a superuser may
+/// create it; before PostgreSQL 13 no extension is trusted). plpgsql is in every
+/// database already.
+pub async fn check_extensions(client: &Client, names: &[String], version_num: i32) -> Result<()> {
+    let trusted = if version_num >= 130000 {
+        "coalesce(v.trusted, false)"
+    } else {
+        "false"
+    };
+    let rows = client
+        .query_typed(
+            &format!(
+                "SELECT n.name || CASE WHEN a.name IS NULL THEN ' (not installed on this server)'
+                                       ELSE ' (not trusted: only a superuser may create it)' END
+                   FROM unnest($1::text[]) AS n(name)
+                   LEFT JOIN pg_catalog.pg_available_extensions a ON a.name = n.name
+                   LEFT JOIN pg_catalog.pg_available_extension_versions v
+                          ON v.name = a.name AND v.version = a.default_version
+                  WHERE n.name <> 'plpgsql'
+                    AND (a.name IS NULL OR (coalesce(v.superuser, true) AND NOT {trusted}))
+                  ORDER BY 1"
+            ),
+            &[(&names, Type::TEXT_ARRAY)],
+        )
+        .await
+        .context("checking the backup's extensions")?;
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let problems: Vec<String> = rows.iter().map(|row| row.get(0)).collect();
+    Err(Error::refused(format!(
+        "the backup creates extension(s) odoo-db's role cannot create: {}. A superuser can \
+         restore it by hand (pg_restore as the owner, after creating the extension)",
+        problems.join(", ")
+    )))
 }
 
 /// Every statement that will put a property back, tried on the existing database in a
@@ -923,6 +1024,41 @@ mod tests {
             settings: vec![],
             role_settings: vec![],
         }
+    }
+
+    #[test]
+    fn settings_after_the_data_replace_exactly_what_is_there() {
+        let mut target = props();
+        target.settings = vec!["default_transaction_read_only=on".into()];
+        target.role_settings = vec![RoleSettings {
+            role: "x_integration".into(),
+            settings: vec!["statement_timeout=1ms".into()],
+        }];
+        let empty = props();
+        assert_eq!(
+            settings_reset_statements(&empty, &target).unwrap(),
+            vec![
+                "ALTER DATABASE \"x_integration\" SET \"default_transaction_read_only\" = 'on'",
+                "ALTER ROLE \"x_integration\" IN DATABASE \"x_integration\" SET \"statement_timeout\" = '1ms'",
+            ]
+        );
+        // A rerun that finds them in place changes nothing.
+        assert!(settings_reset_statements(&target, &target)
+            .unwrap()
+            .is_empty());
+        // Anything else is reset first, so the order comes back too.
+        let mut other = target.clone();
+        other.settings = vec![
+            "work_mem=64kB".into(),
+            "default_transaction_read_only=on".into(),
+        ];
+        let statements = settings_reset_statements(&other, &target).unwrap();
+        assert_eq!(statements[0], "ALTER DATABASE \"x_integration\" RESET ALL");
+        assert_eq!(
+            statements[1],
+            "ALTER ROLE \"x_integration\" IN DATABASE \"x_integration\" RESET ALL"
+        );
+        assert_eq!(statements.len(), 4);
     }
 
     #[test]

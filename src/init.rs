@@ -61,6 +61,18 @@ pub async fn run(config: &Config) -> Result<String> {
         )
         .ok();
 
+        if cluster.kind == crate::config::ClusterKind::Integration {
+            // The group that pg_hba.conf admits the throwaway roles of restore steps by.
+            crate::steprole::ensure_group(&primary).await?;
+            writeln!(
+                summary,
+                "  group role {} ready (pg_hba.conf: +{})",
+                crate::steprole::GROUP_ROLE,
+                crate::steprole::GROUP_ROLE
+            )
+            .ok();
+        }
+
         let standbys = servers.standbys(name)?;
         for (standby, params) in &standbys {
             check_standby(name, &standby.name, params, identifier).await?;

@@ -31,6 +31,7 @@ pub mod sandbox;
 pub mod secrets;
 pub mod servers;
 pub mod ssh;
+pub mod steprole;
 pub mod units;
 
 use std::io::Write;

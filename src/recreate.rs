@@ -45,6 +45,7 @@ use crate::names;
 use crate::oplock::{LockSession, OpLock};
 use crate::provision;
 use crate::servers::{self, quote_ident, Servers};
+use crate::steprole::{self, StepRole};
 use crate::units::format_bytes;
 
 /// Which job runs: both share the gates, the lock, and steps 4-6.
@@ -310,6 +311,9 @@ pub async fn run(config: &Config, args: &RecreateArgs) -> Result<String> {
     plan.push_str(&dbprops::describe_live(&inspection));
     say(&plan);
     job.check(&props, Some(&inspection)).await?;
+    if !args.no_backup && props.allow_connections {
+        job.check_contents(&props).await?;
+    }
     let tools = if args.no_backup {
         None
     } else {
@@ -629,6 +633,58 @@ impl Job {
         .await
         .map_err(|error| match error.class() {
             crate::error::Class::Refused => refuse(error.root_message().to_string()),
+            _ => error,
+        })
+    }
+
+    /// Refused unless the throwaway role a restore runs as can be made for `owner`
+    /// ([`steprole::check`]).
+    pub(crate) async fn check_step_role(&self, owner: &str) -> Result<()> {
+        steprole::check(&self.server, owner, self.version_num)
+            .await
+            .map_err(|error| match error.class() {
+                crate::error::Class::Refused => Error::refused(format!(
+                    "{} of {} refused: {}; nothing was changed",
+                    self.kind.as_str(),
+                    self.name,
+                    error.root_message()
+                )),
+                _ => error,
+            })
+    }
+
+    /// Refused unless odoo-db's role can create every extension of a backup
+    /// ([`dbprops::check_extensions`]).
+    pub(crate) async fn check_extensions(&self, names: &[String]) -> Result<()> {
+        dbprops::check_extensions(&self.server, names, self.version_num)
+            .await
+            .map_err(|error| match error.class() {
+                crate::error::Class::Refused => Error::refused(format!(
+                    "{} of {} refused: {}; nothing was changed",
+                    self.kind.as_str(),
+                    self.name,
+                    error.root_message()
+                )),
+                _ => error,
+            })
+    }
+
+    /// Refused unless a restore of this database's backup could recreate everything in
+    /// it ([`dbprops::check_contents`]).
+    pub(crate) async fn check_contents(&self, props: &DbProps) -> Result<()> {
+        dbprops::check_contents(
+            &self.params.with_dbname(&self.name),
+            &props.owner,
+            self.version_num,
+        )
+        .await
+        .map_err(|error| match error.class() {
+            crate::error::Class::Refused => Error::refused(format!(
+                "{} of {} refused: {}; nothing was changed",
+                self.kind.as_str(),
+                self.name,
+                error.root_message()
+            )),
             _ => error,
         })
     }
@@ -1058,30 +1114,76 @@ impl Job {
                     .context("opening the new database to the restore")?;
                 self.lock.ensure_held("the restore").await?;
                 let started = Instant::now();
-                backup::restore(
+                let role = match self.step_role_for_restore(props).await {
+                    Ok(role) => role,
+                    Err(error) => return Err(self.restore_failed(error, path).await),
+                };
+                tracing::info!(
+                    "restoring {} into {} as the throwaway role {} (a member of {} only)",
+                    path.display(),
+                    self.name,
+                    role.name,
+                    props.owner
+                );
+                let restored = backup::restore(
                     tools,
-                    &self.params.with_dbname(&self.name),
+                    &role.login(&self.params),
                     path,
                     &props.owner,
                     self.server_major(),
                 )
-                .await?;
+                .await;
+                if let Err(error) = restored {
+                    if let Err(drop_error) =
+                        role.drop(&self.server, &self.catalog, &self.params).await
+                    {
+                        tracing::warn!(
+                            "{}: the throwaway role stays until the next run: {drop_error}",
+                            self.name
+                        );
+                    }
+                    return Err(self.restore_failed(error, path).await);
+                }
                 self.advance(
                     Step::Restored,
                     json!({ "from": path.to_string_lossy(), "seconds": started.elapsed().as_secs_f64() }),
                 )
                 .await?;
                 fail::fail_point!("restore-after-restore");
+                // The data is in: a failure from here on leaves the role to the rerun,
+                // which finds it recorded.
+                role.drop(&self.server, &self.catalog, &self.params).await?;
             }
+            // A run killed between its restore and here left its throwaway role.
+            steprole::drop_leftovers(
+                &self.server,
+                &self.catalog,
+                &self.params,
+                &self.cluster,
+                &self.name,
+            )
+            .await?;
             let current = self.inspect().await?.ok_or_else(|| {
                 Error::failed(format!("{} vanished during the restore", self.name))
             })?;
-            let statements = dbprops::acl_statements(props, current.props.acl.as_deref());
+            // Only now, with the data in, the settings the customer gave its database
+            // (a read-only default, timeouts, search_path…): the restore never ran
+            // under them.
+            let mut statements = dbprops::settings_reset_statements(&current.props, props)?;
+            statements.extend(dbprops::acl_statements(props, current.props.acl.as_deref()));
             if !statements.is_empty() {
                 self.server
                     .batch_execute(&statements.join(";\n"))
                     .await
-                    .context("putting the recorded ACL back")?;
+                    .context("putting the recorded settings and ACL back")?;
+            }
+            if !props.allow_connections {
+                self.server
+                    .batch_execute(&format!(
+                        "ALTER DATABASE {database} ALLOW_CONNECTIONS false"
+                    ))
+                    .await
+                    .context("closing the database to connections as it was")?;
             }
         }
         let open = async {
@@ -1184,7 +1286,8 @@ impl Job {
     }
 
     /// CREATE from template0 with the properties CREATE takes, then settings, comment
-    /// and ACL (the recorded one; a restore's staging one until the data is in).
+    /// and ACL (the recorded one; a restore's staging one until the data is in, and its
+    /// settings only after the data: see [`Job::replace_steps`]).
     async fn create(&self, props: &DbProps, staged: bool) -> Result<()> {
         // The lock was checked, and membership in the owner granted (begin/take_over),
         // just before.
@@ -1192,7 +1295,21 @@ impl Job {
             .batch_execute(&dbprops::create_statement(props, self.version_num))
             .await
             .context("creating the database again")?;
-        let mut statements = dbprops::settings_statements(props)?;
+        // Throwaway roles an interrupted restore of the dropped database left: the new
+        // database holds nothing of theirs, so they go now.
+        steprole::drop_leftovers(
+            &self.server,
+            &self.catalog,
+            &self.params,
+            &self.cluster,
+            &self.name,
+        )
+        .await?;
+        let mut statements = if staged {
+            Vec::new()
+        } else {
+            dbprops::settings_statements(props)?
+        };
         statements.extend(dbprops::comment_statement(props));
         if staged {
             statements.extend(dbprops::staged_acl_statements(&props.name, &props.owner));
@@ -1206,6 +1323,53 @@ impl Job {
                 .context("putting the settings, comment and ACL back")?;
         }
         Ok(())
+    }
+
+    /// The throwaway role pg_restore logs in as, whose only rights are the customer's
+    /// ([`steprole`]): the customer's code that the restore runs (CHECK constraints,
+    /// generated columns, index expressions, triggers) can `RESET ROLE` and still do
+    /// nothing the customer could not. A role a killed restore left goes first.
+    async fn step_role_for_restore(&self, props: &DbProps) -> Result<StepRole> {
+        steprole::drop_leftovers(
+            &self.server,
+            &self.catalog,
+            &self.params,
+            &self.cluster,
+            &self.name,
+        )
+        .await?;
+        StepRole::create(
+            &self.server,
+            &self.catalog,
+            &self.cluster,
+            &self.name,
+            &props.owner,
+            "restore",
+        )
+        .await
+    }
+
+    /// A failed restore leaves the database empty (one transaction) and closed, the
+    /// backup untouched, and says the command that finishes the job.
+    async fn restore_failed(&self, error: Error, path: &Path) -> Error {
+        let database = quote_ident(&self.name);
+        let closed = self
+            .server
+            .batch_execute(&format!(
+                "ALTER DATABASE {database} ALLOW_CONNECTIONS false"
+            ))
+            .await;
+        let state = match closed {
+            Ok(()) => "is left empty and closed (ALLOW_CONNECTIONS false)",
+            Err(_) => "is left empty, open to odoo-db's role only (CONNECT revoked from the owner and PUBLIC)",
+        };
+        error.context(format!(
+            "the restore of {name} failed and nothing of the backup went in: {name} {state}, the backup \
+             {path} is untouched. Remove the cause given after this message (a superuser may create in \
+             {name} what odoo-db's role cannot), then finish the job with `odoo-db restore {name} --backup {path} --yes`",
+            name = self.name,
+            path = path.display()
+        ))
     }
 
     /// What a failure past the point of no return means for the name, and what to do.

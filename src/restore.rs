@@ -6,8 +6,14 @@
 //! confirmation and lock as recreate (the shared engine is [`crate::recreate`]).
 //! The backup is checked before anything changes: it must be a readable archive of
 //! this very database (restoring another customer's dump here would be a leak), read
-//! back whole. While pg_restore runs, as the owner so every object ends up the
-//! customer's, only odoo-db may connect; the recorded ACL comes back afterwards.
+//! back whole, and it must create no extension odoo-db's role cannot create. While
+//! pg_restore runs, as the owner so every object ends up the customer's, and logged in
+//! as a throwaway role that is a member of the owner only ([`crate::steprole`]: the
+//! customer's code that the restore runs never gets odoo-db's privileges), only odoo-db
+//! may connect; the recorded settings and ACL come back afterwards, the settings after
+//! the data so that none of them (a read-only default, a timeout) can stop the restore.
+//! A restore that fails leaves the database empty and closed; running the same command
+//! again restores into it again.
 //!
 //! Only a backup that odoo-db wrote is ever restored: its path, size and SHA-256 were
 //! recorded in the catalog when it was written, and the file must still match them, in
@@ -125,6 +131,10 @@ pub async fn run(config: &Config, args: &RestoreArgs) -> Result<String> {
         ));
     }
 
+    // What only a superuser could create makes the restore fail after the drop.
+    let extensions = backup::archive_extensions(&tools, &path).await?;
+    job.check_extensions(&extensions).await?;
+
     // Which properties: the interrupted run's plan, else the plan recorded with this
     // backup, else the database's own, else the newest recorded one.
     let live = if resumable.is_none() {
@@ -169,11 +179,12 @@ pub async fn run(config: &Config, args: &RestoreArgs) -> Result<String> {
         None => plan
             .push_str("  (the database does not exist now)\nsteps: read the backup back whole; "),
     }
-    plan.push_str("create from template0 with the properties above; pg_restore as the owner (only odoo-db may connect meanwhile); put the ACL back; open it\n");
+    plan.push_str("create from template0 with the properties above; pg_restore as the owner, logged in as a throwaway role that is a member of the owner only (only odoo-db may connect meanwhile); put the settings and the ACL back; open it\n");
     say(&plan);
     if resumable.is_none() {
         job.check(&props, live.as_ref()).await?;
     }
+    job.check_step_role(&props.owner).await?;
     if args.dry_run {
         return Ok(DRY_RUN.to_string());
     }
@@ -191,15 +202,18 @@ pub async fn run(config: &Config, args: &RestoreArgs) -> Result<String> {
 
     let from = match &resumable {
         Some(record) => {
-            // Only a restore of this very backup that got as far as the data may skip
-            // ahead; anything else is made again from the drop.
+            // Only a restore of this very backup may skip ahead: past the data, or to
+            // the data again when its new database exists (a restore is one
+            // transaction: what failed or was killed left it empty, and what a
+            // superuser added by hand to let it pass, an extension, stays); anything
+            // else is made again from the drop.
             let same_source = record.kind == Kind::Restore
                 && record.restore_path.as_deref() == Some(path.as_path());
             job.take_over(Some(&path)).await?;
-            if same_source && record.step == Step::Restored {
-                Step::Restored
-            } else {
-                Step::Blocking
+            match record.step {
+                Step::Restored if same_source => Step::Restored,
+                Step::Created if same_source && job.inspect().await?.is_some() => Step::Created,
+                _ => Step::Blocking,
             }
         }
         None => {

@@ -471,8 +471,9 @@ impl ConnParams {
     }
 
     /// libpq-style conninfo `key=value` string for libpq tools (pg_dump, psql), password
-    /// NOT included: the caller supplies it through a temporary password file named by
-    /// `PGPASSFILE` (which is why `passfile` is left out too: it would override that).
+    /// NOT included (argv is visible in `ps`): the caller gives it to that child alone in
+    /// `PGPASSWORD`, never in a file (see `backup::libpq_command`); `passfile` is left
+    /// out too.
     pub fn libpq_conninfo(&self) -> String {
         self.libpq_pairs()
             .into_iter()
@@ -482,8 +483,8 @@ impl ConnParams {
     }
 
     /// The same settings as environment variables, for a libpq tool started without a
-    /// conninfo argument. Callers should also remove `PGPASSWORD` from the child's
-    /// environment and point `PGPASSFILE` at their temporary password file.
+    /// conninfo argument. Callers give the password in the child's own `PGPASSWORD`,
+    /// never in a file.
     pub fn libpq_env(&self) -> Vec<(&'static str, String)> {
         self.libpq_pairs()
             .into_iter()

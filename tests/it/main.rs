@@ -11,5 +11,6 @@ mod health;
 mod packaging;
 mod provision;
 mod recreate;
+mod restore_safety;
 mod ssh;
 mod util;

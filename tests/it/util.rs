@@ -250,6 +250,19 @@ impl OdooDb {
         self
     }
 
+    /// Starts it in the background (stdin, stdout and stderr to /dev/null), for tests
+    /// that kill the odoo-db process itself.
+    pub fn spawn(mut self) -> std::process::Child {
+        self.command
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let shown = format!("{:?}", self.command);
+        self.command
+            .spawn()
+            .unwrap_or_else(|e| panic!("running {shown}: {e}"))
+    }
+
     /// Runs to completion; panics if it cannot start, dies by a signal, or
     /// outlives its timeout.
     pub fn run(mut self) -> Run {
