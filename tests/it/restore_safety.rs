@@ -472,6 +472,34 @@ async fn what_the_restore_could_not_recreate_is_refused_at_plan_time() {
         String::from_utf8_lossy(&out.stderr)
     );
 
+    // restore takes only backups the catalog recorded (issue 10, item 2): record this
+    // one as odoo-db would have, so that what is refused here is its content.
+    std::fs::set_permissions(
+        &foreign,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    let bytes = std::fs::read(&foreign).unwrap();
+    let digest: String = {
+        use sha2::Digest;
+        sha2::Sha256::digest(&bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    };
+    catalog
+        .execute(
+            "INSERT INTO catalog.backups (path, database, bytes, sha256) VALUES ($1, $2, $3, $4)",
+            &[
+                &foreign.to_string_lossy().into_owned(),
+                &c.name,
+                &(bytes.len() as i64),
+                &digest,
+            ],
+        )
+        .await
+        .unwrap();
+
     // Without a backup there is nothing to restore, so nothing to refuse.
     c.recreate(&["--no-backup"]).run().success();
     let emptied = server_value(&format!(
