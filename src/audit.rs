@@ -224,22 +224,17 @@ fn own_roles(config: &Config, servers: &Servers, cluster: &str) -> HashSet<Strin
 async fn read_catalog(servers: &Servers) -> Result<(Vec<String>, Vec<Managed>)> {
     let catalog = Catalog::open(servers).await?;
     let customers = catalog.customers().await?;
-    let rows = catalog
-        .client()
-        .query(
-            "SELECT name, environment, customer, cluster, state, owner FROM catalog.databases ORDER BY name",
-            &[],
-        )
-        .await?;
-    let managed = rows
-        .iter()
+    let managed = catalog
+        .managed_databases()
+        .await?
+        .into_iter()
         .map(|row| Managed {
-            name: row.get(0),
-            environment: row.get(1),
-            customer: row.get(2),
-            cluster: row.get(3),
-            state: row.get(4),
-            owner: row.get(5),
+            name: row.name,
+            environment: row.environment,
+            customer: row.customer,
+            cluster: row.cluster,
+            state: row.state,
+            owner: row.owner,
         })
         .collect();
     Ok((customers, managed))
