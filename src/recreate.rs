@@ -426,15 +426,19 @@ impl Job {
             }
         }
         match pinned.iter().find(|pinned| pinned.name == cluster) {
-            None => return Err(refuse(format!(
+            None => {
+                return Err(refuse(format!(
                 "cluster {cluster} has no pinned identity in the catalog: run `odoo-db init` first"
-            ))),
+            )))
+            }
             Some(PinnedCluster {
                 kind: pinned_kind, ..
-            }) if pinned_kind != ClusterKind::Integration.as_str() => return Err(refuse(format!(
+            }) if pinned_kind != ClusterKind::Integration.as_str() => {
+                return Err(refuse(format!(
                 "init pinned cluster {cluster} as kind {pinned_kind}, not integration; a cluster \
                      does not change kind: fix the config"
-            ))),
+            )))
+            }
             _ => {}
         }
 

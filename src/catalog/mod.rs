@@ -7,6 +7,13 @@
 //!
 //! The schema is applied by versioned migrations in `sql/catalog/`; a binary refuses a
 //! catalog newer than itself rather than guess at its meaning.
+//!
+//! This module is the catalog's repository: every query on its tables is a method of
+//! [`Catalog`] here, grouped by area in the submodules, named by what it means to the
+//! job and returning typed rows; SQL longer than a line is in `sql/catalog/queries/`.
+//! The session itself is never handed out, so no job writes catalog SQL of its own.
+//! Where a job records several things together (a step, the database's state and its
+//! event), one method runs them as one statement, so they are kept or lost together.
 
 mod clusters;
 mod customers;
