@@ -125,12 +125,7 @@ impl Step {
 }
 
 /// A backup as the catalog recorded it when it was written.
-#[derive(Debug, Clone)]
-pub(crate) struct RecordedBackup {
-    pub database: String,
-    pub bytes: i64,
-    pub sha256: String,
-}
+pub(crate) use crate::catalog::RecordedBackup;
 
 /// A database found under the name by a resumed run, before it drops.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -1416,12 +1411,7 @@ impl Job {
     /// What the catalog recorded of the backup file `path` when it was written.
     pub(crate) async fn recorded_backup(&self, path: &Path) -> Result<Option<RecordedBackup>> {
         let path_text = path.to_string_lossy().into_owned();
-        let record = self.catalog.backup_record(&path_text).await?;
-        Ok(record.map(|record| RecordedBackup {
-            database: record.database,
-            bytes: record.bytes,
-            sha256: record.sha256,
-        }))
+        self.catalog.backup_record(&path_text).await
     }
 
     /// Backup paths of this database that a recreate recorded before the catalog kept

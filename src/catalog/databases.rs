@@ -17,7 +17,7 @@ pub struct CatalogDatabase {
     pub owner: String,
 }
 
-/// A database as the audit compares it with the servers.
+/// A database the catalog manages, as the audit compares it with the servers.
 #[derive(Debug, Clone)]
 pub struct ManagedDatabase {
     pub name: String,

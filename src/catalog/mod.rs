@@ -24,7 +24,7 @@ mod step_roles;
 
 pub use clusters::{pin_identity, PinnedCluster};
 pub use databases::{CatalogDatabase, ListedDatabase, ManagedDatabase};
-pub use recreates::{BackupRecord, UnfinishedRun};
+pub use recreates::{RecordedBackup, UnfinishedRun};
 pub use step_roles::LeftoverStepRole;
 
 use tokio_postgres::Client;

@@ -29,7 +29,7 @@ pub struct UnfinishedRun {
 
 /// A backup file as recorded when it was written.
 #[derive(Debug, Clone)]
-pub struct BackupRecord {
+pub struct RecordedBackup {
     pub database: String,
     pub bytes: i64,
     pub sha256: String,
@@ -246,7 +246,7 @@ impl Catalog {
     }
 
     /// What was recorded of the backup file `path` when it was written.
-    pub async fn backup_record(&self, path: &str) -> Result<Option<BackupRecord>> {
+    pub async fn backup_record(&self, path: &str) -> Result<Option<RecordedBackup>> {
         let row = self
             .client
             .query_opt(
@@ -255,7 +255,7 @@ impl Catalog {
             )
             .await
             .context("looking the backup up in the catalog")?;
-        Ok(row.map(|row| BackupRecord {
+        Ok(row.map(|row| RecordedBackup {
             database: row.get(0),
             bytes: row.get(1),
             sha256: row.get(2),
