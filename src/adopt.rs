@@ -134,14 +134,7 @@ pub async fn run(config: &Config, args: &AdoptArgs) -> Result<String> {
 }
 
 async fn recorded_name(catalog: &Catalog, customer: &str) -> Result<Option<String>> {
-    Ok(catalog
-        .client()
-        .query_opt(
-            "SELECT base_name FROM catalog.customers WHERE customer = $1",
-            &[&customer],
-        )
-        .await?
-        .map(|row| row.get(0)))
+    catalog.customer_base_name(customer).await
 }
 
 /// None when neither the database nor the role exists on this cluster (an integration
@@ -203,14 +196,9 @@ async fn inspect(
 
 /// One transaction: a customer is recorded with all its databases or not at all.
 async fn record(catalog: &Catalog, customer: &str, base_name: &str, found: &[Found]) -> Result<()> {
-    catalog.client().batch_execute("BEGIN").await?;
-    match record_rows(catalog, customer, base_name, found).await {
-        Ok(()) => Ok(catalog.client().batch_execute("COMMIT").await?),
-        Err(error) => {
-            let _ = catalog.client().batch_execute("ROLLBACK").await;
-            Err(error)
-        }
-    }
+    catalog
+        .atomically(|| record_rows(catalog, customer, base_name, found))
+        .await
 }
 
 async fn record_rows(
@@ -219,31 +207,22 @@ async fn record_rows(
     base_name: &str,
     found: &[Found],
 ) -> Result<()> {
-    let client = catalog.client();
-    client
-        .execute(
-            "INSERT INTO catalog.customers (customer, base_name) VALUES ($1, $2) ON CONFLICT (customer) DO NOTHING",
-            &[&customer, &base_name],
-        )
+    catalog
+        .add_customer_if_new(customer, base_name)
         .await
-        .map_err(Error::from)
         .map_err(|error| {
             if error.is_sqlstate("23505") {
-                Error::refused(format!("the name {base_name} belongs to another customer in the catalog"))
+                Error::refused(format!(
+                    "the name {base_name} belongs to another customer in the catalog"
+                ))
             } else {
                 error
             }
         })?;
     for entry in found {
-        let inserted = client
-            .execute(
-                "INSERT INTO catalog.databases (name, environment, customer, cluster, state, owner, adopted)
-                 VALUES ($1, $2, $3, $4, 'ready', $1, true)
-                 ON CONFLICT (environment, name) DO NOTHING",
-                &[&entry.name, &entry.kind.as_str(), &customer, &entry.cluster],
-            )
+        let inserted = catalog
+            .add_adopted_database(&entry.name, entry.kind.as_str(), customer, &entry.cluster)
             .await
-            .map_err(Error::from)
             .map_err(|error| {
                 if error.is_sqlstate("23505") {
                     Error::refused(format!(
@@ -254,14 +233,10 @@ async fn record_rows(
                     error
                 }
             })?;
-        if inserted == 0 {
-            let owner_customer: String = client
-                .query_one(
-                    "SELECT customer FROM catalog.databases WHERE environment = $1 AND name = $2",
-                    &[&entry.kind.as_str(), &entry.name],
-                )
-                .await?
-                .get(0);
+        if !inserted {
+            let owner_customer = catalog
+                .database_customer(entry.kind.as_str(), &entry.name)
+                .await?;
             if owner_customer != customer {
                 return Err(Error::refused(format!(
                     "{} is recorded for customer {owner_customer:?}, not {customer:?}",
@@ -274,7 +249,7 @@ async fn record_rows(
                 "adopt",
                 Some(&entry.name),
                 "adopt",
-                if inserted == 1 {
+                if inserted {
                     "recorded"
                 } else {
                     "already recorded"

@@ -18,7 +18,7 @@ use futures_util::future::{join, join_all};
 use serde::Serialize;
 use tokio_postgres::Client;
 
-use crate::catalog::Catalog;
+use crate::catalog::{Catalog, ManagedDatabase as Managed};
 use crate::cli::{AuditArgs, ReportFormat};
 use crate::config::{ClusterKind, Config};
 use crate::conn::SessionOptions;
@@ -71,16 +71,6 @@ pub struct Violation {
     pub customer: String,
     /// The part of the name that gives the customer away.
     pub token: String,
-}
-
-/// A database the catalog manages.
-struct Managed {
-    name: String,
-    environment: String,
-    customer: String,
-    cluster: String,
-    state: String,
-    owner: String,
 }
 
 /// What a cluster's primary holds.
@@ -224,24 +214,7 @@ fn own_roles(config: &Config, servers: &Servers, cluster: &str) -> HashSet<Strin
 async fn read_catalog(servers: &Servers) -> Result<(Vec<String>, Vec<Managed>)> {
     let catalog = Catalog::open(servers).await?;
     let customers = catalog.customers().await?;
-    let rows = catalog
-        .client()
-        .query(
-            "SELECT name, environment, customer, cluster, state, owner FROM catalog.databases ORDER BY name",
-            &[],
-        )
-        .await?;
-    let managed = rows
-        .iter()
-        .map(|row| Managed {
-            name: row.get(0),
-            environment: row.get(1),
-            customer: row.get(2),
-            cluster: row.get(3),
-            state: row.get(4),
-            owner: row.get(5),
-        })
-        .collect();
+    let managed = catalog.managed_databases().await?;
     Ok((customers, managed))
 }
 

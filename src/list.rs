@@ -42,31 +42,22 @@ pub struct Entry {
 pub async fn run(config: &Config, args: &ListArgs) -> Result<String> {
     let servers = Servers::open(config).await?;
     let catalog = Catalog::open(&servers).await?;
-    let rows = catalog
-        .client()
-        .query(
-            "SELECT d.customer, d.name, d.environment, d.cluster, d.state, d.owner, d.created_at, d.updated_at, r.step
-             FROM catalog.databases d
-             LEFT JOIN catalog.recreates r
-               ON r.database = d.name AND r.environment = d.environment AND r.finished_at IS NULL
-             ORDER BY d.customer, d.environment DESC",
-            &[],
-        )
-        .await?;
-    let mut entries: Vec<Entry> = rows
-        .iter()
+    let mut entries: Vec<Entry> = catalog
+        .database_listing()
+        .await?
+        .into_iter()
         .map(|row| Entry {
-            customer: row.get(0),
-            name: row.get(1),
-            environment: row.get(2),
-            cluster: row.get(3),
-            state: row.get(4),
-            step: row.get(8),
-            owner: row.get(5),
+            customer: row.customer,
+            name: row.name,
+            environment: row.environment,
+            cluster: row.cluster,
+            state: row.state,
+            step: row.step,
+            owner: row.owner,
             present: None,
             size_bytes: None,
-            created_at: row.get(6),
-            updated_at: row.get(7),
+            created_at: row.created_at,
+            updated_at: row.updated_at,
         })
         .collect();
 

@@ -200,14 +200,7 @@ async fn choose_name(
     catalog: &Catalog,
     args: &ProvisionArgs,
 ) -> Result<(String, bool)> {
-    let existing: Option<String> = catalog
-        .client()
-        .query_opt(
-            "SELECT base_name FROM catalog.customers WHERE customer = $1",
-            &[&args.customer],
-        )
-        .await?
-        .map(|row| row.get(0));
+    let existing = catalog.customer_base_name(&args.customer).await?;
     if let Some(base_name) = existing {
         if let Some(requested) = &args.name {
             if requested != &base_name {
@@ -250,13 +243,8 @@ async fn choose_name(
 /// provisions of different customers that drew the same name.
 async fn record_customer(catalog: &Catalog, args: &ProvisionArgs, base_name: &str) -> Result<()> {
     catalog
-        .client()
-        .execute(
-            "INSERT INTO catalog.customers (customer, base_name) VALUES ($1, $2)",
-            &[&args.customer, &base_name],
-        )
+        .add_customer(&args.customer, base_name)
         .await
-        .map_err(Error::from)
         .map_err(|error| {
             if error.is_sqlstate("23505") {
                 Error::refused(format!(
@@ -390,14 +378,7 @@ async fn names_in_use(sessions: &Sessions, catalog: &Catalog) -> Result<HashSet<
     }))
     .await?;
     taken.extend(per_cluster.into_iter().flatten());
-    let rows = catalog
-        .client()
-        .query(
-            "SELECT base_name FROM catalog.customers UNION SELECT name FROM catalog.databases",
-            &[],
-        )
-        .await?;
-    taken.extend(rows.iter().map(|row| row.get::<_, String>(0)));
+    taken.extend(catalog.names_in_use().await?);
     Ok(taken)
 }
 
@@ -412,14 +393,7 @@ async fn plan_environment(
     let name = env_database_name(kind, base_name);
     let client = &sessions[cluster];
     catalog.verify_identity(cluster, client).await?;
-    let state: Option<String> = catalog
-        .client()
-        .query_opt(
-            "SELECT state FROM catalog.databases WHERE environment = $1 AND name = $2",
-            &[&kind.as_str(), &name],
-        )
-        .await?
-        .map(|row| row.get(0));
+    let state = catalog.database_state(kind.as_str(), &name).await?;
     Ok(EnvPlan {
         kind,
         cluster: cluster.to_string(),
@@ -465,20 +439,10 @@ async fn provision_environment(
     };
 
     let inserted = catalog
-        .client()
-        .execute(
-            "INSERT INTO catalog.databases (name, environment, customer, cluster, state, owner)
-             VALUES ($1, $2, $3, $4, 'provisioning', $1)
-             ON CONFLICT (environment, name) DO NOTHING",
-            &[&plan.name, &env, &customer, &plan.cluster],
-        )
+        .add_provisioning_database(&plan.name, env, customer, &plan.cluster)
         .await
         .with_context(context)?;
-    result.outcome = if inserted == 1 {
-        "created"
-    } else {
-        "completed"
-    };
+    result.outcome = if inserted { "created" } else { "completed" };
 
     if !plan.role_exists {
         // The file first: a crash after CREATE ROLE must leave a password someone holds.
@@ -536,13 +500,7 @@ async fn provision_environment(
     restrict_connect(client, &plan.name)
         .await
         .with_context(context)?;
-    catalog
-        .client()
-        .execute(
-            "UPDATE catalog.databases SET state = 'ready', updated_at = now() WHERE environment = $1 AND name = $2",
-            &[&env, &plan.name],
-        )
-        .await?;
+    catalog.mark_database_ready(env, &plan.name).await?;
     catalog
         .record_event(
             "provision",
@@ -949,13 +907,8 @@ struct CustomerLock;
 impl CustomerLock {
     async fn acquire(catalog: &Catalog, customer: &str) -> Result<CustomerLock> {
         catalog
-            .client()
-            .execute(
-                "SELECT pg_advisory_lock(hashtextextended('odoo-db provision ' || $1, 0))",
-                &[&customer],
-            )
+            .lock_customer_provision(customer)
             .await
-            .map_err(Error::from)
             .map_err(|error| {
                 if error.is_sqlstate("55P03") {
                     Error::refused(format!(

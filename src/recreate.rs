@@ -35,7 +35,7 @@ use tokio_postgres::types::Type;
 use tokio_postgres::Client;
 
 use crate::backup::{self, Tools};
-use crate::catalog::Catalog;
+use crate::catalog::{Catalog, PinnedCluster};
 use crate::cli::RecreateArgs;
 use crate::config::{ClusterKind, Config};
 use crate::conn::ConnParams;
@@ -125,12 +125,7 @@ impl Step {
 }
 
 /// A backup as the catalog recorded it when it was written.
-#[derive(Debug, Clone)]
-pub(crate) struct RecordedBackup {
-    pub database: String,
-    pub bytes: i64,
-    pub sha256: String,
-}
+pub(crate) use crate::catalog::RecordedBackup;
 
 /// A database found under the name by a resumed run, before it drops.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -391,28 +386,8 @@ impl Job {
             LockSession::connect(&servers)
         )?;
 
-        let (rows, clusters) = tokio::try_join!(
-            async {
-                catalog
-                    .client()
-                    .query_typed(
-                        "SELECT environment, cluster, state, owner FROM catalog.databases WHERE name = $1",
-                        &[(&name, Type::TEXT)],
-                    )
-                    .await
-                    .context("looking the database up in the catalog")
-            },
-            async {
-                catalog
-                    .client()
-                    .query_typed(
-                        "SELECT name, kind, system_identifier::text FROM catalog.clusters",
-                        &[],
-                    )
-                    .await
-                    .context("reading the pinned clusters from the catalog")
-            }
-        )?;
+        let (rows, pinned) =
+            tokio::try_join!(catalog.databases_named(name), catalog.pinned_clusters())?;
         if rows.is_empty() {
             return Err(refuse(format!(
                 "{name} is unknown to the catalog; odoo-db recreates only databases it provisioned \
@@ -420,9 +395,9 @@ impl Job {
             )));
         }
         for row in &rows {
-            let environment: String = row.get(0);
-            let row_cluster: String = row.get(1);
-            let state: String = row.get(2);
+            let environment = row.environment.clone();
+            let row_cluster = row.cluster.clone();
+            let state = row.state.clone();
             if environment != ClusterKind::Integration.as_str() {
                 return Err(refuse(format!(
                     "the catalog knows {name} as a {environment} database; production databases can \
@@ -445,21 +420,19 @@ impl Job {
                 ));
             }
         }
-        let pinned: Vec<(String, String, String)> = clusters
-            .iter()
-            .map(|row| (row.get(0), row.get(1), row.get(2)))
-            .collect();
-        match pinned.iter().find(|(pinned_name, _, _)| *pinned_name == cluster) {
+        match pinned.iter().find(|pinned| pinned.name == cluster) {
             None => {
                 return Err(refuse(format!(
-                    "cluster {cluster} has no pinned identity in the catalog: run `odoo-db init` first"
-                )))
+                "cluster {cluster} has no pinned identity in the catalog: run `odoo-db init` first"
+            )))
             }
-            Some((_, pinned_kind, _)) if pinned_kind != ClusterKind::Integration.as_str() => {
+            Some(PinnedCluster {
+                kind: pinned_kind, ..
+            }) if pinned_kind != ClusterKind::Integration.as_str() => {
                 return Err(refuse(format!(
-                    "init pinned cluster {cluster} as kind {pinned_kind}, not integration; a cluster \
+                "init pinned cluster {cluster} as kind {pinned_kind}, not integration; a cluster \
                      does not change kind: fix the config"
-                )))
+            )))
             }
             _ => {}
         }
@@ -478,8 +451,11 @@ impl Job {
             )));
         }
         let identifier_text = identifier.to_string();
-        if let Some((production, _, _)) = pinned.iter().find(|(_, kind, id)| {
-            kind == ClusterKind::Production.as_str() && *id == identifier_text
+        if let Some(PinnedCluster {
+            name: production, ..
+        }) = pinned.iter().find(|pinned| {
+            pinned.kind == ClusterKind::Production.as_str()
+                && pinned.system_identifier == identifier_text
         }) {
             return Err(refuse(format!(
                 "the server configured as cluster {cluster} ({label}) is the server init pinned for \
@@ -488,9 +464,12 @@ impl Job {
                 config.path.display()
             )));
         }
-        if let Some((_, _, pinned_id)) = pinned
+        if let Some(PinnedCluster {
+            system_identifier: pinned_id,
+            ..
+        }) = pinned
             .iter()
-            .find(|(n, _, id)| *n == cluster && *id != identifier_text)
+            .find(|pinned| pinned.name == cluster && pinned.system_identifier != identifier_text)
         {
             return Err(refuse(format!(
                 "the server configured as cluster {cluster} ({label}) has system identifier {identifier}, \
@@ -515,8 +494,8 @@ impl Job {
         // it that role's privileges. Only the owner the catalog recorded is acted for.
         let recorded_owner: String = rows
             .iter()
-            .find(|row| row.get::<_, String>(0) == ClusterKind::Integration.as_str())
-            .map(|row| row.get(3))
+            .find(|row| row.environment == ClusterKind::Integration.as_str())
+            .map(|row| row.owner.clone())
             .expect("checked above: every row is the integration one");
         if let Some(live) = &inspection {
             if live.props.owner != recorded_owner {
@@ -712,57 +691,28 @@ impl Job {
     ) -> Result<()> {
         let plan = serde_json::to_value(props).expect("properties serialize");
         let restore_text = restore_path.map(|p| p.to_string_lossy().into_owned());
-        let actor = self.catalog.actor().to_string();
         let kind = self.kind.as_str();
         if self.unfinished.is_some() {
-            self.catalog
-                .client()
-                .execute(
-                    "UPDATE catalog.recreates SET outcome = 'superseded', finished_at = now(), updated_at = now()
-                      WHERE database = $1 AND finished_at IS NULL",
-                    &[&self.name],
-                )
-                .await
-                .context("recording in the catalog that the earlier run is superseded")?;
+            self.catalog.supersede_unfinished_run(&self.name).await?;
         }
         let detail = json!({ "plan": plan, "cluster": self.cluster, "restore_path": restore_text });
         // One statement, so the plan, the state and the event are recorded together.
         let state = self.kind.state();
-        let record = async {
-            self.catalog
-                .client()
-                .query_typed_one(
-                    "WITH r AS (
-                         INSERT INTO catalog.recreates (database, cluster, kind, plan, restore_path, step, actor)
-                         VALUES ($1, $2, $3, $4, $5, 'planned', $6) RETURNING id
-                     ), d AS (
-                         UPDATE catalog.databases SET state = $7, updated_at = now()
-                          WHERE environment = 'integration' AND name = $1
-                     ), e AS (
-                         INSERT INTO catalog.events (actor, command, database, step, outcome, detail)
-                         VALUES ($6, $3, $1, 'planned', 'recorded', $8)
-                     )
-                     SELECT id FROM r",
-                    &[
-                        (&self.name, Type::TEXT),
-                        (&self.cluster, Type::TEXT),
-                        (&kind, Type::TEXT),
-                        (&plan, Type::JSONB),
-                        (&restore_text, Type::TEXT),
-                        (&actor, Type::TEXT),
-                        (&state, Type::TEXT),
-                        (&detail, Type::JSONB),
-                    ],
-                )
-                .await
-                .context("recording the plan in the catalog")
-        };
+        let record = self.catalog.begin_run(
+            &self.name,
+            &self.cluster,
+            kind,
+            &plan,
+            restore_text.as_deref(),
+            state,
+            &detail,
+        );
         // pg_dump reads the owner's tables, ALTER and DROP need the owner's rights, CREATE
         // … OWNER needs to act as it: membership first (provision grants it; an adopted
         // database may lack it). The gates proved it can be granted.
         let (recorded, member) =
             tokio::join!(record, provision::act_as_owner(&self.server, &props.owner));
-        self.run_id = Some(recorded?.get(0));
+        self.run_id = Some(recorded?);
         if let Err(error) = member {
             self.abandon(&error).await;
             return Err(error.context(format!("{}: nothing was dropped", self.name)));
@@ -780,35 +730,20 @@ impl Job {
             .expect("take_over is called on an unfinished run");
         provision::act_as_owner(&self.server, &record.plan.owner).await?;
         let restore_text = restore_path.map(|p| p.to_string_lossy().into_owned());
-        let actor = self.catalog.actor().to_string();
         self.catalog
-            .client()
-            .execute(
-                "WITH r AS (
-                     UPDATE catalog.recreates SET kind = $2, restore_path = coalesce($3, restore_path), updated_at = now()
-                      WHERE id = $1 RETURNING database
-                 ), d AS (
-                     UPDATE catalog.databases SET state = $4, updated_at = now()
-                      WHERE environment = 'integration' AND name IN (SELECT database FROM r)
-                 )
-                 INSERT INTO catalog.events (actor, command, database, step, outcome, detail)
-                 SELECT $5, $2, database, 'resumed', 'started', $6 FROM r",
-                &[
-                    &record.id,
-                    &self.kind.as_str(),
-                    &restore_text,
-                    &self.kind.state(),
-                    &actor,
-                    &json!({
-                        "from_step": record.step.as_str(),
-                        "from_kind": record.kind.as_str(),
-                        "started_at": record.started_at,
-                        "started_by": record.actor,
-                    }),
-                ],
+            .take_over_run(
+                record.id,
+                self.kind.as_str(),
+                restore_text.as_deref(),
+                self.kind.state(),
+                &json!({
+                    "from_step": record.step.as_str(),
+                    "from_kind": record.kind.as_str(),
+                    "started_at": record.started_at,
+                    "started_by": record.actor,
+                }),
             )
-            .await
-            .context("recording in the catalog that the interrupted run is being finished")?;
+            .await?;
         self.run_id = Some(record.id);
         self.step = record.step;
         self.started_at = record.started_at;
@@ -831,23 +766,7 @@ impl Job {
 
     async fn record_step(&self, step: Step, detail: Value) -> Result<()> {
         let id = self.run_id.expect("a run is recorded before it advances");
-        self.catalog
-            .client()
-            .query_typed(
-                "WITH r AS (
-                     UPDATE catalog.recreates SET step = $2, updated_at = now() WHERE id = $1 RETURNING database, kind
-                 )
-                 INSERT INTO catalog.events (actor, command, database, step, outcome, detail)
-                 SELECT $3, kind, database, $2, 'done', $4 FROM r",
-                &[
-                    (&id, Type::INT8),
-                    (&step.as_str(), Type::TEXT),
-                    (&self.catalog.actor(), Type::TEXT),
-                    (&detail, Type::JSONB),
-                ],
-            )
-            .await
-            .with_context(|| format!("recording step {} in the catalog", step.as_str()))?;
+        self.catalog.record_step(id, step.as_str(), &detail).await?;
         tracing::debug!("{}: step {} reached", self.name, step.as_str());
         Ok(())
     }
@@ -858,24 +777,16 @@ impl Job {
         let Some(id) = self.run_id else { return };
         let result = self
             .catalog
-            .client()
-            .execute(
-                "WITH r AS (
-                     UPDATE catalog.recreates SET outcome = 'abandoned', finished_at = now(), updated_at = now()
-                      WHERE id = $1 AND finished_at IS NULL RETURNING database, kind
-                 ), d AS (
-                     UPDATE catalog.databases SET state = 'ready', updated_at = now()
-                      WHERE environment = 'integration' AND name IN (SELECT database FROM r)
-                 )
-                 INSERT INTO catalog.events (actor, command, database, step, outcome, detail)
-                 SELECT $2, kind, database, $3, 'failed', $4 FROM r",
-                &[&id, &self.catalog.actor(), &self.step.as_str(), &json!({ "error": error.to_string() })],
+            .abandon_run(
+                id,
+                self.step.as_str(),
+                &json!({ "error": error.to_string() }),
             )
             .await;
         if let Err(record_error) = result {
             tracing::warn!(
                 "could not record the abandoned run in the catalog: {}",
-                Error::from(record_error)
+                record_error
             );
         }
     }
@@ -922,30 +833,14 @@ impl Job {
         // Path, size and SHA-256 together with the step, in one statement: `restore`
         // accepts only a file recorded here that still matches.
         self.catalog
-            .client()
-            .execute(
-                "WITH r AS (
-                     UPDATE catalog.recreates SET backup_path = $2, backup_bytes = $3, step = 'backed_up', updated_at = now()
-                      WHERE id = $1 RETURNING database, kind
-                 ), b AS (
-                     INSERT INTO catalog.backups (path, database, recreate_id, bytes, sha256)
-                     SELECT $2, database, $1, $3, $6 FROM r
-                     ON CONFLICT (path) DO UPDATE SET database = excluded.database, recreate_id = excluded.recreate_id,
-                         bytes = excluded.bytes, sha256 = excluded.sha256, written_at = now(), pruned_at = NULL
-                 )
-                 INSERT INTO catalog.events (actor, command, database, step, outcome, detail)
-                 SELECT $4, kind, database, 'backed_up', 'done', $5 FROM r",
-                &[
-                    &id,
-                    &path_text,
-                    &bytes,
-                    &self.catalog.actor(),
-                    &json!({ "path": path_text, "bytes": bytes, "sha256": made.sha256, "seconds": made.duration.as_secs_f64(), "pg_dump": tools.version }),
-                    &made.sha256,
-                ],
+            .record_backup(
+                id,
+                &path_text,
+                bytes,
+                &made.sha256,
+                &json!({ "path": path_text, "bytes": bytes, "sha256": made.sha256, "seconds": made.duration.as_secs_f64(), "pg_dump": tools.version }),
             )
-            .await
-            .context("recording the backup in the catalog")?;
+            .await?;
         tracing::info!(
             "backed up {} into {} ({}) in {:.1} s",
             self.name,
@@ -961,33 +856,19 @@ impl Job {
             .map(|path| path.to_string_lossy().into_owned())
             .collect();
         if !pruned.is_empty() {
-            self.catalog
-                .client()
-                .execute(
-                    "UPDATE catalog.backups SET pruned_at = now() WHERE path = ANY($1) AND pruned_at IS NULL",
-                    &[&pruned],
-                )
-                .await
-                .context("recording the pruned backups in the catalog")?;
+            self.catalog.mark_backups_pruned(&pruned).await?;
         }
         Ok(())
     }
 
     /// Backups that unfinished runs recorded: retention never deletes them.
     async fn protected_backups(&self) -> Result<Vec<PathBuf>> {
-        let rows = self
+        Ok(self
             .catalog
-            .client()
-            .query(
-                "SELECT backup_path FROM catalog.recreates WHERE finished_at IS NULL AND backup_path IS NOT NULL
-                 UNION
-                 SELECT restore_path FROM catalog.recreates WHERE finished_at IS NULL AND restore_path IS NOT NULL",
-                &[],
-            )
-            .await?;
-        Ok(rows
-            .iter()
-            .map(|row| PathBuf::from(row.get::<_, String>(0)))
+            .protected_backups()
+            .await?
+            .into_iter()
+            .map(PathBuf::from)
             .collect())
     }
 
@@ -1432,26 +1313,7 @@ impl Job {
             })),
             "differences": differences,
         });
-        self.catalog
-            .client()
-            .query_typed(
-                "WITH r AS (
-                     UPDATE catalog.recreates SET step = 'done', outcome = 'done', finished_at = now(), updated_at = now()
-                      WHERE id = $1 RETURNING database, kind
-                 ), d AS (
-                     UPDATE catalog.databases SET state = 'ready', updated_at = now()
-                      WHERE environment = 'integration' AND name IN (SELECT database FROM r)
-                 )
-                 INSERT INTO catalog.events (actor, command, database, step, outcome, detail)
-                 SELECT $2, kind, database, 'done', 'done', $3 FROM r",
-                &[
-                    (&id, Type::INT8),
-                    (&self.catalog.actor(), Type::TEXT),
-                    (&detail, Type::JSONB),
-                ],
-            )
-            .await
-            .context("recording the end in the catalog")?;
+        self.catalog.finish_run(id, &detail).await?;
         self.step = Step::Done;
         let mut text = format!(
             "{} {} on cluster {} in {:.1} s\n",
@@ -1522,18 +1384,12 @@ impl Job {
     /// A plan a recreate recorded: for the run whose backup is `path`, else the newest.
     pub(crate) async fn recorded_plan(&self, path: Option<&Path>) -> Result<Option<DbProps>> {
         let path_text = path.map(|p| p.to_string_lossy().into_owned());
-        let row = self
+        let plan = self
             .catalog
-            .client()
-            .query_opt(
-                "SELECT plan FROM catalog.recreates
-                  WHERE database = $1 AND ($2::text IS NULL OR backup_path = $2)
-                  ORDER BY id DESC LIMIT 1",
-                &[&self.name, &path_text],
-            )
+            .recorded_plan(&self.name, path_text.as_deref())
             .await?;
-        row.map(|row| {
-            serde_json::from_value(row.get(0)).map_err(|error| {
+        plan.map(|plan| {
+            serde_json::from_value(plan).map_err(|error| {
                 Error::failed(format!("the catalog holds an unreadable plan: {error}"))
             })
         })
@@ -1543,59 +1399,30 @@ impl Job {
     /// The backups of this database that the catalog recorded with their size and
     /// SHA-256 and that retention has not deleted, newest first.
     pub(crate) async fn recorded_backups(&self) -> Result<Vec<PathBuf>> {
-        let rows = self
+        Ok(self
             .catalog
-            .client()
-            .query(
-                "SELECT path FROM catalog.backups WHERE database = $1 AND pruned_at IS NULL
-                  ORDER BY written_at DESC, path DESC",
-                &[&self.name],
-            )
-            .await
-            .context("looking up the recorded backups in the catalog")?;
-        Ok(rows
-            .iter()
-            .map(|row| PathBuf::from(row.get::<_, String>(0)))
+            .backups_of(&self.name)
+            .await?
+            .into_iter()
+            .map(PathBuf::from)
             .collect())
     }
 
     /// What the catalog recorded of the backup file `path` when it was written.
     pub(crate) async fn recorded_backup(&self, path: &Path) -> Result<Option<RecordedBackup>> {
         let path_text = path.to_string_lossy().into_owned();
-        let row = self
-            .catalog
-            .client()
-            .query_opt(
-                "SELECT database, bytes, sha256 FROM catalog.backups WHERE path = $1",
-                &[&path_text],
-            )
-            .await
-            .context("looking the backup up in the catalog")?;
-        Ok(row.map(|row| RecordedBackup {
-            database: row.get(0),
-            bytes: row.get(1),
-            sha256: row.get(2),
-        }))
+        self.catalog.backup_record(&path_text).await
     }
 
     /// Backup paths of this database that a recreate recorded before the catalog kept
     /// backups' digests (schema 3): nothing proves they are the files it wrote.
     pub(crate) async fn undigested_backups(&self) -> Result<Vec<PathBuf>> {
-        let rows = self
+        Ok(self
             .catalog
-            .client()
-            .query(
-                "SELECT r.backup_path FROM catalog.recreates r
-                  WHERE r.database = $1 AND r.backup_path IS NOT NULL
-                    AND NOT EXISTS (SELECT FROM catalog.backups b WHERE b.path = r.backup_path)
-                  ORDER BY r.id DESC",
-                &[&self.name],
-            )
-            .await
-            .context("looking up the backups recorded without a digest")?;
-        Ok(rows
-            .iter()
-            .map(|row| PathBuf::from(row.get::<_, String>(0)))
+            .undigested_backups_of(&self.name)
+            .await?
+            .into_iter()
+            .map(PathBuf::from)
             .collect())
     }
 
@@ -1606,28 +1433,21 @@ impl Job {
 }
 
 async fn load_unfinished(catalog: &Catalog, name: &str) -> Result<Option<Record>> {
-    let row = catalog
-        .client()
-        .query_typed_opt(
-            "SELECT id, kind, step, plan, backup_path, backup_bytes, restore_path, actor, started_at
-               FROM catalog.recreates WHERE database = $1 AND finished_at IS NULL",
-            &[(&name, Type::TEXT)],
-        )
-        .await
-        .context("looking for an unfinished recreate or restore in the catalog")?;
-    let Some(row) = row else { return Ok(None) };
+    let Some(run) = catalog.unfinished_run(name).await? else {
+        return Ok(None);
+    };
     Ok(Some(Record {
-        id: row.get(0),
-        kind: Kind::parse(row.get(1)),
-        step: Step::parse(row.get(2))?,
-        plan: serde_json::from_value(row.get(3)).map_err(|error| {
+        id: run.id,
+        kind: Kind::parse(&run.kind),
+        step: Step::parse(&run.step)?,
+        plan: serde_json::from_value(run.plan).map_err(|error| {
             Error::failed(format!("the catalog holds an unreadable plan: {error}"))
         })?,
-        backup_path: row.get::<_, Option<String>>(4).map(PathBuf::from),
-        backup_bytes: row.get(5),
-        restore_path: row.get::<_, Option<String>>(6).map(PathBuf::from),
-        actor: row.get(7),
-        started_at: row.get(8),
+        backup_path: run.backup_path.map(PathBuf::from),
+        backup_bytes: run.backup_bytes,
+        restore_path: run.restore_path.map(PathBuf::from),
+        actor: run.actor,
+        started_at: run.started_at,
     }))
 }
 

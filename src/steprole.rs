@@ -28,7 +28,7 @@ use rand::Rng;
 use tokio_postgres::types::Type;
 use tokio_postgres::Client;
 
-use crate::catalog::Catalog;
+use crate::catalog::{Catalog, LeftoverStepRole};
 use crate::conn::ConnParams;
 use crate::error::{Context, Error, Result};
 use crate::secrets::{self, Secret};
@@ -199,21 +199,8 @@ impl StepRole {
             owner: owner.to_string(),
         };
         catalog
-            .client()
-            .execute(
-                "INSERT INTO catalog.step_roles (role, cluster, database, owner, purpose, actor)
-                 VALUES ($1, $2, $3, $4, $5, $6)",
-                &[
-                    &role.name,
-                    &cluster,
-                    &database,
-                    &owner,
-                    &purpose,
-                    &catalog.actor(),
-                ],
-            )
-            .await
-            .context("recording the step's throwaway role in the catalog")?;
+            .record_step_role(&role.name, cluster, database, owner, purpose)
+            .await?;
         let verifier = secrets::scram_verifier(&role.password);
         let ident = quote_ident(&role.name);
         let statements = format!(
@@ -284,12 +271,7 @@ async fn valid_until(server: &Client) -> Result<String> {
 }
 
 async fn forget(catalog: &Catalog, role: &str) -> Result<()> {
-    catalog
-        .client()
-        .execute("DELETE FROM catalog.step_roles WHERE role = $1", &[&role])
-        .await
-        .context("forgetting the dropped throwaway role in the catalog")?;
-    Ok(())
+    catalog.forget_step_role(role).await
 }
 
 /// Drop the step roles a killed run left for `database` on `cluster` (the caller holds
@@ -301,17 +283,9 @@ pub async fn drop_leftovers(
     cluster: &str,
     database: &str,
 ) -> Result<Vec<String>> {
-    let rows = catalog
-        .client()
-        .query(
-            "SELECT role, owner FROM catalog.step_roles WHERE cluster = $1 AND database = $2 ORDER BY created_at",
-            &[&cluster, &database],
-        )
-        .await
-        .context("looking for throwaway roles left by an interrupted run")?;
+    let leftovers = catalog.step_roles_of(cluster, database).await?;
     let mut dropped = Vec::new();
-    for row in rows {
-        let (role, owner): (String, String) = (row.get(0), row.get(1));
+    for LeftoverStepRole { role, owner } in leftovers {
         drop_role(server, Some(admin), &role, database, &owner)
             .await
             .with_context(|| {

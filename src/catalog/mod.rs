@@ -7,11 +7,29 @@
 //!
 //! The schema is applied by versioned migrations in `sql/catalog/`; a binary refuses a
 //! catalog newer than itself rather than guess at its meaning.
+//!
+//! This module is the catalog's repository: every query on its tables is a method of
+//! [`Catalog`] here, grouped by area in the submodules, named by what it means to the
+//! job and returning typed rows; SQL longer than a line is in `sql/catalog/queries/`.
+//! The session itself is never handed out, so no job writes catalog SQL of its own.
+//! Where a job records several things together (a step, the database's state and its
+//! event), one method runs them as one statement, so they are kept or lost together.
 
-use serde_json::Value;
+mod clusters;
+mod customers;
+mod databases;
+mod events;
+mod recreates;
+mod step_roles;
+
+pub use clusters::{pin_identity, PinnedCluster};
+pub use databases::{CatalogDatabase, ListedDatabase, ManagedDatabase};
+pub use recreates::{RecordedBackup, UnfinishedRun};
+pub use step_roles::LeftoverStepRole;
+
 use tokio_postgres::Client;
 
-use crate::config::{ClusterKind, Config};
+use crate::config::Config;
 use crate::error::{Context, Error, Result};
 use crate::servers::{self, Servers};
 
@@ -19,10 +37,10 @@ use crate::servers::{self, Servers};
 /// `sql/catalog/`). Versions need not be contiguous: `init` applies every one that the
 /// catalog has not recorded yet, whatever their order of arrival.
 const MIGRATIONS: &[(i32, &str)] = &[
-    (1, include_str!("../sql/catalog/0001_initial.sql")),
-    (2, include_str!("../sql/catalog/0002_recreates.sql")),
-    (3, include_str!("../sql/catalog/0003_backups.sql")),
-    (4, include_str!("../sql/catalog/0004_step_roles.sql")),
+    (1, include_str!("../../sql/catalog/0001_initial.sql")),
+    (2, include_str!("../../sql/catalog/0002_recreates.sql")),
+    (3, include_str!("../../sql/catalog/0003_backups.sql")),
+    (4, include_str!("../../sql/catalog/0004_step_roles.sql")),
 ];
 
 /// The newest schema version this binary knows.
@@ -93,82 +111,28 @@ impl Catalog {
         }
     }
 
-    pub fn client(&self) -> &Client {
-        &self.client
-    }
-
-    pub fn client_mut(&mut self) -> &mut Client {
-        &mut self.client
-    }
-
     /// Who runs this command, for the event log: OS user@host and odoo-db's role.
     pub fn actor(&self) -> &str {
         &self.actor
     }
 
-    /// Append one event to the log.
-    pub async fn record_event(
-        &self,
-        command: &str,
-        database: Option<&str>,
-        step: &str,
-        outcome: &str,
-        detail: Value,
-    ) -> Result<()> {
-        self.client
-            .execute(
-                "INSERT INTO catalog.events (actor, command, database, step, outcome, detail)
-                 VALUES ($1, $2, $3, $4, $5, $6)",
-                &[&self.actor, &command, &database, &step, &outcome, &detail],
-            )
-            .await
-            .context("recording an event in the catalog")?;
-        Ok(())
-    }
-
-    /// The identifier `init` pinned for a cluster.
-    pub async fn pinned_identifier(&self, cluster: &str) -> Result<Option<u64>> {
-        let row = self
-            .client
-            .query_opt(
-                "SELECT system_identifier::text FROM catalog.clusters WHERE name = $1",
-                &[&cluster],
-            )
-            .await?;
-        row.map(|row| {
-            let text: String = row.get(0);
-            text.parse::<u64>()
-                .map_err(|_| Error::failed(format!("catalog holds a bad identifier {text:?}")))
-        })
-        .transpose()
-    }
-
-    /// Refuse a server that is not the one `init` pinned for this cluster.
-    pub async fn verify_identity(&self, cluster: &str, server: &Client) -> Result<u64> {
-        let actual = servers::system_identifier(server).await?;
-        match self.pinned_identifier(cluster).await? {
-            None => Err(Error::refused(format!(
-                "cluster {cluster} has no pinned identity in the catalog: {RUN_INIT}"
-            ))),
-            Some(pinned) if pinned != actual => Err(Error::refused(format!(
-                "cluster {cluster}: the server's system identifier is {actual}, but init pinned {pinned} for this cluster; \
-                 the config now points at another server. Fix the config (or, if the cluster was really rebuilt, \
-                 delete its row from catalog.clusters and run `odoo-db init`)"
-            ))),
-            Some(pinned) => Ok(pinned),
+    /// Run `work` in one transaction on the catalog session: everything it records
+    /// is kept together, or nothing is when it fails.
+    pub async fn atomically<T, Work>(&self, work: impl FnOnce() -> Work) -> Result<T>
+    where
+        Work: std::future::Future<Output = Result<T>>,
+    {
+        self.client.batch_execute("BEGIN").await?;
+        match work().await {
+            Ok(value) => {
+                self.client.batch_execute("COMMIT").await?;
+                Ok(value)
+            }
+            Err(error) => {
+                let _ = self.client.batch_execute("ROLLBACK").await;
+                Err(error)
+            }
         }
-    }
-
-    /// Names of every customer in the catalog.
-    pub async fn customers(&self) -> Result<Vec<String>> {
-        let rows = self
-            .client
-            .query(
-                "SELECT customer FROM catalog.customers ORDER BY customer",
-                &[],
-            )
-            .await?;
-        Ok(rows.iter().map(|row| row.get(0)).collect())
     }
 }
 
@@ -278,13 +242,7 @@ async fn migrate(client: &mut Client) -> Result<Vec<i32>> {
         .execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
         .await?;
     transaction
-        .batch_execute(
-            "CREATE SCHEMA IF NOT EXISTS catalog;
-             CREATE TABLE IF NOT EXISTS catalog.schema_version (
-                 version    integer PRIMARY KEY,
-                 applied_at timestamptz NOT NULL DEFAULT now()
-             );",
-        )
+        .batch_execute(include_str!("../../sql/catalog/queries/schema_version.sql"))
         .await
         .context("creating the catalog's schema_version table")?;
     let current: i32 = transaction
@@ -343,69 +301,6 @@ pub async fn role_exists(client: &Client, name: &str) -> Result<bool> {
         )
         .await?
         .get(0))
-}
-
-/// Pin a cluster's identity on first sight; later, refuse a different one.
-/// Returns true when pinned now.
-pub async fn pin_identity(
-    catalog: &Catalog,
-    cluster: &str,
-    kind: ClusterKind,
-    identifier: u64,
-) -> Result<bool> {
-    let identifier_text = identifier.to_string();
-    let clashing: Option<String> = catalog
-        .client()
-        .query_opt(
-            "SELECT name FROM catalog.clusters WHERE system_identifier = $1::text::numeric AND name <> $2",
-            &[&identifier_text, &cluster],
-        )
-        .await?
-        .map(|row| row.get(0));
-    if let Some(other) = clashing {
-        return Err(Error::refused(format!(
-            "cluster {cluster} is the same server as cluster {other} (system identifier {identifier}): \
-             the config points two clusters at one server; fix clusters.{cluster} in the config"
-        )));
-    }
-    let existing = catalog
-        .client()
-        .query_opt(
-            "SELECT system_identifier::text, kind FROM catalog.clusters WHERE name = $1",
-            &[&cluster],
-        )
-        .await?;
-    match existing {
-        None => {
-            catalog
-                .client()
-                .execute(
-                    "INSERT INTO catalog.clusters (name, kind, system_identifier) VALUES ($1, $2, $3::text::numeric)",
-                    &[&cluster, &kind.as_str(), &identifier_text],
-                )
-                .await
-                .context("pinning the cluster's identity")?;
-            Ok(true)
-        }
-        Some(row) => {
-            let pinned: String = row.get(0);
-            let pinned_kind: String = row.get(1);
-            if pinned != identifier_text {
-                return Err(Error::refused(format!(
-                    "cluster {cluster}: the server's system identifier is {identifier}, but init pinned {pinned}; \
-                     the config now points at another server. Fix the config (or, if the cluster was really rebuilt, \
-                     delete its row from catalog.clusters and run init again)"
-                )));
-            }
-            if pinned_kind != kind.as_str() {
-                return Err(Error::refused(format!(
-                    "cluster {cluster} was pinned as {pinned_kind}, the config now says {}: a cluster does not change kind; fix the config",
-                    kind.as_str()
-                )));
-            }
-            Ok(false)
-        }
-    }
 }
 
 /// OS user@host and the database role, for the event log.

@@ -1,0 +1,5 @@
+-- An adopted database, ready as found (owner = name); a rerun finds it recorded already.
+-- $1 name, $2 environment, $3 customer, $4 cluster.
+INSERT INTO catalog.databases (name, environment, customer, cluster, state, owner, adopted)
+VALUES ($1, $2, $3, $4, 'ready', $1, true)
+ON CONFLICT (environment, name) DO NOTHING
