@@ -34,6 +34,7 @@ pub mod restore;
 pub mod sandbox;
 pub mod secrets;
 pub mod servers;
+mod sqltemplate;
 pub mod ssh;
 pub mod steprole;
 pub mod units;
