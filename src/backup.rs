@@ -435,8 +435,7 @@ pub async fn dump(
                 partial.display()
             )));
         }
-        std::fs::rename(&partial, &final_path)?;
-        std::fs::File::open(dir)?.sync_all()?;
+        crate::files::rename_durably(&partial, &final_path)?;
         Ok::<_, Error>((bytes, hash))
     }
     .await;

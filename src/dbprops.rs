@@ -20,6 +20,7 @@ use tokio_postgres::Client;
 use crate::conn::ConnParams;
 use crate::error::{Context, Error, Result};
 use crate::servers::{quote_ident, quote_literal};
+use crate::sqltemplate::{render, Placeholder};
 use crate::units::format_bytes;
 
 const INSPECT_SQL: &str = include_str!("../sql/recreate/inspect.sql");
@@ -109,26 +110,66 @@ pub async fn server_version_num(client: &Client) -> Result<i32> {
         .map_err(|_| Error::failed(format!("unexpected server_version_num {text:?}")))
 }
 
+/// The `pg_database` columns [`INSPECT_SQL`] reads that appeared in PostgreSQL 15
+/// (datlocprovider, daticulocale), 16 (daticurules) and 17 (datlocale replaced
+/// daticulocale).
+const INSPECT_BY_VERSION: &[Placeholder] = &[
+    Placeholder {
+        name: "locale_provider",
+        oldest: "'c'::text",
+        since: &[(150000, "d.datlocprovider::text")],
+    },
+    Placeholder {
+        name: "icu_locale",
+        oldest: "NULL::text",
+        since: &[
+            (150000, "d.daticulocale::text"),
+            (170000, "d.datlocale::text"),
+        ],
+    },
+    Placeholder {
+        name: "icu_rules",
+        oldest: "NULL::text",
+        since: &[(160000, "d.daticurules::text")],
+    },
+];
+
+/// `has_parameter_privilege` arrived in PostgreSQL 15; before, only a superuser could
+/// set a superuser-context setting.
+const RIGHTS_BY_VERSION: &[Placeholder] = &[Placeholder {
+    name: "set_privilege",
+    oldest: "false",
+    since: &[(150000, "has_parameter_privilege(p.name, 'SET')")],
+}];
+
+/// Trusted extensions arrived in PostgreSQL 13; before, none is.
+const CONTENTS_BY_VERSION: &[Placeholder] = &[Placeholder {
+    name: "trusted",
+    oldest: "false",
+    since: &[(130000, "v.trusted")],
+}];
+
+/// Which of a backup's extensions odoo-db's role cannot create here, for
+/// [`check_extensions`].
+const EXTENSIONS_SQL: &str =
+    "SELECT n.name || CASE WHEN a.name IS NULL THEN ' (not installed on this server)'
+                                       ELSE ' (not trusted: only a superuser may create it)' END
+                   FROM unnest($1::text[]) AS n(name)
+                   LEFT JOIN pg_catalog.pg_available_extensions a ON a.name = n.name
+                   LEFT JOIN pg_catalog.pg_available_extension_versions v
+                          ON v.name = a.name AND v.version = a.default_version
+                  WHERE n.name <> 'plpgsql'
+                    AND (a.name IS NULL OR (coalesce(v.superuser, true) AND NOT {trusted}))
+                  ORDER BY 1";
+
+const EXTENSIONS_BY_VERSION: &[Placeholder] = &[Placeholder {
+    name: "trusted",
+    oldest: "false",
+    since: &[(130000, "coalesce(v.trusted, false)")],
+}];
+
 fn inspect_sql(version_num: i32) -> String {
-    let provider = if version_num >= 150000 {
-        "d.datlocprovider::text"
-    } else {
-        "'c'::text"
-    };
-    let locale = match version_num {
-        v if v >= 170000 => "d.datlocale::text",
-        v if v >= 150000 => "d.daticulocale::text",
-        _ => "NULL::text",
-    };
-    let rules = if version_num >= 160000 {
-        "d.daticurules::text"
-    } else {
-        "NULL::text"
-    };
-    INSPECT_SQL
-        .replace("{locale_provider}", provider)
-        .replace("{icu_locale}", locale)
-        .replace("{icu_rules}", rules)
+    render(INSPECT_SQL, INSPECT_BY_VERSION, version_num)
 }
 
 #[derive(Deserialize)]
@@ -551,14 +592,9 @@ pub async fn check_restorable(
         .collect();
     names.sort();
     names.dedup();
-    let set_privilege = if version_num >= 150000 {
-        "has_parameter_privilege(p.name, 'SET')"
-    } else {
-        "false"
-    };
     let row = client
         .query_typed_one(
-            &RIGHTS_SQL.replace("{set_privilege}", set_privilege),
+            &render(RIGHTS_SQL, RIGHTS_BY_VERSION, version_num),
             &[
                 (&props.owner, Type::TEXT),
                 (&props.tablespace, Type::TEXT),
@@ -690,11 +726,6 @@ pub async fn check_restorable(
 /// closed to connections (`ALLOW_CONNECTIONS false`) cannot be looked into, and cannot
 /// be dumped either: the backup says so.
 pub async fn check_contents(params: &ConnParams, owner: &str, version_num: i32) -> Result<()> {
-    let trusted = if version_num >= 130000 {
-        "v.trusted"
-    } else {
-        "false"
-    };
     let name = params.dbname().to_string();
     let client = crate::steprole::pinned_search_path(params)
         .connect(&crate::servers::admin_session())
@@ -702,7 +733,7 @@ pub async fn check_contents(params: &ConnParams, owner: &str, version_num: i32) 
         .with_context(|| format!("connecting to {name} to check what its backup holds"))?;
     let rows = client
         .query_typed(
-            &CONTENTS_SQL.replace("{trusted}", trusted),
+            &render(CONTENTS_SQL, CONTENTS_BY_VERSION, version_num),
             &[(&owner, Type::TEXT)],
         )
         .await
@@ -724,24 +755,9 @@ pub async fn check_contents(params: &ConnParams, owner: &str, version_num: i32) 
 /// create it; before PostgreSQL 13 no extension is trusted). plpgsql is in every
 /// database already.
 pub async fn check_extensions(client: &Client, names: &[String], version_num: i32) -> Result<()> {
-    let trusted = if version_num >= 130000 {
-        "coalesce(v.trusted, false)"
-    } else {
-        "false"
-    };
     let rows = client
         .query_typed(
-            &format!(
-                "SELECT n.name || CASE WHEN a.name IS NULL THEN ' (not installed on this server)'
-                                       ELSE ' (not trusted: only a superuser may create it)' END
-                   FROM unnest($1::text[]) AS n(name)
-                   LEFT JOIN pg_catalog.pg_available_extensions a ON a.name = n.name
-                   LEFT JOIN pg_catalog.pg_available_extension_versions v
-                          ON v.name = a.name AND v.version = a.default_version
-                  WHERE n.name <> 'plpgsql'
-                    AND (a.name IS NULL OR (coalesce(v.superuser, true) AND NOT {trusted}))
-                  ORDER BY 1"
-            ),
+            &render(EXTENSIONS_SQL, EXTENSIONS_BY_VERSION, version_num),
             &[(&names, Type::TEXT_ARRAY)],
         )
         .await
@@ -1003,6 +1019,65 @@ pub fn differences(expected: &DbProps, actual: &DbProps) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What each version got before [`crate::sqltemplate`] filled the templates: the
+    /// same `replace` calls, chosen by the same version tests.
+    #[test]
+    fn each_version_gets_the_sql_it_always_got() {
+        for major in 12..=18 {
+            let v = major * 10000 + 4;
+            let provider = if v >= 150000 {
+                "d.datlocprovider::text"
+            } else {
+                "'c'::text"
+            };
+            let locale = match v {
+                v if v >= 170000 => "d.datlocale::text",
+                v if v >= 150000 => "d.daticulocale::text",
+                _ => "NULL::text",
+            };
+            let rules = if v >= 160000 {
+                "d.daticurules::text"
+            } else {
+                "NULL::text"
+            };
+            let inspect = INSPECT_SQL
+                .replace("{locale_provider}", provider)
+                .replace("{icu_locale}", locale)
+                .replace("{icu_rules}", rules);
+            assert_eq!(inspect_sql(v), inspect, "PostgreSQL {major}");
+            let set_privilege = if v >= 150000 {
+                "has_parameter_privilege(p.name, 'SET')"
+            } else {
+                "false"
+            };
+            assert_eq!(
+                render(RIGHTS_SQL, RIGHTS_BY_VERSION, v),
+                RIGHTS_SQL.replace("{set_privilege}", set_privilege),
+                "PostgreSQL {major}"
+            );
+            let trusted = if v >= 130000 { "v.trusted" } else { "false" };
+            assert_eq!(
+                render(CONTENTS_SQL, CONTENTS_BY_VERSION, v),
+                CONTENTS_SQL.replace("{trusted}", trusted),
+                "PostgreSQL {major}"
+            );
+            let trusted = if v >= 130000 {
+                "coalesce(v.trusted, false)"
+            } else {
+                "false"
+            };
+            assert_eq!(
+                render(EXTENSIONS_SQL, EXTENSIONS_BY_VERSION, v),
+                EXTENSIONS_SQL.replace("{trusted}", trusted),
+                "PostgreSQL {major}"
+            );
+        }
+        crate::sqltemplate::assert_complete(INSPECT_SQL, INSPECT_BY_VERSION);
+        crate::sqltemplate::assert_complete(RIGHTS_SQL, RIGHTS_BY_VERSION);
+        crate::sqltemplate::assert_complete(CONTENTS_SQL, CONTENTS_BY_VERSION);
+        crate::sqltemplate::assert_complete(EXTENSIONS_SQL, EXTENSIONS_BY_VERSION);
+    }
 
     fn props() -> DbProps {
         DbProps {

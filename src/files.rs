@@ -11,6 +11,11 @@
 //! - directories it creates are 0700 whatever the umask;
 //! - files are created with `O_EXCL | O_NOFOLLOW` and an explicit mode, under
 //!   unpredictable names when temporary, and put in place by `rename` after an fsync.
+//!
+//! Every file odoo-db writes goes through one of the three ways here, never a
+//! hand-rolled open/write/rename: [`write_new`] for a file that must not exist yet (a
+//! secrets file), [`replace_atomically`] for one that readers may hold (the Prometheus
+//! textfile), and [`create_new`] then [`rename_durably`] for one streamed in (a dump).
 
 use std::fs::{File, OpenOptions, Permissions};
 use std::io::{ErrorKind, Write};
@@ -177,14 +182,69 @@ pub fn check_private_dir_or_creatable(dir: &Path, what: &str) -> Result<()> {
 /// Create a new file at `path` with `mode` (whatever the umask): `O_EXCL`, so an
 /// existing file or a planted symlink makes it fail with `AlreadyExists`; `O_NOFOLLOW`.
 pub fn create_new(path: &Path, mode: u32) -> std::io::Result<File> {
-    let file = OpenOptions::new()
+    let file = open_exclusive(path, mode)?;
+    file.set_permissions(Permissions::from_mode(mode))?;
+    Ok(file)
+}
+
+/// `O_CREAT | O_EXCL | O_NOFOLLOW` with `mode`, which the umask may still narrow.
+fn open_exclusive(path: &Path, mode: u32) -> std::io::Result<File> {
+    OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(mode)
         .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(path)?;
-    file.set_permissions(Permissions::from_mode(mode))?;
-    Ok(file)
+        .open(path)
+}
+
+/// Which step of [`write_new`] failed, so that each caller words its own message.
+#[derive(Debug)]
+pub enum WriteNewError {
+    /// Creating the file; `AlreadyExists` for an existing file or a planted symlink.
+    Create(std::io::Error),
+    /// Setting its mode, writing or fsyncing it; the file was removed again.
+    Write(std::io::Error),
+    /// fsyncing its directory; the file itself is written and fsynced.
+    SyncDir(std::io::Error),
+}
+
+/// Create `path` holding `contents` for good: created as [`create_new`] does (never
+/// over an existing file), written, fsynced, then its directory fsynced, so once this
+/// returns a crash cannot lose it. A file that could not be written whole is removed:
+/// it was created here, so nobody else relies on it.
+pub fn write_new(
+    path: &Path,
+    contents: &[u8],
+    mode: u32,
+) -> std::result::Result<(), WriteNewError> {
+    let mut file = open_exclusive(path, mode).map_err(WriteNewError::Create)?;
+    let written = file
+        .set_permissions(Permissions::from_mode(mode))
+        .and_then(|()| file.write_all(contents))
+        .and_then(|()| file.sync_all());
+    drop(file);
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(path);
+        return Err(WriteNewError::Write(e));
+    }
+    File::open(parent_dir(path))
+        .and_then(|dir| dir.sync_all())
+        .map_err(WriteNewError::SyncDir)
+}
+
+/// Give a written and fsynced file its final name: rename `from` to `to`, then fsync
+/// the directory of `to`, so the new name survives a crash.
+pub fn rename_durably(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::rename(from, to)?;
+    File::open(parent_dir(to))?.sync_all()
+}
+
+/// The directory a file name is in; "." for a bare name.
+fn parent_dir(path: &Path) -> &Path {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    }
 }
 
 /// Replace `path` atomically with `contents` and `mode`: a temporary file with an
@@ -193,10 +253,7 @@ pub fn create_new(path: &Path, mode: u32) -> std::io::Result<File> {
 /// a half-written one. The directory must pass [`check_private_dir`] first (callers
 /// decide what a refusal means for them).
 pub fn replace_atomically(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
-    let dir = match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir,
-        _ => Path::new("."),
-    };
+    let dir = parent_dir(path);
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -294,5 +351,23 @@ mod tests {
             .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
             .collect();
         assert!(leftovers.is_empty());
+    }
+
+    #[test]
+    fn write_new_never_overwrites_and_rename_durably_moves() {
+        let root = tempfile::tempdir().unwrap();
+        let path = root.path().join("prod.env");
+        write_new(&path, b"first\n", 0o600).unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().mode() & 0o7777, 0o600);
+        match write_new(&path, b"second\n", 0o600) {
+            Err(WriteNewError::Create(e)) => assert_eq!(e.kind(), ErrorKind::AlreadyExists),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "first\n");
+
+        let moved = root.path().join("moved.env");
+        rename_durably(&path, &moved).unwrap();
+        assert!(!path.exists());
+        assert_eq!(std::fs::read_to_string(&moved).unwrap(), "first\n");
     }
 }

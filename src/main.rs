@@ -1,5 +1,9 @@
 //! The odoo-db binary: parse the command line, run, map the error class to an exit code.
 
+// Cargo hands the binary every dependency of the package; the library is where each one
+// must be used, and `unused_crate_dependencies` checks it there.
+#![allow(unused_crate_dependencies)]
+
 use std::process::ExitCode;
 
 use clap::Parser;

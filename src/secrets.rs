@@ -13,8 +13,8 @@
 //! `Secret(***)`, and it has no serde impls.
 
 use std::fmt;
-use std::fs::{File, OpenOptions, Permissions};
-use std::io::{ErrorKind, Read, Write};
+use std::fs::OpenOptions;
+use std::io::{ErrorKind, Read};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -23,7 +23,7 @@ use rand::rngs::OsRng;
 use rand::Rng;
 
 use crate::error::{Error, Result};
-use crate::files;
+use crate::files::{self, WriteNewError};
 
 /// Length of generated passwords, as `pwgen -s 20`.
 pub const PASSWORD_LEN: usize = 20;
@@ -249,15 +249,14 @@ pub fn write_new(dir: &Path, env: &str, secrets: &EnvSecrets) -> Result<PathBuf>
         }
     }
     let shown = path.display();
-    let mut file = match OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(&path)
-    {
-        Ok(file) => file,
-        Err(e) if e.kind() == ErrorKind::AlreadyExists => {
+    let content = format!(
+        "export {DB_PASSWORD_KEY}={}\nexport {ADMIN_PASSWD_KEY}={}\n",
+        secrets.db_password.expose(),
+        secrets.admin_passwd.expose()
+    );
+    match files::write_new(&path, content.as_bytes(), 0o600) {
+        Ok(()) => {}
+        Err(WriteNewError::Create(e)) if e.kind() == ErrorKind::AlreadyExists => {
             return Err(Error::refused(format!(
                 "secrets file {shown} already exists and odoo-db never overwrites a secrets file: \
                  it may hold the passwords of an existing role; if this provision was \
@@ -265,38 +264,24 @@ pub fn write_new(dir: &Path, env: &str, secrets: &EnvSecrets) -> Result<PathBuf>
                  move the file somewhere safe or pass another --secrets-dir"
             )))
         }
-        Err(e) => {
+        Err(WriteNewError::Create(e)) => {
             return Err(Error::failed(format!(
                 "cannot create secrets file {shown}: {e}"
             )))
         }
-    };
-    let content = format!(
-        "export {DB_PASSWORD_KEY}={}\nexport {ADMIN_PASSWD_KEY}={}\n",
-        secrets.db_password.expose(),
-        secrets.admin_passwd.expose()
-    );
-    let written = file
-        .set_permissions(Permissions::from_mode(0o600))
-        .and_then(|()| file.write_all(content.as_bytes()))
-        .and_then(|()| file.sync_all());
-    if let Err(e) = written {
-        // We created it (O_EXCL) and no role uses it yet: leave no half-written file.
-        drop(file);
-        let _ = std::fs::remove_file(&path);
-        return Err(Error::failed(format!(
-            "cannot write secrets file {shown}: {e}"
-        )));
-    }
-    drop(file);
-    File::open(dir)
-        .and_then(|directory| directory.sync_all())
-        .map_err(|e| {
-            Error::failed(format!(
+        // The file was created here (O_EXCL) and no role uses it yet: it is gone again.
+        Err(WriteNewError::Write(e)) => {
+            return Err(Error::failed(format!(
+                "cannot write secrets file {shown}: {e}"
+            )))
+        }
+        Err(WriteNewError::SyncDir(e)) => {
+            return Err(Error::failed(format!(
                 "wrote {shown} but cannot fsync its directory {}: {e}",
                 dir.display()
-            ))
-        })?;
+            )))
+        }
+    }
     Ok(path)
 }
 
@@ -424,6 +409,7 @@ mod tests {
     use super::*;
     use crate::error::Class;
     use std::collections::HashSet;
+    use std::fs::Permissions;
 
     fn mode_of(path: &Path) -> u32 {
         std::fs::metadata(path).unwrap().permissions().mode() & 0o7777

@@ -13,11 +13,8 @@ mod params;
 mod pgpass;
 mod tls;
 
-use std::future::Future;
-use std::pin::Pin;
 use std::time::Duration;
 
-use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime};
 use tokio::task::JoinHandle;
 use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
 use tokio_postgres::{Client, NoTls, Socket};
@@ -108,7 +105,7 @@ impl ConnParams {
     }
 
     /// The TLS connector this connection needs, built (and its root certificates read)
-    /// once per `connect` or per pool.
+    /// once per `connect`.
     fn tls_connector(&self) -> Result<Option<MakeRustlsConnect>> {
         if self.plan() == Plan::Plain {
             return Ok(None);
@@ -184,8 +181,8 @@ impl ConnParams {
         Ok(config)
     }
 
-    /// One connection attempt, unbounded in time: the callers bound it (`connect` with
-    /// `tokio::time::timeout`, the pool with its create timeout).
+    /// One connection attempt, unbounded in time: `connect` bounds it with
+    /// `tokio::time::timeout`.
     async fn establish(
         &self,
         config: &tokio_postgres::Config,
@@ -325,74 +322,6 @@ impl ConnParams {
             None => error,
         }
     }
-
-    /// A small deadpool-postgres pool for this server: each new connection is made
-    /// like [`ConnParams::connect`] (same TLS, session options and hints), bounded by
-    /// `connect_timeout` through the pool's create timeout. Take connections with
-    /// [`ConnParams::checkout`] to get errors that name the server.
-    pub fn pool(&self, session: &SessionOptions, max_size: usize) -> Result<Pool> {
-        let config = self.pg_config(session)?;
-        let tls = self.tls_connector()?;
-        let connector = PoolConnector {
-            params: self.clone(),
-            config: config.clone(),
-            tls,
-        };
-        let manager = Manager::from_connect(
-            config,
-            connector,
-            // One odoo-db run lives seconds; a dead connection shows as an error on use.
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
-        Pool::builder(manager)
-            .max_size(max_size)
-            .runtime(Runtime::Tokio1)
-            .create_timeout(Some(self.connect_timeout()))
-            .recycle_timeout(Some(self.connect_timeout()))
-            .build()
-            .map_err(|e| {
-                Error::refused(format!(
-                    "creating a connection pool for {}: {e}",
-                    self.label()
-                ))
-            })
-    }
-
-    /// A connection from `pool` (made by [`ConnParams::pool`] for these parameters),
-    /// with errors worded like [`ConnParams::connect`]'s.
-    pub async fn checkout(&self, pool: &Pool) -> Result<deadpool_postgres::Object> {
-        match pool.get().await {
-            Ok(object) => Ok(object),
-            Err(error) => Err(self.explained_by_tunnel(self.pool_error(error)).await),
-        }
-    }
-
-    /// A pool error as an odoo-db error naming this server.
-    pub fn pool_error(&self, error: PoolError) -> Error {
-        use deadpool_postgres::TimeoutType;
-        match error {
-            PoolError::Backend(error) => self.connect_error(&error),
-            PoolError::Timeout(TimeoutType::Create) => self.timeout_error(),
-            PoolError::Timeout(TimeoutType::Wait) => {
-                Error::failed("timed out waiting for a free connection in the pool")
-                    .context(self.attempt_description())
-            }
-            PoolError::Timeout(TimeoutType::Recycle) => {
-                Error::failed("timed out checking a pooled connection")
-                    .context(self.attempt_description())
-            }
-            PoolError::Closed => {
-                Error::failed("the connection pool is closed").context(self.attempt_description())
-            }
-            PoolError::NoRuntimeSpecified => Error::failed("the connection pool has no runtime")
-                .context(self.attempt_description()),
-            PoolError::PostCreateHook(error) => {
-                Error::failed(error.to_string()).context(self.attempt_description())
-            }
-        }
-    }
 }
 
 /// "127.0.0.1:40123" / "[::1]:40123".
@@ -425,27 +354,6 @@ where
         }
     });
     Ok((client, task))
-}
-
-/// How the pool makes its connections: the same path as [`ConnParams::connect`].
-struct PoolConnector {
-    params: ConnParams,
-    config: tokio_postgres::Config,
-    tls: Option<MakeRustlsConnect>,
-}
-
-type ConnectFuture<'a> = Pin<
-    Box<
-        dyn Future<Output = std::result::Result<(Client, JoinHandle<()>), tokio_postgres::Error>>
-            + Send
-            + 'a,
-    >,
->;
-
-impl deadpool_postgres::Connect for PoolConnector {
-    fn connect(&self, _config: &tokio_postgres::Config) -> ConnectFuture<'_> {
-        Box::pin(self.params.establish(&self.config, self.tls.as_ref()))
-    }
 }
 
 #[cfg(test)]

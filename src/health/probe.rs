@@ -23,16 +23,43 @@ use super::report::{
 };
 use crate::conn::{ConnParams, SessionOptions};
 use crate::error::{describe_pg_error, Error};
+use crate::sqltemplate::{render, Placeholder};
 
 const IDENTIFY: &str = include_str!("../../sql/health/identify.sql");
 const HEARTBEAT_WRITE: &str = include_str!("../../sql/health/heartbeat_write.sql");
 const HEARTBEAT_POLL: &str = include_str!("../../sql/health/heartbeat_poll.sql");
 const REPLICATION: &str = include_str!("../../sql/health/replication.sql");
-const SLOTS_12: &str = include_str!("../../sql/health/slots_12.sql");
-const SLOTS_13: &str = include_str!("../../sql/health/slots_13.sql");
-const STANDBY_12: &str = include_str!("../../sql/health/standby_12.sql");
-const STANDBY_13: &str = include_str!("../../sql/health/standby_13.sql");
-const STANDBY_14: &str = include_str!("../../sql/health/standby_14.sql");
+const SLOTS: &str = include_str!("../../sql/health/slots.sql");
+const STANDBY: &str = include_str!("../../sql/health/standby.sql");
+
+/// `wal_status` and `safe_wal_size` appeared in PostgreSQL 13.
+const SLOTS_BY_VERSION: &[Placeholder] = &[
+    Placeholder {
+        name: "wal_status",
+        oldest: "NULL::text AS wal_status",
+        since: &[(130000, "wal_status")],
+    },
+    Placeholder {
+        name: "safe_wal_size",
+        oldest: "NULL::bigint AS safe_wal_size",
+        since: &[(130000, "safe_wal_size")],
+    },
+];
+
+/// `pg_get_wal_replay_pause_state()` appeared in PostgreSQL 14; the WAL receiver's
+/// `received_lsn` became `flushed_lsn` in 13.
+const STANDBY_BY_VERSION: &[Placeholder] = &[
+    Placeholder {
+        name: "pause_state",
+        oldest: "CASE WHEN pg_is_wal_replay_paused() THEN 'paused' ELSE 'not paused' END",
+        since: &[(140000, "pg_get_wal_replay_pause_state()")],
+    },
+    Placeholder {
+        name: "receiver_flushed_lsn",
+        oldest: "r.received_lsn",
+        since: &[(130000, "r.flushed_lsn")],
+    },
+];
 
 /// The first heartbeat poll follows the commit at once; later ones back off to this.
 const FIRST_POLL_INTERVAL: Duration = Duration::from_millis(10);
@@ -406,14 +433,10 @@ pub(super) async fn primary(
         shared,
         Some("reading pg_stat_replication and the replication slots"),
     );
-    let slots_sql = if identity.version_num >= 130000 {
-        SLOTS_13
-    } else {
-        SLOTS_12
-    };
+    let slots_sql = render(SLOTS, SLOTS_BY_VERSION, identity.version_num);
     let second_round = join(
         client.query_typed(REPLICATION, &[]),
-        client.query_typed(slots_sql, &[]),
+        client.query_typed(&slots_sql, &[]),
     );
     let (replication, slot_rows) = match within(until, shared, started, second_round).await {
         Ok(answers) => answers,
@@ -574,14 +597,10 @@ pub(super) async fn standby(
     let heartbeat_readable = missing_database.is_none();
 
     step(shared, Some("reading its replication state"));
-    let state_sql = match identity.version_num {
-        v if v >= 140000 => STANDBY_14,
-        v if v >= 130000 => STANDBY_13,
-        _ => STANDBY_12,
-    };
+    let state_sql = render(STANDBY, STANDBY_BY_VERSION, identity.version_num);
     let lsn_param: [(&(dyn tokio_postgres::types::ToSql + Sync), Type); 1] = [(&lsn, Type::TEXT)];
     let first_round = async {
-        let state = client.query_typed(state_sql, &lsn_param);
+        let state = client.query_typed(&state_sql, &lsn_param);
         if heartbeat_readable {
             let (state, first) = join(state, poll(&client, &lsn)).await;
             (state, Some(first))
@@ -765,6 +784,101 @@ fn seconds(delta: chrono::TimeDelta) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The statements each version ran when every version had its own SQL file
+    /// (standby_12/13/14.sql, slots_12/13.sql), comments aside.
+    #[test]
+    fn each_version_gets_the_sql_it_always_got() {
+        use crate::sqltemplate::{assert_complete, statement};
+        const STANDBY_12: &str = r#"SELECT CASE WHEN pg_is_wal_replay_paused() THEN 'paused' ELSE 'not paused' END AS pause_state,
+       r.pid IS NOT NULL AS receiver_running,
+       r.status AS receiver_status,
+       extract(epoch FROM now() - r.last_msg_receipt_time)::float8 AS receiver_silent_seconds,
+       (SELECT setting::float8 / 1000 FROM pg_settings WHERE name = 'wal_receiver_timeout')
+           AS receiver_timeout_seconds,
+       r.sender_host,
+       r.sender_port,
+       r.slot_name,
+       r.conninfo AS receiver_conninfo,
+       r.received_lsn::text AS receiver_flushed_lsn,
+       pg_last_wal_receive_lsn()::text AS receive_lsn,
+       pg_last_wal_replay_lsn()::text AS replay_lsn,
+       pg_wal_lsn_diff($1::text::pg_lsn, pg_last_wal_replay_lsn())::bigint AS lag_bytes,
+       pg_wal_lsn_diff($1::text::pg_lsn, pg_last_wal_receive_lsn())::bigint AS receive_lag_bytes,
+       pg_wal_lsn_diff(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn())::bigint AS replay_backlog_bytes
+  FROM (VALUES (1)) AS one (x)
+  LEFT JOIN pg_stat_wal_receiver AS r ON true"#;
+        const STANDBY_13: &str = r#"SELECT CASE WHEN pg_is_wal_replay_paused() THEN 'paused' ELSE 'not paused' END AS pause_state,
+       r.pid IS NOT NULL AS receiver_running,
+       r.status AS receiver_status,
+       extract(epoch FROM now() - r.last_msg_receipt_time)::float8 AS receiver_silent_seconds,
+       (SELECT setting::float8 / 1000 FROM pg_settings WHERE name = 'wal_receiver_timeout')
+           AS receiver_timeout_seconds,
+       r.sender_host,
+       r.sender_port,
+       r.slot_name,
+       r.conninfo AS receiver_conninfo,
+       r.flushed_lsn::text AS receiver_flushed_lsn,
+       pg_last_wal_receive_lsn()::text AS receive_lsn,
+       pg_last_wal_replay_lsn()::text AS replay_lsn,
+       pg_wal_lsn_diff($1::text::pg_lsn, pg_last_wal_replay_lsn())::bigint AS lag_bytes,
+       pg_wal_lsn_diff($1::text::pg_lsn, pg_last_wal_receive_lsn())::bigint AS receive_lag_bytes,
+       pg_wal_lsn_diff(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn())::bigint AS replay_backlog_bytes
+  FROM (VALUES (1)) AS one (x)
+  LEFT JOIN pg_stat_wal_receiver AS r ON true"#;
+        const STANDBY_14: &str = r#"SELECT pg_get_wal_replay_pause_state() AS pause_state,
+       r.pid IS NOT NULL AS receiver_running,
+       r.status AS receiver_status,
+       extract(epoch FROM now() - r.last_msg_receipt_time)::float8 AS receiver_silent_seconds,
+       (SELECT setting::float8 / 1000 FROM pg_settings WHERE name = 'wal_receiver_timeout')
+           AS receiver_timeout_seconds,
+       r.sender_host,
+       r.sender_port,
+       r.slot_name,
+       r.conninfo AS receiver_conninfo,
+       r.flushed_lsn::text AS receiver_flushed_lsn,
+       pg_last_wal_receive_lsn()::text AS receive_lsn,
+       pg_last_wal_replay_lsn()::text AS replay_lsn,
+       pg_wal_lsn_diff($1::text::pg_lsn, pg_last_wal_replay_lsn())::bigint AS lag_bytes,
+       pg_wal_lsn_diff($1::text::pg_lsn, pg_last_wal_receive_lsn())::bigint AS receive_lag_bytes,
+       pg_wal_lsn_diff(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn())::bigint AS replay_backlog_bytes
+  FROM (VALUES (1)) AS one (x)
+  LEFT JOIN pg_stat_wal_receiver AS r ON true"#;
+        const SLOTS_12: &str = r#"SELECT slot_name::text AS slot_name,
+       active,
+       active_pid,
+       temporary,
+       pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::bigint AS retained_bytes,
+       NULL::text AS wal_status,
+       NULL::bigint AS safe_wal_size
+  FROM pg_replication_slots
+ WHERE slot_type = 'physical'
+ ORDER BY slot_name"#;
+        const SLOTS_13: &str = r#"SELECT slot_name::text AS slot_name,
+       active,
+       active_pid,
+       temporary,
+       pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::bigint AS retained_bytes,
+       wal_status,
+       safe_wal_size
+  FROM pg_replication_slots
+ WHERE slot_type = 'physical'
+ ORDER BY slot_name"#;
+        for major in 12..=18 {
+            let v = major * 10000 + 7;
+            let (standby, slots) = match major {
+                12 => (STANDBY_12, SLOTS_12),
+                13 => (STANDBY_13, SLOTS_13),
+                _ => (STANDBY_14, SLOTS_13),
+            };
+            let rendered = render(STANDBY, STANDBY_BY_VERSION, v);
+            assert_eq!(statement(&rendered), standby, "PostgreSQL {major}");
+            let rendered = render(SLOTS, SLOTS_BY_VERSION, v);
+            assert_eq!(statement(&rendered), slots, "PostgreSQL {major}");
+        }
+        assert_complete(STANDBY, STANDBY_BY_VERSION);
+        assert_complete(SLOTS, SLOTS_BY_VERSION);
+    }
 
     #[test]
     fn the_budget_ends_every_step_before_the_deadline() {

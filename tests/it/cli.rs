@@ -199,7 +199,9 @@ fn bad_customers_and_secrets_dirs_are_refused_before_any_connection() {
             run.stderr
         );
     } else {
-        eprintln!("not root: the case of another user's directory needs chown, not run here");
+        crate::util::announce_skip(
+            "(not root): the case of another user's directory needs chown, not run here",
+        );
     }
 }
 

@@ -291,7 +291,8 @@ async fn connect_timeout_bounds_tls_and_authentication_too() {
     for attempt in attempts {
         let (mode, elapsed, error) = attempt.await.unwrap();
         assert!(
-            elapsed >= Duration::from_millis(1900) && elapsed < Duration::from_secs(3),
+            elapsed >= Duration::from_millis(1900)
+                && elapsed < Duration::from_secs(2) + crate::util::LATE_MARGIN,
             "sslmode={mode}: took {elapsed:?}"
         );
         assert_eq!(error.class(), Class::Failed);
@@ -304,20 +305,6 @@ async fn connect_timeout_bounds_tls_and_authentication_too() {
         );
     }
 
-    // The pool's connections are bounded the same way.
-    let params = resolve(
-        &format!("host=127.0.0.1 port={port} user={ADMIN} password=x connect_timeout=2"),
-        &[],
-    );
-    let pool = params.pool(&SessionOptions::default(), 2).unwrap();
-    let started = Instant::now();
-    let error = params.checkout(&pool).await.unwrap_err();
-    assert!(
-        started.elapsed() < Duration::from_secs(3),
-        "{:?}",
-        started.elapsed()
-    );
-    assert!(error.to_string().contains("timed out after 2s"), "{error}");
     drop(listener);
 }
 
@@ -345,22 +332,6 @@ async fn session_options_and_application_name_are_in_effect() {
         .unwrap_err()
         .into();
     assert!(error.is_sqlstate("57014"), "{error}");
-
-    // The same through a pool.
-    let params = admin("sslmode=require application_name=health");
-    let pool = params.pool(&session, 2).unwrap();
-    let pooled = params.checkout(&pool).await.unwrap();
-    let row = pooled
-        .query_one(
-            "SELECT current_setting('statement_timeout'), current_setting('application_name'), \
-                    (SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid())",
-            &[],
-        )
-        .await
-        .unwrap();
-    assert_eq!(row.get::<_, String>(0), "1s");
-    assert_eq!(row.get::<_, String>(1), "health");
-    assert!(row.get::<_, bool>(2));
 }
 
 #[tokio::test]

@@ -312,6 +312,7 @@ fn run_child(mode: &str) -> PathBuf {
     let status = Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
+            "--ignored",
             "harness::child_process_body",
             "--test-threads=1",
             "--quiet",
@@ -329,8 +330,9 @@ fn run_child(mode: &str) -> PathBuf {
     PathBuf::from(text.trim())
 }
 
-/// The body of the child processes of the tests below; a no-op in a normal run.
+/// The body of the child processes of the tests below, which run it with `--ignored`.
 #[test]
+#[ignore = "the body of the harness tests' child processes, not a test of its own"]
 fn child_process_body() {
     let (Ok(mode), Ok(out)) = (
         std::env::var("ODOO_DB_HARNESS_CHILD"),
@@ -385,6 +387,7 @@ fn a_missing_postgresql_names_the_package() {
     let status = Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
+            "--ignored",
             "harness::child_process_body",
             "--test-threads=1",
             "--quiet",

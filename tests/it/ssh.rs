@@ -329,11 +329,6 @@ fn assert_within(run: &Run, started: Instant, limit: Duration) {
     );
 }
 
-fn health_is_built() -> bool {
-    let run = OdooDb::new().args(["health"]).run();
-    !run.stderr.contains("is not built yet")
-}
-
 // ---------------------------------------------------------------------------------------
 // Same results as direct.
 
@@ -471,10 +466,6 @@ fn recreate_through_the_bastion_matches_direct() {
 
 #[test]
 fn health_through_the_bastion_matches_direct() {
-    if !health_is_built() {
-        eprintln!("health is not built yet: skipped its bastion comparison");
-        return;
-    }
     let harness = util::initialized();
     let route = Route::good();
     let config = route.write(&route.apply(&harness.config_toml(), None));
@@ -502,7 +493,7 @@ fn health_through_the_bastion_matches_direct() {
 // ---------------------------------------------------------------------------------------
 // Each failing hop, named, within the timeout.
 
-/// `list` and (when built) `health` with a broken route: exit 1 / CRITICAL, quickly,
+/// `list` and `health` with a broken route: exit 1 / CRITICAL, quickly,
 /// with every `expected` fragment in the message.
 fn assert_hop_fails(route: &Route, config_text: &str, expected: &[&str], limit: Duration) {
     let harness = util::shared();
@@ -519,22 +510,20 @@ fn assert_hop_fails(route: &Route, config_text: &str, expected: &[&str], limit: 
         );
     }
     route.assert_clean();
-    if health_is_built() {
-        let started = Instant::now();
-        let run = route
-            .odoo_db(harness, &config)
-            .args(["health", "--format", "nagios"])
-            .run();
-        assert_eq!(
-            run.code, 2,
-            "health must be CRITICAL:\n{}{}",
-            run.stdout, run.stderr
-        );
-        assert_within(&run, started, limit);
-        let both = format!("{}{}", run.stdout, run.stderr);
-        assert!(both.contains(&route.destination), "{both}");
-        route.assert_clean();
-    }
+    let started = Instant::now();
+    let run = route
+        .odoo_db(harness, &config)
+        .args(["health", "--format", "nagios"])
+        .run();
+    assert_eq!(
+        run.code, 2,
+        "health must be CRITICAL:\n{}{}",
+        run.stdout, run.stderr
+    );
+    assert_within(&run, started, limit);
+    let both = format!("{}{}", run.stdout, run.stderr);
+    assert!(both.contains(&route.destination), "{both}");
+    route.assert_clean();
 }
 
 #[test]

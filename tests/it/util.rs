@@ -133,6 +133,19 @@ pub fn processes_in(dir: &Path) -> Vec<i32> {
     pids
 }
 
+/// How much later than its own bound (a deadline, a connect timeout) a run may end
+/// before a test calls it late: process start and exit on a loaded 2-core machine. A
+/// run that ignores its bound overshoots by far more; a tighter margin only makes tests
+/// fail when the machine is busy.
+pub const LATE_MARGIN: Duration = Duration::from_secs(3);
+
+/// Says that part of a test did not run, and why, on the terminal: written to stderr
+/// directly, past libtest's capture of `eprintln!`, so a skip is never silent.
+pub fn announce_skip(what: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "SKIPPED {what}");
+}
+
 /// Waits until `condition` holds, panicking with `what` after `timeout`.
 pub fn wait_until(timeout: Duration, what: &str, mut condition: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
