@@ -244,7 +244,7 @@ pub async fn create_and_migrate(servers: &Servers) -> Result<(Catalog, Vec<i32>)
         // the race makes ours fail with 42P04, which is fine.
         let statement = format!(
             "CREATE DATABASE {} TEMPLATE template0 ENCODING 'UTF8'",
-            servers::quote_ident(database)
+            crate::pg::quote::quote_ident(database)
         );
         match maintenance.batch_execute(&statement).await {
             Ok(()) => {}
@@ -262,7 +262,7 @@ pub async fn create_and_migrate(servers: &Servers) -> Result<(Catalog, Vec<i32>)
     maintenance
         .batch_execute(&format!(
             "REVOKE CONNECT, TEMPORARY ON DATABASE {} FROM PUBLIC",
-            servers::quote_ident(database)
+            crate::pg::quote::quote_ident(database)
         ))
         .await
         .context("revoking PUBLIC's access to the catalog database")?;

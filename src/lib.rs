@@ -5,33 +5,22 @@
 //! is a module readable top to bottom as the steps of the job; `main.rs` only parses
 //! the command line and maps [`error::Class`] to exit codes.
 
-pub mod adopt;
-pub mod audit;
-pub mod backup;
 pub mod catalog;
 pub mod cli;
+pub mod cmd;
 pub mod config;
 pub mod conn;
-pub mod dbprops;
-pub mod demo;
 pub mod error;
 pub mod files;
 pub mod harness;
 pub mod health;
-pub mod init;
-pub mod list;
 pub mod logging;
 pub mod manpage;
 pub mod names;
-pub mod oplock;
-pub mod provision;
-pub mod recreate;
-pub mod restore;
-pub mod sandbox;
+pub mod pg;
 pub mod secrets;
 pub mod servers;
 pub mod ssh;
-pub mod steprole;
 pub mod units;
 
 use std::io::Write;
@@ -39,6 +28,9 @@ use std::io::Write;
 use clap::CommandFactory;
 
 use crate::cli::{Cli, Command};
+use crate::cmd::recreate::{self, restore};
+use crate::cmd::sandbox::{self, demo};
+use crate::cmd::{adopt, audit, init, list, provision};
 use crate::error::Result;
 
 /// Run one parsed command; `Ok(code)` is the process exit code (0 for most commands,

@@ -28,7 +28,7 @@ use crate::health::report::{Check, Status};
 use crate::names::find_customer_in_name;
 use crate::servers::Servers;
 
-const DATABASES: &str = include_str!("../sql/audit/databases.sql");
+const DATABASES: &str = include_str!("../../sql/audit/databases.sql");
 
 /// Databases PostgreSQL itself owns: not customers' names, whatever they contain.
 const SYSTEM_DATABASES: &[&str] = &["postgres", "template0", "template1"];
