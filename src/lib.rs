@@ -17,6 +17,7 @@ pub mod health;
 pub mod logging;
 pub mod manpage;
 pub mod names;
+pub mod output;
 pub mod pg;
 pub mod secrets;
 pub mod servers;

@@ -44,6 +44,7 @@ use crate::cli::{HealthArgs, ReportFormat};
 use crate::config::{ClusterKind, Config, HealthConfig, Standby};
 use crate::conn::ConnParams;
 use crate::error::{Error, Result};
+use crate::output::textfile;
 use crate::servers::Servers;
 use crate::units::Threshold;
 use judge::{ClusterFacts, Rules};
@@ -83,7 +84,7 @@ pub async fn run(config: &Config, args: &HealthArgs) -> Result<u8> {
         .map(statsd::Target::parse)
         .transpose()?;
     if let Some(path) = &args.textfile {
-        output::check_textfile_dir(path)?;
+        textfile::check_textfile_dir(path)?;
     }
     let format = args.format.unwrap_or_else(default_format);
 
@@ -216,8 +217,8 @@ fn write_textfile(report: &mut Report, path: Option<&std::path::Path>, already: 
     let Some(path) = path else {
         return;
     };
-    let written = output::check_textfile_dir(path)
-        .and_then(|()| output::write_atomically(path, &output::prometheus(report)));
+    let written = textfile::check_textfile_dir(path)
+        .and_then(|()| textfile::write_atomically(path, &output::prometheus(report)));
     if let Err(error) = written {
         let message = error.to_string();
         if already != Some(message.as_str()) {
