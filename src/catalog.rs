@@ -97,10 +97,6 @@ impl Catalog {
         &self.client
     }
 
-    pub fn client_mut(&mut self) -> &mut Client {
-        &mut self.client
-    }
-
     /// Who runs this command, for the event log: OS user@host and odoo-db's role.
     pub fn actor(&self) -> &str {
         &self.actor

@@ -1,25 +1,26 @@
 //! odoo-db: the database administration agent of the Odoo hosting platform.
 //!
-//! Three jobs (provision, recreate, health) built on shared plumbing (config,
-//! libpq-compatible connections, the catalog, names, secrets, output formats). Each job
-//! is a module readable top to bottom as the steps of the job; `main.rs` only parses
-//! the command line and maps [`error::Class`] to exit codes.
+//! The commands ([`cmd`]) and the health check ([`health`]) built on shared pieces
+//! (the output formats, PostgreSQL knowledge in [`pg`], config, libpq-compatible
+//! connections, the catalog, names, secrets). Each command is a module readable top to
+//! bottom as the steps of the job; `main.rs` only parses the command line and maps
+//! [`error::Class`] to exit codes. ARCHITECTURE.md says which way dependencies point.
 
-pub mod catalog;
+pub(crate) mod catalog;
 pub mod cli;
 pub mod cmd;
 pub mod config;
 pub mod conn;
 pub mod error;
-pub mod files;
+pub(crate) mod files;
 pub mod harness;
-pub mod health;
+pub(crate) mod health;
 pub mod logging;
-pub mod manpage;
-pub mod names;
-pub mod output;
-pub mod pg;
-pub mod secrets;
+pub(crate) mod manpage;
+pub(crate) mod names;
+pub(crate) mod output;
+pub(crate) mod pg;
+pub(crate) mod secrets;
 pub mod servers;
 pub mod ssh;
 pub mod units;
@@ -100,7 +101,7 @@ fn write_result(bytes: &[u8]) {
 
 /// The outcome of writing a result to stdout: a reader that went away is not an error
 /// of the job; anything else (a full disk) is logged, and the exit code stays the job's.
-pub fn written(outcome: std::io::Result<()>) {
+pub(crate) fn written(outcome: std::io::Result<()>) {
     if let Err(error) = outcome {
         if error.kind() != std::io::ErrorKind::BrokenPipe {
             tracing::warn!("cannot write the result to stdout: {error}");

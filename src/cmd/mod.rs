@@ -6,11 +6,11 @@
 //! operator dialogue, in [`prompt`]. A command group holds commands built on one
 //! engine: `recreate` with `restore`, `sandbox` with `demo`.
 
-pub mod adopt;
-pub mod audit;
-pub mod init;
-pub mod list;
+pub(crate) mod adopt;
+pub(crate) mod audit;
+pub(crate) mod init;
+pub(crate) mod list;
 pub(crate) mod prompt;
-pub mod provision;
-pub mod recreate;
+pub(crate) mod provision;
+pub(crate) mod recreate;
 pub mod sandbox;

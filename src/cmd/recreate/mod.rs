@@ -49,7 +49,7 @@ use crate::pg::steprole::{self, StepRole};
 use crate::servers::{self, Servers};
 use crate::units::format_bytes;
 
-pub mod restore;
+pub(crate) mod restore;
 
 /// Which job runs: both share the gates, the lock, and steps 4-6.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

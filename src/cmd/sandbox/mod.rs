@@ -20,7 +20,7 @@ use std::time::Duration;
 use crate::error::{Error, Result};
 use crate::harness::{Harness, HarnessOptions, PgServer, STANDBY_NAME, STATE_FILE};
 
-pub mod demo;
+pub(crate) mod demo;
 
 /// The default base port, and how many ranges of ten above it `up` tries.
 pub const DEFAULT_PORT: u16 = 54320;
