@@ -240,7 +240,7 @@ pub async fn create_and_migrate(servers: &Servers) -> Result<(Catalog, Vec<i32>)
         // the race makes ours fail with 42P04, which is fine.
         let statement = format!(
             "CREATE DATABASE {} TEMPLATE template0 ENCODING 'UTF8'",
-            crate::pg::quote::quote_ident(database)
+            postgres_protocol::escape::escape_identifier(database)
         );
         match maintenance.batch_execute(&statement).await {
             Ok(()) => {}
@@ -258,7 +258,7 @@ pub async fn create_and_migrate(servers: &Servers) -> Result<(Catalog, Vec<i32>)
     maintenance
         .batch_execute(&format!(
             "REVOKE CONNECT, TEMPORARY ON DATABASE {} FROM PUBLIC",
-            crate::pg::quote::quote_ident(database)
+            postgres_protocol::escape::escape_identifier(database)
         ))
         .await
         .context("revoking PUBLIC's access to the catalog database")?;

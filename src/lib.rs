@@ -1,7 +1,7 @@
 //! odoo-db: the database administration agent of the Odoo hosting platform.
 //!
-//! The commands ([`cmd`]) and the health check ([`health`]) built on shared pieces
-//! (the output formats, PostgreSQL knowledge in [`pg`], config, libpq-compatible
+//! The commands ([`cmd`]) and the health check (`health`) built on shared pieces
+//! (the output formats, PostgreSQL knowledge in `pg`, config, libpq-compatible
 //! connections, the catalog, names, secrets). Each command is a module readable top to
 //! bottom as the steps of the job; `main.rs` only parses the command line and maps
 //! [`error::Class`] to exit codes. ARCHITECTURE.md says which way dependencies point.

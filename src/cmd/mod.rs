@@ -3,7 +3,7 @@
 //! Each module is readable top to bottom as the steps of its job, and a job never
 //! imports another job: what two commands share lives below them (`crate::pg`,
 //! `crate::output`, `crate::catalog`, `crate::servers`) or, for the few lines of
-//! operator dialogue, in [`prompt`]. A command group holds commands built on one
+//! operator dialogue, in `prompt`. A command group holds commands built on one
 //! engine: `recreate` with `restore`, `sandbox` with `demo`.
 
 pub(crate) mod adopt;
