@@ -30,7 +30,6 @@ pub mod judge;
 pub mod output;
 mod probe;
 pub mod report;
-pub mod statsd;
 
 use std::io::IsTerminal;
 use std::sync::Mutex;
@@ -44,7 +43,7 @@ use crate::cli::{HealthArgs, ReportFormat};
 use crate::config::{ClusterKind, Config, HealthConfig, Standby};
 use crate::conn::ConnParams;
 use crate::error::{Error, Result};
-use crate::output::textfile;
+use crate::output::{statsd, textfile};
 use crate::servers::Servers;
 use crate::units::Threshold;
 use judge::{ClusterFacts, Rules};
@@ -137,7 +136,7 @@ pub async fn run(config: &Config, args: &HealthArgs) -> Result<u8> {
     write_textfile(&mut report, args.textfile.as_deref(), None);
     if let Some(target) = &statsd {
         // Best effort by design: a metrics server that is down must not fail the check.
-        if let Err(error) = statsd::send(target, &report).await {
+        if let Err(error) = statsd::send(target, &output::statsd_gauges(&report)).await {
             tracing::warn!("{error}");
         }
     }

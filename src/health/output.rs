@@ -7,10 +7,11 @@
 //! in [`crate::output`], shared with `odoo-db audit`, which reports in the same formats.
 
 use super::judge::fmt_secs;
-use super::report::{ClusterReport, LagSource, Report, StandbyReport};
+use super::report::{ClusterReport, LagSource, Report, ServerReport, StandbyReport, Status};
 use crate::cli::ReportFormat;
 use crate::output::nagios::{nagios_output, perf, perf_number};
 use crate::output::prometheus::{status_number, Exposition};
+use crate::output::statsd::segment;
 use crate::output::table::{checks_table, hints, table};
 use crate::units::format_bytes;
 
@@ -308,6 +309,46 @@ pub fn prometheus(report: &Report) -> String {
         report.started_at.timestamp_micros() as f64 / 1e6,
     );
     out.finish()
+}
+
+/// The statsd gauges of a report, as (name without prefix, value).
+pub fn statsd_gauges(report: &Report) -> Vec<(String, f64)> {
+    let number = |status: Status| f64::from(status.exit_code());
+    let mut gauges = vec![("status".to_string(), number(report.status))];
+    for cluster in &report.clusters {
+        let c = segment(&cluster.name);
+        gauges.push((format!("{c}.status"), number(cluster.status)));
+        let up = |server: &ServerReport| {
+            if server.reachable && server.error.is_none() {
+                1.0
+            } else {
+                0.0
+            }
+        };
+        gauges.push((format!("{c}.primary.up"), up(&cluster.primary.server)));
+        for standby in &cluster.standbys {
+            let s = segment(&standby.server.name);
+            gauges.push((format!("{c}.{s}.up"), up(&standby.server)));
+            if let Some(bytes) = standby.lag_bytes {
+                gauges.push((format!("{c}.{s}.lag_bytes"), bytes as f64));
+            }
+            if let (Some(seconds), Some(source)) = (standby.lag_seconds, standby.lag_seconds_source)
+            {
+                if source != LagSource::HeartbeatAgeStandbyClock {
+                    gauges.push((format!("{c}.{s}.lag_seconds"), seconds));
+                }
+            }
+            let streaming = standby
+                .wal_receiver
+                .as_ref()
+                .is_some_and(|r| r.running && r.status.as_deref() == Some("streaming"));
+            gauges.push((
+                format!("{c}.{s}.streaming"),
+                if streaming { 1.0 } else { 0.0 },
+            ));
+        }
+    }
+    gauges
 }
 
 #[cfg(test)]
