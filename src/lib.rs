@@ -1,42 +1,33 @@
 //! odoo-db: the database administration agent of the Odoo hosting platform.
 //!
-//! Three jobs (provision, recreate, health) built on shared plumbing (config,
-//! libpq-compatible connections, the catalog, names, secrets, output formats). Each job
-//! is a module readable top to bottom as the steps of the job; `main.rs` only parses
-//! the command line and maps [`error::Class`] to exit codes.
+//! The commands ([`cmd`]) and the health check (`health`) built on shared pieces
+//! (the output formats, PostgreSQL knowledge in `pg`, config, libpq-compatible
+//! connections, the catalog, names, secrets). Each command is a module readable top to
+//! bottom as the steps of the job; `main.rs` only parses the command line and maps
+//! [`error::Class`] to exit codes. ARCHITECTURE.md says which way dependencies point.
 
 // The unit-test build also receives the dev-dependencies, which only tests/it uses; the
 // library's own build is where `unused_crate_dependencies` is checked.
 #![cfg_attr(test, allow(unused_crate_dependencies))]
 
-pub mod adopt;
-pub mod audit;
-pub mod backup;
-pub mod catalog;
+pub(crate) mod catalog;
 pub mod cli;
+pub mod cmd;
 pub mod config;
 pub mod conn;
-pub mod dbprops;
-pub mod demo;
 pub mod error;
-pub mod files;
+pub(crate) mod files;
 pub mod harness;
-pub mod health;
-pub mod init;
-pub mod list;
+pub(crate) mod health;
 pub mod logging;
-pub mod manpage;
-pub mod names;
-pub mod oplock;
-pub mod provision;
-pub mod recreate;
-pub mod restore;
-pub mod sandbox;
-pub mod secrets;
+pub(crate) mod manpage;
+pub(crate) mod names;
+pub(crate) mod output;
+pub(crate) mod pg;
+pub(crate) mod secrets;
 pub mod servers;
 mod sqltemplate;
 pub mod ssh;
-pub mod steprole;
 pub mod units;
 
 use std::io::Write;
@@ -44,6 +35,9 @@ use std::io::Write;
 use clap::CommandFactory;
 
 use crate::cli::{Cli, Command};
+use crate::cmd::recreate::{self, restore};
+use crate::cmd::sandbox::{self, demo};
+use crate::cmd::{adopt, audit, init, list, provision};
 use crate::error::Result;
 
 /// Run one parsed command; `Ok(code)` is the process exit code (0 for most commands,
@@ -112,7 +106,7 @@ fn write_result(bytes: &[u8]) {
 
 /// The outcome of writing a result to stdout: a reader that went away is not an error
 /// of the job; anything else (a full disk) is logged, and the exit code stays the job's.
-pub fn written(outcome: std::io::Result<()>) {
+pub(crate) fn written(outcome: std::io::Result<()>) {
     if let Err(error) = outcome {
         if error.kind() != std::io::ErrorKind::BrokenPipe {
             tracing::warn!("cannot write the result to stdout: {error}");

@@ -97,8 +97,9 @@ pub struct EnvSecrets {
     pub admin_passwd: Secret,
 }
 
+#[cfg(test)]
 impl EnvSecrets {
-    /// Two fresh passwords.
+    /// Two fresh passwords (the unit tests' secrets).
     pub fn generate() -> Self {
         EnvSecrets {
             db_password: generate_password(),

@@ -130,13 +130,3 @@ pub async fn in_recovery(client: &Client) -> Result<bool> {
         .await?
         .get(0))
 }
-
-/// Double-quote an identifier (names are validated before, this is the second fence).
-pub fn quote_ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
-
-/// Single-quote a literal for the few statements that take no bind parameters.
-pub fn quote_literal(value: &str) -> String {
-    format!("'{}'", value.replace('\'', "''"))
-}

@@ -23,8 +23,8 @@ mod recreates;
 mod step_roles;
 
 pub use clusters::{pin_identity, PinnedCluster};
-pub use databases::{CatalogDatabase, ListedDatabase, ManagedDatabase};
-pub use recreates::{RecordedBackup, UnfinishedRun};
+pub use databases::ManagedDatabase;
+pub use recreates::RecordedBackup;
 pub use step_roles::LeftoverStepRole;
 
 use tokio_postgres::Client;
@@ -208,7 +208,7 @@ pub async fn create_and_migrate(servers: &Servers) -> Result<(Catalog, Vec<i32>)
         // the race makes ours fail with 42P04, which is fine.
         let statement = format!(
             "CREATE DATABASE {} TEMPLATE template0 ENCODING 'UTF8'",
-            servers::quote_ident(database)
+            postgres_protocol::escape::escape_identifier(database)
         );
         match maintenance.batch_execute(&statement).await {
             Ok(()) => {}
@@ -226,7 +226,7 @@ pub async fn create_and_migrate(servers: &Servers) -> Result<(Catalog, Vec<i32>)
     maintenance
         .batch_execute(&format!(
             "REVOKE CONNECT, TEMPORARY ON DATABASE {} FROM PUBLIC",
-            servers::quote_ident(database)
+            postgres_protocol::escape::escape_identifier(database)
         ))
         .await
         .context("revoking PUBLIC's access to the catalog database")?;

@@ -30,7 +30,6 @@ pub mod judge;
 pub mod output;
 mod probe;
 pub mod report;
-pub mod statsd;
 
 use std::io::IsTerminal;
 use std::sync::Mutex;
@@ -44,6 +43,7 @@ use crate::cli::{HealthArgs, ReportFormat};
 use crate::config::{ClusterKind, Config, HealthConfig, Standby};
 use crate::conn::ConnParams;
 use crate::error::{Error, Result};
+use crate::output::{statsd, textfile};
 use crate::servers::Servers;
 use crate::units::Threshold;
 use judge::{ClusterFacts, Rules};
@@ -83,7 +83,7 @@ pub async fn run(config: &Config, args: &HealthArgs) -> Result<u8> {
         .map(statsd::Target::parse)
         .transpose()?;
     if let Some(path) = &args.textfile {
-        output::check_textfile_dir(path)?;
+        textfile::check_textfile_dir(path)?;
     }
     let format = args.format.unwrap_or_else(default_format);
 
@@ -136,7 +136,7 @@ pub async fn run(config: &Config, args: &HealthArgs) -> Result<u8> {
     write_textfile(&mut report, args.textfile.as_deref(), None);
     if let Some(target) = &statsd {
         // Best effort by design: a metrics server that is down must not fail the check.
-        if let Err(error) = statsd::send(target, &report).await {
+        if let Err(error) = statsd::send(target, &output::statsd_gauges(&report)).await {
             tracing::warn!("{error}");
         }
     }
@@ -216,8 +216,8 @@ fn write_textfile(report: &mut Report, path: Option<&std::path::Path>, already: 
     let Some(path) = path else {
         return;
     };
-    let written = output::check_textfile_dir(path)
-        .and_then(|()| output::write_atomically(path, &output::prometheus(report)));
+    let written = textfile::check_textfile_dir(path)
+        .and_then(|()| textfile::write_atomically(path, &output::prometheus(report)));
     if let Err(error) = written {
         let message = error.to_string();
         if already != Some(message.as_str()) {

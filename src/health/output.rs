@@ -4,15 +4,15 @@
 //! collector never reads half a file).
 //!
 //! The building blocks (tables, Nagios lines, exposition families, atomic files) are
-//! shared with `odoo-db audit`, which reports in the same formats.
-
-use std::fmt::Write as _;
-use std::path::Path;
+//! in [`crate::output`], shared with `odoo-db audit`, which reports in the same formats.
 
 use super::judge::fmt_secs;
-use super::report::{Check, ClusterReport, LagSource, Report, StandbyReport, Status};
+use super::report::{ClusterReport, LagSource, Report, ServerReport, StandbyReport, Status};
 use crate::cli::ReportFormat;
-use crate::error::{Error, Result};
+use crate::output::nagios::{nagios_output, perf, perf_number};
+use crate::output::prometheus::{status_number, Exposition};
+use crate::output::statsd::segment;
+use crate::output::table::{checks_table, hints, table};
 use crate::units::format_bytes;
 
 /// The report in `format`, ending with a newline.
@@ -81,75 +81,6 @@ pub fn text(report: &Report) -> String {
         ));
     }
     out.push_str(&hints(&report.checks));
-    out
-}
-
-/// The checks as a table, worst first (a stable sort keeps the servers' order).
-pub(crate) fn checks_table(checks: &[Check]) -> String {
-    let rows: Vec<Vec<String>> = worst_first(checks)
-        .into_iter()
-        .map(|check| {
-            vec![
-                check.status.as_str().to_string(),
-                check.cluster.clone().unwrap_or_else(|| "-".into()),
-                check.server.clone().unwrap_or_else(|| "-".into()),
-                check.check.to_string(),
-                check.message.clone(),
-            ]
-        })
-        .collect();
-    table(&["STATUS", "CLUSTER", "SERVER", "CHECK", "MESSAGE"], &rows)
-}
-
-/// "What to do" lines for the problems that have a hint.
-pub(crate) fn hints(checks: &[Check]) -> String {
-    let mut out = String::new();
-    for check in worst_first(checks) {
-        if let (true, Some(hint)) = (check.status != Status::Ok, &check.hint) {
-            if out.is_empty() {
-                out.push_str("\nWhat to do:\n");
-            }
-            writeln!(out, "- {}", one_line(&format!("{}: {hint}", where_(check)))).ok();
-        }
-    }
-    out
-}
-
-pub(crate) fn worst_first(checks: &[Check]) -> Vec<&Check> {
-    let mut sorted: Vec<&Check> = checks.iter().collect();
-    sorted.sort_by_key(|check| std::cmp::Reverse(check.status.severity()));
-    sorted
-}
-
-/// Left-aligned columns, two spaces apart; the last column is not padded.
-pub(crate) fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
-    // Names come from the config and the servers: no raw control character reaches a
-    // terminal (a newline would break the table, an escape sequence could rewrite it).
-    let rows: Vec<Vec<String>> = rows
-        .iter()
-        .map(|row| row.iter().map(|cell| one_line(cell)).collect())
-        .collect();
-    let rows = rows.as_slice();
-    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
-    for row in rows {
-        for (width, cell) in widths.iter_mut().zip(row) {
-            *width = (*width).max(cell.chars().count());
-        }
-    }
-    let mut out = String::new();
-    let header: Vec<String> = headers.iter().map(|h| h.to_string()).collect();
-    for row in std::iter::once(&header).chain(rows) {
-        let mut line = String::new();
-        for (index, cell) in row.iter().enumerate() {
-            if index + 1 == row.len() {
-                line.push_str(cell);
-            } else {
-                line.push_str(&format!("{cell:<width$}  ", width = widths[index]));
-            }
-        }
-        out.push_str(line.trim_end());
-        out.push('\n');
-    }
     out
 }
 
@@ -232,175 +163,6 @@ pub fn nagios(report: &Report) -> String {
         &summary.join("; "),
         &perfdata,
     )
-}
-
-/// The Nagios plugin text shared by health and audit.
-pub(crate) fn nagios_output(
-    prefix: &str,
-    status: Status,
-    checks: &[Check],
-    summary: &str,
-    perfdata: &[String],
-) -> String {
-    let problems: Vec<String> = worst_first(checks)
-        .into_iter()
-        .filter(|check| check.status != Status::Ok)
-        .map(|check| format!("{}: {}", where_(check), check.message))
-        .collect();
-    let mut line = format!("{prefix} {} - ", status.as_str());
-    if !problems.is_empty() {
-        line.push_str(&problems.join("; "));
-        if !summary.is_empty() {
-            line.push_str("; ");
-        }
-    }
-    line.push_str(summary);
-    // One line, and `|` starts the perfdata: neither a newline nor `|` may appear in the
-    // text, whatever the names in the config hold.
-    let mut out = nagios_text(&line);
-    if !perfdata.is_empty() {
-        out.push_str(" | ");
-        out.push_str(&perfdata.join(" "));
-    }
-    out.push('\n');
-    for check in worst_first(checks) {
-        let mut detail = format!(
-            "[{}] {}: {}",
-            check.status.as_str(),
-            where_(check),
-            check.message
-        );
-        if let (true, Some(hint)) = (check.status != Status::Ok, &check.hint) {
-            detail.push_str(&format!(" (what to do: {hint})"));
-        }
-        out.push_str(&nagios_text(&detail));
-        out.push('\n');
-    }
-    out
-}
-
-/// Text for one line (a terminal table cell, a Nagios line): control characters, a
-/// newline in a name from the config above all, are shown escaped (`\n`), never raw.
-pub(crate) fn one_line(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if c.is_control() => out.extend(c.escape_unicode()),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-/// Nagios plugin text: one line, without `|` (which starts the perfdata).
-fn nagios_text(text: &str) -> String {
-    one_line(text).replace('|', "/")
-}
-
-/// `production standby db2`, `production primary 10.0.0.1:5432`, `production`.
-fn where_(check: &Check) -> String {
-    match (&check.cluster, &check.server) {
-        (Some(cluster), Some(server)) => format!("{cluster} {server}"),
-        (Some(cluster), None) => cluster.clone(),
-        (None, _) => "odoo-db".to_string(),
-    }
-}
-
-/// `'label'=value<uom>;warn;crit`; `U` for a value that could not be measured.
-pub(crate) fn perf(
-    label: &str,
-    value: Option<String>,
-    uom: &str,
-    warn: Option<String>,
-    crit: Option<String>,
-) -> String {
-    // The plugin guidelines: a label is quoted, a quote in it doubled, and it holds no
-    // `=`; the line holds no `|` and no newline.
-    let label = one_line(label).replace(['=', '|'], "_").replace('\'', "''");
-    let value = match value {
-        Some(value) => format!("{value}{uom}"),
-        None => "U".to_string(),
-    };
-    let mut text = format!("'{label}'={value}");
-    match (warn, crit) {
-        (None, None) => {}
-        (warn, None) => text.push_str(&format!(";{}", warn.unwrap_or_default())),
-        (warn, Some(crit)) => text.push_str(&format!(";{};{crit}", warn.unwrap_or_default())),
-    }
-    text
-}
-
-/// Seconds in perfdata: plain decimal, no exponent, at most 3 decimals.
-fn perf_number(value: f64) -> String {
-    let text = format!("{value:.3}");
-    text.trim_end_matches('0').trim_end_matches('.').to_string()
-}
-
-/// A Prometheus text exposition, family by family (HELP, TYPE, then its samples).
-pub(crate) struct Exposition {
-    text: String,
-}
-
-impl Exposition {
-    pub fn new() -> Exposition {
-        Exposition {
-            text: String::new(),
-        }
-    }
-
-    /// Starts a gauge family; its samples must follow before the next family.
-    pub fn gauge(&mut self, name: &str, help: &str) -> &mut Self {
-        writeln!(
-            self.text,
-            "# HELP {name} {}",
-            help.replace('\\', "\\\\").replace('\n', "\\n")
-        )
-        .ok();
-        writeln!(self.text, "# TYPE {name} gauge").ok();
-        self
-    }
-
-    pub fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: f64) -> &mut Self {
-        self.text.push_str(name);
-        if !labels.is_empty() {
-            let labels: Vec<String> = labels
-                .iter()
-                .map(|(key, value)| format!("{key}=\"{}\"", escape_label(value)))
-                .collect();
-            write!(self.text, "{{{}}}", labels.join(",")).ok();
-        }
-        writeln!(self.text, " {}", prometheus_number(value)).ok();
-        self
-    }
-
-    pub fn finish(self) -> String {
-        self.text
-    }
-}
-
-fn escape_label(value: &str) -> String {
-    value
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
-}
-
-fn prometheus_number(value: f64) -> String {
-    if value.is_nan() {
-        "NaN".into()
-    } else if value.is_infinite() {
-        if value > 0.0 { "+Inf" } else { "-Inf" }.into()
-    } else {
-        format!("{value}")
-    }
-}
-
-/// The Nagios state as a number, as the exit code has it.
-pub(crate) fn status_number(status: Status) -> f64 {
-    f64::from(status.exit_code())
 }
 
 /// The Prometheus exposition of a health run. Values that could not be measured are
@@ -549,48 +311,51 @@ pub fn prometheus(report: &Report) -> String {
     out.finish()
 }
 
-/// Refuses (UNKNOWN for health) a textfile whose directory someone else could write:
-/// whoever can write it can plant a file or a symlink where odoo-db writes, or replace
-/// the metrics node_exporter serves (the contract's "Files odoo-db writes").
-pub fn check_textfile_dir(path: &Path) -> Result<()> {
-    textfile_name(path)?;
-    crate::files::check_private_dir(textfile_dir(path), "textfile directory")
-        .map_err(|error| error.context(format!("--textfile {}", path.display())))
-}
-
-fn textfile_dir(path: &Path) -> &Path {
-    match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir,
-        _ => Path::new("."),
+/// The statsd gauges of a report, as (name without prefix, value).
+pub fn statsd_gauges(report: &Report) -> Vec<(String, f64)> {
+    let number = |status: Status| f64::from(status.exit_code());
+    let mut gauges = vec![("status".to_string(), number(report.status))];
+    for cluster in &report.clusters {
+        let c = segment(&cluster.name);
+        gauges.push((format!("{c}.status"), number(cluster.status)));
+        let up = |server: &ServerReport| {
+            if server.reachable && server.error.is_none() {
+                1.0
+            } else {
+                0.0
+            }
+        };
+        gauges.push((format!("{c}.primary.up"), up(&cluster.primary.server)));
+        for standby in &cluster.standbys {
+            let s = segment(&standby.server.name);
+            gauges.push((format!("{c}.{s}.up"), up(&standby.server)));
+            if let Some(bytes) = standby.lag_bytes {
+                gauges.push((format!("{c}.{s}.lag_bytes"), bytes as f64));
+            }
+            if let (Some(seconds), Some(source)) = (standby.lag_seconds, standby.lag_seconds_source)
+            {
+                if source != LagSource::HeartbeatAgeStandbyClock {
+                    gauges.push((format!("{c}.{s}.lag_seconds"), seconds));
+                }
+            }
+            let streaming = standby
+                .wal_receiver
+                .as_ref()
+                .is_some_and(|r| r.running && r.status.as_deref() == Some("streaming"));
+            gauges.push((
+                format!("{c}.{s}.streaming"),
+                if streaming { 1.0 } else { 0.0 },
+            ));
+        }
     }
-}
-
-fn textfile_name(path: &Path) -> Result<()> {
-    match path.file_name() {
-        Some(_) => Ok(()),
-        None => Err(Error::refused(format!(
-            "--textfile {}: not a file name",
-            path.display()
-        ))),
-    }
-}
-
-/// Writes `contents` to `path` atomically, mode 0644 (node_exporter reads it as another
-/// user): a temporary file with an unpredictable name created with `O_EXCL` beside it,
-/// fsynced, renamed over `path`. node_exporter's textfile collector reads only `*.prom`
-/// files and always sees a whole one (the temporary name starts with `.`, ends in
-/// `.tmp`). The caller checks the directory first ([`check_textfile_dir`]).
-pub fn write_atomically(path: &Path, contents: &str) -> Result<()> {
-    textfile_name(path)?;
-    crate::files::replace_atomically(path, contents.as_bytes(), 0o644)
-        .map_err(|error| error.context(format!("writing the textfile {}", path.display())))
+    gauges
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::health::judge::{self, tests::healthy, tests::rules};
-    use crate::health::report::{ClusterReport, Report, SCHEMA_VERSION};
+    use crate::health::report::{ClusterReport, Report, Status, SCHEMA_VERSION};
 
     /// A fixed report of these clusters, as judged with the default thresholds.
     fn report_of(all: Vec<judge::ClusterFacts>) -> Report {
@@ -821,54 +586,5 @@ What to do:
             keys(&value["checks"][0]),
             sorted(&["status", "cluster", "server", "check", "message", "hint"])
         );
-    }
-
-    #[test]
-    fn perfdata_follows_the_plugin_guidelines() {
-        assert_eq!(
-            perf(
-                "production_db2_lag_bytes",
-                Some("0".into()),
-                "B",
-                Some("16777216".into()),
-                Some("268435456".into())
-            ),
-            "'production_db2_lag_bytes'=0B;16777216;268435456"
-        );
-        assert_eq!(
-            perf("a=b's", None, "s", None, Some("300".into())),
-            "'a_b''s'=U;;300"
-        );
-        assert_eq!(perf("x", Some("1".into()), "B", None, None), "'x'=1B");
-        assert_eq!(perf_number(0.04), "0.04");
-        assert_eq!(perf_number(30.0), "30");
-        assert_eq!(perf_number(0.0001), "0");
-    }
-
-    #[test]
-    fn labels_are_escaped() {
-        let mut out = Exposition::new();
-        out.gauge("m", "help").sample("m", &[("a", "x\"y\\z")], 1.5);
-        assert_eq!(
-            out.finish(),
-            "# HELP m help\n# TYPE m gauge\nm{a=\"x\\\"y\\\\z\"} 1.5\n"
-        );
-    }
-
-    #[test]
-    fn the_textfile_is_replaced_whole_with_mode_0644() {
-        use std::os::unix::fs::PermissionsExt;
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("odoo_db.prom");
-        write_atomically(&path, "a 1\n").unwrap();
-        write_atomically(&path, "a 2\n").unwrap();
-        assert_eq!(std::fs::read_to_string(&path).unwrap(), "a 2\n");
-        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
-        assert_eq!(mode & 0o777, 0o644);
-        let names: Vec<_> = std::fs::read_dir(dir.path())
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
-        assert_eq!(names, vec![std::ffi::OsString::from("odoo_db.prom")]);
     }
 }

@@ -5,11 +5,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use odoo_db::cmd::sandbox;
 use odoo_db::harness::{
     self, Harness, HarnessOptions, PgServer, ADMIN_PASSWORD, ADMIN_ROLE, MONITOR_PASSWORD,
     MONITOR_ROLE,
 };
-use odoo_db::sandbox;
 
 use crate::util::{self, fresh, processes_in, shared, wait_until};
 

@@ -25,7 +25,6 @@
 //! recorded plan is the only truth and nothing is ever dumped again (that would back
 //! up the empty copy and could prune the real backup).
 
-use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -34,19 +33,23 @@ use serde_json::{json, Value};
 use tokio_postgres::types::Type;
 use tokio_postgres::Client;
 
-use crate::backup::{self, Tools};
 use crate::catalog::{Catalog, PinnedCluster};
 use crate::cli::RecreateArgs;
+use crate::cmd::prompt::{confirm, say};
 use crate::config::{ClusterKind, Config};
 use crate::conn::ConnParams;
-use crate::dbprops::{self, DbProps, Inspection};
 use crate::error::{Context, Error, Result};
 use crate::names;
-use crate::oplock::{LockSession, OpLock};
-use crate::provision;
-use crate::servers::{self, quote_ident, Servers};
-use crate::steprole::{self, StepRole};
+use crate::pg::backup::{self, Tools};
+use crate::pg::dbprops::{self, DbProps, Inspection};
+use crate::pg::membership;
+use crate::pg::oplock::{LockSession, OpLock};
+use crate::pg::quote::quote_ident;
+use crate::pg::steprole::{self, StepRole};
+use crate::servers::{self, Servers};
 use crate::units::format_bytes;
+
+pub(crate) mod restore;
 
 /// Which job runs: both share the gates, the lock, and steps 4-6.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -212,41 +215,6 @@ fn owner_changed(name: &str, found: &str, recorded: &str) -> String {
         db = quote_ident(name),
         owner = quote_ident(recorded)
     )
-}
-
-/// Print now (not at the end, as other results are): the plan must be on the screen
-/// before the question and before anything happens.
-pub(crate) fn say(text: &str) {
-    let mut stdout = std::io::stdout().lock();
-    let _ = stdout.write_all(text.as_bytes());
-    let _ = stdout.flush();
-}
-
-/// Step 2: the name typed on a TTY, or `--yes`; anything else changes nothing.
-pub(crate) async fn confirm(name: &str, yes: bool, what: &str) -> Result<()> {
-    if yes {
-        return Ok(());
-    }
-    if !std::io::stdin().is_terminal() {
-        return Err(Error::refused(format!(
-            "{name}: confirmation needed and there is no TTY to ask on (stdin is not a terminal): \
-             pass --yes to {what} it; nothing was changed"
-        )));
-    }
-    crate::print_error(&format!("Type the database name ({name}) to {what} it: "));
-    let answer = tokio::task::spawn_blocking(|| {
-        let mut line = String::new();
-        std::io::stdin().read_line(&mut line).map(|_| line)
-    })
-    .await
-    .map_err(|error| Error::failed(format!("reading the confirmation: {error}")))??;
-    let answer = answer.trim_end_matches(['\n', '\r']);
-    if answer != name {
-        return Err(Error::refused(format!(
-            "{name}: the answer {answer:?} is not the database's name, so it was not confirmed; nothing was changed"
-        )));
-    }
-    Ok(())
 }
 
 /// `odoo-db recreate`.
@@ -711,7 +679,7 @@ impl Job {
         // … OWNER needs to act as it: membership first (provision grants it; an adopted
         // database may lack it). The gates proved it can be granted.
         let (recorded, member) =
-            tokio::join!(record, provision::act_as_owner(&self.server, &props.owner));
+            tokio::join!(record, membership::act_as_owner(&self.server, &props.owner));
         self.run_id = Some(recorded?);
         if let Err(error) = member {
             self.abandon(&error).await;
@@ -728,7 +696,7 @@ impl Job {
             .unfinished
             .clone()
             .expect("take_over is called on an unfinished run");
-        provision::act_as_owner(&self.server, &record.plan.owner).await?;
+        membership::act_as_owner(&self.server, &record.plan.owner).await?;
         let restore_text = restore_path.map(|p| p.to_string_lossy().into_owned());
         self.catalog
             .take_over_run(

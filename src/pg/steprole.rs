@@ -31,8 +31,9 @@ use tokio_postgres::Client;
 use crate::catalog::{Catalog, LeftoverStepRole};
 use crate::conn::ConnParams;
 use crate::error::{Context, Error, Result};
+use crate::pg::quote::{quote_ident, quote_literal};
 use crate::secrets::{self, Secret};
-use crate::servers::{self, quote_ident, quote_literal};
+use crate::servers;
 
 /// The group role every step role belongs to: NOLOGIN, no attributes, member of
 /// nothing. pg_hba.conf admits step roles with `+odoo_db_step`.

@@ -8,9 +8,9 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
 use crate::cli::DemoArgs;
+use crate::cmd::sandbox;
 use crate::error::{Context, Error, Result};
 use crate::harness::Harness;
-use crate::sandbox;
 
 const CUSTOMER: &str = "demo-customer";
 

@@ -1,4 +1,5 @@
-//! `--statsd HOST:PORT`: the health gauges sent to the platform's metrics system.
+//! `--statsd HOST:PORT`: gauges sent to the platform's metrics system (health's, named
+//! by `crate::health::output::statsd_gauges`).
 //!
 //! StatsD over UDP is fire-and-forget by design, which is what a health check wants: a
 //! metrics server that is down must not make the check fail or wait. The `cadence` crate
@@ -10,7 +11,6 @@ use std::time::Duration;
 
 use cadence::{Gauged, StatsdClient, UdpMetricSink};
 
-use super::report::{Report, Status};
 use crate::error::{Error, Result};
 
 /// Every gauge name starts with this (`odoo_db.status`, `odoo_db.<cluster>.…`).
@@ -44,49 +44,9 @@ impl Target {
     }
 }
 
-/// The gauges of a report, as (name without prefix, value).
-pub fn gauges(report: &Report) -> Vec<(String, f64)> {
-    let number = |status: Status| f64::from(status.exit_code());
-    let mut gauges = vec![("status".to_string(), number(report.status))];
-    for cluster in &report.clusters {
-        let c = segment(&cluster.name);
-        gauges.push((format!("{c}.status"), number(cluster.status)));
-        let up = |server: &super::report::ServerReport| {
-            if server.reachable && server.error.is_none() {
-                1.0
-            } else {
-                0.0
-            }
-        };
-        gauges.push((format!("{c}.primary.up"), up(&cluster.primary.server)));
-        for standby in &cluster.standbys {
-            let s = segment(&standby.server.name);
-            gauges.push((format!("{c}.{s}.up"), up(&standby.server)));
-            if let Some(bytes) = standby.lag_bytes {
-                gauges.push((format!("{c}.{s}.lag_bytes"), bytes as f64));
-            }
-            if let (Some(seconds), Some(source)) = (standby.lag_seconds, standby.lag_seconds_source)
-            {
-                if source != super::report::LagSource::HeartbeatAgeStandbyClock {
-                    gauges.push((format!("{c}.{s}.lag_seconds"), seconds));
-                }
-            }
-            let streaming = standby
-                .wal_receiver
-                .as_ref()
-                .is_some_and(|r| r.running && r.status.as_deref() == Some("streaming"));
-            gauges.push((
-                format!("{c}.{s}.streaming"),
-                if streaming { 1.0 } else { 0.0 },
-            ));
-        }
-    }
-    gauges
-}
-
 /// A name segment without StatsD's separators (`.`, `:`, `|`, `@`) or spaces:
 /// `10.0.0.2:5432` becomes `10_0_0_2_5432`.
-fn segment(name: &str) -> String {
+pub(crate) fn segment(name: &str) -> String {
     name.chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
@@ -99,7 +59,7 @@ fn segment(name: &str) -> String {
 }
 
 /// Sends the gauges; returns how many. Resolving the host is bounded (2 s).
-pub async fn send(target: &Target, report: &Report) -> Result<usize> {
+pub async fn send(target: &Target, gauges: &[(String, f64)]) -> Result<usize> {
     let what = format!("sending statsd gauges to {}:{}", target.host, target.port);
     let lookup = tokio::net::lookup_host((target.host.as_str(), target.port));
     let address: SocketAddr = tokio::time::timeout(Duration::from_secs(2), lookup)
@@ -120,8 +80,7 @@ pub async fn send(target: &Target, report: &Report) -> Result<usize> {
     let sink =
         UdpMetricSink::from(address, socket).map_err(|e| Error::failed(format!("{what}: {e}")))?;
     let client = StatsdClient::from_sink(PREFIX, sink);
-    let gauges = gauges(report);
-    for (name, value) in &gauges {
+    for (name, value) in gauges {
         client
             .gauge(name, *value)
             .map_err(|e| Error::failed(format!("{what}: {name}: {e}")))?;

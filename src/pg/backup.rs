@@ -724,7 +724,7 @@ pub fn restore_session_options(server_major: u32) -> Vec<&'static str> {
 }
 
 /// Restore an archive into the (new, empty) database that `login` points at, logged in
-/// as `login`'s role (a throwaway member of `owner`, see [`crate::steprole`]: the
+/// as `login`'s role (a throwaway member of `owner`, see [`crate::pg::steprole`]: the
 /// customer's code that the restore runs, in CHECK constraints, generated columns,
 /// index expressions or triggers, gets nothing more than the customer has) and acting
 /// as `owner` (`--role`), so every object is created by and belongs to the customer's
@@ -739,7 +739,7 @@ pub async fn restore(
     server_major: u32,
 ) -> Result<()> {
     let login =
-        crate::steprole::with_startup_options(login, &restore_session_options(server_major));
+        crate::pg::steprole::with_startup_options(login, &restore_session_options(server_major));
     if needs_script_detour(tools, server_major) {
         return restore_through_psql(tools, &login, path, owner).await;
     }

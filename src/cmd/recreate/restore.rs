@@ -3,12 +3,12 @@
 //! It puts a backup (by default the newest of that name, from the backup directory
 //! and the paths the catalog recorded) into a freshly created database with the
 //! properties the recreate recorded alongside that backup, under the same gates,
-//! confirmation and lock as recreate (the shared engine is [`crate::recreate`]).
+//! confirmation and lock as recreate (the shared engine is [`crate::cmd::recreate`]).
 //! The backup is checked before anything changes: it must be a readable archive of
 //! this very database (restoring another customer's dump here would be a leak), read
 //! back whole, and it must create no extension odoo-db's role cannot create. While
 //! pg_restore runs, as the owner so every object ends up the customer's, and logged in
-//! as a throwaway role that is a member of the owner only ([`crate::steprole`]: the
+//! as a throwaway role that is a member of the owner only ([`crate::pg::steprole`]: the
 //! customer's code that the restore runs never gets odoo-db's privileges), only odoo-db
 //! may connect; the recorded settings and ACL come back afterwards, the settings after
 //! the data so that none of them (a read-only default, a timeout) can stop the restore.
@@ -26,12 +26,13 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::backup;
 use crate::cli::RestoreArgs;
+use crate::cmd::prompt::{confirm, say};
+use crate::cmd::recreate::{resume_note, Job, Kind, RecordedBackup, Step};
 use crate::config::Config;
-use crate::dbprops;
 use crate::error::{Error, Result};
-use crate::recreate::{confirm, resume_note, say, Job, Kind, RecordedBackup, Step};
+use crate::pg::backup;
+use crate::pg::dbprops;
 use crate::units::format_bytes;
 
 const DRY_RUN: &str = "dry run: stopped after the plan; nothing was changed\n";

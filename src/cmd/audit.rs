@@ -23,12 +23,14 @@ use crate::cli::{AuditArgs, ReportFormat};
 use crate::config::{ClusterKind, Config};
 use crate::conn::SessionOptions;
 use crate::error::{Class, Error, Result};
-use crate::health::output::{self, Exposition};
-use crate::health::report::{Check, Status};
 use crate::names::find_customer_in_name;
+use crate::output::check::{Check, Status, SCHEMA_VERSION};
+use crate::output::nagios::{nagios_output, perf};
+use crate::output::prometheus::{status_number, Exposition};
+use crate::output::table::{checks_table, hints};
 use crate::servers::Servers;
 
-const DATABASES: &str = include_str!("../sql/audit/databases.sql");
+const DATABASES: &str = include_str!("../../sql/audit/databases.sql");
 
 /// Databases PostgreSQL itself owns: not customers' names, whatever they contain.
 const SYSTEM_DATABASES: &[&str] = &["postgres", "template0", "template1"];
@@ -168,7 +170,7 @@ fn finish(
 ) -> AuditReport {
     let status = Status::worst_of(checks.iter().map(|c| c.status));
     AuditReport {
-        schema_version: crate::health::report::SCHEMA_VERSION,
+        schema_version: SCHEMA_VERSION,
         status,
         exit_code: status.exit_code(),
         started_at,
@@ -454,8 +456,8 @@ fn text(report: &AuditReport) -> String {
         report.status.as_str(),
         report.customers
     );
-    out.push_str(&output::checks_table(&report.checks));
-    out.push_str(&output::hints(&report.checks));
+    out.push_str(&checks_table(&report.checks));
+    out.push_str(&hints(&report.checks));
     out
 }
 
@@ -475,21 +477,21 @@ fn nagios(report: &AuditReport) -> String {
             .iter()
             .filter(|c| c.cluster.as_deref() == Some(&cluster.name) && c.status == Status::Warning)
             .count();
-        perfdata.push(output::perf(
+        perfdata.push(perf(
             &format!("{}_violations", cluster.name),
             Some(cluster.violations.len().to_string()),
             "",
             None,
             Some("0".into()),
         ));
-        perfdata.push(output::perf(
+        perfdata.push(perf(
             &format!("{}_warnings", cluster.name),
             Some(warnings.to_string()),
             "",
             Some("0".into()),
             None,
         ));
-        perfdata.push(output::perf(
+        perfdata.push(perf(
             &format!("{}_unmanaged", cluster.name),
             Some(cluster.unmanaged_databases.len().to_string()),
             "",
@@ -497,7 +499,7 @@ fn nagios(report: &AuditReport) -> String {
             None,
         ));
     }
-    output::nagios_output(
+    nagios_output(
         "ODOO-DB AUDIT",
         report.status,
         &report.checks,
@@ -545,11 +547,7 @@ fn prometheus(report: &AuditReport) -> String {
         "odoo_db_audit_status",
         "Nagios state of the audit, as its exit code: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.",
     )
-    .sample(
-        "odoo_db_audit_status",
-        &[],
-        output::status_number(report.status),
-    );
+    .sample("odoo_db_audit_status", &[], status_number(report.status));
     out.gauge(
         "odoo_db_audit_last_run_timestamp_seconds",
         "When the audit ran (Unix time).",

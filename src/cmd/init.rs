@@ -12,9 +12,10 @@ use crate::catalog;
 use crate::config::Config;
 use crate::conn::ConnParams;
 use crate::error::{Context, Error, Result};
-use crate::servers::{self, quote_ident, Servers};
+use crate::pg::quote::quote_ident;
+use crate::servers::{self, Servers};
 
-const HEARTBEAT_SQL: &str = include_str!("../sql/heartbeat/create.sql");
+const HEARTBEAT_SQL: &str = include_str!("../../sql/heartbeat/create.sql");
 
 /// Run init; returns the summary printed on stdout.
 pub async fn run(config: &Config) -> Result<String> {
@@ -63,12 +64,12 @@ pub async fn run(config: &Config) -> Result<String> {
 
         if cluster.kind == crate::config::ClusterKind::Integration {
             // The group that pg_hba.conf admits the throwaway roles of restore steps by.
-            crate::steprole::ensure_group(&primary).await?;
+            crate::pg::steprole::ensure_group(&primary).await?;
             writeln!(
                 summary,
                 "  group role {} ready (pg_hba.conf: +{})",
-                crate::steprole::GROUP_ROLE,
-                crate::steprole::GROUP_ROLE
+                crate::pg::steprole::GROUP_ROLE,
+                crate::pg::steprole::GROUP_ROLE
             )
             .ok();
         }

@@ -19,13 +19,13 @@ use tokio_postgres::Client;
 
 use crate::conn::ConnParams;
 use crate::error::{Context, Error, Result};
-use crate::servers::{quote_ident, quote_literal};
+use crate::pg::quote::{quote_ident, quote_literal};
 use crate::sqltemplate::{render, Placeholder};
 use crate::units::format_bytes;
 
-const INSPECT_SQL: &str = include_str!("../sql/recreate/inspect.sql");
-const RIGHTS_SQL: &str = include_str!("../sql/recreate/rights.sql");
-const CONTENTS_SQL: &str = include_str!("../sql/recreate/contents.sql");
+const INSPECT_SQL: &str = include_str!("../../sql/recreate/inspect.sql");
+const RIGHTS_SQL: &str = include_str!("../../sql/recreate/rights.sql");
+const CONTENTS_SQL: &str = include_str!("../../sql/recreate/contents.sql");
 
 /// What a new database must get back (the recorded plan). Serialized into the catalog.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -727,7 +727,7 @@ pub async fn check_restorable(
 /// be dumped either: the backup says so.
 pub async fn check_contents(params: &ConnParams, owner: &str, version_num: i32) -> Result<()> {
     let name = params.dbname().to_string();
-    let client = crate::steprole::pinned_search_path(params)
+    let client = crate::pg::steprole::pinned_search_path(params)
         .connect(&crate::servers::admin_session())
         .await
         .with_context(|| format!("connecting to {name} to check what its backup holds"))?;

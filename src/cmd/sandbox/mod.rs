@@ -20,12 +20,14 @@ use std::time::Duration;
 use crate::error::{Error, Result};
 use crate::harness::{Harness, HarnessOptions, PgServer, STANDBY_NAME, STATE_FILE};
 
+pub(crate) mod demo;
+
 /// The default base port, and how many ranges of ten above it `up` tries.
-pub const DEFAULT_PORT: u16 = 54320;
+pub(crate) const DEFAULT_PORT: u16 = 54320;
 const PORT_RANGES: u16 = 10;
 
 /// The sandbox directory when `--dir` is not given (see the module docs).
-pub fn default_dir() -> Result<PathBuf> {
+pub(crate) fn default_dir() -> Result<PathBuf> {
     if nix::unistd::geteuid().is_root() {
         return Ok(PathBuf::from("/var/lib/odoo-db/sandbox"));
     }

@@ -16,7 +16,8 @@ use crate::cli::AdoptArgs;
 use crate::config::{ClusterKind, Config};
 use crate::error::{Context, Error, Result};
 use crate::names;
-use crate::provision;
+use crate::pg::customer_names;
+use crate::pg::membership;
 use crate::servers::Servers;
 
 /// What adopt found on one environment.
@@ -28,7 +29,7 @@ struct Found {
     public_can_connect: bool,
     /// What odoo-db's role must grant itself to act as the owner (applied only once
     /// every environment passed its checks).
-    access: provision::OwnerAccess,
+    access: membership::OwnerAccess,
 }
 
 pub async fn run(config: &Config, args: &AdoptArgs) -> Result<String> {
@@ -52,9 +53,10 @@ pub async fn run(config: &Config, args: &AdoptArgs) -> Result<String> {
         }
     }
     // A new customer: its name must not show in what the clusters hold already.
-    let mut sessions = provision::connect_all(&servers).await?;
+    let mut sessions = customer_names::connect_all(&servers).await?;
     if recorded.is_none() {
-        provision::refuse_customer_in_existing_names(&servers, &sessions, &args.customer).await?;
+        customer_names::refuse_customer_in_existing_names(&servers, &sessions, &args.customer)
+            .await?;
     }
 
     // Every check on every environment before anything is recorded.
@@ -183,7 +185,7 @@ async fn inspect(
     }
     // Refused here (nothing changed) when the role is more than a customer's, or when
     // a superuser must grant odoo-db what it needs, with the exact GRANT.
-    let access = provision::plan_act_as_owner(client, name, true).await?;
+    let access = membership::plan_act_as_owner(client, name, true).await?;
     Ok(Some(Found {
         kind,
         cluster: cluster.to_string(),

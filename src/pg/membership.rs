@@ -1,0 +1,388 @@
+//! Acting as a database's owner: what odoo-db's role must be granted to `SET ROLE` to
+//! a customer's role and use its privileges, and the refusal to act as any role that
+//! would give it more than a customer's rights. Provision, adopt, recreate and restore
+//! all need it before they create, alter or fill a database owned by that role.
+
+use tokio_postgres::Client;
+
+use crate::error::{Context, Error, Result};
+use crate::pg::quote::quote_ident;
+
+/// CREATE DATABASE … OWNER x needs odoo-db's role to be able to act as x: a member of x
+/// up to PostgreSQL 15; from 16 on, able to `SET ROLE x` (the SET option), and, to
+/// connect to a database closed to PUBLIC and to grant as its owner, inheriting x's
+/// privileges (the INHERIT option). PostgreSQL 16+ gives the creator of a role ADMIN
+/// OPTION on it but neither SET nor INHERIT (unless `createrole_self_grant` says so),
+/// so odoo-db grants itself exactly what is missing on the roles it holds ADMIN on.
+///
+/// Never on a role that would give odoo-db more than a customer's rights: a superuser,
+/// a role with CREATEROLE, CREATEDB, REPLICATION or BYPASSRLS, or one that is or
+/// belongs (directly or through other roles) to a built-in `pg_*` role is refused
+/// (exit 2), naming it and why, even if the membership exists already: this is the last
+/// line of defence of recreate, restore and adopt against an owner changed behind
+/// odoo-db's back (`ALTER DATABASE … OWNER TO pg_execute_server_program`).
+pub async fn act_as_owner(client: &Client, role: &str) -> Result<()> {
+    plan_act_as_owner(client, role, false)
+        .await?
+        .apply(client)
+        .await
+}
+
+/// What odoo-db's role must be granted before it can act as a role, decided without
+/// changing anything (see [`act_as_owner`]); [`OwnerAccess::apply`] grants it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnerAccess {
+    pub role: String,
+    /// odoo-db's role (`current_user`).
+    pub agent: String,
+    /// The GRANT odoo-db runs itself; None when nothing is missing.
+    pub grant: Option<String>,
+    server_version_num: i32,
+}
+
+/// The attributes of a role or of one it belongs to that make it more than a customer.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RoleFacts {
+    pub name: String,
+    pub superuser: bool,
+    pub createrole: bool,
+    pub createdb: bool,
+    pub replication: bool,
+    pub bypassrls: bool,
+    /// A built-in role (`pg_*`, or any role of the bootstrap catalog).
+    pub builtin: bool,
+}
+
+/// Why odoo-db must never act as `role`, given the facts of `role` itself (first) and of
+/// every role it belongs to, directly or not; None when it is a plain role.
+pub fn refusal_reasons(role: &str, facts: &[RoleFacts]) -> Option<String> {
+    let reasons: Vec<String> = facts
+        .iter()
+        .filter_map(|fact| {
+            let attributes: Vec<&str> = [
+                (fact.superuser, "SUPERUSER"),
+                (fact.createrole, "CREATEROLE"),
+                (fact.createdb, "CREATEDB"),
+                (fact.replication, "REPLICATION"),
+                (fact.bypassrls, "BYPASSRLS"),
+            ]
+            .into_iter()
+            .filter_map(|(set, attribute)| set.then_some(attribute))
+            .collect();
+            let mut parts = Vec::new();
+            if fact.builtin {
+                parts.push("is a built-in role".to_string());
+            }
+            if !attributes.is_empty() {
+                parts.push(format!("has {}", attributes.join(" and ")));
+            }
+            if parts.is_empty() {
+                return None;
+            }
+            let parts = parts.join(" and ");
+            Some(if fact.name == role {
+                format!("role {role} {parts}")
+            } else {
+                format!("role {role} is a member of {} (directly or through other roles), which {parts}", fact.name)
+            })
+        })
+        .collect();
+    (!reasons.is_empty()).then(|| reasons.join("; "))
+}
+
+/// The role and every role it belongs to, directly or through others.
+const ROLE_AND_ITS_GROUPS: &str = "
+    WITH RECURSIVE up(oid) AS (
+        SELECT oid FROM pg_roles WHERE rolname = $1
+        UNION
+        SELECT m.roleid FROM pg_auth_members m JOIN up ON m.member = up.oid
+    )
+    SELECT r.rolname::text, r.rolsuper, r.rolcreaterole, r.rolcreatedb, r.rolreplication,
+           r.rolbypassrls, (r.oid < 16384 OR r.rolname LIKE 'pg\\_%') AS builtin
+    FROM up JOIN pg_roles r ON r.oid = up.oid
+    ORDER BY r.rolname = $1 DESC, r.rolname";
+
+/// Decide, changing nothing, what odoo-db's role must be granted to act as `role`;
+/// refused when it must never act as it, or when it cannot grant itself what it
+/// needs (then the message holds the one GRANT a superuser runs). `need_admin`: the
+/// role is not odoo-db's creation (adopt) and odoo-db must also be able to ALTER and
+/// DROP it later, which PostgreSQL 16+ allows only with ADMIN OPTION.
+pub async fn plan_act_as_owner(
+    client: &Client,
+    role: &str,
+    need_admin: bool,
+) -> Result<OwnerAccess> {
+    let row = client
+        .query_one(
+            "SELECT current_user::text, current_setting('server_version_num')::int,
+                    (SELECT rolsuper FROM pg_roles WHERE rolname = current_user),
+                    (SELECT rolcreaterole FROM pg_roles WHERE rolname = current_user)",
+            &[],
+        )
+        .await
+        .context("reading odoo-db's own role")?;
+    let (agent, version, agent_super, agent_createrole): (String, i32, bool, bool) =
+        (row.get(0), row.get(1), row.get(2), row.get(3));
+    let mut access = OwnerAccess {
+        role: role.to_string(),
+        agent: agent.clone(),
+        grant: None,
+        server_version_num: version,
+    };
+    if role == agent {
+        return Ok(access);
+    }
+    let facts: Vec<RoleFacts> = client
+        .query(ROLE_AND_ITS_GROUPS, &[&role])
+        .await
+        .with_context(|| format!("reading the attributes and memberships of role {role}"))?
+        .iter()
+        .map(|row| RoleFacts {
+            name: row.get(0),
+            superuser: row.get(1),
+            createrole: row.get(2),
+            createdb: row.get(3),
+            replication: row.get(4),
+            bypassrls: row.get(5),
+            builtin: row.get(6),
+        })
+        .collect();
+    if facts.first().is_none_or(|fact| fact.name != role) {
+        return Err(Error::refused(format!(
+            "role {role} does not exist on this server, so odoo-db cannot act as it"
+        )));
+    }
+    if let Some(reasons) = refusal_reasons(role, &facts) {
+        return Err(Error::refused(format!(
+            "odoo-db's role {agent} refuses to act as role {role}: {reasons}. Acting as it would give odoo-db \
+             (and whoever controls {role}) more than a customer's rights. A customer database must be owned \
+             by its own plain LOGIN role: check who changed it (ALTER DATABASE … OWNER TO {role}) and put \
+             the recorded owner back"
+        )));
+    }
+    let (member, can_set, inherits, admin): (bool, bool, bool, bool) = if version >= 160000 {
+        let row = client
+            .query_one(
+                "SELECT pg_has_role(current_user, $1::text::name, 'MEMBER'),
+                        pg_has_role(current_user, $1::text::name, 'SET'),
+                        pg_has_role(current_user, $1::text::name, 'USAGE'),
+                        pg_has_role(current_user, $1::text::name, 'MEMBER WITH ADMIN OPTION')",
+                &[&role],
+            )
+            .await?;
+        (row.get(0), row.get(1), row.get(2), row.get(3))
+    } else {
+        let row = client
+            .query_one(
+                "SELECT pg_has_role(current_user, $1::text::name, 'MEMBER'),
+                        pg_has_role(current_user, $1::text::name, 'MEMBER WITH ADMIN OPTION')",
+                &[&role],
+            )
+            .await?;
+        let member: bool = row.get(0);
+        (member, member, member, row.get(1))
+    };
+    let quoted_role = quote_ident(role);
+    let quoted_agent = quote_ident(&agent);
+    let (missing, can_grant) = if version >= 160000 {
+        let mut missing = Vec::new();
+        if !can_set {
+            missing.push("SET");
+        }
+        if !inherits {
+            missing.push("INHERIT");
+        }
+        if need_admin && !admin && !agent_super {
+            missing.push("ADMIN");
+        }
+        (missing, agent_super || admin)
+    } else {
+        let missing = if member {
+            Vec::new()
+        } else {
+            vec!["membership"]
+        };
+        (missing, agent_super || agent_createrole || admin)
+    };
+    if missing.is_empty() {
+        return Ok(access);
+    }
+    let needs_superuser = !can_grant || missing.contains(&"ADMIN");
+    if needs_superuser {
+        let statement = superuser_grant(role, &agent, version);
+        return Err(Error::refused(format!(
+            "odoo-db's role {agent} cannot act for role {role} (missing: {}) and cannot grant itself what it \
+             needs, as it does not hold ADMIN OPTION on {role} (a role odoo-db did not create). A superuser \
+             must run once: {statement}; then run the command again",
+            missing.join(", ")
+        )));
+    }
+    access.grant = Some(if version >= 160000 {
+        format!("GRANT {quoted_role} TO {quoted_agent} WITH INHERIT TRUE, SET TRUE")
+    } else {
+        format!("GRANT {quoted_role} TO {quoted_agent}")
+    });
+    Ok(access)
+}
+
+/// The GRANT a superuser runs so that odoo-db's role can act as, alter and drop `role`.
+pub fn superuser_grant(role: &str, agent: &str, server_version_num: i32) -> String {
+    let base = format!("GRANT {} TO {}", quote_ident(role), quote_ident(agent));
+    if server_version_num >= 160000 {
+        format!("{base} WITH ADMIN OPTION, INHERIT TRUE, SET TRUE")
+    } else {
+        base
+    }
+}
+
+impl OwnerAccess {
+    /// Grant what [`plan_act_as_owner`] found missing, then check that it holds.
+    pub async fn apply(&self, client: &Client) -> Result<()> {
+        let Some(grant) = &self.grant else {
+            return Ok(());
+        };
+        match client.batch_execute(grant).await {
+            Ok(()) => {}
+            Err(error)
+                if error.code()
+                    == Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE) =>
+            {
+                return Err(Error::refused(format!(
+                    "odoo-db's role {agent} cannot act for role {role} ({}); a superuser must run once: {}; then run the command again",
+                    crate::error::describe_pg_error(&error),
+                    superuser_grant(&self.role, &self.agent, self.server_version_num),
+                    agent = self.agent,
+                    role = self.role,
+                )));
+            }
+            Err(error) => {
+                return Err(Error::from(error).context(format!(
+                    "granting odoo-db's role the use of role {}",
+                    self.role
+                )))
+            }
+        }
+        tracing::info!(
+            "granted odoo-db's role {} the use of role {} ({grant})",
+            self.agent,
+            self.role
+        );
+        let check = if self.server_version_num >= 160000 {
+            "SELECT pg_has_role(current_user, $1::text::name, 'SET') AND pg_has_role(current_user, $1::text::name, 'USAGE')"
+        } else {
+            "SELECT pg_has_role(current_user, $1::text::name, 'MEMBER')"
+        };
+        let holds: bool = client.query_one(check, &[&self.role]).await?.get(0);
+        if !holds {
+            return Err(Error::failed(format!(
+                "after {grant}, odoo-db's role {} still cannot act as role {} (is {} NOINHERIT?)",
+                self.agent, self.role, self.agent
+            )));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plain(name: &str) -> RoleFacts {
+        RoleFacts {
+            name: name.to_string(),
+            ..RoleFacts::default()
+        }
+    }
+
+    #[test]
+    fn only_plain_roles_may_be_acted_as() {
+        assert_eq!(
+            refusal_reasons("calm_owl_0001", &[plain("calm_owl_0001")]),
+            None
+        );
+        assert_eq!(
+            refusal_reasons(
+                "calm_owl_0001",
+                &[plain("calm_owl_0001"), plain("customers")]
+            ),
+            None
+        );
+        let creator = RoleFacts {
+            createrole: true,
+            ..plain("x")
+        };
+        assert_eq!(
+            refusal_reasons("x", &[creator]).unwrap(),
+            "role x has CREATEROLE"
+        );
+        for (fact, says) in [
+            (
+                RoleFacts {
+                    superuser: true,
+                    ..plain("x")
+                },
+                "has SUPERUSER",
+            ),
+            (
+                RoleFacts {
+                    createdb: true,
+                    ..plain("x")
+                },
+                "has CREATEDB",
+            ),
+            (
+                RoleFacts {
+                    replication: true,
+                    ..plain("x")
+                },
+                "has REPLICATION",
+            ),
+            (
+                RoleFacts {
+                    bypassrls: true,
+                    ..plain("x")
+                },
+                "has BYPASSRLS",
+            ),
+            (
+                RoleFacts {
+                    builtin: true,
+                    ..plain("x")
+                },
+                "is a built-in role",
+            ),
+        ] {
+            let reasons = refusal_reasons("x", &[fact]).unwrap();
+            assert!(reasons.contains(says), "{reasons}");
+        }
+        // Through nested membership: x ∈ group ∈ pg_read_server_files.
+        let reasons = refusal_reasons(
+            "x",
+            &[
+                plain("x"),
+                plain("group"),
+                RoleFacts {
+                    builtin: true,
+                    ..plain("pg_read_server_files")
+                },
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            reasons,
+            "role x is a member of pg_read_server_files (directly or through other roles), which is a built-in role"
+        );
+    }
+
+    #[test]
+    fn the_superuser_grant_gives_admin_on_16_and_later() {
+        assert_eq!(
+            superuser_grant("calm_owl_0001", "odoo_db_admin", 150004),
+            "GRANT \"calm_owl_0001\" TO \"odoo_db_admin\""
+        );
+        assert_eq!(
+            superuser_grant("calm_owl_0001", "odoo_db_admin", 180000),
+            "GRANT \"calm_owl_0001\" TO \"odoo_db_admin\" WITH ADMIN OPTION, INHERIT TRUE, SET TRUE"
+        );
+    }
+}
