@@ -16,7 +16,6 @@ pub mod dbprops;
 pub mod demo;
 pub mod error;
 pub mod files;
-pub mod harness;
 pub mod health;
 pub mod init;
 pub mod list;

@@ -1,5 +1,5 @@
 //! Integration tests: one test binary, against real PostgreSQL servers that the
-//! tests start themselves through `odoo_db::harness` (see `util.rs`), never mocks.
+//! tests start themselves through `pgsandbox` (see `util.rs`), never mocks.
 
 mod adopt;
 mod audit;

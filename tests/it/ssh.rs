@@ -20,8 +20,9 @@ use std::time::{Duration, Instant};
 
 use odoo_db::config::Config;
 use odoo_db::conn::SessionOptions;
-use odoo_db::harness::Harness;
+use odoo_db::sandbox::ClientFiles;
 use odoo_db::servers::Servers;
+use pgsandbox::Harness;
 
 use crate::util::{self, odoo_db, unique, wait_until, OdooDb, Run};
 
