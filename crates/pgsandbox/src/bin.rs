@@ -105,9 +105,14 @@ pub struct Installation {
 /// beside it, and whose `tool --version` names a PostgreSQL version; in the order
 /// found, each binary once.
 pub fn installations_with(tool: &str, companions: &[&str]) -> Vec<Installation> {
+    installations_among(candidate_dirs(), tool, companions)
+}
+
+/// [`installations_with`] among the directories `dirs`, in their order.
+fn installations_among(dirs: Vec<PathBuf>, tool: &str, companions: &[&str]) -> Vec<Installation> {
     let mut found = Vec::new();
     let mut binaries = Vec::new();
-    for dir in candidate_dirs() {
+    for dir in dirs {
         let Ok(binary) = std::fs::canonicalize(dir.join(tool)) else {
             continue;
         };
@@ -299,6 +304,36 @@ mod tests {
             newest_debian_bindir(root.path()),
             Some(root.path().join("18/bin"))
         );
+    }
+
+    #[test]
+    fn wrappers_are_skipped_and_symlinks_count_in_their_real_directory() {
+        let root = tempfile::tempdir().unwrap();
+        let real = root.path().join("lib/postgresql/16/bin");
+        let wrapped = root.path().join("bin");
+        let linked = root.path().join("linked");
+        for dir in [&real, &wrapped, &linked] {
+            std::fs::create_dir_all(dir).unwrap();
+        }
+        let dump = "#!/bin/sh\necho 'pg_dump (PostgreSQL) 16.4'\n";
+        make_executable(&real.join("pg_dump"), dump);
+        make_executable(&real.join("pg_restore"), "");
+        // Debian's /usr/bin/pg_dump: a link to a wrapper of another name.
+        make_executable(&root.path().join("pg_wrapper"), dump);
+        std::os::unix::fs::symlink(root.path().join("pg_wrapper"), wrapped.join("pg_dump"))
+            .unwrap();
+        make_executable(&wrapped.join("pg_restore"), "");
+        // A link to the real binary counts once, in the real directory.
+        std::os::unix::fs::symlink(real.join("pg_dump"), linked.join("pg_dump")).unwrap();
+        let found = installations_among(
+            vec![wrapped.clone(), linked, real.clone()],
+            "pg_dump",
+            &["pg_restore"],
+        );
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].bindir, std::fs::canonicalize(&real).unwrap());
+        assert_eq!(found[0].major, 16);
+        assert_eq!(found[0].version, "pg_dump (PostgreSQL) 16.4");
     }
 
     #[test]
