@@ -134,6 +134,17 @@ impl From<std::io::Error> for Error {
     }
 }
 
+/// A throwaway server's error keeps its class: a refusal of the sandbox (port taken,
+/// PostgreSQL missing) is a refusal of the command.
+impl From<pgsandbox::Error> for Error {
+    fn from(error: pgsandbox::Error) -> Self {
+        match error.class() {
+            pgsandbox::Class::Refused => Error::refused(error.to_string()),
+            pgsandbox::Class::Failed => Error::failed(error.to_string()),
+        }
+    }
+}
+
 /// `.context("…")` on any result whose error converts into [`Error`].
 pub trait Context<T> {
     fn context(self, context: impl Into<String>) -> Result<T>;

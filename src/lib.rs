@@ -17,7 +17,6 @@ pub mod config;
 pub mod conn;
 pub mod error;
 pub(crate) mod files;
-pub mod harness;
 pub(crate) mod health;
 pub mod logging;
 pub(crate) mod manpage;

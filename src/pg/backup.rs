@@ -17,7 +17,7 @@
 //! backup that an unfinished recreate or restore recorded.
 
 use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -82,104 +82,17 @@ pub fn check_backup_dir(dir: &Path) -> Result<()> {
     })
 }
 
-/// Directories that may hold PostgreSQL client tools, most explicit first.
-fn candidate_dirs() -> Vec<PathBuf> {
-    let mut dirs = Vec::new();
-    if let Some(dir) = std::env::var_os("PG_BINDIR").filter(|d| !d.is_empty()) {
-        dirs.push(PathBuf::from(dir));
-    }
-    if let Ok(out) = std::process::Command::new("pg_config")
-        .arg("--bindir")
-        .stdin(Stdio::null())
-        .stderr(Stdio::null())
-        .output()
-    {
-        if out.status.success() {
-            dirs.push(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()));
-        }
-    }
-    for (root, pattern) in [("/usr/lib/postgresql", "bin"), ("/usr", "")] {
-        let Ok(entries) = std::fs::read_dir(root) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let file_name = entry.file_name().to_string_lossy().into_owned();
-            if pattern == "bin" {
-                dirs.push(entry.path().join("bin"));
-            } else if file_name.starts_with("pgsql-") {
-                // RHEL/PGDG layout: /usr/pgsql-16/bin
-                dirs.push(entry.path().join("bin"));
-            }
-        }
-    }
-    if let Some(path) = std::env::var_os("PATH") {
-        dirs.extend(std::env::split_paths(&path));
-    }
-    let mut seen = Vec::new();
-    dirs.retain(|dir| {
-        let key = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.clone());
-        if seen.contains(&key) {
-            false
-        } else {
-            seen.push(key);
-            true
-        }
-    });
-    dirs
-}
-
-fn executable(path: &Path) -> bool {
-    std::fs::metadata(path)
-        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-        .unwrap_or(false)
-}
-
-/// "pg_dump (PostgreSQL) 15.14 (Debian 15.14-0+deb12u1)" → 15.
-fn parse_major(version: &str) -> Option<u32> {
-    let after = version.split(')').nth(1)?.trim_start();
-    let digits: String = after.chars().take_while(char::is_ascii_digit).collect();
-    digits.parse().ok()
-}
-
 /// The newest pg_dump/pg_restore pair whose major version is at least `server_major`;
 /// refused (nothing changed) when none is installed.
 pub fn find_tools(server_major: u32) -> Result<Tools> {
-    let mut found: Vec<Tools> = Vec::new();
-    let mut binaries = Vec::new();
-    for dir in candidate_dirs() {
-        // Resolve symlinks, and skip wrappers (Debian's /usr/bin/pg_dump is a perl
-        // script choosing a version by itself): the real binary's directory counts.
-        let Ok(binary) = std::fs::canonicalize(dir.join("pg_dump")) else {
-            continue;
-        };
-        let Some(dir) = binary.parent().map(Path::to_path_buf) else {
-            continue;
-        };
-        if binary.file_name() != Some(std::ffi::OsStr::new("pg_dump"))
-            || binaries.contains(&binary)
-            || !executable(&binary)
-            || !executable(&dir.join("pg_restore"))
-        {
-            continue;
-        }
-        binaries.push(binary);
-        let Ok(out) = std::process::Command::new(dir.join("pg_dump"))
-            .arg("--version")
-            .stdin(Stdio::null())
-            .stderr(Stdio::null())
-            .output()
-        else {
-            continue;
-        };
-        let version = String::from_utf8_lossy(&out.stdout).trim().to_string();
-        if let Some(major) = parse_major(&version) {
-            found.push(Tools {
-                bindir: dir,
-                major,
-                version,
-            });
-        }
-    }
+    let found: Vec<Tools> = pgsandbox::bin::installations_with("pg_dump", &["pg_restore"])
+        .into_iter()
+        .map(|installation| Tools {
+            bindir: installation.bindir,
+            major: installation.major,
+            version: installation.version,
+        })
+        .collect();
     let seen: Vec<String> = found
         .iter()
         .map(|t| format!("{} ({})", t.major, t.bindir.display()))
@@ -686,7 +599,7 @@ fn needs_script_detour(tools: &Tools, server_major: u32) -> bool {
 /// Refuse (nothing changed) when these tools cannot restore into this server: the
 /// detour needs the installation's psql.
 pub fn check_restore_tools(tools: &Tools, server_major: u32) -> Result<()> {
-    if needs_script_detour(tools, server_major) && !executable(&tools.bin("psql")) {
+    if needs_script_detour(tools, server_major) && !pgsandbox::bin::executable(&tools.bin("psql")) {
         return Err(Error::refused(format!(
             "pg_restore {} restores into a PostgreSQL {server_major} server only through psql, and {} \
              has no psql; install the client tools of that version; nothing was changed",
@@ -901,15 +814,5 @@ mod tests {
                    3; 3079 16390 EXTENSION - pgcrypto \n\
                    215; 1259 16400 TABLE public t x_integration\n";
         assert_eq!(extensions_in_toc(toc), vec!["file_fdw", "pgcrypto"]);
-    }
-
-    #[test]
-    fn parses_tool_versions() {
-        assert_eq!(
-            parse_major("pg_dump (PostgreSQL) 15.14 (Debian 15.14-0+deb12u1)"),
-            Some(15)
-        );
-        assert_eq!(parse_major("pg_dump (PostgreSQL) 18beta1"), Some(18));
-        assert_eq!(parse_major("garbage"), None);
     }
 }

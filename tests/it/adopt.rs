@@ -4,7 +4,7 @@
 use crate::util::{initialized, odoo_db, unique};
 
 /// Makes role + database `name` as a DBA would have by hand (PUBLIC may connect).
-fn make_by_hand(server: &odoo_db::harness::PgServer, name: &str, owner: &str) {
+fn make_by_hand(server: &pgsandbox::PgServer, name: &str, owner: &str) {
     server
         .psql_superuser(&format!("CREATE ROLE {name} LOGIN"))
         .unwrap();

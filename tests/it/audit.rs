@@ -6,7 +6,7 @@
 
 use std::os::unix::fs::PermissionsExt;
 
-use odoo_db::harness::HarnessOptions;
+use pgsandbox::HarnessOptions;
 use serde_json::Value;
 
 use crate::util;

@@ -1,6 +1,8 @@
 //! The command line and config as a user meets them: exit codes, messages that name
 //! the file and the key, logs on stderr and results on stdout.
 
+use odoo_db::cmd::sandbox::ClientFiles;
+
 use crate::util::{initialized, odoo_db, OdooDb};
 
 fn config_with(extra: &str) -> (tempfile::TempDir, std::path::PathBuf) {

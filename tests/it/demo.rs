@@ -7,7 +7,7 @@ use crate::util::{processes_in, OdooDb};
 fn the_tour_runs_end_to_end_and_can_run_again() {
     let parent = tempfile::tempdir().unwrap();
     let dir = parent.path().join("sandbox");
-    let port = odoo_db::harness::free_port_base(3)
+    let port = pgsandbox::free_port_base(3)
         .expect("three free ports")
         .to_string();
     let tour = || {

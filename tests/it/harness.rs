@@ -1,14 +1,13 @@
-//! The throwaway servers themselves (`odoo_db::harness`) and `odoo-db sandbox`.
+//! The throwaway servers themselves (`pgsandbox`) and `odoo-db sandbox`.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use odoo_db::cmd::sandbox;
-use odoo_db::harness::{
-    self, Harness, HarnessOptions, PgServer, ADMIN_PASSWORD, ADMIN_ROLE, MONITOR_PASSWORD,
-    MONITOR_ROLE,
+use odoo_db::cmd::sandbox::{self, ClientFiles};
+use pgsandbox::{
+    Harness, HarnessOptions, PgServer, ADMIN_PASSWORD, ADMIN_ROLE, MONITOR_PASSWORD, MONITOR_ROLE,
 };
 
 use crate::util::{self, fresh, processes_in, shared, wait_until};
@@ -341,7 +340,7 @@ fn child_process_body() {
         return;
     };
     if mode == "bindir" {
-        let error = harness::find_bindir().expect_err("PG_BINDIR names no PostgreSQL");
+        let error = pgsandbox::bin::find_bindir().expect_err("PG_BINDIR names no PostgreSQL");
         std::fs::write(out, format!("{:?}: {error}", error.class())).unwrap();
         return;
     }
@@ -406,7 +405,7 @@ fn a_missing_postgresql_names_the_package() {
 }
 
 fn psql_as_admin(server_port: u16, pgpass: &Path, sql: &str) -> String {
-    let psql = harness::find_client_bindir().unwrap().join("psql");
+    let psql = pgsandbox::bin::find_client_bindir().unwrap().join("psql");
     let mut command = Command::new(psql);
     for (key, _) in std::env::vars_os() {
         if key.to_string_lossy().starts_with("PG") {
@@ -458,14 +457,14 @@ async fn sandbox_up_status_down() {
     let dir = parent.path().join("state/sandbox");
     // The sandbox is kept by design (no stop on drop): should this test fail midway,
     // its servers are still stopped when the test binary exits.
-    harness::register_cleanup_at_exit(
+    pgsandbox::register_cleanup_at_exit(
         ["primary", "standby", "integration"]
             .iter()
             .map(|name| dir.join(name))
             .collect(),
         vec![parent.path().to_path_buf()],
     );
-    let base = harness::free_port_base(3).unwrap();
+    let base = pgsandbox::free_port_base(3).unwrap();
 
     let out = sandbox::up(&dir, Some(base)).await.unwrap();
     let dir = dir.canonicalize().unwrap();

@@ -12,7 +12,8 @@ use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
-use odoo_db::harness::{Harness, HarnessOptions, PgServer};
+use odoo_db::cmd::sandbox::ClientFiles;
+use pgsandbox::{Harness, HarnessOptions, PgServer};
 use serde_json::Value;
 
 use crate::util::{self, Run};
@@ -1337,7 +1338,7 @@ fn a_broken_config_still_writes_an_unknown_textfile() {
 
 /// A harness whose standby is set up as `setup`, initialized, with a config that gives
 /// the standby a URL and nothing else (no name, no application_name).
-fn unconfigured_standby(setup: odoo_db::harness::StandbySetup) -> (Harness, PathBuf) {
+fn unconfigured_standby(setup: pgsandbox::StandbySetup) -> (Harness, PathBuf) {
     let harness = util::fresh(HarnessOptions {
         integration: false,
         standby_setup: setup,
@@ -1399,7 +1400,7 @@ fn assert_found_streaming(harness: &Harness, config: &PathBuf, sender: &str, sou
 
 #[test]
 fn a_standby_streaming_under_its_primary_conninfo_name_is_found() {
-    let (harness, config) = unconfigured_standby(odoo_db::harness::StandbySetup {
+    let (harness, config) = unconfigured_standby(pgsandbox::StandbySetup {
         application_name: Some("db2 in dc2".into()),
         cluster_name: "main".into(),
         slot: false,
@@ -1409,7 +1410,7 @@ fn a_standby_streaming_under_its_primary_conninfo_name_is_found() {
 
 #[test]
 fn a_standby_streaming_under_its_cluster_name_is_found() {
-    let (harness, config) = unconfigured_standby(odoo_db::harness::StandbySetup {
+    let (harness, config) = unconfigured_standby(pgsandbox::StandbySetup {
         application_name: None,
         cluster_name: "15/main".into(),
         slot: false,
@@ -1419,7 +1420,7 @@ fn a_standby_streaming_under_its_cluster_name_is_found() {
 
 #[test]
 fn a_standby_without_name_or_slot_is_found_as_walreceiver() {
-    let (harness, config) = unconfigured_standby(odoo_db::harness::StandbySetup {
+    let (harness, config) = unconfigured_standby(pgsandbox::StandbySetup {
         application_name: None,
         cluster_name: String::new(),
         slot: false,

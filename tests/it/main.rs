@@ -1,5 +1,5 @@
 //! Integration tests: one test binary, against real PostgreSQL servers that the
-//! tests start themselves through `odoo_db::harness` (see `util.rs`), never mocks.
+//! tests start themselves through `pgsandbox` (see `util.rs`), never mocks.
 
 // Cargo hands the test binary every dependency of the package, most of which only the
 // library uses; the library's own build is where `unused_crate_dependencies` is checked.

@@ -5,6 +5,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::Duration;
 
+use odoo_db::cmd::sandbox::ClientFiles;
+
 use crate::util::{self, connect_tcp, initialized, odoo_db, snapshot, unique};
 
 /// A fresh 0700 directory for one customer's secrets files.
@@ -27,7 +29,7 @@ fn password(dir: &Path, env: &str) -> String {
 /// Logs in over TCP with SCRAM as `role` into `db` with the password of `<env>.env`,
 /// and returns `current_user`, as a customer's Odoo would connect.
 fn login(
-    server: &odoo_db::harness::PgServer,
+    server: &pgsandbox::PgServer,
     secrets: &Path,
     env: &str,
     role: &str,
@@ -68,7 +70,7 @@ fn provision(customer: &str, secrets: &Path) -> util::Run {
         .run()
 }
 
-fn query(server: &odoo_db::harness::PgServer, sql: &str) -> String {
+fn query(server: &pgsandbox::PgServer, sql: &str) -> String {
     server
         .psql_superuser(sql)
         .unwrap_or_else(|e| panic!("{sql}: {e}"))
@@ -255,7 +257,7 @@ fn catalog_query(sql: &str) -> String {
     catalog_query_on(initialized(), sql)
 }
 
-fn catalog_query_on(harness: &odoo_db::harness::Harness, sql: &str) -> String {
+fn catalog_query_on(harness: &pgsandbox::Harness, sql: &str) -> String {
     let mut command = std::process::Command::new(harness.primary.bin("psql"));
     command
         .args([
@@ -286,7 +288,7 @@ fn catalog_query_on(harness: &odoo_db::harness::Harness, sql: &str) -> String {
 /// whole snapshots that no concurrent test disturbs.
 #[test]
 fn refused_input_exits_2_and_changes_nothing_on_any_server() {
-    let harness = util::fresh(odoo_db::harness::HarnessOptions::default());
+    let harness = util::fresh(pgsandbox::HarnessOptions::default());
     let integration = harness.integration.as_ref().unwrap();
     let cli = || util::odoo_db_for(&harness);
     cli().arg("init").run().success();
@@ -626,7 +628,7 @@ fn listing(root: &Path) -> Vec<String> {
 /// `--secrets-dir` creates it 0700.
 #[test]
 fn refused_provisions_leave_catalog_servers_and_disk_unchanged() {
-    let harness = util::fresh(odoo_db::harness::HarnessOptions::default());
+    let harness = util::fresh(pgsandbox::HarnessOptions::default());
     let integration = harness.integration.as_ref().unwrap();
     let standby = harness.standby.as_ref().unwrap();
     let cli = || util::odoo_db_for(&harness);
@@ -794,7 +796,7 @@ fn refused_provisions_leave_catalog_servers_and_disk_unchanged() {
 
 /// Runs `sql` (one or more statements, no result) or a query (its rows, `|`-joined
 /// columns of text) as the superuser inside `database`.
-fn psql_in(server: &odoo_db::harness::PgServer, database: &str, sql: &str) -> String {
+fn psql_in(server: &pgsandbox::PgServer, database: &str, sql: &str) -> String {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
         let client = server
@@ -823,11 +825,7 @@ fn psql_in(server: &odoo_db::harness::PgServer, database: &str, sql: &str) -> St
 
 /// The built binary with `config` (TOML text, written beside the harness's files) and
 /// the harness's pgpass.
-fn odoo_db_with_config(
-    harness: &odoo_db::harness::Harness,
-    name: &str,
-    config: &str,
-) -> util::OdooDb {
+fn odoo_db_with_config(harness: &pgsandbox::Harness, name: &str, config: &str) -> util::OdooDb {
     harness.write_client_files().unwrap();
     let path = harness.dir.join(name);
     std::fs::write(&path, config).unwrap();
@@ -843,7 +841,7 @@ fn odoo_db_with_config(
 /// one. An empty database a DBA made for odoo-db's role is accepted.
 #[test]
 fn init_keeps_its_catalog_out_of_databases_it_did_not_create() {
-    let harness = util::fresh(odoo_db::harness::HarnessOptions::default());
+    let harness = util::fresh(pgsandbox::HarnessOptions::default());
     let integration = harness.integration.as_ref().unwrap();
     let standby = harness.standby.as_ref().unwrap();
     let on_integration = |database: &str| {
@@ -873,7 +871,7 @@ fn init_keeps_its_catalog_out_of_databases_it_did_not_create() {
         .psql_superuser("CREATE DATABASE dba_made OWNER odoo_db_admin")
         .unwrap();
 
-    let schemas = |server: &odoo_db::harness::PgServer, database: &str| {
+    let schemas = |server: &pgsandbox::PgServer, database: &str| {
         psql_in(
             server,
             database,
@@ -947,9 +945,9 @@ fn init_keeps_its_catalog_out_of_databases_it_did_not_create() {
 /// the setting does not exist and this is the ordinary path.
 #[test]
 fn provision_and_recreate_work_without_createrole_self_grant() {
-    let harness = util::fresh(odoo_db::harness::HarnessOptions {
+    let harness = util::fresh(pgsandbox::HarnessOptions {
         standby: false,
-        ..odoo_db::harness::HarnessOptions::default()
+        ..pgsandbox::HarnessOptions::default()
     });
     let integration = harness.integration.as_ref().unwrap();
     let major = harness.primary.major();

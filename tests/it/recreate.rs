@@ -15,7 +15,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Once;
 use std::time::{Duration, Instant};
 
-use odoo_db::harness::PgServer;
+use odoo_db::cmd::sandbox::ClientFiles;
+use pgsandbox::PgServer;
 use tempfile::TempDir;
 
 use crate::util::{self, odoo_db, shared, OdooDb, Run};
@@ -702,7 +703,7 @@ async fn an_unreachable_catalog_fails_before_anything_is_touched() {
     let c = provision("nocat");
     populate(&c).await;
     let dir = tempfile::tempdir().unwrap();
-    let closed = odoo_db::harness::free_port_base(1).unwrap();
+    let closed = pgsandbox::free_port_base(1).unwrap();
     let production_url = primary().admin_url();
     let config = config_with(dir.path(), |text| {
         text.replace(

@@ -11,7 +11,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use odoo_db::harness::{PgServer, ADMIN_ROLE};
+use odoo_db::cmd::sandbox::ClientFiles;
+use pgsandbox::{PgServer, ADMIN_ROLE};
 
 use super::{
     assert_recreated, assert_refused, integration, last_run, populate, primary, properties,
@@ -751,8 +752,8 @@ async fn a_drop_whose_server_process_is_killed_is_finished_by_a_rerun() {
     assert_eq!(tables.as_deref(), Some("0"));
 }
 
-fn odoo_db_harness_options() -> odoo_db::harness::HarnessOptions {
-    odoo_db::harness::HarnessOptions {
+fn odoo_db_harness_options() -> pgsandbox::HarnessOptions {
+    pgsandbox::HarnessOptions {
         standby: false,
         ..Default::default()
     }

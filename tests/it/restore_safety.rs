@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use odoo_db::harness::{PgServer, ADMIN_PASSWORD, ADMIN_ROLE};
+use pgsandbox::{PgServer, ADMIN_PASSWORD, ADMIN_ROLE};
 use tempfile::TempDir;
 
 use crate::util::{self, odoo_db, OdooDb, Run};
@@ -742,7 +742,7 @@ async fn a_kill_during_backup_or_restore_leaves_no_password_on_disk() {
 /// shared by every restore of a server.
 #[tokio::test]
 async fn a_step_group_role_with_any_right_is_refused_before_anything_changes() {
-    let harness = util::fresh(odoo_db::harness::HarnessOptions {
+    let harness = util::fresh(pgsandbox::HarnessOptions {
         standby: false,
         ..Default::default()
     });

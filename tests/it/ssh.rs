@@ -18,10 +18,11 @@ use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use odoo_db::cmd::sandbox::ClientFiles;
 use odoo_db::config::Config;
 use odoo_db::conn::SessionOptions;
-use odoo_db::harness::Harness;
 use odoo_db::servers::Servers;
+use pgsandbox::Harness;
 
 use crate::util::{self, odoo_db, unique, wait_until, OdooDb, Run};
 

@@ -13,7 +13,8 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use odoo_db::harness::{Harness, HarnessOptions, PgServer, ADMIN_PASSWORD, ADMIN_ROLE};
+use odoo_db::cmd::sandbox::ClientFiles;
+use pgsandbox::{Harness, HarnessOptions, PgServer, ADMIN_PASSWORD, ADMIN_ROLE};
 
 struct Shared {
     harness: Harness,
@@ -40,7 +41,7 @@ fn shared_state() -> &'static Shared {
 /// The primary + standby + integration trio shared by every test of this run,
 /// started on first use. Never break its servers (use [`fresh`]); name what you
 /// create uniquely, tests run concurrently. It is stopped and removed when the
-/// test binary exits (see `odoo_db::harness` cleanup).
+/// test binary exits (see `pgsandbox` cleanup).
 pub fn shared() -> &'static Harness {
     &shared_state().harness
 }

@@ -7,10 +7,11 @@
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
+use pgsandbox::Harness;
+
 use crate::cli::DemoArgs;
 use crate::cmd::sandbox;
 use crate::error::{Context, Error, Result};
-use crate::harness::Harness;
 
 const CUSTOMER: &str = "demo-customer";
 
@@ -128,7 +129,7 @@ async fn paused_standby_turns_critical(tour: &Tour, dir: &Path) -> Result<()> {
 }
 
 /// Waits (up to 60 s) until the standby has replayed what the primary has written.
-async fn wait_caught_up(harness: &Harness, standby: &crate::harness::PgServer) -> Result<()> {
+async fn wait_caught_up(harness: &Harness, standby: &pgsandbox::PgServer) -> Result<()> {
     let target: String = harness
         .primary
         .superuser()

@@ -19,7 +19,7 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, Once};
 
-use super::server::stop_immediate_dir;
+use crate::server::stop_immediate_dir;
 
 struct Entry {
     id: u64,

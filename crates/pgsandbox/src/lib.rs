@@ -1,8 +1,17 @@
-//! Throwaway PostgreSQL servers for the integration tests and `odoo-db sandbox`.
+//! pgsandbox: throwaway PostgreSQL servers, and the finder of PostgreSQL binaries.
+//!
+//! It exists so that anything needing real PostgreSQL servers for a while (the
+//! integration tests of odoo-db, `odoo-db sandbox` and `odoo-db demo`) gets them from
+//! the binaries already on the machine, in seconds, without touching the machine's
+//! own clusters; and so that one rule finds those binaries ([`bin`]), for the servers
+//! here and for the client tools (pg_dump, pg_restore) of odoo-db's backups. It knows
+//! nothing of odoo-db: the roles it creates are plain PostgreSQL roles, and odoo-db
+//! writes its own config file for the servers.
 //!
 //! [`Harness::start`] builds, from the PostgreSQL binaries of this machine
-//! ([`find_bindir`]; the client tools psql and pg_basebackup from `$PG_CLIENT_BINDIR`
-//! when set, see [`find_client_bindir`]), on free ports (or `base_port`, `+1`, `+2`):
+//! ([`bin::find_bindir`]; the client tools psql and pg_basebackup from
+//! `$PG_CLIENT_BINDIR` when set, see [`bin::find_client_bindir`]), on free ports (or
+//! `base_port`, `+1`, `+2`):
 //!
 //! - a **primary** (`wal_level = replica`, `log_statement = all`, WAL senders and
 //!   slots, a small `wal_keep_size`), `cluster_name = 'primary'`;
@@ -11,14 +20,14 @@
 //!   receiver shows as `application_name = 'standby'` in the primary's
 //!   `pg_stat_replication`), replicating over the primary's Unix socket as `postgres`;
 //! - a standalone **integration** server (its own initdb: a system identifier of
-//!   its own, as `init` pins).
+//!   its own).
 //!
 //! Every server listens on 127.0.0.1 only. pg_hba: the superuser `postgres` is
 //! trusted on the Unix socket (normal and replication connections); everyone else,
 //! and everyone over TCP, authenticates with SCRAM-SHA-256. Two roles exist on every
 //! server (created on the primary, replicated to the standby):
 //! [`ADMIN_ROLE`] (LOGIN CREATEDB CREATEROLE, member of `pg_monitor` and
-//! `pg_signal_backend`: the least-privilege role odoo-db runs as, never a superuser)
+//! `pg_signal_backend`: a least-privilege administrator, never a superuser)
 //! and [`MONITOR_ROLE`] (LOGIN, `pg_monitor`). Their passwords are sent as
 //! SCRAM-SHA-256 verifiers computed here, so the statement log never sees them.
 //!
@@ -37,17 +46,23 @@
 //! primary/ standby/ integration/          data directories
 //! primary.log standby.log integration.log server logs (pg_ctl -l)
 //! sock/                   Unix sockets of all three (.s.PGSQL.<port>)
-//! odoo-db.toml pgpass     client files (Harness::write_client_files)
-//! backups/                [recreate] backup_dir of the generated config
+//! pgpass                  the roles' passwords (Harness::pgpass_path), written by the caller
 //! ```
 //!
 //! Servers of a harness not started with `keep` are stopped and its directory
-//! removed on drop, at process exit (even for a harness in a `static`), and by a
-//! watchdog process when the process dies abruptly (see
-//! [`register_cleanup_at_exit`]).
+//! removed on drop. With the `test-support` feature (test builds only) also at
+//! process exit (even for a harness in a `static`), and by a watchdog process when
+//! the process dies abruptly (see `register_cleanup_at_exit`); that feature also
+//! brings what only tests do to servers (kill them, run psql as the superuser, find
+//! free port ranges).
 
+pub mod bin;
+#[cfg(feature = "test-support")]
 mod cleanup;
+mod error;
 mod server;
+#[cfg(feature = "test-support")]
+mod testing;
 mod tools;
 
 use std::path::{Path, PathBuf};
@@ -56,16 +71,21 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+#[cfg(feature = "test-support")]
 pub use cleanup::{register_cleanup_at_exit, unregister_cleanup_at_exit};
+pub use error::{Class, Error, Result};
 pub use server::PgServer;
-pub use tools::{find_bindir, find_client_bindir, pg_major};
+#[cfg(feature = "test-support")]
+pub use testing::free_port_base;
 
-use crate::error::{Context, Error, Result};
+#[cfg(feature = "test-support")]
 use cleanup::ExitCleanup;
+use error::Context;
 use server::{append_conf, conf_value, stop_immediate_dir};
 use tools::{chown_to, run_async, Tools};
 
-/// The least-privilege role odoo-db runs as on every harness server.
+/// The least-privilege administrator role on every harness server (the role odoo-db
+/// runs as).
 pub const ADMIN_ROLE: &str = "odoo_db_admin";
 /// Fixed password of [`ADMIN_ROLE`]: throwaway servers listening on loopback only.
 pub const ADMIN_PASSWORD: &str = "odoo_db_admin_sandbox_pw";
@@ -164,6 +184,8 @@ pub struct Harness {
     keep: bool,
     remove_dir: bool,
     stopped: bool,
+    /// The at-exit and watchdog guards of a harness not kept (test builds only).
+    #[cfg(feature = "test-support")]
     cleanup: Option<ExitCleanup>,
 }
 
@@ -269,8 +291,10 @@ impl Harness {
             // A directory we made, or any directory when not kept.
             remove_dir: !options.keep,
             stopped: false,
+            #[cfg(feature = "test-support")]
             cleanup: None,
         };
+        #[cfg(feature = "test-support")]
         if !options.keep {
             let mut remove = vec![harness.dir.clone()];
             remove.extend(harness.external_socket_dir.clone());
@@ -287,6 +311,7 @@ impl Harness {
                 if let Some(outside) = &harness.external_socket_dir {
                     let _ = std::fs::remove_dir_all(outside);
                 }
+                #[cfg(feature = "test-support")]
                 if let Some(cleanup) = harness.cleanup.take() {
                     cleanup.disarm();
                 }
@@ -403,6 +428,7 @@ impl Harness {
             keep: true,
             remove_dir: false,
             stopped: false,
+            #[cfg(feature = "test-support")]
             cleanup: None,
         })
     }
@@ -473,40 +499,6 @@ impl Harness {
         }
     }
 
-    /// The odoo-db config (TOML) for these servers, per the contract: the catalog
-    /// on `production`, cluster `production` (the primary, and the standby named
-    /// `standby` with `application_name = "standby"`), cluster `integration`, and
-    /// `[recreate] backup_dir = <dir>/backups`. All as [`ADMIN_ROLE`] over TCP
-    /// without TLS; passwords come from the pgpass file. `[health] user` is not set.
-    pub fn config_toml(&self) -> String {
-        let quote = |s: &str| toml::Value::String(s.to_string()).to_string();
-        let mut text = String::from(
-            "# Generated by odoo-db's harness for throwaway local servers.\n\
-             [catalog]\ncluster = \"production\"\ndatabase = \"odoo_db\"\n\n\
-             [clusters.production]\nkind = \"production\"\n",
-        );
-        text.push_str(&format!("primary = {}\n", quote(&self.primary.admin_url())));
-        if let Some(standby) = &self.standby {
-            text.push_str(&format!(
-                "standbys = [{{ name = {}, url = {}, application_name = {} }}]\n",
-                quote(STANDBY_NAME),
-                quote(&standby.admin_url()),
-                quote(STANDBY_NAME)
-            ));
-        }
-        if let Some(integration) = &self.integration {
-            text.push_str(&format!(
-                "\n[clusters.integration]\nkind = \"integration\"\nprimary = {}\n",
-                quote(&integration.admin_url())
-            ));
-        }
-        text.push_str(&format!(
-            "\n[recreate]\nbackup_dir = {}\n",
-            quote(&self.dir.join("backups").to_string_lossy())
-        ));
-        text
-    }
-
     /// The pgpass text: [`ADMIN_ROLE`] and [`MONITOR_ROLE`] on every server's port,
     /// for host `127.0.0.1` and `localhost` (which libpq also matches for Unix
     /// sockets).
@@ -523,20 +515,6 @@ impl Harness {
             }
         }
         text
-    }
-
-    /// Writes `dir/odoo-db.toml` and `dir/pgpass` (mode 0600), each atomically;
-    /// returns their paths (config, pgpass).
-    pub fn write_client_files(&self) -> Result<(PathBuf, PathBuf)> {
-        let config = self.config_path();
-        let pgpass = self.pgpass_path();
-        write_atomically(&config, self.config_toml().as_bytes(), 0o644)?;
-        write_atomically(&pgpass, self.pgpass().as_bytes(), 0o600)?;
-        Ok((config, pgpass))
-    }
-
-    pub fn config_path(&self) -> PathBuf {
-        self.dir.join("odoo-db.toml")
     }
 
     pub fn pgpass_path(&self) -> PathBuf {
@@ -584,6 +562,7 @@ impl Harness {
                 remove_dir(outside)?;
             }
         }
+        #[cfg(feature = "test-support")]
         if let Some(cleanup) = self.cleanup.take() {
             cleanup.disarm();
         }
@@ -793,22 +772,6 @@ fn choose_ports(base: Option<u16>) -> Result<([u16; 3], bool)> {
 /// True when nothing listens on 127.0.0.1:`port` (nor on 0.0.0.0:`port`).
 pub fn port_is_free(port: u16) -> bool {
     std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
-}
-
-/// A base port N with N, N+1, …, N+count-1 all free, from 20000–29999 (below the
-/// kernel's ephemeral range, so outgoing connections do not take them meanwhile).
-pub fn free_port_base(count: u16) -> Result<u16> {
-    use rand::Rng;
-    let mut rng = rand::thread_rng();
-    for _ in 0..100 {
-        let base: u16 = rng.gen_range(20000..30000 - count);
-        if (base..base + count).all(port_is_free) {
-            return Ok(base);
-        }
-    }
-    Err(Error::failed(format!(
-        "no {count} consecutive free ports found in 20000-29999 on 127.0.0.1"
-    )))
 }
 
 fn pick_free_port() -> Result<u16> {

@@ -1,5 +1,6 @@
-//! One throwaway PostgreSQL server: its data directory, port, socket, log, and
-//! the pg_ctl verbs the tests need.
+//! One throwaway PostgreSQL server: its data directory, port, socket, log, starting
+//! it, connecting as its superuser, and stopping it at once (which every harness
+//! needs, also at exit). The verbs only tests use are in `testing.rs`.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -10,11 +11,11 @@ use nix::errno::Errno;
 use nix::sys::signal::{kill, killpg, Signal};
 use nix::unistd::Pid;
 
-use super::tools::{chown_to, run, run_async, Tools};
-use super::{ADMIN_ROLE, MONITOR_ROLE};
 use crate::error::{Context, Error, Result};
+use crate::tools::{chown_to, run, run_async, Tools};
+use crate::{ADMIN_ROLE, MONITOR_ROLE};
 
-/// A PostgreSQL server of a [`super::Harness`].
+/// A PostgreSQL server of a [`crate::Harness`].
 ///
 /// Its data directory is `<harness dir>/<name>`, its log `<harness dir>/<name>.log`
 /// (written by `pg_ctl -l`), its Unix socket in `socket_dir`. The superuser is
@@ -119,32 +120,7 @@ impl PgServer {
         Ok(client)
     }
 
-    /// Runs `sql` with `psql -X -At -v ON_ERROR_STOP=1` as the superuser over the
-    /// Unix socket; returns its output without the final newline.
-    pub fn psql_superuser(&self, sql: &str) -> Result<String> {
-        let mut command = self.tools.client_command("psql", &self.socket_dir);
-        command
-            .args([
-                "-X",
-                "-At",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-U",
-                "postgres",
-                "-d",
-                "postgres",
-            ])
-            .arg("-h")
-            .arg(&self.socket_dir)
-            .arg("-p")
-            .arg(self.port.to_string())
-            .arg("-c")
-            .arg(sql);
-        let out = run(command, &format!("psql on the {} server", self.name))?;
-        Ok(out.strip_suffix('\n').unwrap_or(&out).to_string())
-    }
-
-    fn pg_ctl(&self, verb: &str) -> std::process::Command {
+    pub(crate) fn pg_ctl(&self, verb: &str) -> std::process::Command {
         let mut command = self.tools.server_command("pg_ctl", self.harness_dir());
         command.arg(verb).arg("-D").arg(&self.data_dir).arg("-s");
         command
@@ -190,104 +166,14 @@ impl PgServer {
         Ok(())
     }
 
-    /// Stops the server (`pg_ctl stop -m fast`); nothing to do when it is down.
-    pub fn stop(&self) -> Result<()> {
-        if !self.is_running() {
-            return Ok(());
-        }
-        let mut command = self.pg_ctl("stop");
-        command.args(["-m", "fast", "-w", "-t", "60"]);
-        run(command, &self.what("stopping"))?;
-        Ok(())
-    }
-
-    /// Stops the server at once (SIGQUIT to the postmaster, as `pg_ctl stop -m
-    /// immediate`), waiting until it is gone; a crash restart replays WAL.
-    pub fn stop_immediate(&self) -> Result<()> {
-        stop_immediate_dir(&self.data_dir);
-        if self.is_running() {
-            return Err(Error::failed(format!(
-                "{}: the postmaster survived SIGQUIT and SIGKILL",
-                self.what("stopping")
-            )));
-        }
-        Ok(())
-    }
-
-    /// `pg_ctl restart -m fast`.
-    pub fn restart(&self) -> Result<()> {
-        let log_offset = self.log_len();
-        let mut command = self.pg_ctl("restart");
-        command
-            .arg("-l")
-            .arg(&self.log)
-            .args(["-m", "fast", "-w", "-t", "60"]);
-        run(command, &self.what("restarting")).map_err(|e| self.with_log_tail(e, log_offset))?;
-        Ok(())
-    }
-
-    /// `pg_ctl reload` (SIGHUP): re-reads postgresql.conf and pg_hba.conf.
-    pub fn reload(&self) -> Result<()> {
-        run(self.pg_ctl("reload"), &self.what("reloading"))?;
-        Ok(())
-    }
-
-    /// Crashes the server: SIGKILL to the postmaster and every process of its
-    /// process group (pg_ctl makes the postmaster a session leader), as a power
-    /// loss would; waits until they are gone. `start` then runs crash recovery.
-    pub fn kill(&self) -> Result<()> {
-        let Some(pid) = postmaster_pid(&self.data_dir) else {
-            return Err(Error::failed(format!(
-                "killing the {} server: it is not running",
-                self.name
-            )));
-        };
-        let group = leads_group(pid);
-        signal_postmaster(pid, Signal::SIGKILL, group);
-        if !wait_gone(pid, group, Duration::from_secs(10)) {
-            return Err(Error::failed(format!(
-                "killing the {} server: postmaster {pid} is still there after SIGKILL",
-                self.name
-            )));
-        }
-        // Its lock files still name it, and until an init that reaps slowly has
-        // reaped the zombie, the next postmaster would take it for a live one (as
-        // after a power loss, nothing of the old server runs any more).
-        for lock in [
-            self.data_dir.join("postmaster.pid"),
-            self.socket_dir.join(format!(".s.PGSQL.{}.lock", self.port)),
-        ] {
-            let names_it = std::fs::read_to_string(&lock)
-                .ok()
-                .and_then(|text| text.lines().next().map(|l| l.trim() == pid.to_string()))
-                .unwrap_or(false);
-            if names_it {
-                std::fs::remove_file(&lock)
-                    .with_context(|| format!("removing the stale {}", lock.display()))?;
-            }
-        }
-        Ok(())
-    }
-
     /// True when a live postmaster owns the data directory.
     pub fn is_running(&self) -> bool {
         postmaster_pid(&self.data_dir).is_some()
     }
 
-    /// The postmaster's PID, when it runs.
-    pub fn postmaster_pid(&self) -> Option<i32> {
-        postmaster_pid(&self.data_dir)
-    }
-
     /// The server log (`pg_ctl -l`), outside the data directory.
     pub fn log_path(&self) -> PathBuf {
         self.log.clone()
-    }
-
-    pub fn log_contents(&self) -> Result<String> {
-        let bytes =
-            std::fs::read(&self.log).with_context(|| format!("reading {}", self.log.display()))?;
-        Ok(String::from_utf8_lossy(&bytes).into_owned())
     }
 
     /// Appends `name = 'value'` to postgresql.conf (the last setting wins); takes
@@ -296,29 +182,11 @@ impl PgServer {
         append_conf(&self.data_dir, &[(name.to_string(), value.to_string())])
     }
 
-    /// Writes a file into the data directory (e.g. a TLS key or certificate), mode
-    /// 0600, owned by the server's OS user; returns its path.
-    pub fn write_data_file(&self, name: &str, contents: &[u8]) -> Result<PathBuf> {
-        use std::os::unix::fs::OpenOptionsExt;
-        let path = self.data_dir.join(name);
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&path)
-            .with_context(|| format!("writing {}", path.display()))?;
-        file.write_all(contents)
-            .with_context(|| format!("writing {}", path.display()))?;
-        chown_to(self.tools.run_as.as_ref(), &path)?;
-        Ok(path)
-    }
-
-    fn what(&self, verb: &str) -> String {
+    pub(crate) fn what(&self, verb: &str) -> String {
         format!("{verb} the {} server (port {})", self.name, self.port)
     }
 
-    fn log_len(&self) -> u64 {
+    pub(crate) fn log_len(&self) -> u64 {
         std::fs::metadata(&self.log).map(|m| m.len()).unwrap_or(0)
     }
 
@@ -333,7 +201,7 @@ impl PgServer {
         self.log_len()
     }
 
-    fn with_log_tail(&self, error: Error, offset: u64) -> Error {
+    pub(crate) fn with_log_tail(&self, error: Error, offset: u64) -> Error {
         let text = self.log_since(offset);
         let lines: Vec<&str> = text.lines().collect();
         let tail = lines[lines.len().saturating_sub(15)..].join("\n");
@@ -437,12 +305,12 @@ fn group_alive(pgid: i32) -> bool {
     })
 }
 
-fn leads_group(pid: i32) -> bool {
+pub(crate) fn leads_group(pid: i32) -> bool {
     nix::unistd::getpgid(Some(Pid::from_raw(pid))) == Ok(Pid::from_raw(pid))
 }
 
 /// Sends `signal` to the postmaster, or to its whole process group when `group`.
-fn signal_postmaster(pid: i32, signal: Signal, group: bool) {
+pub(crate) fn signal_postmaster(pid: i32, signal: Signal, group: bool) {
     if group {
         let _ = killpg(Pid::from_raw(pid), signal);
     } else {
@@ -452,7 +320,7 @@ fn signal_postmaster(pid: i32, signal: Signal, group: bool) {
 
 /// Waits until the postmaster (and, with `group`, every process of its process
 /// group) is gone.
-fn wait_gone(pid: i32, group: bool, timeout: Duration) -> bool {
+pub(crate) fn wait_gone(pid: i32, group: bool, timeout: Duration) -> bool {
     let deadline = Instant::now() + timeout;
     loop {
         if !(alive(pid) || (group && group_alive(pid))) {
