@@ -228,7 +228,7 @@ async fn record_rows(
         .await
         .map_err(Error::from)
         .map_err(|error| {
-            if error.is_sqlstate("23505") {
+            if error.is_sqlstate(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) {
                 Error::refused(format!("the name {base_name} belongs to another customer in the catalog"))
             } else {
                 error
@@ -245,7 +245,7 @@ async fn record_rows(
             .await
             .map_err(Error::from)
             .map_err(|error| {
-                if error.is_sqlstate("23505") {
+                if error.is_sqlstate(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) {
                     Error::refused(format!(
                         "customer {customer:?} already has another {} database in the catalog",
                         entry.kind.as_str()

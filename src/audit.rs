@@ -21,12 +21,12 @@ use tokio_postgres::Client;
 use crate::catalog::Catalog;
 use crate::cli::{AuditArgs, ReportFormat};
 use crate::config::{ClusterKind, Config};
-use crate::conn::SessionOptions;
 use crate::error::{Class, Error, Result};
 use crate::health::output::{self, Exposition};
 use crate::health::report::{Check, Status};
 use crate::names::find_customer_in_name;
 use crate::servers::Servers;
+use pgconn::SessionOptions;
 
 const DATABASES: &str = include_str!("../sql/audit/databases.sql");
 
@@ -307,7 +307,9 @@ fn audit_cluster(
     let holdings = match holdings {
         Ok(holdings) => holdings,
         Err(error) => {
-            let status = if error.is_sqlstate("28P01") || error.class() == Class::Refused {
+            let status = if error.is_sqlstate(&tokio_postgres::error::SqlState::INVALID_PASSWORD)
+                || error.class() == Class::Refused
+            {
                 Status::Unknown
             } else {
                 Status::Critical

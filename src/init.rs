@@ -10,9 +10,9 @@ use tokio_postgres::Client;
 
 use crate::catalog;
 use crate::config::Config;
-use crate::conn::ConnParams;
 use crate::error::{Context, Error, Result};
 use crate::servers::{self, quote_ident, Servers};
+use pgconn::ConnParams;
 
 const HEARTBEAT_SQL: &str = include_str!("../sql/heartbeat/create.sql");
 

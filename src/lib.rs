@@ -11,7 +11,6 @@ pub mod backup;
 pub mod catalog;
 pub mod cli;
 pub mod config;
-pub mod conn;
 pub mod dbprops;
 pub mod demo;
 pub mod error;
@@ -30,7 +29,6 @@ pub mod restore;
 pub mod sandbox;
 pub mod secrets;
 pub mod servers;
-pub mod ssh;
 pub mod steprole;
 pub mod units;
 

@@ -38,7 +38,6 @@ use crate::backup::{self, Tools};
 use crate::catalog::Catalog;
 use crate::cli::RecreateArgs;
 use crate::config::{ClusterKind, Config};
-use crate::conn::ConnParams;
 use crate::dbprops::{self, DbProps, Inspection};
 use crate::error::{Context, Error, Result};
 use crate::names;
@@ -47,6 +46,7 @@ use crate::provision;
 use crate::servers::{self, quote_ident, Servers};
 use crate::steprole::{self, StepRole};
 use crate::units::format_bytes;
+use pgconn::ConnParams;
 
 /// Which job runs: both share the gates, the lock, and steps 4-6.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
