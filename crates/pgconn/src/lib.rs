@@ -565,4 +565,46 @@ mod tests {
             "connecting to db1.example:5432 as admin (through 127.0.0.1:40123)"
         );
     }
+
+    /// A hop that is up and never to blame, or one that could not be set up.
+    #[derive(Debug)]
+    struct FakeRoute {
+        up: bool,
+    }
+
+    impl Route for FakeRoute {
+        fn hop(&self) -> Option<String> {
+            self.up.then(|| "bastion ssh://jump".to_string())
+        }
+
+        fn setup_error(&self) -> Option<Error> {
+            (!self.up).then(|| Error::unknown("bastion ssh://jump: unreachable"))
+        }
+
+        fn diagnose(&self) -> Pin<Box<dyn Future<Output = Option<Error>> + Send + '_>> {
+            Box::pin(async move { self.setup_error() })
+        }
+    }
+
+    #[tokio::test]
+    async fn a_route_names_its_hop_or_fails_every_attempt() {
+        let params = ConnParams::parse("host=db1.example port=5432 user=admin")
+            .unwrap()
+            .via("127.0.0.1".parse().unwrap(), 40123);
+        let up = params
+            .clone()
+            .through(std::sync::Arc::new(FakeRoute { up: true }));
+        assert_eq!(
+            up.attempt_description(),
+            "connecting to db1.example:5432 as admin (through bastion ssh://jump, forward \
+             127.0.0.1:40123)"
+        );
+        let down = params.through(std::sync::Arc::new(FakeRoute { up: false }));
+        let error = down.connect(&SessionOptions::default()).await.unwrap_err();
+        assert_eq!(error.class(), Class::Unknown);
+        assert_eq!(
+            error.to_string(),
+            "connecting to db1.example:5432 as admin: bastion ssh://jump: unreachable"
+        );
+    }
 }

@@ -132,3 +132,30 @@ impl Route for Tunnel {
         Box::pin(Tunnel::diagnose(self))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use pgconn::Class;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_failed_bastion_fails_every_attempt_with_its_error() {
+        let tunnel = Tunnel::failed(
+            "ssh://jump",
+            Failure {
+                class: Class::Failed,
+                message: "bastion ssh://jump: authentication refused".to_string(),
+            },
+        );
+        assert_eq!(tunnel.hop(), None);
+        assert_eq!(tunnel.local_port(), None);
+        let error = Route::setup_error(&tunnel).unwrap();
+        assert_eq!(error.class(), Class::Failed);
+        assert_eq!(
+            error.to_string(),
+            "bastion ssh://jump: authentication refused"
+        );
+        assert!(Route::diagnose(&tunnel).await.is_some());
+    }
+}
