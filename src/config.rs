@@ -12,9 +12,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::conn::ConnParams;
 use crate::error::{Error, Result};
 use crate::units::{serde_duration, Threshold};
+use pgconn::ConnParams;
 
 pub const DEFAULT_PATH: &str = "/etc/odoo-db/odoo-db.toml";
 

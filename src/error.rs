@@ -12,8 +12,13 @@
 //!
 //! Messages carry their context as a chain ("provisioning customer x: creating role y:
 //! SQLSTATE 42710: role exists"), so what the user reads says where and what to do.
+//! They keep their source and the server's SQLSTATE: decisions (retry, refuse, report as
+//! setup) look at the code, never at the message text.
 
 use std::fmt;
+use std::sync::Arc;
+
+use tokio_postgres::error::SqlState;
 
 /// What the caller must do about an error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,11 +31,15 @@ pub enum Class {
     Unknown,
 }
 
-/// An odoo-db error: a class, a message, and the chain of contexts around it.
+/// An odoo-db error: a class, a message, the chain of contexts around it, and the
+/// error it came from.
 pub struct Error {
     class: Class,
     /// Outermost context first, the original message last.
     chain: Vec<String>,
+    /// The server's SQLSTATE, when PostgreSQL answered with an error.
+    sqlstate: Option<SqlState>,
+    source: Option<Arc<dyn std::error::Error + Send + Sync>>,
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -40,6 +49,8 @@ impl Error {
         Error {
             class,
             chain: vec![message.into()],
+            sqlstate: None,
+            source: None,
         }
     }
 
@@ -73,9 +84,30 @@ impl Error {
         self.chain.last().map(String::as_str).unwrap_or("")
     }
 
+    /// The server's SQLSTATE, when PostgreSQL answered with an error.
+    pub fn sqlstate(&self) -> Option<&SqlState> {
+        self.sqlstate.as_ref()
+    }
+
+    /// The same error, marked as the server's answer with SQLSTATE `code` (for errors
+    /// built from a server's answer by hand).
+    pub fn with_sqlstate(mut self, code: SqlState) -> Self {
+        self.sqlstate = Some(code);
+        self
+    }
+
     /// True when this is a PostgreSQL error with the given SQLSTATE.
-    pub fn is_sqlstate(&self, code: &str) -> bool {
-        self.root_message().starts_with(&format!("SQLSTATE {code}"))
+    pub fn is_sqlstate(&self, code: &SqlState) -> bool {
+        self.sqlstate.as_ref() == Some(code)
+    }
+
+    /// What a failed connection attempt's error says beyond its class (a missing
+    /// password, a rejected certificate), when this error came from one.
+    pub fn connect_cause(&self) -> Option<pgconn::Cause> {
+        self.source
+            .as_deref()
+            .and_then(|source| source.downcast_ref::<pgconn::Error>())
+            .and_then(pgconn::Error::cause)
     }
 }
 
@@ -91,40 +123,40 @@ impl fmt::Debug for Error {
     }
 }
 
-impl std::error::Error for Error {}
-
-/// A PostgreSQL error shows its SQLSTATE, message, detail and hint, never "db error".
-pub fn describe_pg_error(error: &tokio_postgres::Error) -> String {
-    if let Some(db) = error.as_db_error() {
-        let mut text = format!("SQLSTATE {} {}", db.code().code(), db.message());
-        if let Some(detail) = db.detail() {
-            text.push_str(&format!(" (detail: {detail})"));
-        }
-        if let Some(hint) = db.hint() {
-            text.push_str(&format!(" (hint: {hint})"));
-        }
-        return text;
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
     }
-    if error.is_closed() {
-        return "the server closed the connection".to_string();
-    }
-    // Walk the source chain: tokio-postgres wraps io and TLS errors one level down.
-    let mut text = error.to_string();
-    let mut source = std::error::Error::source(error);
-    while let Some(inner) = source {
-        let inner_text = inner.to_string();
-        if !text.contains(&inner_text) {
-            text.push_str(": ");
-            text.push_str(&inner_text);
-        }
-        source = inner.source();
-    }
-    text
 }
+
+pub use pgconn::describe_pg_error;
 
 impl From<tokio_postgres::Error> for Error {
     fn from(error: tokio_postgres::Error) -> Self {
-        Error::failed(describe_pg_error(&error))
+        let mut this = Error::failed(describe_pg_error(&error));
+        this.sqlstate = error.code().cloned();
+        this.source = Some(Arc::new(error));
+        this
+    }
+}
+
+/// A connection error keeps its class (a timeout is a failure to odoo-db), its contexts,
+/// its SQLSTATE and itself as the source.
+impl From<pgconn::Error> for Error {
+    fn from(error: pgconn::Error) -> Self {
+        let class = match error.class() {
+            pgconn::Class::Refused => Class::Refused,
+            pgconn::Class::Failed | pgconn::Class::TimedOut => Class::Failed,
+            pgconn::Class::Unknown => Class::Unknown,
+        };
+        Error {
+            class,
+            chain: error.chain().to_vec(),
+            sqlstate: error.sqlstate().cloned(),
+            source: Some(Arc::new(error)),
+        }
     }
 }
 
@@ -174,5 +206,19 @@ mod tests {
             "provisioning customer acme: name too long"
         );
         assert_eq!(error.root_message(), "name too long");
+    }
+
+    #[test]
+    fn connection_errors_keep_class_contexts_and_cause() {
+        let timed_out: Error = pgconn::Error::timed_out("after 5s")
+            .context("connecting to db1:5432")
+            .into();
+        assert_eq!(timed_out.class(), Class::Failed);
+        assert_eq!(timed_out.to_string(), "connecting to db1:5432: after 5s");
+        assert!(timed_out.sqlstate().is_none());
+        assert!(timed_out.connect_cause().is_none());
+        assert!(std::error::Error::source(&timed_out).is_some());
+        let refused: Error = pgconn::Error::refused("invalid port").into();
+        assert_eq!(refused.class(), Class::Refused);
     }
 }

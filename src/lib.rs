@@ -14,7 +14,6 @@ pub(crate) mod catalog;
 pub mod cli;
 pub mod cmd;
 pub mod config;
-pub mod conn;
 pub mod error;
 pub(crate) mod files;
 pub(crate) mod health;
@@ -26,7 +25,6 @@ pub(crate) mod pg;
 pub(crate) mod secrets;
 pub mod servers;
 mod sqltemplate;
-pub mod ssh;
 pub mod units;
 
 use std::io::Write;

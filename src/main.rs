@@ -20,7 +20,7 @@ fn main() -> ExitCode {
     };
     odoo_db::logging::init(cli.log_format, cli.verbose, cli.quiet);
     // Ctrl-C, SIGTERM and SIGHUP close this run's SSH masters before it dies.
-    odoo_db::ssh::clean_up_on_signals();
+    sshtunnel::clean_up_on_signals();
     let nagios_style = cli.command.is_nagios_style();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -11,9 +11,9 @@ use std::time::Duration;
 use tokio_postgres::Client;
 
 use crate::config::{ClusterConfig, ClusterKind, Config, Standby};
-use crate::conn::{ConnParams, SessionOptions};
 use crate::error::{Context, Error, Result};
-use crate::ssh::Bastions;
+use pgconn::{ConnParams, SessionOptions};
+use sshtunnel::{Bastion, Bastions, ClusterBehindBastion};
 
 /// Statements of the admin jobs (CREATE DATABASE waits for a checkpoint, DROP for
 /// sessions to end): generous, but never unbounded.
@@ -34,7 +34,7 @@ impl Servers {
     pub async fn open(config: &Config) -> Result<Servers> {
         Ok(Servers {
             config: config.clone(),
-            bastions: Bastions::open(config).await,
+            bastions: Bastions::open(clusters_behind_bastions(config)).await,
         })
     }
 
@@ -99,6 +99,33 @@ pub fn admin_session() -> SessionOptions {
     }
 }
 
+/// The clusters of `config` that sit behind a bastion, as sshtunnel takes them: the
+/// bastion's settings and every server URL that resolves (one that does not fails later,
+/// when a job asks for it, with its own message).
+fn clusters_behind_bastions(config: &Config) -> Vec<ClusterBehindBastion> {
+    config
+        .clusters
+        .iter()
+        .filter_map(|(name, cluster)| {
+            let bastion = Bastion::new(
+                cluster.ssh.clone()?,
+                cluster.ssh_identity.clone(),
+                cluster.ssh_known_hosts.clone(),
+                cluster.ssh_control_dir.clone(),
+            );
+            let servers = std::iter::once(cluster.primary.clone())
+                .chain(cluster.standbys().into_iter().map(|standby| standby.url))
+                .filter_map(|url| ConnParams::parse_resolved(&url).ok())
+                .collect();
+            Some(ClusterBehindBastion {
+                name: name.clone(),
+                bastion,
+                servers,
+            })
+        })
+        .collect()
+}
+
 /// A server's identity: `pg_control_system().system_identifier`, the same on a primary
 /// and all its standbys, different for every initdb.
 pub async fn system_identifier(client: &Client) -> Result<u64> {
@@ -110,7 +137,7 @@ pub async fn system_identifier(client: &Client) -> Result<u64> {
         .await
         .map_err(Error::from)
         .map_err(|error| {
-            if error.is_sqlstate("42501") {
+            if error.is_sqlstate(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE) {
                 error.context(
                     "reading the server's system identifier needs: GRANT EXECUTE ON FUNCTION pg_control_system() TO <odoo-db's role> (run once as a superuser)",
                 )

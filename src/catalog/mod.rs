@@ -143,11 +143,13 @@ async fn connect(servers: &Servers, config: &Config) -> Result<Client> {
         .with_dbname(&config.catalog.database);
     match params.connect(&servers::admin_session()).await {
         Ok(client) => Ok(client),
-        Err(error) if error.is_sqlstate("3D000") => Err(Error::refused(format!(
-            "the catalog database {:?} does not exist on cluster {}: {RUN_INIT}",
-            config.catalog.database, config.catalog.cluster
-        ))),
-        Err(error) => Err(error.context(format!(
+        Err(error) if error.is_sqlstate(&tokio_postgres::error::SqlState::INVALID_CATALOG_NAME) => {
+            Err(Error::refused(format!(
+                "the catalog database {:?} does not exist on cluster {}: {RUN_INIT}",
+                config.catalog.database, config.catalog.cluster
+            )))
+        }
+        Err(error) => Err(Error::from(error).context(format!(
             "connecting to the catalog ({} on cluster {})",
             config.catalog.database, config.catalog.cluster
         ))),

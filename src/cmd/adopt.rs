@@ -213,7 +213,7 @@ async fn record_rows(
         .add_customer_if_new(customer, base_name)
         .await
         .map_err(|error| {
-            if error.is_sqlstate("23505") {
+            if error.is_sqlstate(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) {
                 Error::refused(format!(
                     "the name {base_name} belongs to another customer in the catalog"
                 ))
@@ -226,7 +226,7 @@ async fn record_rows(
             .add_adopted_database(&entry.name, entry.kind.as_str(), customer, &entry.cluster)
             .await
             .map_err(|error| {
-                if error.is_sqlstate("23505") {
+                if error.is_sqlstate(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) {
                     Error::refused(format!(
                         "customer {customer:?} already has another {} database in the catalog",
                         entry.kind.as_str()

@@ -21,7 +21,6 @@ use tokio_postgres::Client;
 use crate::catalog::{Catalog, ManagedDatabase as Managed};
 use crate::cli::{AuditArgs, ReportFormat};
 use crate::config::{ClusterKind, Config};
-use crate::conn::SessionOptions;
 use crate::error::{Class, Error, Result};
 use crate::names::find_customer_in_name;
 use crate::output::check::{Check, Status, SCHEMA_VERSION};
@@ -29,6 +28,7 @@ use crate::output::nagios::{nagios_output, perf};
 use crate::output::prometheus::{status_number, Exposition};
 use crate::output::table::{checks_table, hints};
 use crate::servers::Servers;
+use pgconn::SessionOptions;
 
 const DATABASES: &str = include_str!("../../sql/audit/databases.sql");
 
@@ -282,7 +282,9 @@ fn audit_cluster(
     let holdings = match holdings {
         Ok(holdings) => holdings,
         Err(error) => {
-            let status = if error.is_sqlstate("28P01") || error.class() == Class::Refused {
+            let status = if error.is_sqlstate(&tokio_postgres::error::SqlState::INVALID_PASSWORD)
+                || error.class() == Class::Refused
+            {
                 Status::Unknown
             } else {
                 Status::Critical

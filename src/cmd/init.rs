@@ -10,10 +10,10 @@ use tokio_postgres::Client;
 
 use crate::catalog;
 use crate::config::Config;
-use crate::conn::ConnParams;
 use crate::error::{Context, Error, Result};
 use crate::pg::quote::quote_ident;
 use crate::servers::{self, Servers};
+use pgconn::ConnParams;
 
 const HEARTBEAT_SQL: &str = include_str!("../../sql/heartbeat/create.sql");
 

@@ -249,7 +249,7 @@ async fn record_customer(catalog: &Catalog, args: &ProvisionArgs, base_name: &st
         .add_customer(&args.customer, base_name)
         .await
         .map_err(|error| {
-            if error.is_sqlstate("23505") {
+            if error.is_sqlstate(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) {
                 Error::refused(format!(
                     "the name {base_name} was taken by another provision at the same moment; run the command again"
                 ))
@@ -546,7 +546,7 @@ impl CustomerLock {
             .lock_customer_provision(customer)
             .await
             .map_err(|error| {
-                if error.is_sqlstate("55P03") {
+                if error.is_sqlstate(&tokio_postgres::error::SqlState::LOCK_NOT_AVAILABLE) {
                     Error::refused(format!(
                         "another provision of customer {customer:?} is in progress; wait for it and run the command again"
                     ))

@@ -41,12 +41,12 @@ use tokio::sync::watch;
 
 use crate::cli::{HealthArgs, ReportFormat};
 use crate::config::{ClusterKind, Config, HealthConfig, Standby};
-use crate::conn::ConnParams;
 use crate::error::{Error, Result};
 use crate::output::{statsd, textfile};
 use crate::servers::Servers;
 use crate::units::Threshold;
 use judge::{ClusterFacts, Rules};
+use pgconn::ConnParams;
 use probe::{Budget, Target};
 use report::{
     Check, Limits, PrimaryReport, Report, ServerReport, SlotReport, StandbyReport, Status,

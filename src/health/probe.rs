@@ -21,9 +21,9 @@ use tokio_postgres::{Client, Row};
 use super::report::{
     LagSource, PrimaryReport, ReplicationRow, ServerReport, SlotReport, StandbyReport, WalReceiver,
 };
-use crate::conn::{ConnParams, SessionOptions};
 use crate::error::{describe_pg_error, Error};
 use crate::sqltemplate::{render, Placeholder};
+use pgconn::{ConnParams, SessionOptions};
 
 const IDENTIFY: &str = include_str!("../../sql/health/identify.sql");
 const HEARTBEAT_WRITE: &str = include_str!("../../sql/health/heartbeat_write.sql");
@@ -148,11 +148,10 @@ impl Failure {
     /// A failed connection attempt: refused logins, missing databases and missing
     /// passwords are setup problems; anything else means the server is not usable.
     fn of_connect(error: &Error) -> Failure {
-        let root = error.root_message();
-        let setup = ["SQLSTATE 28", "SQLSTATE 3D000", "SQLSTATE 42"]
-            .iter()
-            .any(|prefix| root.starts_with(prefix))
-            || root.contains("password missing");
+        let setup = error.sqlstate().is_some_and(|code| {
+            let code = code.code();
+            code.starts_with("28") || code == "3D000" || code.starts_with("42")
+        }) || error.connect_cause() == Some(pgconn::Cause::PasswordMissing);
         Failure {
             message: error.to_string(),
             setup,
@@ -248,7 +247,7 @@ async fn connect(target: &Target, budget: &Budget) -> Result<(Client, Option<Fai
         let limit = budget.connect_limit(&params);
         async move {
             match tokio::time::timeout(limit, params.connect(&session)).await {
-                Ok(result) => result,
+                Ok(result) => result.map_err(Error::from),
                 Err(_) => Err(Error::failed(format!(
                     "connecting to {} as {}: no answer within {:.1} s (TCP, TLS and authentication)",
                     params.label(),
@@ -260,7 +259,10 @@ async fn connect(target: &Target, budget: &Budget) -> Result<(Client, Option<Fai
     };
     match attempt(&target.params).await {
         Ok(client) => Ok((client, None)),
-        Err(error) if error.is_sqlstate("3D000") && target.fallback.is_some() => {
+        Err(error)
+            if error.is_sqlstate(&tokio_postgres::error::SqlState::INVALID_CATALOG_NAME)
+                && target.fallback.is_some() =>
+        {
             let fallback = target.fallback.as_ref().expect("checked above");
             let client = attempt(fallback)
                 .await
@@ -934,6 +936,7 @@ mod tests {
     #[test]
     fn failures_tell_setup_problems_from_broken_servers() {
         let refused = Error::failed("SQLSTATE 28P01 password authentication failed for user \"x\"")
+            .with_sqlstate(tokio_postgres::error::SqlState::INVALID_PASSWORD)
             .context("connecting to h:5432 as x");
         assert!(Failure::of_connect(&refused).setup);
         let down = Error::failed("error connecting to server: Connection refused (os error 111)")

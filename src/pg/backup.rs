@@ -24,9 +24,9 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 
-use crate::conn::ConnParams;
 use crate::error::{Context, Error, Result};
 use crate::units::format_bytes;
+use pgconn::ConnParams;
 
 const SUFFIX: &str = ".dump";
 const PARTIAL_SUFFIX: &str = ".dump.partial";

@@ -17,11 +17,11 @@ use serde::{Deserialize, Serialize};
 use tokio_postgres::types::Type;
 use tokio_postgres::Client;
 
-use crate::conn::ConnParams;
 use crate::error::{Context, Error, Result};
 use crate::pg::quote::{quote_ident, quote_literal};
 use crate::sqltemplate::{render, Placeholder};
 use crate::units::format_bytes;
+use pgconn::ConnParams;
 
 const INSPECT_SQL: &str = include_str!("../../sql/recreate/inspect.sql");
 const RIGHTS_SQL: &str = include_str!("../../sql/recreate/rights.sql");
@@ -830,7 +830,7 @@ async fn trial_one_by_one(client: &Client, props: &DbProps, statements: &[String
         .context("rolling back the trial of the restore statements")?;
     match failure {
         None => Ok(()),
-        Some((statement, error)) if error.is_sqlstate("42501") || error.is_sqlstate("0A000") || error.is_sqlstate("55P02") => {
+        Some((statement, error)) if error.is_sqlstate(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE) || error.is_sqlstate(&tokio_postgres::error::SqlState::FEATURE_NOT_SUPPORTED) || error.is_sqlstate(&tokio_postgres::error::SqlState::CANT_CHANGE_RUNTIME_PARAM) => {
             Err(Error::refused(format!(
                 "odoo-db's role could not put a property of {} back after the drop: `{statement}` \
                  fails with {} (a superuser can grant what is missing, or the property can be removed)",

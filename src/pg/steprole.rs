@@ -29,11 +29,11 @@ use tokio_postgres::types::Type;
 use tokio_postgres::Client;
 
 use crate::catalog::{Catalog, LeftoverStepRole};
-use crate::conn::ConnParams;
 use crate::error::{Context, Error, Result};
 use crate::pg::quote::{quote_ident, quote_literal};
 use crate::secrets::{self, Secret};
 use crate::servers;
+use pgconn::ConnParams;
 
 /// The group role every step role belongs to: NOLOGIN, no attributes, member of
 /// nothing. pg_hba.conf admits step roles with `+odoo_db_step`.
@@ -396,11 +396,7 @@ pub fn pinned_search_path(params: &ConnParams) -> ConnParams {
 /// `params` with `switches` appended to its `options` (after the user's own, so ours
 /// win).
 pub fn with_startup_options(params: &ConnParams, switches: &[&str]) -> ConnParams {
-    let mut params = params.clone();
-    let mut options: Vec<String> = params.options.iter().cloned().collect();
-    options.extend(switches.iter().map(|s| s.to_string()));
-    params.options = Some(options.join(" "));
-    params
+    params.with_startup_options(switches)
 }
 
 #[cfg(test)]
@@ -427,7 +423,7 @@ mod tests {
         let params = ConnParams::parse("host=h user=u options='-c work_mem=1MB'").unwrap();
         let pinned = pinned_search_path(&params);
         assert_eq!(
-            pinned.options.as_deref(),
+            pinned.options(),
             Some("-c work_mem=1MB -c search_path=pg_catalog")
         );
     }

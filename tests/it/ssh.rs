@@ -20,8 +20,8 @@ use std::time::{Duration, Instant};
 
 use odoo_db::cmd::sandbox::ClientFiles;
 use odoo_db::config::Config;
-use odoo_db::conn::SessionOptions;
 use odoo_db::servers::Servers;
+use pgconn::SessionOptions;
 use pgsandbox::Harness;
 
 use crate::util::{self, odoo_db, unique, wait_until, OdooDb, Run};
@@ -822,7 +822,7 @@ fn a_killed_runs_master_exits_by_itself_and_the_next_run_cleans_up() {
     child.kill().unwrap();
     child.wait().unwrap();
     // Nobody pings it any more: ControlPersist ends it after MASTER_IDLE.
-    let limit = odoo_db::ssh::MASTER_IDLE + Duration::from_secs(10);
+    let limit = sshtunnel::MASTER_IDLE + Duration::from_secs(10);
     wait_until(limit, "the orphaned master exits by itself", || {
         is_zombie_or_gone(master)
     });
@@ -862,7 +862,7 @@ async fn tls_through_the_bastion_verifies_the_real_server_name() {
     assert_eq!(params.label(), format!("localhost:{}", tls.port));
     assert_eq!(params.server_port(), tls.port);
     assert_ne!(params.port(), tls.port, "connects to the forward");
-    assert!(params.tunnel().is_some());
+    assert!(params.route().is_some());
     let client = params.connect(&SessionOptions::default()).await.unwrap();
     let ssl: bool = client
         .query_one(

@@ -57,11 +57,11 @@
 //! free port ranges).
 
 pub mod bin;
-#[cfg(feature = "test-support")]
+#[cfg(any(test, feature = "test-support"))]
 mod cleanup;
 mod error;
 mod server;
-#[cfg(feature = "test-support")]
+#[cfg(any(test, feature = "test-support"))]
 mod testing;
 mod tools;
 
@@ -71,14 +71,14 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-#[cfg(feature = "test-support")]
+#[cfg(any(test, feature = "test-support"))]
 pub use cleanup::{register_cleanup_at_exit, unregister_cleanup_at_exit};
 pub use error::{Class, Error, Result};
 pub use server::PgServer;
-#[cfg(feature = "test-support")]
+#[cfg(any(test, feature = "test-support"))]
 pub use testing::free_port_base;
 
-#[cfg(feature = "test-support")]
+#[cfg(any(test, feature = "test-support"))]
 use cleanup::ExitCleanup;
 use error::Context;
 use server::{append_conf, conf_value, stop_immediate_dir};
@@ -185,7 +185,7 @@ pub struct Harness {
     remove_dir: bool,
     stopped: bool,
     /// The at-exit and watchdog guards of a harness not kept (test builds only).
-    #[cfg(feature = "test-support")]
+    #[cfg(any(test, feature = "test-support"))]
     cleanup: Option<ExitCleanup>,
 }
 
@@ -291,10 +291,10 @@ impl Harness {
             // A directory we made, or any directory when not kept.
             remove_dir: !options.keep,
             stopped: false,
-            #[cfg(feature = "test-support")]
+            #[cfg(any(test, feature = "test-support"))]
             cleanup: None,
         };
-        #[cfg(feature = "test-support")]
+        #[cfg(any(test, feature = "test-support"))]
         if !options.keep {
             let mut remove = vec![harness.dir.clone()];
             remove.extend(harness.external_socket_dir.clone());
@@ -311,7 +311,7 @@ impl Harness {
                 if let Some(outside) = &harness.external_socket_dir {
                     let _ = std::fs::remove_dir_all(outside);
                 }
-                #[cfg(feature = "test-support")]
+                #[cfg(any(test, feature = "test-support"))]
                 if let Some(cleanup) = harness.cleanup.take() {
                     cleanup.disarm();
                 }
@@ -428,7 +428,7 @@ impl Harness {
             keep: true,
             remove_dir: false,
             stopped: false,
-            #[cfg(feature = "test-support")]
+            #[cfg(any(test, feature = "test-support"))]
             cleanup: None,
         })
     }
@@ -562,7 +562,7 @@ impl Harness {
                 remove_dir(outside)?;
             }
         }
-        #[cfg(feature = "test-support")]
+        #[cfg(any(test, feature = "test-support"))]
         if let Some(cleanup) = self.cleanup.take() {
             cleanup.disarm();
         }

@@ -37,7 +37,6 @@ use crate::catalog::{Catalog, PinnedCluster};
 use crate::cli::RecreateArgs;
 use crate::cmd::prompt::{confirm, say};
 use crate::config::{ClusterKind, Config};
-use crate::conn::ConnParams;
 use crate::error::{Context, Error, Result};
 use crate::names;
 use crate::pg::backup::{self, Tools};
@@ -48,6 +47,7 @@ use crate::pg::quote::quote_ident;
 use crate::pg::steprole::{self, StepRole};
 use crate::servers::{self, Servers};
 use crate::units::format_bytes;
+use pgconn::ConnParams;
 
 pub(crate) mod restore;
 

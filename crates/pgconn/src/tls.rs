@@ -371,7 +371,7 @@ mod tests {
             Some(missing.to_str().unwrap()),
             true,
         ));
-        assert_eq!(e.class(), crate::error::Class::Refused);
+        assert_eq!(e.class(), crate::Class::Refused);
         assert!(e.to_string().contains("does not exist"), "{e}");
         assert!(e.to_string().contains("sslrootcert=system"), "{e}");
         let empty = dir.path().join("empty.pem");

@@ -1,6 +1,9 @@
 //! Connections to PostgreSQL that behave like libpq's, bounded as a whole.
 //!
-//! Everything odoo-db does goes through here, so this is where the promises about
+//! A crate of its own so that the programs built on it (odoo-db first) share one
+//! connection layer that knows nothing of their configuration or of how a server is
+//! reached (an SSH bastion plugs in as a [`Route`]). Everything such a program does
+//! goes through here, so this is where the promises about
 //! connections are kept once: parameters and passwords found where `psql` finds them
 //! ([`params`], [`pgpass`]), TLS with libpq's `sslmode` meanings ([`tls`]), and an
 //! attempt that cannot hang. tokio-postgres's own `connect_timeout` covers only the TCP
@@ -9,21 +12,24 @@
 //! pile up behind it. So the whole attempt — DNS, TCP, TLS, authentication, startup —
 //! runs under one `tokio::time::timeout`.
 
+mod error;
 mod params;
 mod pgpass;
+mod route;
 mod tls;
 
 use std::time::Duration;
 
 use tokio::task::JoinHandle;
+use tokio_postgres::error::SqlState;
 use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
 use tokio_postgres::{Client, NoTls, Socket};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
+pub use error::{describe_pg_error, Cause, Class, Context, Error, Result};
 use params::{ChannelBinding, PasswordSource, TargetSessionAttrs};
 pub use params::{ConnParams, SslMode};
-
-use crate::error::{describe_pg_error, Error, Result};
+pub use route::Route;
 
 /// Idle time before the first TCP keepalive probe: a standby in the other datacenter
 /// that vanishes behind a firewall is noticed in about a minute, not in two hours
@@ -231,13 +237,12 @@ impl ConnParams {
         if let Some(addr) = self.hostaddr {
             if self.host() != addr.to_string() || self.origin_port.is_some() {
                 let forward = socket_label(addr, self.port());
-                match &self.tunnel {
-                    Some(tunnel) if tunnel.local_port().is_some() => text.push_str(&format!(
-                        " (through bastion {}, forward {forward})",
-                        tunnel.bastion()
-                    )),
-                    // The bastion failed: its error names it.
-                    Some(_) => {}
+                match self.route.as_ref().map(|route| route.hop()) {
+                    Some(Some(hop)) => {
+                        text.push_str(&format!(" (through {hop}, forward {forward})"))
+                    }
+                    // The hop could not be set up: its error names it.
+                    Some(None) => {}
                     None => text.push_str(&format!(" (through {forward})")),
                 }
             }
@@ -246,7 +251,7 @@ impl ConnParams {
     }
 
     fn timeout_error(&self) -> Error {
-        Error::failed(format!(
+        Error::timed_out(format!(
             "timed out after {} (TCP, TLS and authentication)",
             human(self.connect_timeout())
         ))
@@ -254,42 +259,48 @@ impl ConnParams {
     }
 
     /// A failed attempt, with what libpq would add and what to do about it.
-    fn connect_error(&self, error: &tokio_postgres::Error) -> Error {
-        let mut message = describe_pg_error(error);
-        let code = error.as_db_error().map(|db| db.code().code());
-        if code == Some("28P01") && self.password_source == Some(PasswordSource::File) {
+    fn connect_error(&self, error: tokio_postgres::Error) -> Error {
+        let mut message = describe_pg_error(&error);
+        let cause = cause_of(&error);
+        if error.code() == Some(&SqlState::INVALID_PASSWORD)
+            && self.password_source == Some(PasswordSource::File)
+        {
             if let Some(file) = self.passfile() {
                 message.push_str(&format!(
                     " (password retrieved from file {})",
                     file.display()
                 ));
             }
-        } else if message.contains("password missing") {
-            let file = self
-                .passfile()
-                .map(|f| f.display().to_string())
-                .unwrap_or_else(|| "~/.pgpass".to_string());
-            message.push_str(&format!(
-                ": the server asks for a password and none was found; set PGPASSWORD or add \
-                 a line for {} to {file} (mode 0600)",
-                self.label()
-            ));
-        } else if message.contains("NotValidForName") || message.contains("not valid for name") {
-            message.push_str(&format!(
+        }
+        match cause {
+            Some(Cause::PasswordMissing) => {
+                let file = self
+                    .passfile()
+                    .map(|f| f.display().to_string())
+                    .unwrap_or_else(|| "~/.pgpass".to_string());
+                message.push_str(&format!(
+                    ": the server asks for a password and none was found; set PGPASSWORD or \
+                     add a line for {} to {file} (mode 0600)",
+                    self.label()
+                ));
+            }
+            Some(Cause::CertificateNameMismatch) => message.push_str(&format!(
                 " (sslmode=verify-full: the server's certificate must name \"{}\")",
                 self.host()
-            ));
-        } else if ["UnknownIssuer", "unknown issuer", "BadSignature"]
-            .iter()
-            .any(|needle| message.contains(needle))
-        {
-            // BadSignature: a CA of the same name signed it, but not the one we trust.
-            message.push_str(&format!(
+            )),
+            // Also a certificate signed by a CA of the same name, but not the one we trust.
+            Some(Cause::CertificateUntrusted) => message.push_str(&format!(
                 " (the server's certificate is not signed by a CA in {})",
                 self.sslrootcert.as_deref().unwrap_or("sslrootcert")
-            ));
+            )),
+            None => {}
         }
-        Error::failed(message).context(self.attempt_description())
+        let failed = Error::from_postgres(error, message);
+        match cause {
+            Some(cause) => failed.with_cause(cause),
+            None => failed,
+        }
+        .context(self.attempt_description())
     }
 
     /// Connect: the whole attempt (DNS, TCP, TLS, authentication, startup) bounded by
@@ -297,7 +308,7 @@ impl ConnParams {
     /// options given at startup. The connection task is spawned; it ends with the
     /// client.
     pub async fn connect(&self, session: &SessionOptions) -> Result<Client> {
-        if let Some(error) = self.tunnel.as_ref().and_then(|t| t.setup_error()) {
+        if let Some(error) = self.route.as_ref().and_then(|route| route.setup_error()) {
             return Err(error.context(self.attempt_description()));
         }
         let config = self.pg_config(session)?;
@@ -305,19 +316,19 @@ impl ConnParams {
         let attempt = self.establish(&config, tls.as_ref());
         let error = match tokio::time::timeout(self.connect_timeout(), attempt).await {
             Err(_elapsed) => self.timeout_error(),
-            Ok(Err(error)) => self.connect_error(&error),
+            Ok(Err(error)) => self.connect_error(error),
             Ok(Ok((client, _task))) => return Ok(client),
         };
-        Err(self.explained_by_tunnel(error).await)
+        Err(self.explained_by_route(error).await)
     }
 
-    /// A failed attempt through an SSH forward: when the SSH side is to blame (the
+    /// A failed attempt through a hop (an SSH forward): when the hop is to blame (the
     /// bastion cannot reach the server, or its connection is gone), say that instead.
-    async fn explained_by_tunnel(&self, error: Error) -> Error {
-        let Some(tunnel) = &self.tunnel else {
+    async fn explained_by_route(&self, error: Error) -> Error {
+        let Some(route) = &self.route else {
             return error;
         };
-        match tunnel.diagnose().await {
+        match route.diagnose().await {
             Some(diagnosis) => diagnosis.context(self.attempt_description()),
             None => error,
         }
@@ -329,9 +340,41 @@ fn socket_label(addr: std::net::IpAddr, port: u16) -> String {
     std::net::SocketAddr::new(addr, port).to_string()
 }
 
-/// tokio-postgres's words for a failed TLS handshake (its error kinds are private).
+/// tokio-postgres's words for a failed TLS handshake (its error kinds are private, and
+/// the handshake error is an `io::Error` whatever its cause).
 fn is_tls_handshake_error(error: &tokio_postgres::Error) -> bool {
     error.to_string().contains("error performing TLS handshake")
+}
+
+/// What a failed attempt's source says beyond its class: a certificate rustls rejected
+/// (found in the error chain, by type), or a password the server asked for and none was
+/// given (tokio-postgres's words, in its error's source: that error kind is private).
+fn cause_of(error: &tokio_postgres::Error) -> Option<Cause> {
+    use rustls::CertificateError;
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(inner) = source {
+        let rustls_error = inner.downcast_ref::<rustls::Error>().or_else(|| {
+            inner
+                .downcast_ref::<std::io::Error>()
+                .and_then(|io| io.get_ref())
+                .and_then(|wrapped| wrapped.downcast_ref::<rustls::Error>())
+        });
+        if let Some(rustls::Error::InvalidCertificate(certificate)) = rustls_error {
+            return match certificate {
+                CertificateError::NotValidForName
+                | CertificateError::NotValidForNameContext { .. } => {
+                    Some(Cause::CertificateNameMismatch)
+                }
+                CertificateError::UnknownIssuer | CertificateError::BadSignature => {
+                    Some(Cause::CertificateUntrusted)
+                }
+                _ => None,
+            };
+        }
+        source = inner.source();
+    }
+    (error.as_db_error().is_none() && describe_pg_error(error).contains("password missing"))
+        .then_some(Cause::PasswordMissing)
 }
 
 /// Connect and spawn the connection task, which logs how the connection ended.
@@ -358,6 +401,9 @@ where
 
 #[cfg(test)]
 mod tests {
+    use std::future::Future;
+    use std::pin::Pin;
+
     use super::*;
 
     #[test]
@@ -428,6 +474,48 @@ mod tests {
         assert_eq!(
             via.attempt_description(),
             "connecting to db1.example:5432 as admin (through 127.0.0.1:40123)"
+        );
+    }
+
+    /// A hop that is up and never to blame, or one that could not be set up.
+    #[derive(Debug)]
+    struct FakeRoute {
+        up: bool,
+    }
+
+    impl Route for FakeRoute {
+        fn hop(&self) -> Option<String> {
+            self.up.then(|| "bastion ssh://jump".to_string())
+        }
+
+        fn setup_error(&self) -> Option<Error> {
+            (!self.up).then(|| Error::unknown("bastion ssh://jump: unreachable"))
+        }
+
+        fn diagnose(&self) -> Pin<Box<dyn Future<Output = Option<Error>> + Send + '_>> {
+            Box::pin(async move { self.setup_error() })
+        }
+    }
+
+    #[tokio::test]
+    async fn a_route_names_its_hop_or_fails_every_attempt() {
+        let params = ConnParams::parse("host=db1.example port=5432 user=admin")
+            .unwrap()
+            .via("127.0.0.1".parse().unwrap(), 40123);
+        let up = params
+            .clone()
+            .through(std::sync::Arc::new(FakeRoute { up: true }));
+        assert_eq!(
+            up.attempt_description(),
+            "connecting to db1.example:5432 as admin (through bastion ssh://jump, forward \
+             127.0.0.1:40123)"
+        );
+        let down = params.through(std::sync::Arc::new(FakeRoute { up: false }));
+        let error = down.connect(&SessionOptions::default()).await.unwrap_err();
+        assert_eq!(error.class(), Class::Unknown);
+        assert_eq!(
+            error.to_string(),
+            "connecting to db1.example:5432 as admin: bastion ssh://jump: unreachable"
         );
     }
 }

@@ -15,10 +15,12 @@ use std::fmt;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
-use super::pgpass;
 use crate::error::{Context, Error, Result};
+use crate::pgpass;
+use crate::route::Route;
 
 /// The socket directory Debian's libpq uses when no host is given; libpq also treats it
 /// as `localhost` in the password file.
@@ -175,9 +177,366 @@ pub struct ConnParams {
     pub(crate) passfile_is_credential: bool,
     pub(crate) target_session_attrs: Option<TargetSessionAttrs>,
     pub(crate) channel_binding: Option<ChannelBinding>,
-    /// The SSH forward these parameters go through (set with [`ConnParams::via`] by
-    /// `crate::ssh`): named in messages, asked why a failed attempt failed.
-    pub(crate) tunnel: Option<crate::ssh::Tunnel>,
+    /// The hop (an SSH forward, say) these parameters go through, set with
+    /// [`ConnParams::through`] after [`ConnParams::via`]: named in messages, asked why a
+    /// failed attempt failed.
+    pub(crate) route: Option<Arc<dyn Route>>,
+}
+
+/// One libpq connection parameter: the single place that says how it is read from a
+/// conninfo string and the environment, how it is handed to libpq tools, and how it
+/// shows in `Debug`.
+struct Key {
+    /// The conninfo keyword.
+    name: &'static str,
+    /// libpq's environment variable for it, also used to pass it to libpq tools.
+    env: Option<&'static str>,
+    /// [`ConnParams::resolve_with`] fills it from `env` when the conninfo left it unset.
+    resolve_reads_env: bool,
+    /// Part of [`ConnParams::libpq_conninfo`] and [`ConnParams::libpq_env`].
+    passed_to_tools: bool,
+    /// Redacted in `Debug`.
+    secret: bool,
+    /// Another spelling of a parameter listed on its own (not shown in `Debug`).
+    alias: bool,
+    /// The value as libpq would read it back; None when unset.
+    get: fn(&ConnParams) -> Option<String>,
+    /// Store a non-empty value.
+    set: fn(&mut ConnParams, &str) -> Result<()>,
+    /// Unset (an empty value, as in libpq).
+    clear: fn(&mut ConnParams),
+}
+
+/// A parameter read from the environment by `resolve` and passed to libpq tools.
+const RESOLVED: (bool, bool) = (true, true);
+/// A parameter passed to libpq tools but not read from the environment.
+const PASSED: (bool, bool) = (false, true);
+/// A parameter odoo-db keeps to itself.
+const OWN: (bool, bool) = (false, false);
+
+const fn key(
+    name: &'static str,
+    env: Option<&'static str>,
+    (resolve_reads_env, passed_to_tools): (bool, bool),
+    get: fn(&ConnParams) -> Option<String>,
+    set: fn(&mut ConnParams, &str) -> Result<()>,
+    clear: fn(&mut ConnParams),
+) -> Key {
+    Key {
+        name,
+        env,
+        resolve_reads_env,
+        passed_to_tools,
+        secret: false,
+        alias: false,
+        get,
+        set,
+        clear,
+    }
+}
+
+/// Every parameter odoo-db accepts, in the order libpq tools get them.
+static KEYS: &[Key] = &[
+    key(
+        "host",
+        Some("PGHOST"),
+        RESOLVED,
+        |p| p.host.clone(),
+        |p, value| {
+            p.host = Some(one_host(value)?.to_string());
+            Ok(())
+        },
+        |p| p.host = None,
+    ),
+    key(
+        "hostaddr",
+        Some("PGHOSTADDR"),
+        RESOLVED,
+        |p| p.hostaddr.map(|addr| addr.to_string()),
+        |p, value| {
+            let addr = one_host(value)?.parse().map_err(|_| {
+                Error::refused(format!(
+                    "invalid hostaddr \"{value}\": expected an IPv4 or IPv6 address"
+                ))
+            })?;
+            p.hostaddr = Some(addr);
+            Ok(())
+        },
+        |p| p.hostaddr = None,
+    ),
+    key(
+        "port",
+        Some("PGPORT"),
+        RESOLVED,
+        |p| p.port.map(|port| port.to_string()),
+        |p, value| {
+            p.port = Some(match one_host(value)?.trim().parse::<u16>() {
+                Ok(port) if port > 0 => port,
+                _ => {
+                    return Err(Error::refused(format!(
+                        "invalid port \"{value}\": expected a number from 1 to 65535"
+                    )))
+                }
+            });
+            Ok(())
+        },
+        |p| p.port = None,
+    ),
+    key(
+        "user",
+        Some("PGUSER"),
+        RESOLVED,
+        |p| p.user.clone(),
+        |p, value| {
+            p.user = Some(value.to_string());
+            Ok(())
+        },
+        |p| p.user = None,
+    ),
+    Key {
+        secret: true,
+        // Never on a command line (argv is visible in `ps`): PGPASSWORD, to one child.
+        ..key(
+            "password",
+            Some("PGPASSWORD"),
+            OWN,
+            |p| p.password.clone(),
+            |p, value| {
+                p.password = Some(value.to_string());
+                p.password_source = Some(PasswordSource::Given);
+                Ok(())
+            },
+            |p| {
+                p.password = None;
+                p.password_source = None;
+            },
+        )
+    },
+    key(
+        "dbname",
+        Some("PGDATABASE"),
+        RESOLVED,
+        |p| p.dbname.clone(),
+        |p, value| {
+            p.dbname = Some(value.to_string());
+            Ok(())
+        },
+        |p| p.dbname = None,
+    ),
+    key(
+        "sslmode",
+        Some("PGSSLMODE"),
+        RESOLVED,
+        |p| p.sslmode.map(|mode| mode.as_str().to_string()),
+        |p, value| {
+            p.sslmode = Some(value.parse()?);
+            Ok(())
+        },
+        |p| p.sslmode = None,
+    ),
+    // The JDBC spelling, which libpq also accepts in URLs.
+    Key {
+        alias: true,
+        ..key(
+            "ssl",
+            None,
+            OWN,
+            |_| None,
+            |p, value| match value {
+                "true" => {
+                    p.sslmode = Some(SslMode::Require);
+                    Ok(())
+                }
+                other => Err(Error::refused(format!(
+                    "invalid ssl \"{other}\": only ssl=true is accepted (it means \
+                     sslmode=require)"
+                ))),
+            },
+            |p| p.sslmode = None,
+        )
+    },
+    key(
+        "sslrootcert",
+        Some("PGSSLROOTCERT"),
+        RESOLVED,
+        |p| p.sslrootcert.clone(),
+        |p, value| {
+            p.sslrootcert = Some(value.to_string());
+            p.sslrootcert_is_default = false;
+            Ok(())
+        },
+        |p| p.sslrootcert = None,
+    ),
+    key(
+        "connect_timeout",
+        Some("PGCONNECT_TIMEOUT"),
+        RESOLVED,
+        |p| p.connect_timeout.map(|t| t.as_secs().to_string()),
+        |p, value| {
+            let seconds = parse_int("connect_timeout", value)?;
+            if seconds <= 0 {
+                return Err(Error::refused(format!(
+                    "invalid connect_timeout \"{value}\": odoo-db never waits forever for a \
+                     server, give a number of seconds (at least 1)"
+                )));
+            }
+            // libpq's floor: shorter timeouts are raised to 2 s.
+            p.connect_timeout = Some(Duration::from_secs(seconds.max(2) as u64));
+            Ok(())
+        },
+        |p| p.connect_timeout = None,
+    ),
+    key(
+        "application_name",
+        Some("PGAPPNAME"),
+        RESOLVED,
+        |p| p.application_name.clone(),
+        |p, value| {
+            p.application_name = Some(value.to_string());
+            Ok(())
+        },
+        |p| p.application_name = None,
+    ),
+    key(
+        "options",
+        Some("PGOPTIONS"),
+        PASSED,
+        |p| p.options.clone(),
+        |p, value| {
+            p.options = Some(value.to_string());
+            Ok(())
+        },
+        |p| p.options = None,
+    ),
+    key(
+        "keepalives",
+        None,
+        PASSED,
+        |p| p.keepalives.map(|k| u8::from(k).to_string()),
+        |p, value| {
+            p.keepalives = Some(parse_int("keepalives", value)? != 0);
+            Ok(())
+        },
+        |p| p.keepalives = None,
+    ),
+    key(
+        "keepalives_idle",
+        None,
+        PASSED,
+        |p| p.keepalives_idle.map(|t| t.as_secs().to_string()),
+        |p, value| {
+            p.keepalives_idle = Some(parse_seconds("keepalives_idle", value)?);
+            Ok(())
+        },
+        |p| p.keepalives_idle = None,
+    ),
+    key(
+        "keepalives_interval",
+        None,
+        PASSED,
+        |p| p.keepalives_interval.map(|t| t.as_secs().to_string()),
+        |p, value| {
+            p.keepalives_interval = Some(parse_seconds("keepalives_interval", value)?);
+            Ok(())
+        },
+        |p| p.keepalives_interval = None,
+    ),
+    key(
+        "keepalives_count",
+        None,
+        PASSED,
+        |p| p.keepalives_count.map(|c| c.to_string()),
+        |p, value| {
+            let count = parse_int("keepalives_count", value)?;
+            p.keepalives_count = Some(u32::try_from(count).map_err(|_| {
+                Error::refused(format!(
+                    "invalid value \"{value}\" for connection parameter \"keepalives_count\""
+                ))
+            })?);
+            Ok(())
+        },
+        |p| p.keepalives_count = None,
+    ),
+    // Left out for tools: they get the password in PGPASSWORD, not through a file.
+    key(
+        "passfile",
+        None,
+        OWN,
+        |p| p.passfile.as_ref().map(|f| f.display().to_string()),
+        |p, value| {
+            p.passfile = Some(PathBuf::from(value));
+            Ok(())
+        },
+        |p| p.passfile = None,
+    ),
+    key(
+        "target_session_attrs",
+        Some("PGTARGETSESSIONATTRS"),
+        PASSED,
+        |p| p.target_session_attrs.map(|t| t.as_str().to_string()),
+        |p, value| {
+            p.target_session_attrs = Some(match value {
+                "any" => TargetSessionAttrs::Any,
+                "read-write" => TargetSessionAttrs::ReadWrite,
+                "read-only" => TargetSessionAttrs::ReadOnly,
+                other => {
+                    return Err(Error::refused(format!(
+                        "unsupported target_session_attrs \"{other}\": odoo-db accepts any, \
+                         read-write and read-only"
+                    )))
+                }
+            });
+            Ok(())
+        },
+        |p| p.target_session_attrs = None,
+    ),
+    key(
+        "channel_binding",
+        Some("PGCHANNELBINDING"),
+        PASSED,
+        |p| p.channel_binding.map(|c| c.as_str().to_string()),
+        |p, value| {
+            p.channel_binding = Some(match value {
+                "disable" => ChannelBinding::Disable,
+                "prefer" => ChannelBinding::Prefer,
+                "require" => ChannelBinding::Require,
+                other => {
+                    return Err(Error::refused(format!(
+                        "invalid channel_binding \"{other}\": expected disable, prefer or \
+                         require"
+                    )))
+                }
+            });
+            Ok(())
+        },
+        |p| p.channel_binding = None,
+    ),
+    // odoo-db never uses GSSAPI encryption, which is what these two values allow.
+    Key {
+        alias: true,
+        ..key(
+            "gssencmode",
+            None,
+            OWN,
+            |_| None,
+            |_, value| match value {
+                "disable" | "prefer" => Ok(()),
+                other => Err(Error::refused(format!(
+                    "unsupported gssencmode \"{other}\": odoo-db does not do GSSAPI \
+                     encryption (disable and prefer are accepted)"
+                ))),
+            },
+            |_| {},
+        )
+    },
+];
+
+/// libpq accepts comma-separated host lists; odoo-db addresses one server at a time.
+fn one_host(value: &str) -> Result<&str> {
+    match value.contains(',') {
+        true => Err(multiple_hosts()),
+        false => Ok(value),
+    }
 }
 
 /// libpq parameters that exist but that odoo-db does not implement: refused with a
@@ -241,20 +600,11 @@ impl ConnParams {
         // libpq treats an empty variable as unset.
         let var = |name: &str| env(name).filter(|value| !value.is_empty());
 
-        for (key, name) in [
-            ("host", "PGHOST"),
-            ("hostaddr", "PGHOSTADDR"),
-            ("port", "PGPORT"),
-            ("user", "PGUSER"),
-            ("dbname", "PGDATABASE"),
-            ("sslmode", "PGSSLMODE"),
-            ("sslrootcert", "PGSSLROOTCERT"),
-            ("connect_timeout", "PGCONNECT_TIMEOUT"),
-            ("application_name", "PGAPPNAME"),
-        ] {
-            if !self.is_set(key) {
+        for key in KEYS.iter().filter(|key| key.resolve_reads_env) {
+            let Some(name) = key.env else { continue };
+            if (key.get)(&self).is_none() {
                 if let Some(value) = var(name) {
-                    self.set(key, &value)
+                    (key.set)(&mut self, &value)
                         .with_context(|| format!("environment variable {name}"))?;
                 }
             }
@@ -359,6 +709,11 @@ impl ConnParams {
         self.host.as_deref().unwrap_or("")
     }
 
+    /// The address to connect to instead of resolving `host` (libpq's `hostaddr`).
+    pub fn hostaddr(&self) -> Option<IpAddr> {
+        self.hostaddr
+    }
+
     /// The port to connect to (the forward's, after [`ConnParams::via`]).
     pub fn port(&self) -> u16 {
         self.port.unwrap_or(DEFAULT_PORT)
@@ -388,6 +743,11 @@ impl ConnParams {
     /// For writing a temporary password file for pg_dump; never log it.
     pub fn password(&self) -> Option<&str> {
         self.password.as_deref()
+    }
+
+    /// The `options` startup parameter (`-c name=value` switches), if set.
+    pub fn options(&self) -> Option<&str> {
+        self.options.as_deref()
     }
 
     pub fn application_name(&self) -> &str {
@@ -424,9 +784,16 @@ impl ConnParams {
         self.origin_port.unwrap_or(self.port())
     }
 
-    /// The SSH forward these parameters go through, if any.
-    pub fn tunnel(&self) -> Option<&crate::ssh::Tunnel> {
-        self.tunnel.as_ref()
+    /// The hop these parameters go through, if any.
+    pub fn route(&self) -> Option<&dyn Route> {
+        self.route.as_deref()
+    }
+
+    /// The same parameters, their attempts going through `route` (whose local end
+    /// [`ConnParams::via`] already pointed them at).
+    pub fn through(mut self, route: Arc<dyn Route>) -> ConnParams {
+        self.route = Some(route);
+        self
     }
 
     /// The same server, another database. A password from the password file (or none)
@@ -457,6 +824,16 @@ impl ConnParams {
         let mut params = self.clone();
         params.password = Some(password.to_string());
         params.password_source = Some(PasswordSource::Given);
+        params
+    }
+
+    /// The same parameters with `switches` (`-c name=value`) appended to `options`, after
+    /// the user's own so that they win.
+    pub fn with_startup_options(&self, switches: &[&str]) -> ConnParams {
+        let mut params = self.clone();
+        let mut options: Vec<String> = params.options.iter().cloned().collect();
+        options.extend(switches.iter().map(|s| s.to_string()));
+        params.options = Some(options.join(" "));
         params
     }
 
@@ -494,272 +871,45 @@ impl ConnParams {
 
     /// (conninfo key, environment variable if libpq has one, value) for every set value.
     fn libpq_pairs(&self) -> Vec<(&'static str, Option<&'static str>, String)> {
-        let mut pairs = Vec::new();
-        let mut push = |key, var, value: Option<String>| {
-            if let Some(value) = value {
-                pairs.push((key, var, value));
-            }
-        };
-        push("host", Some("PGHOST"), self.host.clone());
-        push(
-            "hostaddr",
-            Some("PGHOSTADDR"),
-            self.hostaddr.map(|a| a.to_string()),
-        );
-        push("port", Some("PGPORT"), self.port.map(|p| p.to_string()));
-        push("user", Some("PGUSER"), self.user.clone());
-        push("dbname", Some("PGDATABASE"), self.dbname.clone());
-        push(
-            "sslmode",
-            Some("PGSSLMODE"),
-            self.sslmode.map(|m| m.as_str().to_string()),
-        );
-        push(
-            "sslrootcert",
-            Some("PGSSLROOTCERT"),
-            self.sslrootcert.clone(),
-        );
-        push(
-            "connect_timeout",
-            Some("PGCONNECT_TIMEOUT"),
-            self.connect_timeout.map(|t| t.as_secs().to_string()),
-        );
-        push(
-            "application_name",
-            Some("PGAPPNAME"),
-            self.application_name.clone(),
-        );
-        push("options", Some("PGOPTIONS"), self.options.clone());
-        push(
-            "keepalives",
-            None,
-            self.keepalives.map(|k| u8::from(k).to_string()),
-        );
-        push(
-            "keepalives_idle",
-            None,
-            self.keepalives_idle.map(|t| t.as_secs().to_string()),
-        );
-        push(
-            "keepalives_interval",
-            None,
-            self.keepalives_interval.map(|t| t.as_secs().to_string()),
-        );
-        push(
-            "keepalives_count",
-            None,
-            self.keepalives_count.map(|c| c.to_string()),
-        );
-        push(
-            "target_session_attrs",
-            Some("PGTARGETSESSIONATTRS"),
-            self.target_session_attrs.map(|t| t.as_str().to_string()),
-        );
-        push(
-            "channel_binding",
-            Some("PGCHANNELBINDING"),
-            self.channel_binding.map(|c| c.as_str().to_string()),
-        );
-        pairs
-    }
-
-    fn is_set(&self, key: &str) -> bool {
-        match key {
-            "host" => self.host.is_some(),
-            "hostaddr" => self.hostaddr.is_some(),
-            "port" => self.port.is_some(),
-            "user" => self.user.is_some(),
-            "dbname" => self.dbname.is_some(),
-            "sslmode" => self.sslmode.is_some(),
-            "sslrootcert" => self.sslrootcert.is_some(),
-            "connect_timeout" => self.connect_timeout.is_some(),
-            "application_name" => self.application_name.is_some(),
-            _ => false,
-        }
+        KEYS.iter()
+            .filter(|key| key.passed_to_tools)
+            .filter_map(|key| Some((key.name, key.env, (key.get)(self)?)))
+            .collect()
     }
 
     /// Store one parameter. An empty value means unset, as in libpq. Messages never
     /// repeat a password.
     fn set(&mut self, key: &str, value: &str) -> Result<()> {
+        let key = KEYS
+            .iter()
+            .find(|known| known.name == key)
+            .ok_or_else(|| unknown_key(key))?;
         if value.is_empty() {
-            return self.unset(key);
+            (key.clear)(self);
+            Ok(())
+        } else {
+            (key.set)(self, value)
         }
-        match key {
-            "host" => {
-                if value.contains(',') {
-                    return Err(multiple_hosts());
-                }
-                self.host = Some(value.to_string());
-            }
-            "hostaddr" => {
-                if value.contains(',') {
-                    return Err(multiple_hosts());
-                }
-                let addr = value.parse().map_err(|_| {
-                    Error::refused(format!(
-                        "invalid hostaddr \"{value}\": expected an IPv4 or IPv6 address"
-                    ))
-                })?;
-                self.hostaddr = Some(addr);
-            }
-            "port" => {
-                if value.contains(',') {
-                    return Err(multiple_hosts());
-                }
-                self.port = Some(match value.trim().parse::<u16>() {
-                    Ok(port) if port > 0 => port,
-                    _ => {
-                        return Err(Error::refused(format!(
-                            "invalid port \"{value}\": expected a number from 1 to 65535"
-                        )))
-                    }
-                });
-            }
-            "user" => self.user = Some(value.to_string()),
-            "password" => {
-                self.password = Some(value.to_string());
-                self.password_source = Some(PasswordSource::Given);
-            }
-            "dbname" => self.dbname = Some(value.to_string()),
-            "sslmode" => self.sslmode = Some(value.parse()?),
-            // The JDBC spelling, which libpq also accepts in URLs.
-            "ssl" => match value {
-                "true" => self.sslmode = Some(SslMode::Require),
-                other => {
-                    return Err(Error::refused(format!(
-                        "invalid ssl \"{other}\": only ssl=true is accepted (it means \
-                         sslmode=require)"
-                    )))
-                }
-            },
-            "sslrootcert" => {
-                self.sslrootcert = Some(value.to_string());
-                self.sslrootcert_is_default = false;
-            }
-            "connect_timeout" => {
-                let seconds = parse_int(key, value)?;
-                if seconds <= 0 {
-                    return Err(Error::refused(format!(
-                        "invalid connect_timeout \"{value}\": odoo-db never waits forever for a \
-                         server, give a number of seconds (at least 1)"
-                    )));
-                }
-                // libpq's floor: shorter timeouts are raised to 2 s.
-                self.connect_timeout = Some(Duration::from_secs(seconds.max(2) as u64));
-            }
-            "application_name" => self.application_name = Some(value.to_string()),
-            "options" => self.options = Some(value.to_string()),
-            "keepalives" => {
-                self.keepalives = Some(parse_int(key, value)? != 0);
-            }
-            "keepalives_idle" => {
-                self.keepalives_idle = Some(parse_seconds(key, value)?);
-            }
-            "keepalives_interval" => {
-                self.keepalives_interval = Some(parse_seconds(key, value)?);
-            }
-            "keepalives_count" => {
-                let count = parse_int(key, value)?;
-                self.keepalives_count = Some(u32::try_from(count).map_err(|_| {
-                    Error::refused(format!(
-                        "invalid value \"{value}\" for connection parameter \"{key}\""
-                    ))
-                })?);
-            }
-            "passfile" => self.passfile = Some(PathBuf::from(value)),
-            "target_session_attrs" => {
-                self.target_session_attrs = Some(match value {
-                    "any" => TargetSessionAttrs::Any,
-                    "read-write" => TargetSessionAttrs::ReadWrite,
-                    "read-only" => TargetSessionAttrs::ReadOnly,
-                    other => {
-                        return Err(Error::refused(format!(
-                            "unsupported target_session_attrs \"{other}\": odoo-db accepts any, \
-                             read-write and read-only"
-                        )))
-                    }
-                })
-            }
-            "channel_binding" => {
-                self.channel_binding = Some(match value {
-                    "disable" => ChannelBinding::Disable,
-                    "prefer" => ChannelBinding::Prefer,
-                    "require" => ChannelBinding::Require,
-                    other => {
-                        return Err(Error::refused(format!(
-                            "invalid channel_binding \"{other}\": expected disable, prefer or \
-                             require"
-                        )))
-                    }
-                })
-            }
-            // odoo-db never uses GSSAPI encryption, which is what these two values allow.
-            "gssencmode" => match value {
-                "disable" | "prefer" => {}
-                other => {
-                    return Err(Error::refused(format!(
-                        "unsupported gssencmode \"{other}\": odoo-db does not do GSSAPI \
-                         encryption (disable and prefer are accepted)"
-                    )))
-                }
-            },
-            other => return Err(unknown_key(other)),
-        }
-        Ok(())
-    }
-
-    fn unset(&mut self, key: &str) -> Result<()> {
-        match key {
-            "host" => self.host = None,
-            "hostaddr" => self.hostaddr = None,
-            "port" => self.port = None,
-            "user" => self.user = None,
-            "password" => {
-                self.password = None;
-                self.password_source = None;
-            }
-            "dbname" => self.dbname = None,
-            "sslmode" | "ssl" => self.sslmode = None,
-            "sslrootcert" => self.sslrootcert = None,
-            "connect_timeout" => self.connect_timeout = None,
-            "application_name" => self.application_name = None,
-            "options" => self.options = None,
-            "keepalives" => self.keepalives = None,
-            "keepalives_idle" => self.keepalives_idle = None,
-            "keepalives_interval" => self.keepalives_interval = None,
-            "keepalives_count" => self.keepalives_count = None,
-            "passfile" => self.passfile = None,
-            "target_session_attrs" => self.target_session_attrs = None,
-            "channel_binding" => self.channel_binding = None,
-            "gssencmode" => {}
-            other => return Err(unknown_key(other)),
-        }
-        Ok(())
     }
 }
 
 impl fmt::Debug for ConnParams {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ConnParams")
-            .field("host", &self.host)
-            .field("hostaddr", &self.hostaddr)
-            .field("port", &self.port)
+        let mut debug = f.debug_struct("ConnParams");
+        for key in KEYS.iter().filter(|key| !key.alias) {
+            let value = (key.get)(self);
+            match key.secret {
+                true => debug.field(key.name, &value.map(|_| "<redacted>")),
+                false => debug.field(key.name, &value),
+            };
+        }
+        debug
             .field("origin_port", &self.origin_port)
-            .field("user", &self.user)
-            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
             .field("password_source", &self.password_source)
-            .field("dbname", &self.dbname)
-            .field("sslmode", &self.sslmode)
-            .field("sslrootcert", &self.sslrootcert)
-            .field("connect_timeout", &self.connect_timeout)
-            .field("application_name", &self.application_name)
-            .field("options", &self.options)
-            .field("keepalives", &self.keepalives)
-            .field("keepalives_idle", &self.keepalives_idle)
-            .field("passfile", &self.passfile)
-            .field("target_session_attrs", &self.target_session_attrs)
-            .field("channel_binding", &self.channel_binding)
-            .finish_non_exhaustive()
+            .field("sslrootcert_is_default", &self.sslrootcert_is_default)
+            .field("passfile_is_credential", &self.passfile_is_credential)
+            .field("route", &self.route)
+            .finish()
     }
 }
 
@@ -1084,7 +1234,7 @@ mod tests {
     #[test]
     fn url_unknown_query_key_refused_naming_it() {
         let e = ConnParams::parse("postgresql://h/db?sslmdoe=require").unwrap_err();
-        assert_eq!(e.class(), crate::error::Class::Refused);
+        assert_eq!(e.class(), crate::Class::Refused);
         assert!(e.to_string().contains("\"sslmdoe\""), "{e}");
         let e = ConnParams::parse("postgresql://h/db?sslcert=/x").unwrap_err();
         assert!(e.to_string().contains("does not support"), "{e}");
@@ -1195,7 +1345,7 @@ mod tests {
             .resolve_with(&env)
             .unwrap_err();
         assert!(e.to_string().contains("PGPORT"), "{e}");
-        assert_eq!(e.class(), crate::error::Class::Refused);
+        assert_eq!(e.class(), crate::Class::Refused);
     }
 
     #[test]
@@ -1437,5 +1587,34 @@ mod tests {
         ] {
             assert_eq!(mode.to_string().parse::<SslMode>().unwrap(), mode);
         }
+    }
+
+    #[test]
+    fn debug_shows_every_key_and_redacts_the_password() {
+        let p =
+            ConnParams::parse("host=h keepalives_interval=7 keepalives_count=2 password=secret")
+                .unwrap();
+        let text = format!("{p:?}");
+        for key in KEYS.iter().filter(|key| !key.alias) {
+            assert!(
+                text.contains(&format!("{}: ", key.name)),
+                "{} in {text}",
+                key.name
+            );
+        }
+        assert!(text.contains("keepalives_interval: Some(\"7\")"), "{text}");
+        assert!(!text.contains("secret"), "{text}");
+    }
+
+    #[test]
+    fn emitted_conninfo_parses_back_to_itself() {
+        let p = ConnParams::parse(
+            "host=h port=5433 user=u dbname='my db' sslmode=require options='-c a=b' \
+             keepalives=0 keepalives_idle=9 target_session_attrs=read-write password=x",
+        )
+        .unwrap();
+        let again = ConnParams::parse(&p.libpq_conninfo()).unwrap();
+        assert_eq!(again.libpq_conninfo(), p.libpq_conninfo());
+        assert!(!again.has_password());
     }
 }
