@@ -177,6 +177,17 @@ impl From<pgsandbox::Error> for Error {
     }
 }
 
+/// A refusal of the file rules (a directory others can write) is a refusal of the
+/// command, with the same message.
+impl From<safefs::Error> for Error {
+    fn from(error: safefs::Error) -> Self {
+        match error.class() {
+            safefs::Class::Refused => Error::refused(error.to_string()),
+            safefs::Class::Failed => Error::failed(error.to_string()),
+        }
+    }
+}
+
 /// `.context("…")` on any result whose error converts into [`Error`].
 pub trait Context<T> {
     fn context(self, context: impl Into<String>) -> Result<T>;

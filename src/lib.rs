@@ -15,7 +15,6 @@ pub mod cli;
 pub mod cmd;
 pub mod config;
 pub mod error;
-pub(crate) mod files;
 pub(crate) mod health;
 pub mod logging;
 pub(crate) mod manpage;

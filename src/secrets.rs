@@ -23,7 +23,7 @@ use rand::rngs::OsRng;
 use rand::Rng;
 
 use crate::error::{Error, Result};
-use crate::files::{self, WriteNewError};
+use safefs::WriteNewError;
 
 /// Length of generated passwords, as `pwgen -s 20`.
 pub const PASSWORD_LEN: usize = 20;
@@ -127,7 +127,7 @@ pub fn env_file(dir: &Path, env: &str) -> Result<PathBuf> {
 const WHAT: &str = "secrets directory";
 
 /// Refuse (nothing changed) a `--secrets-dir` that odoo-db must not write into: an
-/// existing one must pass [`files::check_private_dir`] (a directory of this user or
+/// existing one must pass [`safefs::check_private_dir`] (a directory of this user or
 /// root that nobody else can write, reached through directories nobody else can
 /// tamper with); a missing one will be created by [`ensure_dir`], so the directories
 /// above it must pass the same rules (a sticky one such as `/tmp` is fine). Creates
@@ -136,7 +136,7 @@ pub fn check_dir_for_writing(dir: &Path) -> Result<()> {
     let absolute = std::path::absolute(dir)
         .map_err(|e| Error::failed(format!("{WHAT} {}: {e}", dir.display())))?;
     match std::fs::symlink_metadata(&absolute) {
-        Ok(_) => return files::check_private_dir(&absolute, WHAT),
+        Ok(_) => return Ok(safefs::check_private_dir(&absolute, WHAT)?),
         // ENOTDIR: a file on the way, refused below by name.
         Err(e) if e.kind() == ErrorKind::NotFound || e.raw_os_error() == Some(libc::ENOTDIR) => {}
         Err(e) => {
@@ -193,7 +193,7 @@ pub fn check_dir_for_writing(dir: &Path) -> Result<()> {
 }
 
 /// Create `dir` (and missing parents) 0700 whatever the umask, or check an existing
-/// one; see [`files::ensure_private_dir`]. Call after [`check_dir_for_writing`] and
+/// one; see [`safefs::ensure_private_dir`]. Call after [`check_dir_for_writing`] and
 /// every other check of the command: this is a change on disk. Returns the
 /// directories created now, innermost first, so that a command refused later (a race
 /// lost) can [`remove_created`] them and leave the disk as it found it.
@@ -209,7 +209,7 @@ pub fn ensure_dir(dir: &Path) -> Result<Vec<PathBuf>> {
         missing.push(path.to_path_buf());
         probe = path.parent();
     }
-    files::ensure_private_dir(&absolute, WHAT)?;
+    safefs::ensure_private_dir(&absolute, WHAT)?;
     if !missing.is_empty() {
         tracing::info!("created {WHAT} {} (mode 0700)", absolute.display());
     }
@@ -236,7 +236,7 @@ fn is_password_text(value: &str) -> bool {
 /// a crash cannot lose the passwords. Never overwrites: an existing file is refused.
 pub fn write_new(dir: &Path, env: &str, secrets: &EnvSecrets) -> Result<PathBuf> {
     let path = env_file(dir, env)?;
-    files::check_private_dir(dir, WHAT)?;
+    safefs::check_private_dir(dir, WHAT)?;
     for (key, secret) in [
         (DB_PASSWORD_KEY, &secrets.db_password),
         (ADMIN_PASSWD_KEY, &secrets.admin_passwd),
@@ -255,7 +255,7 @@ pub fn write_new(dir: &Path, env: &str, secrets: &EnvSecrets) -> Result<PathBuf>
         secrets.db_password.expose(),
         secrets.admin_passwd.expose()
     );
-    match files::write_new(&path, content.as_bytes(), 0o600) {
+    match safefs::write_new(&path, content.as_bytes(), 0o600) {
         Ok(()) => {}
         Err(WriteNewError::Create(e)) if e.kind() == ErrorKind::AlreadyExists => {
             return Err(Error::refused(format!(

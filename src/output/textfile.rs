@@ -10,8 +10,8 @@ use crate::error::{Error, Result};
 /// the metrics node_exporter serves (the contract's "Files odoo-db writes").
 pub fn check_textfile_dir(path: &Path) -> Result<()> {
     textfile_name(path)?;
-    crate::files::check_private_dir(textfile_dir(path), "textfile directory")
-        .map_err(|error| error.context(format!("--textfile {}", path.display())))
+    safefs::check_private_dir(textfile_dir(path), "textfile directory")
+        .map_err(|error| Error::from(error).context(format!("--textfile {}", path.display())))
 }
 
 pub(crate) fn textfile_dir(path: &Path) -> &Path {
@@ -38,8 +38,9 @@ pub(crate) fn textfile_name(path: &Path) -> Result<()> {
 /// `.tmp`). The caller checks the directory first ([`check_textfile_dir`]).
 pub fn write_atomically(path: &Path, contents: &str) -> Result<()> {
     textfile_name(path)?;
-    crate::files::replace_atomically(path, contents.as_bytes(), 0o644)
-        .map_err(|error| error.context(format!("writing the textfile {}", path.display())))
+    safefs::replace_atomically(path, contents.as_bytes(), 0o644).map_err(|error| {
+        Error::from(error).context(format!("writing the textfile {}", path.display()))
+    })
 }
 
 #[cfg(test)]

@@ -70,14 +70,12 @@ fn hex(bytes: &[u8]) -> String {
 
 /// Refuse (nothing changed, nothing created) a backup directory that another user could
 /// write into (or that belongs to one), existing or not: checked at plan time, before
-/// the dump creates it (0700) with [`crate::files::ensure_private_dir`].
+/// the dump creates it (0700) with [`safefs::ensure_private_dir`].
 pub fn check_backup_dir(dir: &Path) -> Result<()> {
-    crate::files::check_private_dir_or_creatable(dir, "backup directory").map_err(|error| {
+    safefs::check_private_dir_or_creatable(dir, "backup directory").map_err(|error| {
         match error.class() {
-            crate::error::Class::Refused => {
-                Error::refused(format!("{}; nothing was changed", error.root_message()))
-            }
-            _ => error,
+            safefs::Class::Refused => Error::refused(format!("{error}; nothing was changed")),
+            safefs::Class::Failed => error.into(),
         }
     })
 }
@@ -312,13 +310,13 @@ pub async fn dump(
     let started = Instant::now();
     // It and its missing parents 0700 whatever the umask; an existing one that others
     // can write (or that is not ours) is refused: they could swap the dump.
-    crate::files::ensure_private_dir(dir, "backup directory")?;
+    safefs::ensure_private_dir(dir, "backup directory")?;
     remove_partials(dir, name);
     let final_path = dir.join(file_name(name, Utc::now()));
     let partial = final_path.with_extension("dump.partial");
     // Created here, 0600 from the first byte (pg_dump would create it with 0644 & umask),
     // O_EXCL | O_NOFOLLOW: never through a planted file or symlink.
-    let file = crate::files::create_new(&partial, 0o600)
+    let file = safefs::create_new(&partial, 0o600)
         .with_context(|| format!("creating {}", partial.display()))?;
     let result = async {
         let mut pg_dump = libpq_command(tools, "pg_dump", Some(params));
@@ -348,7 +346,7 @@ pub async fn dump(
                 partial.display()
             )));
         }
-        crate::files::rename_durably(&partial, &final_path)?;
+        safefs::rename_durably(&partial, &final_path)?;
         Ok::<_, Error>((bytes, hash))
     }
     .await;

@@ -448,7 +448,11 @@ impl Harness {
         };
         let text = toml::to_string(&state)
             .map_err(|e| Error::failed(format!("serialising the harness state: {e}")))?;
-        write_atomically(&self.dir.join(STATE_FILE), text.as_bytes(), 0o644)
+        Ok(safefs::replace_atomically(
+            &self.dir.join(STATE_FILE),
+            text.as_bytes(),
+            0o644,
+        )?)
     }
 
     /// The servers of this harness: primary, standby, integration (those present).
@@ -587,29 +591,6 @@ fn remove_dir(dir: &Path) -> Result<()> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(Error::failed(format!("removing {}: {e}", dir.display()))),
     }
-}
-
-/// Writes `path` through a temporary file and a rename, with `mode`.
-fn write_atomically(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    let write = || -> std::io::Result<()> {
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(mode)
-            .open(&tmp)?;
-        // The mode given to open() is masked by the umask; set it exactly.
-        file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(mode))?;
-        file.write_all(contents)?;
-        std::fs::rename(&tmp, path)
-    };
-    write().map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        Error::failed(format!("writing {}: {e}", path.display()))
-    })
 }
 
 /// Creates (or checks) the harness directory; returns its canonical path and

@@ -3,7 +3,6 @@
 //! drop files into a data directory, and find free port ranges for servers started
 //! by hand. The release binary of odoo-db has none of it.
 
-use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -135,17 +134,8 @@ impl PgServer {
     /// Writes a file into the data directory (e.g. a TLS key or certificate), mode
     /// 0600, owned by the server's OS user; returns its path.
     pub fn write_data_file(&self, name: &str, contents: &[u8]) -> Result<PathBuf> {
-        use std::os::unix::fs::OpenOptionsExt;
         let path = self.data_dir.join(name);
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&path)
-            .with_context(|| format!("writing {}", path.display()))?;
-        file.write_all(contents)
-            .with_context(|| format!("writing {}", path.display()))?;
+        safefs::replace_atomically(&path, contents, 0o600)?;
         chown_to(self.tools.run_as.as_ref(), &path)?;
         Ok(path)
     }

@@ -228,15 +228,14 @@ fn is_zombie(pid: i32) -> bool {
         .unwrap_or(false)
 }
 
+/// Create `path` (never over an existing file or through a planted symlink) holding
+/// `content`, mode 0600, written and fsynced with its directory.
 pub(crate) fn write_private(path: &Path, content: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)?;
-    file.write_all(content)
+    safefs::write_new(path, content, 0o600).map_err(|error| match error {
+        safefs::WriteNewError::Create(e)
+        | safefs::WriteNewError::Write(e)
+        | safefs::WriteNewError::SyncDir(e) => e,
+    })
 }
 
 // Signals.

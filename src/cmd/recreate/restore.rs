@@ -243,7 +243,7 @@ async fn newest_backup(job: &Job) -> Result<Option<PathBuf>> {
 async fn authenticate(job: &Job, path: &Path) -> Result<RecordedBackup> {
     use std::os::unix::fs::MetadataExt;
     let dir = path.parent().unwrap_or(Path::new("/"));
-    crate::files::check_private_dir(dir, "backup directory")?;
+    safefs::check_private_dir(dir, "backup directory")?;
     let metadata = std::fs::symlink_metadata(path)
         .map_err(|error| Error::refused(format!("backup {}: {error}", path.display())))?;
     if !metadata.file_type().is_file() {

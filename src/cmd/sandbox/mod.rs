@@ -78,8 +78,8 @@ impl ClientFiles for Harness {
     fn write_client_files(&self) -> Result<(PathBuf, PathBuf)> {
         let config = self.config_path();
         let pgpass = self.pgpass_path();
-        crate::files::replace_atomically(&config, self.config_toml().as_bytes(), 0o644)?;
-        crate::files::replace_atomically(&pgpass, self.pgpass().as_bytes(), 0o600)?;
+        safefs::replace_atomically(&config, self.config_toml().as_bytes(), 0o644)?;
+        safefs::replace_atomically(&pgpass, self.pgpass().as_bytes(), 0o600)?;
         Ok((config, pgpass))
     }
 }

@@ -1,20 +1,23 @@
-//! The rules for every file and directory odoo-db writes (the contract's "Files
-//! odoo-db writes"), in one place so that each job applies the same ones.
+//! The rules for every file and directory written where another local user could
+//! interfere, in one crate so that odoo-db and its plumbing crates (the sandbox's
+//! state, the SSH masters' config) apply the same ones instead of each its own
+//! open/write/rename. It knows nothing of Odoo: callers name their directory
+//! ("backup directory") and word their own messages around its errors.
 //!
 //! Why: odoo-db often runs as root and writes secrets, customer dumps and the
 //! Prometheus textfile. Another local user who can write a directory on the way can
-//! plant a symlink or a file under the name odoo-db is about to use, or swap a file
-//! after it was written. So, like OpenSSH's `StrictModes`:
-//! - a directory odoo-db writes into must belong to this user or root and be writable
-//!   by nobody else; each directory above it likewise, except that a sticky one (`/tmp`)
+//! plant a symlink or a file under the name about to be used, or swap a file after it
+//! was written. So, like OpenSSH's `StrictModes`:
+//! - a directory written into must belong to this user or root and be writable by
+//!   nobody else; each directory above it likewise, except that a sticky one (`/tmp`)
 //!   is accepted, because there others cannot rename or delete what is not theirs;
-//! - directories it creates are 0700 whatever the umask;
+//! - directories created here are 0700 whatever the umask;
 //! - files are created with `O_EXCL | O_NOFOLLOW` and an explicit mode, under
 //!   unpredictable names when temporary, and put in place by `rename` after an fsync.
 //!
-//! Every file odoo-db writes goes through one of the three ways here, never a
-//! hand-rolled open/write/rename: [`write_new`] for a file that must not exist yet (a
-//! secrets file), [`replace_atomically`] for one that readers may hold (the Prometheus
+//! Every file goes through one of the three ways here, never a hand-rolled
+//! open/write/rename: [`write_new`] for a file that must not exist yet (a secrets
+//! file), [`replace_atomically`] for one that readers may hold (the Prometheus
 //! textfile), and [`create_new`] then [`rename_durably`] for one streamed in (a dump).
 
 use std::fs::{File, OpenOptions, Permissions};
@@ -22,7 +25,53 @@ use std::io::{ErrorKind, Write};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use crate::error::{Error, Result};
+/// What the caller must do about an error of this crate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Class {
+    /// A directory failed the rules (or is missing): nothing was changed; use another.
+    Refused,
+    /// The file system failed while inspecting, creating or writing.
+    Failed,
+}
+
+/// An error of the directory checks and of [`replace_atomically`] and [`sync_dir`]: its
+/// class and a message worded for a person, which names the path. (Callers map it to
+/// their own error type, keeping both.)
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Error {
+    class: Class,
+    message: String,
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    fn refused(message: String) -> Self {
+        Error {
+            class: Class::Refused,
+            message,
+        }
+    }
+
+    fn failed(message: String) -> Self {
+        Error {
+            class: Class::Failed,
+            message,
+        }
+    }
+
+    pub fn class(&self) -> Class {
+        self.class
+    }
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Error {}
 
 /// Refuse (nothing changed) unless `dir` is an existing directory that only this user
 /// (or root) can write, reached through directories nobody else can tamper with.
@@ -312,7 +361,7 @@ mod tests {
         std::fs::create_dir(&shared).unwrap();
         std::fs::set_permissions(&shared, Permissions::from_mode(0o777)).unwrap();
         let error = check_private_dir(&shared, "backup directory").unwrap_err();
-        assert_eq!(error.class(), crate::error::Class::Refused);
+        assert_eq!(error.class(), Class::Refused);
         assert!(
             error.to_string().contains("writable by group or others"),
             "{error}"
