@@ -170,9 +170,18 @@ pub fn describe_pg_error(error: &tokio_postgres::Error) -> String {
     if error.is_closed() {
         return "the server closed the connection".to_string();
     }
-    // Walk the source chain: tokio-postgres wraps io and TLS errors one level down.
+    // tokio-postgres wraps io and TLS errors one level down.
+    describe_error_chain(error)
+}
+
+/// An error's message followed by those of its sources, each once (a library that
+/// says "db error" or "connect failed" puts the words that matter one level down):
+/// "error connecting to server: Connection refused (os error 111)". Shared with the
+/// crates built beside this one (the SSH tunnel, the sandbox) so that every error
+/// reads the same way.
+pub fn describe_error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
-    let mut source = std::error::Error::source(error);
+    let mut source = error.source();
     while let Some(inner) = source {
         let inner_text = inner.to_string();
         if !text.contains(&inner_text) {
@@ -224,5 +233,31 @@ mod tests {
         assert_eq!(error.to_string(), "connecting to db1:5432: after 5s");
         assert_eq!(error.root_message(), "after 5s");
         assert!(error.sqlstate().is_none());
+    }
+
+    #[test]
+    fn an_error_chain_reads_each_source_once() {
+        #[derive(Debug)]
+        struct Outer(std::io::Error, &'static str);
+        impl fmt::Display for Outer {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.1)
+            }
+        }
+        impl std::error::Error for Outer {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let refused = || std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        assert_eq!(
+            describe_error_chain(&Outer(refused(), "connect failed")),
+            "connect failed: refused"
+        );
+        // A source already in the message is not repeated.
+        assert_eq!(
+            describe_error_chain(&Outer(refused(), "connect failed: refused")),
+            "connect failed: refused"
+        );
     }
 }

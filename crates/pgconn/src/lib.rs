@@ -26,7 +26,7 @@ use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
 use tokio_postgres::{Client, NoTls, Socket};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-pub use error::{describe_pg_error, Cause, Class, Context, Error, Result};
+pub use error::{describe_error_chain, describe_pg_error, Cause, Class, Context, Error, Result};
 use params::{ChannelBinding, PasswordSource, TargetSessionAttrs};
 pub use params::{ConnParams, SslMode};
 pub use route::Route;

@@ -59,19 +59,9 @@ impl Error {
     /// A failed error whose message is `source`'s, down its whole source chain
     /// (tokio-postgres says "db error" and puts the server's message one level down).
     fn from_source(source: impl std::error::Error + Send + Sync + 'static) -> Self {
-        let mut message = source.to_string();
-        let mut inner = source.source();
-        while let Some(cause) = inner {
-            let text = cause.to_string();
-            if !message.contains(&text) {
-                message.push_str(": ");
-                message.push_str(&text);
-            }
-            inner = cause.source();
-        }
         Error {
             class: Class::Failed,
-            chain: vec![message],
+            chain: vec![pgconn::describe_error_chain(&source)],
             source: Some(Box::new(source)),
         }
     }

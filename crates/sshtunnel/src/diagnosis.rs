@@ -66,21 +66,6 @@ pub(crate) fn ssh_said(log: &str, count: usize) -> Option<String> {
     (!tail.is_empty()).then(|| tail.join("; "))
 }
 
-/// An openssh error with its sources (the crate puts ssh's own words one level down).
-pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(inner) = source {
-        let inner_text = inner.to_string();
-        if !text.contains(&inner_text) {
-            text.push_str(": ");
-            text.push_str(&inner_text);
-        }
-        source = inner.source();
-    }
-    text
-}
-
 /// What went wrong starting the master, in words that say what to do.
 pub(crate) fn describe_launch_failure(spec: &Bastion, error: &openssh::Error) -> String {
     use std::error::Error as _;
@@ -97,7 +82,8 @@ pub(crate) fn describe_launch_failure(spec: &Bastion, error: &openssh::Error) ->
         }
     }
     if log.is_empty() {
-        return format!("ssh failed: {}", error_chain(error));
+        // The openssh crate puts ssh's own words one level down.
+        return format!("ssh failed: {}", pgconn::describe_error_chain(error));
     }
     describe_ssh_log(spec, &log)
 }

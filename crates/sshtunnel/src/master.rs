@@ -13,7 +13,7 @@ use pgconn::{Class, ConnParams, Error, Result};
 
 use crate::bastion::{Bastion, Target};
 use crate::bastions::Failure;
-use crate::diagnosis::{describe_launch_failure, error_chain, ssh_said};
+use crate::diagnosis::{describe_launch_failure, ssh_said};
 use crate::rundir::{
     control_base, create_run_dir, install_signal_cleanup, release_run_dir, remove_stale_run_dirs,
     signal_cleanup_wanted, write_private, RunDirGuard,
@@ -270,7 +270,7 @@ async fn open_forward(session: &Session, target: &Target) -> std::result::Result
             .await
         {
             Ok(()) => return Ok(port),
-            Err(error) => last = error_chain(&error),
+            Err(error) => last = pgconn::describe_error_chain(&error),
         }
     }
     Err(format!(
