@@ -5,9 +5,9 @@ use std::time::Instant;
 
 use chrono::Utc;
 
-use super::journal::{load_unfinished, Kind, Step};
+use super::journal::{load_unfinished, Kind, Record, Step};
 use super::Job;
-use crate::catalog::{Catalog, PinnedCluster};
+use crate::catalog::{Catalog, CatalogDatabase, PinnedCluster};
 use crate::config::{ClusterKind, Config};
 use crate::error::{Error, Result};
 use crate::names;
@@ -16,6 +16,7 @@ use crate::pg::oplock::LockSession;
 use crate::pg::quote::quote_ident;
 use crate::pg::steprole;
 use crate::servers::{self, Servers};
+use pgconn::ConnParams;
 
 /// Refused before any connection: only `<valid base>_integration` can be dropped.
 fn check_name(name: &str, catalog_db: &str, kind: Kind) -> Result<()> {
@@ -48,18 +49,183 @@ fn owner_changed(name: &str, found: &str, recorded: &str) -> String {
     )
 }
 
+/// A gate's refusal: what rule, and that nothing was changed.
+fn refusal(kind: Kind, name: &str, rule: String) -> Error {
+    Error::refused(format!(
+        "{} of {name} refused: {rule}; nothing was changed",
+        kind.as_str()
+    ))
+}
+
+/// The catalog's gates: it knows `name`, only as an integration database on the
+/// cluster of kind integration, provisioned to the end, and init pinned that cluster
+/// as integration.
+fn check_catalog_entries(
+    config: &Config,
+    name: &str,
+    kind: Kind,
+    cluster: &str,
+    rows: &[CatalogDatabase],
+    pinned: &[PinnedCluster],
+) -> Result<()> {
+    let refuse = |rule: String| refusal(kind, name, rule);
+    if rows.is_empty() {
+        return Err(refuse(format!(
+            "{name} is unknown to the catalog; odoo-db recreates only databases it provisioned \
+             or adopted (see `odoo-db list`)"
+        )));
+    }
+    for row in rows {
+        let environment = row.environment.clone();
+        let row_cluster = row.cluster.clone();
+        let state = row.state.clone();
+        if environment != ClusterKind::Integration.as_str() {
+            return Err(refuse(format!(
+                "the catalog knows {name} as a {environment} database; production databases can \
+                 never be dropped by odoo-db, whatever the flags"
+            )));
+        }
+        let configured_kind = config.clusters.get(&row_cluster).map(|c| c.kind);
+        if row_cluster != cluster || configured_kind != Some(ClusterKind::Integration) {
+            return Err(refuse(format!(
+                "{name} lives on cluster {row_cluster}, whose kind in the config is {}; only \
+                 databases on the cluster of kind integration ({cluster}) can be dropped",
+                configured_kind
+                    .map(|k| k.as_str())
+                    .unwrap_or("(not configured)")
+            )));
+        }
+        if state == "provisioning" {
+            return Err(refuse(
+                "its provision is unfinished; complete it first (run the same `odoo-db provision` again)".to_string(),
+            ));
+        }
+    }
+    match pinned.iter().find(|pinned| pinned.name == cluster) {
+        None => {
+            return Err(refuse(format!(
+                "cluster {cluster} has no pinned identity in the catalog: run `odoo-db init` first"
+            )))
+        }
+        Some(PinnedCluster {
+            kind: pinned_kind, ..
+        }) if pinned_kind != ClusterKind::Integration.as_str() => {
+            return Err(refuse(format!(
+                "init pinned cluster {cluster} as kind {pinned_kind}, not integration; a cluster \
+                 does not change kind: fix the config"
+            )))
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// The server's gates: a primary, and the very server init pinned for the cluster,
+/// not production's.
+fn check_server(
+    config: &Config,
+    cluster: &str,
+    params: &ConnParams,
+    recovery: bool,
+    identifier: u64,
+    pinned: &[PinnedCluster],
+    refuse: impl Fn(String) -> Error,
+) -> Result<()> {
+    let label = params.label();
+    if recovery {
+        return Err(refuse(format!(
+            "the server of cluster {cluster} ({label}) is in recovery (a standby): nothing can be \
+             dropped or created there; point clusters.{cluster}.primary at the primary"
+        )));
+    }
+    let identifier_text = identifier.to_string();
+    if let Some(PinnedCluster {
+        name: production, ..
+    }) = pinned.iter().find(|pinned| {
+        pinned.kind == ClusterKind::Production.as_str()
+            && pinned.system_identifier == identifier_text
+    }) {
+        return Err(refuse(format!(
+            "the server configured as cluster {cluster} ({label}) is the server init pinned for \
+             production cluster {production} (system identifier {identifier}); production databases \
+             can never be dropped by odoo-db: fix clusters.{cluster}.primary in {}",
+            config.path.display()
+        )));
+    }
+    if let Some(PinnedCluster {
+        system_identifier: pinned_id,
+        ..
+    }) = pinned
+        .iter()
+        .find(|pinned| pinned.name == cluster && pinned.system_identifier != identifier_text)
+    {
+        return Err(refuse(format!(
+            "the server configured as cluster {cluster} ({label}) has system identifier {identifier}, \
+             but init pinned {pinned_id} for this cluster: the config now points at another server. \
+             Fix clusters.{cluster}.primary (or, if the cluster was really rebuilt, delete its row \
+             from catalog.clusters and run `odoo-db init`)"
+        )));
+    }
+    Ok(())
+}
+
+/// The owner gate, under the lock; returns the owner the catalog recorded.
+fn check_owner(
+    name: &str,
+    kind: Kind,
+    rows: &[CatalogDatabase],
+    inspection: Option<&Inspection>,
+    unfinished: Option<&Record>,
+) -> Result<String> {
+    let refuse = |rule: String| refusal(kind, name, rule);
+    // The owner gate. odoo-db makes its own role a member of the database's owner to
+    // act on it (pg_dump, DROP, CREATE … OWNER); an owner changed behind its back
+    // (ALTER DATABASE … OWNER TO pg_execute_server_program, or any role) would hand
+    // it that role's privileges. Only the owner the catalog recorded is acted for.
+    let recorded_owner: String = rows
+        .iter()
+        .find(|row| row.environment == ClusterKind::Integration.as_str())
+        .map(|row| row.owner.clone())
+        .expect("checked above: every row is the integration one");
+    if let Some(live) = inspection {
+        if live.props.owner != recorded_owner {
+            return Err(refuse(owner_changed(
+                name,
+                &format!("its owner on the server is now {:?}", live.props.owner),
+                &recorded_owner,
+            )));
+        }
+    }
+    // A run past the point of no return is finished from its plan, owner included
+    // (an earlier one is superseded, its plan unused).
+    if let Some(record) = unfinished.filter(|r| r.step >= Step::Blocking) {
+        if record.plan.owner != recorded_owner {
+            return Err(refuse(format!(
+                "the interrupted {} (stopped after step {}) recorded a plan whose owner is {:?}, but \
+                 the catalog recorded owner {recorded_owner:?} for {name}; odoo-db will not make its \
+                 own role a member of a role it did not record. Finish it by hand as a superuser \
+                 (CREATE DATABASE {} OWNER {} TEMPLATE template0, with the plan's other properties), \
+                 then mark the run finished (UPDATE catalog.recreates SET outcome = 'done', \
+                 finished_at = now() WHERE id = {}; UPDATE catalog.databases SET state = 'ready' \
+                 WHERE environment = 'integration' AND name = '{name}')",
+                record.kind.as_str(),
+                record.step.as_str(),
+                record.plan.owner,
+                quote_ident(name),
+                quote_ident(&recorded_owner),
+                record.id
+            )));
+        }
+    }
+    Ok(recorded_owner)
+}
+
 impl Job {
     /// Step 0: the gates and the lock. Every refusal here has changed nothing; an
     /// unreachable catalog fails (exit 1) before anything is touched.
     pub(crate) async fn open(config: &Config, name: &str, kind: Kind) -> Result<Job> {
         let started = Instant::now();
         let started_at = Utc::now();
-        let refuse = |rule: String| {
-            Error::refused(format!(
-                "{} of {name} refused: {rule}; nothing was changed",
-                kind.as_str()
-            ))
-        };
         check_name(name, &config.catalog.database, kind)?;
         let servers = Servers::open(config).await?;
         let (cluster, _) = servers.cluster_of_kind(ClusterKind::Integration)?;
@@ -74,54 +240,7 @@ impl Job {
 
         let (rows, pinned) =
             tokio::try_join!(catalog.databases_named(name), catalog.pinned_clusters())?;
-        if rows.is_empty() {
-            return Err(refuse(format!(
-                "{name} is unknown to the catalog; odoo-db recreates only databases it provisioned \
-                 or adopted (see `odoo-db list`)"
-            )));
-        }
-        for row in &rows {
-            let environment = row.environment.clone();
-            let row_cluster = row.cluster.clone();
-            let state = row.state.clone();
-            if environment != ClusterKind::Integration.as_str() {
-                return Err(refuse(format!(
-                    "the catalog knows {name} as a {environment} database; production databases can \
-                     never be dropped by odoo-db, whatever the flags"
-                )));
-            }
-            let configured_kind = config.clusters.get(&row_cluster).map(|c| c.kind);
-            if row_cluster != cluster || configured_kind != Some(ClusterKind::Integration) {
-                return Err(refuse(format!(
-                    "{name} lives on cluster {row_cluster}, whose kind in the config is {}; only \
-                     databases on the cluster of kind integration ({cluster}) can be dropped",
-                    configured_kind
-                        .map(|k| k.as_str())
-                        .unwrap_or("(not configured)")
-                )));
-            }
-            if state == "provisioning" {
-                return Err(refuse(
-                    "its provision is unfinished; complete it first (run the same `odoo-db provision` again)".to_string(),
-                ));
-            }
-        }
-        match pinned.iter().find(|pinned| pinned.name == cluster) {
-            None => {
-                return Err(refuse(format!(
-                "cluster {cluster} has no pinned identity in the catalog: run `odoo-db init` first"
-            )))
-            }
-            Some(PinnedCluster {
-                kind: pinned_kind, ..
-            }) if pinned_kind != ClusterKind::Integration.as_str() => {
-                return Err(refuse(format!(
-                "init pinned cluster {cluster} as kind {pinned_kind}, not integration; a cluster \
-                     does not change kind: fix the config"
-            )))
-            }
-            _ => {}
-        }
+        check_catalog_entries(config, name, kind, &cluster, &rows, &pinned)?;
 
         // The server itself: one round trip for all three questions.
         let (recovery, identifier, version_num) = tokio::try_join!(
@@ -129,41 +248,15 @@ impl Job {
             servers::system_identifier(&server),
             dbprops::server_version_num(&server)
         )?;
-        let label = params.label();
-        if recovery {
-            return Err(refuse(format!(
-                "the server of cluster {cluster} ({label}) is in recovery (a standby): nothing can be \
-                 dropped or created there; point clusters.{cluster}.primary at the primary"
-            )));
-        }
-        let identifier_text = identifier.to_string();
-        if let Some(PinnedCluster {
-            name: production, ..
-        }) = pinned.iter().find(|pinned| {
-            pinned.kind == ClusterKind::Production.as_str()
-                && pinned.system_identifier == identifier_text
-        }) {
-            return Err(refuse(format!(
-                "the server configured as cluster {cluster} ({label}) is the server init pinned for \
-                 production cluster {production} (system identifier {identifier}); production databases \
-                 can never be dropped by odoo-db: fix clusters.{cluster}.primary in {}",
-                config.path.display()
-            )));
-        }
-        if let Some(PinnedCluster {
-            system_identifier: pinned_id,
-            ..
-        }) = pinned
-            .iter()
-            .find(|pinned| pinned.name == cluster && pinned.system_identifier != identifier_text)
-        {
-            return Err(refuse(format!(
-                "the server configured as cluster {cluster} ({label}) has system identifier {identifier}, \
-                 but init pinned {pinned_id} for this cluster: the config now points at another server. \
-                 Fix clusters.{cluster}.primary (or, if the cluster was really rebuilt, delete its row \
-                 from catalog.clusters and run `odoo-db init`)"
-            )));
-        }
+        check_server(
+            config,
+            &cluster,
+            &params,
+            recovery,
+            identifier,
+            &pinned,
+            |rule| refusal(kind, name, rule),
+        )?;
 
         tracing::debug!("{name}: gates passed");
         let lock = lock_session.acquire(name, kind.as_str()).await?;
@@ -174,45 +267,8 @@ impl Job {
             load_unfinished(&catalog, name),
             dbprops::inspect(&server, name, version_num)
         )?;
-        // The owner gate. odoo-db makes its own role a member of the database's owner to
-        // act on it (pg_dump, DROP, CREATE … OWNER); an owner changed behind its back
-        // (ALTER DATABASE … OWNER TO pg_execute_server_program, or any role) would hand
-        // it that role's privileges. Only the owner the catalog recorded is acted for.
-        let recorded_owner: String = rows
-            .iter()
-            .find(|row| row.environment == ClusterKind::Integration.as_str())
-            .map(|row| row.owner.clone())
-            .expect("checked above: every row is the integration one");
-        if let Some(live) = &inspection {
-            if live.props.owner != recorded_owner {
-                return Err(refuse(owner_changed(
-                    name,
-                    &format!("its owner on the server is now {:?}", live.props.owner),
-                    &recorded_owner,
-                )));
-            }
-        }
-        // A run past the point of no return is finished from its plan, owner included
-        // (an earlier one is superseded, its plan unused).
-        if let Some(record) = unfinished.as_ref().filter(|r| r.step >= Step::Blocking) {
-            if record.plan.owner != recorded_owner {
-                return Err(refuse(format!(
-                    "the interrupted {} (stopped after step {}) recorded a plan whose owner is {:?}, but \
-                     the catalog recorded owner {recorded_owner:?} for {name}; odoo-db will not make its \
-                     own role a member of a role it did not record. Finish it by hand as a superuser \
-                     (CREATE DATABASE {} OWNER {} TEMPLATE template0, with the plan's other properties), \
-                     then mark the run finished (UPDATE catalog.recreates SET outcome = 'done', \
-                     finished_at = now() WHERE id = {}; UPDATE catalog.databases SET state = 'ready' \
-                     WHERE environment = 'integration' AND name = '{name}')",
-                    record.kind.as_str(),
-                    record.step.as_str(),
-                    record.plan.owner,
-                    quote_ident(name),
-                    quote_ident(&recorded_owner),
-                    record.id
-                )));
-            }
-        }
+        let recorded_owner =
+            check_owner(name, kind, &rows, inspection.as_ref(), unfinished.as_ref())?;
         Ok(Job {
             name: name.to_string(),
             cluster,
