@@ -220,6 +220,13 @@ impl Job {
 
     /// Step 6: record the end and say what was done.
     pub(crate) async fn finish(&mut self, differences: Vec<String>) -> Result<String> {
+        let seconds = self.record_end(&differences).await?;
+        Ok(self.summary(seconds, &differences))
+    }
+
+    /// The end recorded in the catalog (who, when, backup, duration, differences), in
+    /// one statement; returns the run's duration in seconds.
+    async fn record_end(&mut self, differences: &[String]) -> Result<f64> {
         let id = self.run_id.expect("recorded");
         let seconds = self.started.elapsed().as_secs_f64();
         let backup_path = self
@@ -250,6 +257,11 @@ impl Job {
         });
         self.catalog.finish_run(id, &detail).await?;
         self.step = Step::Done;
+        Ok(seconds)
+    }
+
+    /// What was done, for stdout; each difference from the plan also as a warning.
+    fn summary(&self, seconds: f64, differences: &[String]) -> String {
         let mut text = format!(
             "{} {} on cluster {} in {:.1} s\n",
             match self.kind {
@@ -305,7 +317,7 @@ impl Job {
             },
             (None, Kind::Restore) => {}
         }
-        for difference in &differences {
+        for difference in differences {
             tracing::warn!(
                 "{}: property differs after the {}: {difference}",
                 self.name,
@@ -313,7 +325,7 @@ impl Job {
             );
             text.push_str(&format!("  WARNING      {difference}\n"));
         }
-        Ok(text)
+        text
     }
 
     /// A plan a recreate recorded: for the run whose backup is `path`, else the newest.

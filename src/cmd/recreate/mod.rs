@@ -30,7 +30,7 @@
 //! server: back up, block, drop, create, restore, open) and [`journal`] (what is
 //! recorded in the catalog, and the summary of step 6).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
@@ -41,7 +41,7 @@ use crate::cli::RecreateArgs;
 use crate::cmd::prompt::{confirm, say};
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::pg::backup;
+use crate::pg::backup::{self, Tools};
 use crate::pg::dbprops::{self, Inspection};
 use crate::pg::oplock::OpLock;
 use pgconn::ConnParams;
@@ -98,30 +98,7 @@ pub async fn run(config: &Config, args: &RecreateArgs) -> Result<String> {
     // what is left on the server (blocked, gone, or a new copy) is no plan, and must
     // never be dumped.
     if let Some(record) = job.resumable().cloned() {
-        let mut plan = job.header("finish recreating", None);
-        plan.push_str(&resume_note(&record));
-        plan.push_str(&dbprops::describe(&record.plan));
-        plan.push_str(&format!(
-            "steps: {}create it from template0 with the properties above, open it\n",
-            if record.step <= Step::Blocking || record.kind == Kind::Restore {
-                "block new connections, end sessions, drop what exists; "
-            } else {
-                ""
-            }
-        ));
-        say(&plan);
-        if args.dry_run {
-            return Ok(DRY_RUN.to_string());
-        }
-        confirm(&job.name, args.yes, "finish recreating").await?;
-        let record = job.take_over(None).await?;
-        let from = if record.kind == Kind::Recreate {
-            record.step
-        } else {
-            Step::Blocking
-        };
-        let differences = job.replace(&record.plan, from, None).await?;
-        return job.finish(differences).await;
+        return finish_interrupted(&mut job, record, args).await;
     }
 
     // Step 1: inspect, print, check.
@@ -143,31 +120,13 @@ pub async fn run(config: &Config, args: &RecreateArgs) -> Result<String> {
     if !args.no_backup && props.allow_connections {
         job.check_contents(&props).await?;
     }
-    let tools = if args.no_backup {
-        None
-    } else {
-        let tools = backup::find_tools(job.server_major())?;
-        backup::check_compression(&tools, &config.recreate.compression)?;
-        backup::check_backup_dir(&backup_dir)?;
-        backup::check_space(&backup_dir, inspection.size_bytes.max(0) as u64)?;
-        Some(tools)
-    };
-    let mut steps = String::from("steps: ");
-    match &tools {
-        Some(tools) => steps.push_str(&format!(
-            "back up into {} (pg_dump {} -Fc --compress={}, read back whole, keep the newest {}); ",
-            backup_dir.display(),
-            tools.major,
-            config.recreate.compression,
-            config.recreate.keep_backups
-        )),
-        None => steps.push_str("NO backup (--no-backup); "),
-    }
-    steps.push_str(&format!(
-        "block new connections; end {} session(s); drop; create from template0 with the properties above; open it\n",
-        inspection.sessions.len()
+    let tools = backup_tools(config, args, &job, &backup_dir, &inspection)?;
+    say(&describe_steps(
+        config,
+        tools.as_ref(),
+        &backup_dir,
+        &inspection,
     ));
-    say(&steps);
     if args.dry_run {
         return Ok(DRY_RUN.to_string());
     }
@@ -194,6 +153,79 @@ pub async fn run(config: &Config, args: &RecreateArgs) -> Result<String> {
 
     // Step 6.
     job.finish(differences).await
+}
+
+/// A run killed past the point of no return, finished from its recorded plan.
+async fn finish_interrupted(job: &mut Job, record: Record, args: &RecreateArgs) -> Result<String> {
+    let mut plan = job.header("finish recreating", None);
+    plan.push_str(&resume_note(&record));
+    plan.push_str(&dbprops::describe(&record.plan));
+    plan.push_str(&format!(
+        "steps: {}create it from template0 with the properties above, open it\n",
+        if record.step <= Step::Blocking || record.kind == Kind::Restore {
+            "block new connections, end sessions, drop what exists; "
+        } else {
+            ""
+        }
+    ));
+    say(&plan);
+    if args.dry_run {
+        return Ok(DRY_RUN.to_string());
+    }
+    confirm(&job.name, args.yes, "finish recreating").await?;
+    let record = job.take_over(None).await?;
+    let from = if record.kind == Kind::Recreate {
+        record.step
+    } else {
+        Step::Blocking
+    };
+    let differences = job.replace(&record.plan, from, None).await?;
+    job.finish(differences).await
+}
+
+/// The client tools of the backup, checked against the server, the compression, the
+/// backup directory and its free space; None with `--no-backup`.
+fn backup_tools(
+    config: &Config,
+    args: &RecreateArgs,
+    job: &Job,
+    backup_dir: &Path,
+    inspection: &Inspection,
+) -> Result<Option<Tools>> {
+    if args.no_backup {
+        Ok(None)
+    } else {
+        let tools = backup::find_tools(job.server_major())?;
+        backup::check_compression(&tools, &config.recreate.compression)?;
+        backup::check_backup_dir(backup_dir)?;
+        backup::check_space(backup_dir, inspection.size_bytes.max(0) as u64)?;
+        Ok(Some(tools))
+    }
+}
+
+/// The plan's steps line.
+fn describe_steps(
+    config: &Config,
+    tools: Option<&Tools>,
+    backup_dir: &Path,
+    inspection: &Inspection,
+) -> String {
+    let mut steps = String::from("steps: ");
+    match tools {
+        Some(tools) => steps.push_str(&format!(
+            "back up into {} (pg_dump {} -Fc --compress={}, read back whole, keep the newest {}); ",
+            backup_dir.display(),
+            tools.major,
+            config.recreate.compression,
+            config.recreate.keep_backups
+        )),
+        None => steps.push_str("NO backup (--no-backup); "),
+    }
+    steps.push_str(&format!(
+        "block new connections; end {} session(s); drop; create from template0 with the properties above; open it\n",
+        inspection.sessions.len()
+    ));
+    steps
 }
 
 impl Job {

@@ -138,173 +138,208 @@ impl Job {
         from: Step,
         restore: Option<(&Tools, &Path)>,
     ) -> Result<Vec<String>> {
-        let database = quote_ident(&self.name);
         let mut step = from;
         if step <= Step::Blocking {
-            let resumed = self.resumable().is_some();
-            tokio::try_join!(
-                self.lock.ensure_held("blocking connections"),
-                self.record_step(Step::Blocking, json!({ "resumed": resumed }))
-            )?;
-            self.step = Step::Blocking;
-            // A fresh run saw the database under the lock, valid and open. A resumed one
-            // may find it gone, blocked, or left *invalid* by a DROP DATABASE that was
-            // interrupted (datconnlimit = -2 since 11.21, 12.16, 13.12, 14.9, 15.4 and
-            // 16; older minors leave one that still looks valid, blocked by the earlier
-            // run). Such a database can only be dropped: ALTER DATABASE fails on it
-            // ("cannot alter invalid database") and connecting to it fails or worse. So
-            // a resumed run blocks connections only when the earlier run did not get as
-            // far (still valid and open: the drop never began), and otherwise drops
-            // straight away, never connecting to it nor altering it, whatever the version.
-            let found = if resumed {
-                self.drop_state().await?
-            } else {
-                Some(DropState::Open)
-            };
-            let mut ended = Vec::new();
-            if let Some(found) = found {
-                if found == DropState::Open {
-                    self.server
-                        .batch_execute(&format!(
-                            "ALTER DATABASE {database} ALLOW_CONNECTIONS false"
-                        ))
-                        .await
-                        .context("blocking new connections")?;
-                } else {
-                    tracing::info!(
-                        "{}: {}; dropping it again without connecting to it or altering it",
-                        self.name,
-                        match found {
-                            DropState::Invalid => "left invalid by an interrupted DROP DATABASE",
-                            _ => "already closed to connections by the interrupted run",
-                        }
-                    );
-                }
-                fail::fail_point!("recreate-after-block");
-                ended = self.drop_database("the drop").await?;
-            }
-            tokio::try_join!(
-                self.record_step(Step::Dropped, json!({ "sessions_ended": ended })),
-                self.lock.ensure_held("the create")
-            )?;
-            self.step = Step::Dropped;
-            fail::fail_point!("recreate-after-drop");
+            self.block_and_drop().await?;
             step = Step::Dropped;
         } else if step == Step::Dropped {
             self.lock.ensure_held("the create").await?;
         }
         if step == Step::Dropped {
-            // Only a run resumed here can find something under the name (it was
-            // just dropped otherwise).
-            let existing = if from == Step::Dropped {
-                self.drop_state().await?
-            } else {
-                None
-            };
-            match existing {
-                None => {}
-                // The copy this job made before it was killed: made with connections
-                // closed, so nobody wrote to it (or left invalid by an interrupted drop
-                // of it). Made again from the start.
-                Some(DropState::Closed | DropState::Invalid) => {
-                    self.drop_database("dropping the half-made copy").await?;
-                }
-                Some(DropState::Open) => {
-                    return Err(Error::failed(format!(
-                        "a database named {} exists again and accepts connections, so it is not the copy \
-                         this job makes (which stays closed until done): someone else created it. Nothing \
-                         more was done; look at it, drop it if it is disposable, and run the command again",
-                        self.name
-                    )))
-                }
-            }
-            self.create(props, restore.is_some()).await?;
-            self.advance(Step::Created, json!({ "owner": props.owner }))
-                .await?;
-            fail::fail_point!("recreate-after-create");
+            self.create_again(props, from, restore.is_some()).await?;
             step = Step::Created;
         }
         if let Some((tools, path)) = restore {
             if step == Step::Created {
-                // The staged ACL keeps the application out while the data goes in.
-                self.server
-                    .batch_execute(&format!("ALTER DATABASE {database} ALLOW_CONNECTIONS true"))
-                    .await
-                    .context("opening the new database to the restore")?;
-                self.lock.ensure_held("the restore").await?;
-                let started = Instant::now();
-                let role = match self.step_role_for_restore(props).await {
-                    Ok(role) => role,
-                    Err(error) => return Err(self.restore_failed(error, path).await),
-                };
-                tracing::info!(
-                    "restoring {} into {} as the throwaway role {} (a member of {} only)",
-                    path.display(),
-                    self.name,
-                    role.name,
-                    props.owner
-                );
-                let restored = backup::restore(
-                    tools,
-                    &role.login(&self.params),
-                    path,
-                    &props.owner,
-                    self.server_major(),
-                )
-                .await;
-                if let Err(error) = restored {
-                    if let Err(drop_error) =
-                        role.drop(&self.server, &self.catalog, &self.params).await
-                    {
-                        tracing::warn!(
-                            "{}: the throwaway role stays until the next run: {drop_error}",
-                            self.name
-                        );
-                    }
-                    return Err(self.restore_failed(error, path).await);
-                }
-                self.advance(
-                    Step::Restored,
-                    json!({ "from": path.to_string_lossy(), "seconds": started.elapsed().as_secs_f64() }),
-                )
-                .await?;
-                fail::fail_point!("restore-after-restore");
-                // The data is in: a failure from here on leaves the role to the rerun,
-                // which finds it recorded.
-                role.drop(&self.server, &self.catalog, &self.params).await?;
+                self.restore_data(props, tools, path).await?;
             }
-            // A run killed between its restore and here left its throwaway role.
-            steprole::drop_leftovers(
-                &self.server,
-                &self.catalog,
-                &self.params,
-                &self.cluster,
-                &self.name,
-            )
-            .await?;
-            let current = self.inspect().await?.ok_or_else(|| {
-                Error::failed(format!("{} vanished during the restore", self.name))
-            })?;
-            // Only now, with the data in, the settings the customer gave its database
-            // (a read-only default, timeouts, search_path…): the restore never ran
-            // under them.
-            let mut statements = dbprops::settings_reset_statements(&current.props, props)?;
-            statements.extend(dbprops::acl_statements(props, current.props.acl.as_deref()));
-            if !statements.is_empty() {
-                self.server
-                    .batch_execute(&statements.join(";\n"))
-                    .await
-                    .context("putting the recorded settings and ACL back")?;
-            }
-            if !props.allow_connections {
+            self.restore_settings(props).await?;
+        }
+        self.open_and_compare(props).await
+    }
+
+    /// Step 4: record the point of no return, block new connections (unless a resumed
+    /// run finds them blocked already), end the sessions, drop.
+    async fn block_and_drop(&mut self) -> Result<()> {
+        let database = quote_ident(&self.name);
+        let resumed = self.resumable().is_some();
+        tokio::try_join!(
+            self.lock.ensure_held("blocking connections"),
+            self.record_step(Step::Blocking, json!({ "resumed": resumed }))
+        )?;
+        self.step = Step::Blocking;
+        // A fresh run saw the database under the lock, valid and open. A resumed one
+        // may find it gone, blocked, or left *invalid* by a DROP DATABASE that was
+        // interrupted (datconnlimit = -2 since 11.21, 12.16, 13.12, 14.9, 15.4 and
+        // 16; older minors leave one that still looks valid, blocked by the earlier
+        // run). Such a database can only be dropped: ALTER DATABASE fails on it
+        // ("cannot alter invalid database") and connecting to it fails or worse. So
+        // a resumed run blocks connections only when the earlier run did not get as
+        // far (still valid and open: the drop never began), and otherwise drops
+        // straight away, never connecting to it nor altering it, whatever the version.
+        let found = if resumed {
+            self.drop_state().await?
+        } else {
+            Some(DropState::Open)
+        };
+        let mut ended = Vec::new();
+        if let Some(found) = found {
+            if found == DropState::Open {
                 self.server
                     .batch_execute(&format!(
                         "ALTER DATABASE {database} ALLOW_CONNECTIONS false"
                     ))
                     .await
-                    .context("closing the database to connections as it was")?;
+                    .context("blocking new connections")?;
+            } else {
+                tracing::info!(
+                    "{}: {}; dropping it again without connecting to it or altering it",
+                    self.name,
+                    match found {
+                        DropState::Invalid => "left invalid by an interrupted DROP DATABASE",
+                        _ => "already closed to connections by the interrupted run",
+                    }
+                );
+            }
+            fail::fail_point!("recreate-after-block");
+            ended = self.drop_database("the drop").await?;
+        }
+        tokio::try_join!(
+            self.record_step(Step::Dropped, json!({ "sessions_ended": ended })),
+            self.lock.ensure_held("the create")
+        )?;
+        self.step = Step::Dropped;
+        fail::fail_point!("recreate-after-drop");
+        Ok(())
+    }
+
+    /// Step 5: create from template0 with every property, connections still closed;
+    /// a copy an interrupted run half made (`from` is [`Step::Dropped`]) goes first.
+    async fn create_again(&mut self, props: &DbProps, from: Step, staged: bool) -> Result<()> {
+        // Only a run resumed here can find something under the name (it was
+        // just dropped otherwise).
+        let existing = if from == Step::Dropped {
+            self.drop_state().await?
+        } else {
+            None
+        };
+        match existing {
+            None => {}
+            // The copy this job made before it was killed: made with connections
+            // closed, so nobody wrote to it (or left invalid by an interrupted drop
+            // of it). Made again from the start.
+            Some(DropState::Closed | DropState::Invalid) => {
+                self.drop_database("dropping the half-made copy").await?;
+            }
+            Some(DropState::Open) => {
+                return Err(Error::failed(format!(
+                    "a database named {} exists again and accepts connections, so it is not the copy \
+                     this job makes (which stays closed until done): someone else created it. Nothing \
+                     more was done; look at it, drop it if it is disposable, and run the command again",
+                    self.name
+                )))
             }
         }
+        self.create(props, staged).await?;
+        self.advance(Step::Created, json!({ "owner": props.owner }))
+            .await?;
+        fail::fail_point!("recreate-after-create");
+        Ok(())
+    }
+
+    /// A restore's pg_restore into the created database, as a throwaway role.
+    async fn restore_data(&mut self, props: &DbProps, tools: &Tools, path: &Path) -> Result<()> {
+        let database = quote_ident(&self.name);
+        // The staged ACL keeps the application out while the data goes in.
+        self.server
+            .batch_execute(&format!("ALTER DATABASE {database} ALLOW_CONNECTIONS true"))
+            .await
+            .context("opening the new database to the restore")?;
+        self.lock.ensure_held("the restore").await?;
+        let started = Instant::now();
+        let role = match self.step_role_for_restore(props).await {
+            Ok(role) => role,
+            Err(error) => return Err(self.restore_failed(error, path).await),
+        };
+        tracing::info!(
+            "restoring {} into {} as the throwaway role {} (a member of {} only)",
+            path.display(),
+            self.name,
+            role.name,
+            props.owner
+        );
+        let restored = backup::restore(
+            tools,
+            &role.login(&self.params),
+            path,
+            &props.owner,
+            self.server_major(),
+        )
+        .await;
+        if let Err(error) = restored {
+            if let Err(drop_error) = role.drop(&self.server, &self.catalog, &self.params).await {
+                tracing::warn!(
+                    "{}: the throwaway role stays until the next run: {drop_error}",
+                    self.name
+                );
+            }
+            return Err(self.restore_failed(error, path).await);
+        }
+        self.advance(
+            Step::Restored,
+            json!({ "from": path.to_string_lossy(), "seconds": started.elapsed().as_secs_f64() }),
+        )
+        .await?;
+        fail::fail_point!("restore-after-restore");
+        // The data is in: a failure from here on leaves the role to the rerun,
+        // which finds it recorded.
+        role.drop(&self.server, &self.catalog, &self.params).await?;
+        Ok(())
+    }
+
+    /// After a restore's data is in: the leftover throwaway role goes, and the recorded
+    /// settings and ACL come back.
+    async fn restore_settings(&self, props: &DbProps) -> Result<()> {
+        let database = quote_ident(&self.name);
+        // A run killed between its restore and here left its throwaway role.
+        steprole::drop_leftovers(
+            &self.server,
+            &self.catalog,
+            &self.params,
+            &self.cluster,
+            &self.name,
+        )
+        .await?;
+        let current = self
+            .inspect()
+            .await?
+            .ok_or_else(|| Error::failed(format!("{} vanished during the restore", self.name)))?;
+        // Only now, with the data in, the settings the customer gave its database
+        // (a read-only default, timeouts, search_path…): the restore never ran
+        // under them.
+        let mut statements = dbprops::settings_reset_statements(&current.props, props)?;
+        statements.extend(dbprops::acl_statements(props, current.props.acl.as_deref()));
+        if !statements.is_empty() {
+            self.server
+                .batch_execute(&statements.join(";\n"))
+                .await
+                .context("putting the recorded settings and ACL back")?;
+        }
+        if !props.allow_connections {
+            self.server
+                .batch_execute(&format!(
+                    "ALTER DATABASE {database} ALLOW_CONNECTIONS false"
+                ))
+                .await
+                .context("closing the database to connections as it was")?;
+        }
+        Ok(())
+    }
+
+    /// The last of step 5: open the new database (if it was open), and what differs
+    /// from the plan.
+    async fn open_and_compare(&self, props: &DbProps) -> Result<Vec<String>> {
+        let database = quote_ident(&self.name);
         let open = async {
             if props.allow_connections {
                 self.server
