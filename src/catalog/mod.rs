@@ -23,7 +23,7 @@ mod recreates;
 mod step_roles;
 
 pub use clusters::{pin_identity, PinnedCluster};
-pub use databases::ManagedDatabase;
+pub use databases::{CatalogDatabase, ManagedDatabase};
 pub use recreates::RecordedBackup;
 pub use step_roles::LeftoverStepRole;
 

@@ -38,12 +38,37 @@ pub async fn run(config: &Config, args: &AdoptArgs) -> Result<String> {
     let servers = Servers::open(config).await?;
     let catalog = Catalog::open(&servers).await?;
 
+    let sessions = check_customer_name(&servers, &catalog, args).await?;
+    // Every check on every environment before anything is recorded.
+    let found = inspect_environments(config, &servers, &catalog, sessions, args).await?;
+
+    // Every check passed on every environment: now the grants odoo-db gives itself on
+    // roles it holds ADMIN OPTION on (none on roles a superuser must grant first).
+    for (client, entry) in &found {
+        entry
+            .access
+            .apply(client)
+            .await
+            .with_context(|| format!("adopting {} on cluster {}", entry.name, entry.cluster))?;
+    }
+    let found: Vec<Found> = found.into_iter().map(|(_, entry)| entry).collect();
+    record(&catalog, &args.customer, &args.name, &found).await?;
+    Ok(describe_adopted(config, args, &found))
+}
+
+/// The customer's name: the one recorded for it if any, and a new customer's must not
+/// show in what the clusters hold already; returns a session on every cluster.
+async fn check_customer_name(
+    servers: &Servers,
+    catalog: &Catalog,
+    args: &AdoptArgs,
+) -> Result<customer_names::Sessions> {
     let mut customers = catalog.customers().await?;
     if !customers.contains(&args.customer) {
         customers.push(args.customer.clone());
     }
     names::validate_name_for_customers(&args.name, customers.iter().map(String::as_str))?;
-    let recorded = recorded_name(&catalog, &args.customer).await?;
+    let recorded = recorded_name(catalog, &args.customer).await?;
     if let Some(existing) = &recorded {
         if existing != &args.name {
             return Err(Error::refused(format!(
@@ -53,13 +78,23 @@ pub async fn run(config: &Config, args: &AdoptArgs) -> Result<String> {
         }
     }
     // A new customer: its name must not show in what the clusters hold already.
-    let mut sessions = customer_names::connect_all(&servers).await?;
+    let sessions = customer_names::connect_all(servers).await?;
     if recorded.is_none() {
-        customer_names::refuse_customer_in_existing_names(&servers, &sessions, &args.customer)
+        customer_names::refuse_customer_in_existing_names(servers, &sessions, &args.customer)
             .await?;
     }
+    Ok(sessions)
+}
 
-    // Every check on every environment before anything is recorded.
+/// What each environment holds under the name, checked; refused unless production
+/// holds it.
+async fn inspect_environments(
+    config: &Config,
+    servers: &Servers,
+    catalog: &Catalog,
+    mut sessions: customer_names::Sessions,
+    args: &AdoptArgs,
+) -> Result<Vec<(Client, Found)>> {
     let mut found = Vec::new();
     for kind in [ClusterKind::Production, ClusterKind::Integration] {
         let Some((cluster, _)) = config.cluster_of_kind(kind) else {
@@ -90,20 +125,14 @@ pub async fn run(config: &Config, args: &AdoptArgs) -> Result<String> {
             args.name, args.customer
         )));
     }
+    Ok(found)
+}
 
-    // Every check passed on every environment: now the grants odoo-db gives itself on
-    // roles it holds ADMIN OPTION on (none on roles a superuser must grant first).
-    for (client, entry) in &found {
-        entry
-            .access
-            .apply(client)
-            .await
-            .with_context(|| format!("adopting {} on cluster {}", entry.name, entry.cluster))?;
-    }
-    let found: Vec<Found> = found.into_iter().map(|(_, entry)| entry).collect();
-    record(&catalog, &args.customer, &args.name, &found).await?;
+/// The environment variables of each adopted database for stdout, and warnings for
+/// what adopt leaves as it found it.
+fn describe_adopted(config: &Config, args: &AdoptArgs, found: &[Found]) -> String {
     let mut text = String::new();
-    for entry in &found {
+    for entry in found {
         writeln!(
             text,
             "# {}\nexport DB_USER={name}\nexport DB_NAME={name}\nexport DB_PORT={}\n",
@@ -132,7 +161,7 @@ pub async fn run(config: &Config, args: &AdoptArgs) -> Result<String> {
             args.customer
         );
     }
-    Ok(text.trim_end().to_string() + "\n")
+    text.trim_end().to_string() + "\n"
 }
 
 async fn recorded_name(catalog: &Catalog, customer: &str) -> Result<Option<String>> {

@@ -245,6 +245,25 @@ async fn read_cluster(servers: &Servers, cluster: &str, timeout: Duration) -> Re
     Ok(Holdings { databases, roles })
 }
 
+/// The checks of one cluster's audit, in the order they are found.
+struct Findings<'a> {
+    cluster: &'a str,
+    checks: Vec<Check>,
+}
+
+impl Findings<'_> {
+    fn add(&mut self, status: Status, what: &'static str, message: String, hint: Option<&str>) {
+        self.checks.push(Check {
+            status,
+            cluster: Some(self.cluster.to_string()),
+            server: Some("primary".to_string()),
+            check: what,
+            message,
+            hint: hint.map(str::to_string),
+        });
+    }
+}
+
 /// Judges one cluster against the catalog.
 fn audit_cluster(
     name: &str,
@@ -255,16 +274,9 @@ fn audit_cluster(
     own_roles: &HashSet<String>,
     catalog_database: &str,
 ) -> (AuditCluster, Vec<Check>) {
-    let mut checks = Vec::new();
-    let mut check = |status: Status, what: &'static str, message: String, hint: Option<&str>| {
-        checks.push(Check {
-            status,
-            cluster: Some(name.to_string()),
-            server: Some("primary".to_string()),
-            check: what,
-            message,
-            hint: hint.map(str::to_string),
-        });
+    let mut findings = Findings {
+        cluster: name,
+        checks: Vec::new(),
     };
     let mine: Vec<&Managed> = managed.iter().filter(|m| m.cluster == name).collect();
     let mut cluster = AuditCluster {
@@ -289,7 +301,7 @@ fn audit_cluster(
             } else {
                 Status::Critical
             };
-            check(
+            findings.add(
                 status,
                 "reachable",
                 format!("cannot be audited: {error}"),
@@ -297,15 +309,36 @@ fn audit_cluster(
             );
             cluster.error = Some(error.to_string());
             cluster.status = status;
-            return (cluster, checks);
+            return (cluster, findings.checks);
         }
     };
     cluster.reachable = true;
     cluster.databases = holdings.databases.len();
     cluster.roles = holdings.roles.len();
-    let customer_names: Vec<&str> = customers.iter().map(String::as_str).collect();
+    cluster.violations = revealing_names(
+        &holdings,
+        customers,
+        own_roles,
+        catalog_database,
+        &mut findings,
+    );
+    check_managed(&holdings, &mine, &mut findings);
+    cluster.unmanaged_databases =
+        unmanaged_databases(&holdings, &mine, catalog_database, &mut findings);
+    cluster.status = Status::worst_of(findings.checks.iter().map(|c| c.status));
+    (cluster, findings.checks)
+}
 
-    // 1. Names that give a customer away.
+/// 1. Names that give a customer away.
+fn revealing_names(
+    holdings: &Holdings,
+    customers: &[String],
+    own_roles: &HashSet<String>,
+    catalog_database: &str,
+    findings: &mut Findings,
+) -> Vec<Violation> {
+    let customer_names: Vec<&str> = customers.iter().map(String::as_str).collect();
+    let mut violations = Vec::new();
     let databases = holdings
         .databases
         .iter()
@@ -324,13 +357,13 @@ fn audit_cluster(
         if let Some((customer, token)) =
             find_customer_in_name(object, customer_names.iter().copied())
         {
-            check(
+            findings.add(
                 Status::Critical,
                 "name",
                 format!("{what} {object} contains {token:?}, a name of customer {customer}"),
                 Some("every client of the cluster can list it: rename it to a generated name (odoo-db adopt/provision) or drop it"),
             );
-            cluster.violations.push(Violation {
+            violations.push(Violation {
                 kind: what,
                 name: object.to_string(),
                 customer,
@@ -338,8 +371,8 @@ fn audit_cluster(
             });
         }
     }
-    if cluster.violations.is_empty() {
-        check(
+    if violations.is_empty() {
+        findings.add(
             Status::Ok,
             "name",
             format!(
@@ -351,8 +384,11 @@ fn audit_cluster(
             None,
         );
     }
+    violations
+}
 
-    // 2. The catalog's entries as the server has them.
+/// 2. The catalog's entries as the server has them.
+fn check_managed(holdings: &Holdings, mine: &[&Managed], findings: &mut Findings) {
     let on_server: HashMap<&str, &ServerDatabase> = holdings
         .databases
         .iter()
@@ -360,7 +396,7 @@ fn audit_cluster(
         .collect();
     let role_set: HashSet<&str> = holdings.roles.iter().map(String::as_str).collect();
     let mut drift = 0;
-    for entry in &mine {
+    for entry in mine {
         let unfinished = if entry.state == "ready" {
             String::new()
         } else {
@@ -375,7 +411,7 @@ fn audit_cluster(
         );
         let Some(database) = on_server.get(entry.name.as_str()) else {
             drift += 1;
-            check(
+            findings.add(
                 Status::Warning,
                 "managed",
                 format!("{label} is in the catalog but not on the server{unfinished}"),
@@ -385,7 +421,7 @@ fn audit_cluster(
         };
         if !role_set.contains(entry.owner.as_str()) {
             drift += 1;
-            check(
+            findings.add(
                 Status::Warning,
                 "managed",
                 format!("{label}: its owner role {} does not exist", entry.owner),
@@ -393,7 +429,7 @@ fn audit_cluster(
             );
         } else if database.owner != entry.owner {
             drift += 1;
-            check(
+            findings.add(
                 Status::Warning,
                 "managed",
                 format!(
@@ -405,7 +441,7 @@ fn audit_cluster(
         }
         if database.public_connect {
             drift += 1;
-            check(
+            findings.add(
                 Status::Warning,
                 "managed",
                 format!("{label}: PUBLIC may connect to it"),
@@ -414,7 +450,7 @@ fn audit_cluster(
         }
     }
     if drift == 0 {
-        check(
+        findings.add(
             Status::Ok,
             "managed",
             format!(
@@ -424,10 +460,17 @@ fn audit_cluster(
             None,
         );
     }
+}
 
-    // 3. What the catalog does not know about (informative).
+/// 3. What the catalog does not know about (informative).
+fn unmanaged_databases(
+    holdings: &Holdings,
+    mine: &[&Managed],
+    catalog_database: &str,
+    findings: &mut Findings,
+) -> Vec<String> {
     let known: HashSet<&str> = mine.iter().map(|m| m.name.as_str()).collect();
-    cluster.unmanaged_databases = holdings
+    let unmanaged: Vec<String> = holdings
         .databases
         .iter()
         .map(|d| d.name.as_str())
@@ -436,20 +479,19 @@ fn audit_cluster(
         })
         .map(str::to_string)
         .collect();
-    if !cluster.unmanaged_databases.is_empty() {
-        check(
+    if !unmanaged.is_empty() {
+        findings.add(
             Status::Ok,
             "unmanaged",
             format!(
                 "{} databases not managed by odoo-db: {}",
-                cluster.unmanaged_databases.len(),
-                cluster.unmanaged_databases.join(", ")
+                unmanaged.len(),
+                unmanaged.join(", ")
             ),
             None,
         );
     }
-    cluster.status = Status::worst_of(checks.iter().map(|c| c.status));
-    (cluster, checks)
+    unmanaged
 }
 
 fn text(report: &AuditReport) -> String {

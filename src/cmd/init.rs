@@ -8,8 +8,8 @@ use std::fmt::Write;
 
 use tokio_postgres::Client;
 
-use crate::catalog;
-use crate::config::Config;
+use crate::catalog::{self, Catalog};
+use crate::config::{ClusterConfig, Config};
 use crate::error::{Context, Error, Result};
 use crate::pg::quote::quote_ident;
 use crate::servers::{self, Servers};
@@ -43,56 +43,7 @@ pub async fn run(config: &Config) -> Result<String> {
     }
 
     for (name, cluster) in &config.clusters {
-        let primary = servers.connect_primary(name).await?;
-        if servers::in_recovery(&primary).await? {
-            return Err(Error::refused(format!(
-                "cluster {name}: the server configured as primary ({}) is in recovery (a standby); point clusters.{name}.primary at the primary",
-                servers.primary(name)?.label()
-            )));
-        }
-        let identifier = servers::system_identifier(&primary)
-            .await
-            .with_context(|| format!("cluster {name}"))?;
-        let pinned_now = catalog::pin_identity(&catalog, name, cluster.kind, identifier).await?;
-        writeln!(
-            summary,
-            "cluster {name} ({}): system identifier {identifier} {}",
-            cluster.kind.as_str(),
-            if pinned_now { "pinned" } else { "verified" }
-        )
-        .ok();
-
-        if cluster.kind == crate::config::ClusterKind::Integration {
-            // The group that pg_hba.conf admits the throwaway roles of restore steps by.
-            crate::pg::steprole::ensure_group(&primary).await?;
-            writeln!(
-                summary,
-                "  group role {} ready (pg_hba.conf: +{})",
-                crate::pg::steprole::GROUP_ROLE,
-                crate::pg::steprole::GROUP_ROLE
-            )
-            .ok();
-        }
-
-        let standbys = servers.standbys(name)?;
-        for (standby, params) in &standbys {
-            check_standby(name, &standby.name, params, identifier).await?;
-            writeln!(
-                summary,
-                "  standby {}: same system identifier, in recovery",
-                standby.name
-            )
-            .ok();
-        }
-        if !standbys.is_empty() {
-            create_heartbeat(&servers, config, name, &primary).await?;
-            writeln!(
-                summary,
-                "  heartbeat table ready in database {}",
-                config.catalog.database
-            )
-            .ok();
-        }
+        init_cluster(&servers, config, &catalog, name, cluster, &mut summary).await?;
     }
     catalog
         .record_event(
@@ -104,6 +55,69 @@ pub async fn run(config: &Config) -> Result<String> {
         )
         .await?;
     Ok(summary)
+}
+
+/// One cluster: a primary, its system identifier pinned (or verified), the step
+/// roles' group on integration, its standbys copies of it, and their heartbeat table.
+async fn init_cluster(
+    servers: &Servers,
+    config: &Config,
+    catalog: &Catalog,
+    name: &str,
+    cluster: &ClusterConfig,
+    summary: &mut String,
+) -> Result<()> {
+    let primary = servers.connect_primary(name).await?;
+    if servers::in_recovery(&primary).await? {
+        return Err(Error::refused(format!(
+            "cluster {name}: the server configured as primary ({}) is in recovery (a standby); point clusters.{name}.primary at the primary",
+            servers.primary(name)?.label()
+        )));
+    }
+    let identifier = servers::system_identifier(&primary)
+        .await
+        .with_context(|| format!("cluster {name}"))?;
+    let pinned_now = catalog::pin_identity(catalog, name, cluster.kind, identifier).await?;
+    writeln!(
+        summary,
+        "cluster {name} ({}): system identifier {identifier} {}",
+        cluster.kind.as_str(),
+        if pinned_now { "pinned" } else { "verified" }
+    )
+    .ok();
+
+    if cluster.kind == crate::config::ClusterKind::Integration {
+        // The group that pg_hba.conf admits the throwaway roles of restore steps by.
+        crate::pg::steprole::ensure_group(&primary).await?;
+        writeln!(
+            summary,
+            "  group role {} ready (pg_hba.conf: +{})",
+            crate::pg::steprole::GROUP_ROLE,
+            crate::pg::steprole::GROUP_ROLE
+        )
+        .ok();
+    }
+
+    let standbys = servers.standbys(name)?;
+    for (standby, params) in &standbys {
+        check_standby(name, &standby.name, params, identifier).await?;
+        writeln!(
+            summary,
+            "  standby {}: same system identifier, in recovery",
+            standby.name
+        )
+        .ok();
+    }
+    if !standbys.is_empty() {
+        create_heartbeat(servers, config, name, &primary).await?;
+        writeln!(
+            summary,
+            "  heartbeat table ready in database {}",
+            config.catalog.database
+        )
+        .ok();
+    }
+    Ok(())
 }
 
 /// A standby must be a copy of its primary (same identifier) and in recovery.

@@ -67,15 +67,7 @@ struct EnvPlan {
 
 pub async fn run(config: &Config, args: &ProvisionArgs) -> Result<String> {
     // Step 1: input, before any connection.
-    names::validate_customer(&args.customer)?;
-    if let Some(name) = &args.name {
-        names::validate_base_name(name, &config.catalog.database)?;
-    }
-    if let Some(dir) = &args.secrets_dir {
-        // Checked now, created (0700) only once every check has passed: a refusal
-        // leaves the disk as it was.
-        secrets::check_dir_for_writing(dir)?;
-    }
+    check_input(config, args)?;
     let kinds = selected_kinds(args.env);
     let servers = Servers::open(config).await?;
     for kind in &kinds {
@@ -145,6 +137,21 @@ pub async fn run(config: &Config, args: &ProvisionArgs) -> Result<String> {
         environments,
     };
     Ok(render(&report, args.format))
+}
+
+/// Step 1: the customer, the name asked for and the secrets directory, checked before
+/// any connection.
+fn check_input(config: &Config, args: &ProvisionArgs) -> Result<()> {
+    names::validate_customer(&args.customer)?;
+    if let Some(name) = &args.name {
+        names::validate_base_name(name, &config.catalog.database)?;
+    }
+    if let Some(dir) = &args.secrets_dir {
+        // Checked now, created (0700) only once every check has passed: a refusal
+        // leaves the disk as it was.
+        secrets::check_dir_for_writing(dir)?;
+    }
+    Ok(())
 }
 
 fn selected_kinds(selection: EnvSelection) -> Vec<ClusterKind> {
@@ -342,13 +349,7 @@ async fn provision_environment(
         return Ok(result);
     }
     let secrets_dir = secrets_dir.expect("checked before any change");
-    let context = || {
-        format!(
-            "provisioning {} on cluster {} ({env})",
-            plan.name, plan.cluster
-        )
-    };
-
+    let context = || provisioning_context(plan);
     let inserted = catalog
         .add_provisioning_database(&plan.name, env, customer, &plan.cluster)
         .await
@@ -356,56 +357,15 @@ async fn provision_environment(
     result.outcome = if inserted { "created" } else { "completed" };
 
     if !plan.role_exists {
-        // The file first: a crash after CREATE ROLE must leave a password someone holds.
-        let secrets = match secrets::read_existing(secrets_dir, env)? {
-            Some(secrets) => secrets,
-            None => {
-                let secrets = EnvSecrets {
-                    db_password: secrets::generate_password(),
-                    admin_passwd: secrets::generate_password(),
-                };
-                secrets::write_new(secrets_dir, env, &secrets)?;
-                secrets
-            }
-        };
-        fail::fail_point!("provision-after-secrets");
-        create_role(
-            client,
-            &plan.name,
-            &secrets,
-            config.provision.connection_limit,
-        )
-        .await
-        .with_context(context)?;
-        catalog
-            .record_event(
-                "provision",
-                Some(&plan.name),
-                "role",
-                "created",
-                serde_json::json!({ "cluster": plan.cluster }),
-            )
-            .await?;
+        create_role_with_secrets(client, catalog, config, plan, secrets_dir).await?;
     }
     result.secrets_file = Some(secrets_dir.join(format!("{env}.env")));
     fail::fail_point!("provision-after-role");
     act_as_owner(client, &plan.name)
         .await
         .with_context(context)?;
-    // Creating the role cannot have created the database: the plan still holds.
     if !plan.database_exists {
-        create_database(client, &plan.name, &config.provision.locale)
-            .await
-            .with_context(context)?;
-        catalog
-            .record_event(
-                "provision",
-                Some(&plan.name),
-                "database",
-                "created",
-                serde_json::json!({ "cluster": plan.cluster }),
-            )
-            .await?;
+        create_database_recorded(client, catalog, config, plan).await?;
     }
     fail::fail_point!("provision-after-database");
     restrict_connect(client, &plan.name)
@@ -427,6 +387,84 @@ async fn provision_environment(
         plan.cluster
     );
     Ok(result)
+}
+
+/// What a failure while provisioning `plan` was doing.
+fn provisioning_context(plan: &EnvPlan) -> String {
+    format!(
+        "provisioning {} on cluster {} ({})",
+        plan.name,
+        plan.cluster,
+        plan.kind.as_str()
+    )
+}
+
+/// The role with its password, the secrets file written first: a crash after CREATE
+/// ROLE must leave a password someone holds.
+async fn create_role_with_secrets(
+    client: &Client,
+    catalog: &Catalog,
+    config: &Config,
+    plan: &EnvPlan,
+    secrets_dir: &Path,
+) -> Result<()> {
+    let env = plan.kind.as_str();
+    let context = || provisioning_context(plan);
+    // The file first: a crash after CREATE ROLE must leave a password someone holds.
+    let secrets = match secrets::read_existing(secrets_dir, env)? {
+        Some(secrets) => secrets,
+        None => {
+            let secrets = EnvSecrets {
+                db_password: secrets::generate_password(),
+                admin_passwd: secrets::generate_password(),
+            };
+            secrets::write_new(secrets_dir, env, &secrets)?;
+            secrets
+        }
+    };
+    fail::fail_point!("provision-after-secrets");
+    create_role(
+        client,
+        &plan.name,
+        &secrets,
+        config.provision.connection_limit,
+    )
+    .await
+    .with_context(context)?;
+    catalog
+        .record_event(
+            "provision",
+            Some(&plan.name),
+            "role",
+            "created",
+            serde_json::json!({ "cluster": plan.cluster }),
+        )
+        .await?;
+    Ok(())
+}
+
+/// The database (creating the role cannot have created it: the plan still holds),
+/// and its event.
+async fn create_database_recorded(
+    client: &Client,
+    catalog: &Catalog,
+    config: &Config,
+    plan: &EnvPlan,
+) -> Result<()> {
+    let context = || provisioning_context(plan);
+    create_database(client, &plan.name, &config.provision.locale)
+        .await
+        .with_context(context)?;
+    catalog
+        .record_event(
+            "provision",
+            Some(&plan.name),
+            "database",
+            "created",
+            serde_json::json!({ "cluster": plan.cluster }),
+        )
+        .await?;
+    Ok(())
 }
 
 /// The password travels only as a SCRAM verifier computed here: the plaintext never
