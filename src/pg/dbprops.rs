@@ -578,20 +578,7 @@ pub async fn check_restorable(
     live: Option<&DbProps>,
     version_num: i32,
 ) -> Result<()> {
-    let name = &props.name;
-    let mut names: Vec<String> = props
-        .settings
-        .iter()
-        .chain(
-            props
-                .role_settings
-                .iter()
-                .flat_map(|role| role.settings.iter()),
-        )
-        .filter_map(|entry| entry.split_once('=').map(|(name, _)| name.to_string()))
-        .collect();
-    names.sort();
-    names.dedup();
+    let names = setting_names(props);
     let row = client
         .query_typed_one(
             &render(RIGHTS_SQL, RIGHTS_BY_VERSION, version_num),
@@ -605,6 +592,50 @@ pub async fn check_restorable(
         .context("checking what odoo-db's role may do")?;
     let superuser: bool = row.get("superuser");
     let agent: String = row.get("agent");
+    refuse_missing_rights(&row, props, superuser, &agent)?;
+    let rights: Vec<SettingRight> = from_json(row.get("settings"), "the settings' contexts")?;
+    if !superuser {
+        refuse_settings_it_cannot_set(&rights, &props.name, &agent)?;
+        refuse_sessions_it_cannot_end(sessions, row.get("signal_backend"), &agent)?;
+    }
+    // Not pipelined with the query above: a failed trial leaves its transaction
+    // aborted until the ROLLBACK that follows it.
+    if let Some(live) = live {
+        let statements = trial_statements(props, live)?;
+        if !trial_at_once(client, &statements).await {
+            trial_one_by_one(client, props, &statements).await?;
+        }
+    }
+    Ok(())
+}
+
+/// The names of the database's settings and of its roles' settings in it, each once.
+fn setting_names(props: &DbProps) -> Vec<String> {
+    let mut names: Vec<String> = props
+        .settings
+        .iter()
+        .chain(
+            props
+                .role_settings
+                .iter()
+                .flat_map(|role| role.settings.iter()),
+        )
+        .filter_map(|entry| entry.split_once('=').map(|(name, _)| name.to_string()))
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// Refused when the owner or the tablespace does not exist, or when odoo-db's role
+/// (unless a superuser) lacks CREATEDB, cannot act as the owner, or may not create in
+/// the tablespace.
+fn refuse_missing_rights(
+    row: &tokio_postgres::Row,
+    props: &DbProps,
+    superuser: bool,
+    agent: &str,
+) -> Result<()> {
     // The caller adds which job was refused and that nothing was changed.
     let refuse = |rule: String| Err(Error::refused(rule));
     if !superuser && !row.get::<_, bool>("createdb") {
@@ -652,8 +683,14 @@ pub async fn check_restorable(
         }
         _ => {}
     }
-    let rights: Vec<SettingRight> = from_json(row.get("settings"), "the settings' contexts")?;
-    for right in rights.iter().filter(|_| !superuser) {
+    Ok(())
+}
+
+/// Refused when odoo-db's role (no superuser) could not put a setting back after the drop.
+fn refuse_settings_it_cannot_set(rights: &[SettingRight], name: &str, agent: &str) -> Result<()> {
+    // The caller adds which job was refused and that nothing was changed.
+    let refuse = |rule: String| Err(Error::refused(rule));
+    for right in rights {
         let blocked = match right.context.as_deref() {
             None => Some(
                 "is not a parameter this server knows (a placeholder of an extension not loaded); \
@@ -680,10 +717,21 @@ pub async fn check_restorable(
             ));
         }
     }
-    if !superuser && !row.get::<_, bool>("signal_backend") {
+    Ok(())
+}
+
+/// Refused when odoo-db's role (no superuser) could not end a session it must end: any
+/// other client's without pg_signal_backend, a superuser's ever.
+fn refuse_sessions_it_cannot_end(
+    sessions: &[Session],
+    signal_backend: bool,
+    agent: &str,
+) -> Result<()> {
+    // The caller adds which job was refused and that nothing was changed.
+    let refuse = |rule: String| Err(Error::refused(rule));
+    if !signal_backend {
         if let Some(session) = sessions.iter().find(|s| {
-            s.user.as_deref() != Some(agent.as_str())
-                && s.backend_type.as_deref() == Some("client backend")
+            s.user.as_deref() != Some(agent) && s.backend_type.as_deref() == Some("client backend")
         }) {
             return refuse(format!(
                 "session pid {} of {} is connected and odoo-db's role {agent} is not a member of \
@@ -693,26 +741,16 @@ pub async fn check_restorable(
             ));
         }
     }
-    if !superuser {
-        if let Some(session) = sessions.iter().find(|s| s.superuser) {
-            return refuse(format!(
-                "session pid {} of superuser {} ({}) is connected; odoo-db's role {agent} is not a \
-                 superuser and cannot end a superuser's session. End it (SELECT pg_terminate_backend({})) \
-                 or wait for it to disconnect, then run the command again",
-                session.pid,
-                session.user.as_deref().unwrap_or("?"),
-                session.application.as_deref().unwrap_or(""),
-                session.pid
-            ));
-        }
-    }
-    // Not pipelined with the query above: a failed trial leaves its transaction
-    // aborted until the ROLLBACK that follows it.
-    if let Some(live) = live {
-        let statements = trial_statements(props, live)?;
-        if !trial_at_once(client, &statements).await {
-            trial_one_by_one(client, props, &statements).await?;
-        }
+    if let Some(session) = sessions.iter().find(|s| s.superuser) {
+        return refuse(format!(
+            "session pid {} of superuser {} ({}) is connected; odoo-db's role {agent} is not a \
+             superuser and cannot end a superuser's session. End it (SELECT pg_terminate_backend({})) \
+             or wait for it to disconnect, then run the command again",
+            session.pid,
+            session.user.as_deref().unwrap_or("?"),
+            session.application.as_deref().unwrap_or(""),
+            session.pid
+        ));
     }
     Ok(())
 }
