@@ -552,21 +552,7 @@ pub async fn verify(tools: &Tools, path: &Path) -> Result<()> {
 
 /// The database an archive was dumped from (its table of contents says).
 pub async fn archive_database(tools: &Tools, path: &Path) -> Result<String> {
-    let out = libpq_command(tools, "pg_restore", None)
-        .arg("--list")
-        .arg(path)
-        .stdout(Stdio::piped())
-        .output()
-        .await
-        .with_context(|| format!("reading the table of contents of {}", path.display()))?;
-    if !out.status.success() {
-        return Err(Error::refused(format!(
-            "{} is not a readable pg_dump archive: {}",
-            path.display(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        )));
-    }
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = table_of_contents(tools, path).await?;
     text.lines()
         .find_map(|line| line.trim_start_matches(';').trim().strip_prefix("dbname:"))
         .map(|name| name.trim().to_string())
@@ -580,6 +566,12 @@ pub async fn archive_database(tools: &Tools, path: &Path) -> Result<String> {
 
 /// The extensions an archive creates (`EXTENSION` entries of its table of contents).
 pub async fn archive_extensions(tools: &Tools, path: &Path) -> Result<Vec<String>> {
+    Ok(extensions_in_toc(&table_of_contents(tools, path).await?))
+}
+
+/// An archive's table of contents (`pg_restore --list`); refused when it is no
+/// readable pg_dump archive.
+async fn table_of_contents(tools: &Tools, path: &Path) -> Result<String> {
     let out = libpq_command(tools, "pg_restore", None)
         .arg("--list")
         .arg(path)
@@ -594,7 +586,7 @@ pub async fn archive_extensions(tools: &Tools, path: &Path) -> Result<Vec<String
             String::from_utf8_lossy(&out.stderr).trim()
         )));
     }
-    Ok(extensions_in_toc(&String::from_utf8_lossy(&out.stdout)))
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// `3; 3079 16385 EXTENSION - file_fdw ` → `file_fdw` (comment lines start with `;`).
