@@ -92,16 +92,7 @@ pub fn refusal_reasons(role: &str, facts: &[RoleFacts]) -> Option<String> {
 }
 
 /// The role and every role it belongs to, directly or through others.
-const ROLE_AND_ITS_GROUPS: &str = "
-    WITH RECURSIVE up(oid) AS (
-        SELECT oid FROM pg_roles WHERE rolname = $1
-        UNION
-        SELECT m.roleid FROM pg_auth_members m JOIN up ON m.member = up.oid
-    )
-    SELECT r.rolname::text, r.rolsuper, r.rolcreaterole, r.rolcreatedb, r.rolreplication,
-           r.rolbypassrls, (r.oid < 16384 OR r.rolname LIKE 'pg\\_%') AS builtin
-    FROM up JOIN pg_roles r ON r.oid = up.oid
-    ORDER BY r.rolname = $1 DESC, r.rolname";
+const ROLE_AND_ITS_GROUPS: &str = include_str!("../../sql/roles/role_and_its_groups.sql");
 
 /// Decide, changing nothing, what odoo-db's role must be granted to act as `role`;
 /// refused when it must never act as it, or when it cannot grant itself what it
