@@ -983,76 +983,35 @@ pub fn describe_live(inspection: &Inspection) -> String {
 /// What differs between the recorded properties and the new database's (empty when
 /// it was recreated faithfully). ACLs compare by meaning (NULL = the default).
 pub fn differences(expected: &DbProps, actual: &DbProps) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut check = |what: &str, a: String, b: String| {
-        if a != b {
-            out.push(format!("{what}: expected {a}, found {b}"));
-        }
-    };
-    check("owner", expected.owner.clone(), actual.owner.clone());
-    check(
-        "encoding",
-        expected.encoding.clone(),
-        actual.encoding.clone(),
-    );
-    check(
-        "collation",
-        expected.collate.clone(),
-        actual.collate.clone(),
-    );
-    check("ctype", expected.ctype.clone(), actual.ctype.clone());
-    check(
-        "locale provider",
-        expected.locale_provider.clone(),
-        actual.locale_provider.clone(),
-    );
-    check(
-        "provider locale",
-        format!("{:?}", expected.provider_locale),
-        format!("{:?}", actual.provider_locale),
-    );
-    check(
-        "ICU rules",
-        format!("{:?}", expected.icu_rules),
-        format!("{:?}", actual.icu_rules),
-    );
-    check(
-        "tablespace",
-        expected.tablespace.clone(),
-        actual.tablespace.clone(),
-    );
-    check(
-        "connection limit",
-        expected.connection_limit.to_string(),
-        actual.connection_limit.to_string(),
-    );
-    check(
-        "allow connections",
-        expected.allow_connections.to_string(),
-        actual.allow_connections.to_string(),
-    );
-    check(
-        "ACL",
-        expected.effective_acl.clone(),
-        actual.effective_acl.clone(),
-    );
-    check(
-        "comment",
-        format!("{:?}", expected.comment),
-        format!("{:?}", actual.comment),
-    );
-    check(
-        "database settings",
-        expected.settings.join("; "),
-        actual.settings.join("; "),
-    );
-    check(
-        "role settings",
-        format!("{:?}", expected.role_settings),
-        format!("{:?}", actual.role_settings),
-    );
-    out
+    COMPARED
+        .iter()
+        .filter_map(|(what, value)| {
+            let (a, b) = (value(expected), value(actual));
+            (a != b).then(|| format!("{what}: expected {a}, found {b}"))
+        })
+        .collect()
 }
+
+/// A property as [`differences`] shows it.
+type Shown = fn(&DbProps) -> String;
+
+/// The properties [`differences`] compares.
+const COMPARED: &[(&str, Shown)] = &[
+    ("owner", |p| p.owner.clone()),
+    ("encoding", |p| p.encoding.clone()),
+    ("collation", |p| p.collate.clone()),
+    ("ctype", |p| p.ctype.clone()),
+    ("locale provider", |p| p.locale_provider.clone()),
+    ("provider locale", |p| format!("{:?}", p.provider_locale)),
+    ("ICU rules", |p| format!("{:?}", p.icu_rules)),
+    ("tablespace", |p| p.tablespace.clone()),
+    ("connection limit", |p| p.connection_limit.to_string()),
+    ("allow connections", |p| p.allow_connections.to_string()),
+    ("ACL", |p| p.effective_acl.clone()),
+    ("comment", |p| format!("{:?}", p.comment)),
+    ("database settings", |p| p.settings.join("; ")),
+    ("role settings", |p| format!("{:?}", p.role_settings)),
+];
 
 #[cfg(test)]
 mod tests {
@@ -1137,6 +1096,23 @@ mod tests {
             settings: vec![],
             role_settings: vec![],
         }
+    }
+
+    #[test]
+    fn differences_name_each_property_that_differs_in_order() {
+        assert!(differences(&props(), &props()).is_empty());
+        let mut actual = props();
+        actual.owner = "someone_else".into();
+        actual.connection_limit = 5;
+        actual.comment = Some("moved".into());
+        assert_eq!(
+            differences(&props(), &actual),
+            [
+                "owner: expected x_integration, found someone_else",
+                "connection limit: expected -1, found 5",
+                "comment: expected None, found Some(\"moved\")",
+            ]
+        );
     }
 
     #[test]
