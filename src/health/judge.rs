@@ -420,7 +420,8 @@ fn judge_standby(
     }
     judge_receiver(checks, &label, standby);
     judge_replay(checks, &label, standby);
-    judge_lag(checks, &label, standby, primary, rules);
+    judge_lag_bytes(checks, &label, standby, primary, rules);
+    judge_lag_seconds(checks, &label, standby, primary, rules);
 }
 
 /// The standby's WAL sender on the primary, found without configuration (the contract):
@@ -684,17 +685,6 @@ fn judge_replay(checks: &mut Checks, label: &str, standby: &StandbyReport) {
             Some("find why (pg_wal_replay_pause(), a recovery target, or on PostgreSQL 14+ a hot-standby setting lower than the primary's: see the standby's log), then SELECT pg_wal_replay_resume()"),
         ),
     }
-}
-
-fn judge_lag(
-    checks: &mut Checks,
-    label: &str,
-    standby: &StandbyReport,
-    primary: &PrimaryReport,
-    rules: &Rules,
-) {
-    judge_lag_bytes(checks, label, standby, primary, rules);
-    judge_lag_seconds(checks, label, standby, primary, rules);
 }
 
 /// The WAL the standby has not replayed, against the byte thresholds.
