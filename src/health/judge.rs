@@ -64,37 +64,13 @@ pub fn cluster(facts: ClusterFacts, rules: &Rules) -> (ClusterReport, Vec<Check>
         judge_standby(&mut checks, standby, &primary, slots.as_deref(), rules);
     }
     if let Some((timeout, cluster_step)) = deadline {
-        let late = |server: &ServerReport, label: &str| {
-            server.step.map(|step| {
-                (
-                    label.to_string(),
-                    format!(
-                        "the run's deadline ({} s) came while {step}",
-                        fmt_secs(timeout.as_secs_f64())
-                    ),
-                )
-            })
-        };
-        let mut waiting: Vec<(String, String)> = Vec::new();
-        waiting.extend(late(&primary.server, &primary_label));
-        for standby in &standbys {
-            waiting.extend(late(&standby.server, &standby.server.label("standby")));
-        }
-        for (label, message) in waiting {
-            checks.push_for(Status::Unknown, &label, "deadline", message, None);
-        }
-        if let Some(step) = cluster_step {
-            checks.push(
-                Status::Unknown,
-                None,
-                "deadline",
-                format!(
-                    "the run's deadline ({} s) came while {step}",
-                    fmt_secs(timeout.as_secs_f64())
-                ),
-                None,
-            );
-        }
+        judge_deadline(
+            &mut checks,
+            timeout,
+            cluster_step,
+            (&primary_label, &primary),
+            &standbys,
+        );
     }
 
     let checks = checks.list;
@@ -119,6 +95,39 @@ pub fn cluster(facts: ClusterFacts, rules: &Rules) -> (ClusterReport, Vec<Check>
         slots,
     };
     (report, checks)
+}
+
+/// A run cut short by its deadline: an UNKNOWN check for each server still at a step,
+/// and one for the cluster's own code when it was.
+fn judge_deadline(
+    checks: &mut Checks,
+    timeout: Duration,
+    cluster_step: Option<&'static str>,
+    (primary_label, primary): (&str, &PrimaryReport),
+    standbys: &[StandbyReport],
+) {
+    let came_while = |step: &str| {
+        format!(
+            "the run's deadline ({} s) came while {step}",
+            fmt_secs(timeout.as_secs_f64())
+        )
+    };
+    let late = |server: &ServerReport, label: &str| {
+        server
+            .step
+            .map(|step| (label.to_string(), came_while(step)))
+    };
+    let mut waiting: Vec<(String, String)> = Vec::new();
+    waiting.extend(late(&primary.server, primary_label));
+    for standby in standbys {
+        waiting.extend(late(&standby.server, &standby.server.label("standby")));
+    }
+    for (label, message) in waiting {
+        checks.push_for(Status::Unknown, &label, "deadline", message, None);
+    }
+    if let Some(step) = cluster_step {
+        checks.push(Status::Unknown, None, "deadline", came_while(step), None);
+    }
 }
 
 struct Checks {
@@ -411,7 +420,8 @@ fn judge_standby(
     }
     judge_receiver(checks, &label, standby);
     judge_replay(checks, &label, standby);
-    judge_lag(checks, &label, standby, primary, rules);
+    judge_lag_bytes(checks, &label, standby, primary, rules);
+    judge_lag_seconds(checks, &label, standby, primary, rules);
 }
 
 /// The standby's WAL sender on the primary, found without configuration (the contract):
@@ -486,8 +496,18 @@ fn judge_replication_row(
     let Some(sender) = sender else {
         return;
     };
-    let name = &sender.name;
-    let how = match sender.how {
+    let Some(row) = sender.rows.first() else {
+        let how = how_sender_was_named(&sender, standby);
+        return judge_missing_sender(checks, label, standby, &sender, &how);
+    };
+    standby.replication_state = row.state.clone();
+    standby.sync_state = row.sync_state.clone();
+    judge_sender_state(checks, label, &sender.name, row);
+}
+
+/// How the standby's sender name was found, for the messages.
+fn how_sender_was_named(sender: &Sender, standby: &StandbyReport) -> String {
+    match sender.how {
         "config" => "the configured application_name".to_string(),
         "replication_slot" => format!(
             "through its replication slot {:?}",
@@ -500,48 +520,59 @@ fn judge_replication_row(
         "primary_conninfo" => "the application_name of its primary_conninfo".to_string(),
         "cluster_name" => "its cluster_name".to_string(),
         _ => "the default name, as it has no application_name and no cluster_name".to_string(),
-    };
-    let Some(row) = sender.rows.first() else {
-        let receiver = standby.wal_receiver.as_ref();
-        // The name was only guessed (cluster_name, walreceiver) because the role may not
-        // read the WAL receiver's details: odoo-db cannot tell, which is not "not connected".
-        let guessed = matches!(sender.how, "cluster_name" | "default");
-        if guessed && receiver.is_some_and(|r| r.running && r.status.is_none()) {
-            checks.push_for(
-                Status::Unknown,
-                label,
-                "pg_stat_replication",
-                format!("cannot tell which WAL sender is this standby's: none is named {name:?} ({how}), and its WAL receiver's details (slot, conninfo) cannot be read"),
-                Some(MONITOR_HINT),
-            );
-            return;
-        }
-        let streams_from = match receiver {
-            Some(WalReceiver {
-                running: true,
-                status: Some(status),
-                sender_host: Some(host),
-                sender_port: Some(port),
-                ..
-            }) => format!("; its WAL receiver is {status} from {host}:{port}"),
-            _ => String::new(),
-        };
-        let hint = if sender.how == "config" {
-            "check the standby's log and primary_conninfo; if it streams under another name, fix or remove application_name for it in the config"
-        } else {
-            "check the standby's log and its primary_conninfo (the network, pg_hba.conf on the primary; a standby streaming from another standby is not connected to the primary)"
-        };
+    }
+}
+
+/// No WAL sender of the primary has the standby's name: not connected, or (when the
+/// name was only guessed) odoo-db cannot tell.
+fn judge_missing_sender(
+    checks: &mut Checks,
+    label: &str,
+    standby: &StandbyReport,
+    sender: &Sender,
+    how: &str,
+) {
+    let name = &sender.name;
+    let receiver = standby.wal_receiver.as_ref();
+    // The name was only guessed (cluster_name, walreceiver) because the role may not
+    // read the WAL receiver's details: odoo-db cannot tell, which is not "not connected".
+    let guessed = matches!(sender.how, "cluster_name" | "default");
+    if guessed && receiver.is_some_and(|r| r.running && r.status.is_none()) {
         checks.push_for(
-            Status::Critical,
+            Status::Unknown,
             label,
             "pg_stat_replication",
-            format!("not connected to the primary: no WAL sender for application_name {name:?} ({how}) in its pg_stat_replication{streams_from}"),
-            Some(hint),
+            format!("cannot tell which WAL sender is this standby's: none is named {name:?} ({how}), and its WAL receiver's details (slot, conninfo) cannot be read"),
+            Some(MONITOR_HINT),
         );
         return;
+    }
+    let streams_from = match receiver {
+        Some(WalReceiver {
+            running: true,
+            status: Some(status),
+            sender_host: Some(host),
+            sender_port: Some(port),
+            ..
+        }) => format!("; its WAL receiver is {status} from {host}:{port}"),
+        _ => String::new(),
     };
-    standby.replication_state = row.state.clone();
-    standby.sync_state = row.sync_state.clone();
+    let hint = if sender.how == "config" {
+        "check the standby's log and primary_conninfo; if it streams under another name, fix or remove application_name for it in the config"
+    } else {
+        "check the standby's log and its primary_conninfo (the network, pg_hba.conf on the primary; a standby streaming from another standby is not connected to the primary)"
+    };
+    checks.push_for(
+        Status::Critical,
+        label,
+        "pg_stat_replication",
+        format!("not connected to the primary: no WAL sender for application_name {name:?} ({how}) in its pg_stat_replication{streams_from}"),
+        Some(hint),
+    );
+}
+
+/// The state of the standby's WAL sender in the primary's pg_stat_replication.
+fn judge_sender_state(checks: &mut Checks, label: &str, name: &str, row: &ReplicationRow) {
     let sync = row.sync_state.as_deref().unwrap_or("?");
     match row.state.as_deref() {
         None => checks.push_for(
@@ -656,7 +687,8 @@ fn judge_replay(checks: &mut Checks, label: &str, standby: &StandbyReport) {
     }
 }
 
-fn judge_lag(
+/// The WAL the standby has not replayed, against the byte thresholds.
+fn judge_lag_bytes(
     checks: &mut Checks,
     label: &str,
     standby: &StandbyReport,
@@ -704,6 +736,17 @@ fn judge_lag(
         }
         None => {}
     }
+}
+
+/// The lag in time, from the heartbeat, against the time thresholds.
+fn judge_lag_seconds(
+    checks: &mut Checks,
+    label: &str,
+    standby: &StandbyReport,
+    primary: &PrimaryReport,
+    rules: &Rules,
+) {
+    let Thresholds { warn, crit } = rules.thresholds;
     let limits = |limit: Option<f64>| limit.map(|s| format!("{} s", fmt_secs(s)));
     match (standby.lag_seconds, standby.lag_seconds_source) {
         (Some(seconds), Some(LagSource::Heartbeat)) => {

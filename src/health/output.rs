@@ -169,6 +169,15 @@ pub fn nagios(report: &Report) -> String {
 /// left out (Prometheus' convention), `odoo_db_up` says why.
 pub fn prometheus(report: &Report) -> String {
     let mut out = Exposition::new();
+    server_up_gauges(&mut out, report);
+    replica_gauges(&mut out, report);
+    slot_gauges(&mut out, report);
+    run_status_gauges(&mut out, report);
+    out.finish()
+}
+
+/// `odoo_db_up`: one sample per configured server.
+fn server_up_gauges(out: &mut Exposition, report: &Report) {
     out.gauge(
         "odoo_db_up",
         "Whether odoo-db could connect to the server and question it (1) or not (0).",
@@ -202,6 +211,10 @@ pub fn prometheus(report: &Report) -> String {
             );
         }
     }
+}
+
+/// The standbys' lag, streaming and replay pause, one sample per standby that told.
+fn replica_gauges(out: &mut Exposition, report: &Report) {
     let standbys: Vec<(&str, &StandbyReport)> = report
         .clusters
         .iter()
@@ -263,6 +276,10 @@ pub fn prometheus(report: &Report) -> String {
             );
         }
     }
+}
+
+/// The WAL each replication slot keeps on its primary.
+fn slot_gauges(out: &mut Exposition, report: &Report) {
     out.gauge(
         "odoo_db_replication_slot_retained_bytes",
         "WAL a physical replication slot keeps on the primary.",
@@ -278,6 +295,10 @@ pub fn prometheus(report: &Report) -> String {
             }
         }
     }
+}
+
+/// The clusters' and the run's statuses, the run's duration and start.
+fn run_status_gauges(out: &mut Exposition, report: &Report) {
     out.gauge(
         "odoo_db_cluster_status",
         "Nagios state of each cluster: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.",
@@ -308,7 +329,6 @@ pub fn prometheus(report: &Report) -> String {
         &[],
         report.started_at.timestamp_micros() as f64 / 1e6,
     );
-    out.finish()
 }
 
 /// The statsd gauges of a report, as (name without prefix, value).

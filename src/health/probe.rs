@@ -327,6 +327,35 @@ fn record_identity(server: &mut ServerReport, identity: &Identity) {
     server.cluster_name = Some(identity.cluster_name.clone());
 }
 
+/// Connects within the budget and records the server reachable; None, the failure
+/// recorded, when it cannot be reached. The second value of the session says that the
+/// heartbeat database is missing and the configured one is used instead.
+async fn open_session(
+    target: &Target,
+    shared: &Mutex<impl AsMut<ServerReport>>,
+    budget: &Budget,
+) -> Option<(Client, Option<Failure>)> {
+    step(shared, Some("connecting"));
+    match within(
+        budget.servers_until(),
+        shared,
+        budget.start,
+        connect(target, budget),
+    )
+    .await
+    .and_then(|result| result)
+    {
+        Ok(opened) => {
+            with(shared, |report| report.as_mut().reachable = true);
+            Some(opened)
+        }
+        Err(failure) => {
+            fail(shared, failure);
+            None
+        }
+    }
+}
+
 /// The primary: connect; write the heartbeat and read what it is (one round trip); hand
 /// the heartbeat to the standbys; then read its WAL senders and slots while they wait.
 pub(super) async fn primary(
@@ -337,25 +366,39 @@ pub(super) async fn primary(
     mark: watch::Sender<Option<Mark>>,
     budget: &Budget,
 ) {
-    let until = budget.servers_until();
-    let started = budget.start;
-    step(shared, Some("connecting"));
-    let (client, missing_database) = match within(until, shared, started, connect(target, budget))
-        .await
-        .and_then(|result| result)
-    {
-        Ok(opened) => opened,
-        Err(failure) => return fail(shared, failure),
+    let Some((client, missing_database)) = open_session(target, shared, budget).await else {
+        return;
     };
-    with(shared, |report| {
-        report.server.reachable = true;
-        if let Some(failure) = &missing_database {
+    if let Some(failure) = &missing_database {
+        with(shared, |report| {
             report.heartbeat_error = Some(failure.message.clone());
             report.heartbeat_error_is_setup = true;
-        }
-    });
+        });
+    }
     let write_heartbeat = write_heartbeat && missing_database.is_none();
+    let Some((identity, mark_value)) =
+        write_heartbeat_and_identify(&client, shared, write_heartbeat, budget).await
+    else {
+        return;
+    };
+    mark.send_replace(Some(mark_value));
+    drop(mark);
+    if identity.in_recovery {
+        // Not a primary: its senders and slots say nothing about this cluster.
+        return step(shared, None);
+    }
+    read_senders_and_slots(&client, shared, slots, identity.version_num, budget).await;
+}
 
+/// Writes the heartbeat (when asked) and identifies the primary in one round trip,
+/// records both, and returns what the standbys wait for; None, the failure recorded,
+/// when the primary could not be identified.
+async fn write_heartbeat_and_identify(
+    client: &Client,
+    shared: &Mutex<PrimaryReport>,
+    write_heartbeat: bool,
+    budget: &Budget,
+) -> Option<(Identity, Mark)> {
     // The heartbeat goes first on the wire, so identify's WAL position is after its commit.
     step(
         shared,
@@ -368,44 +411,38 @@ pub(super) async fn primary(
     let first_round = async {
         if write_heartbeat {
             let (heartbeat, identify) = join(
-                timed(&client, HEARTBEAT_WRITE, &[]),
-                timed(&client, IDENTIFY, &[]),
+                timed(client, HEARTBEAT_WRITE, &[]),
+                timed(client, IDENTIFY, &[]),
             )
             .await;
             (Some(heartbeat), identify)
         } else {
-            (None, timed(&client, IDENTIFY, &[]).await)
+            (None, timed(client, IDENTIFY, &[]).await)
         }
     };
     let (heartbeat, (identify, identified_at)) =
-        match within(until, shared, started, first_round).await {
+        match within(budget.servers_until(), shared, budget.start, first_round).await {
             Ok(answers) => answers,
-            Err(failure) => return fail(shared, failure),
+            Err(failure) => {
+                fail(shared, failure);
+                return None;
+            }
         };
     let identity = match identify
         .map_err(|e| Failure::of_query("identifying the server", &e))
         .and_then(|rows| identity(&rows))
     {
         Ok(identity) => identity,
-        Err(failure) => return fail(shared, failure),
+        Err(failure) => {
+            fail(shared, failure);
+            return None;
+        }
     };
     let mut beat = None;
     let mut acked = identified_at;
     if let Some((result, at)) = heartbeat {
         acked = at;
-        let outcome = match result {
-            Ok(rows) => match rows.first() {
-                Some(row) => get::<i64>(row, "beat").map(Some),
-                None => Err(Failure::setup(
-                    "the heartbeat row (heartbeat.beat id 1) is missing: run `odoo-db init`",
-                )),
-            },
-            Err(_) if identity.in_recovery => {
-                Err(Failure::down("not written: the server is in recovery"))
-            }
-            Err(error) => Err(Failure::of_query("writing the heartbeat", &error)),
-        };
-        match outcome {
+        match heartbeat_written(result, identity.in_recovery) {
             Ok(written) => beat = written,
             Err(failure) => with(shared, |report| {
                 report.heartbeat_error = Some(failure.message);
@@ -418,64 +455,66 @@ pub(super) async fn primary(
         report.current_wal_lsn = identity.current_lsn.clone();
         report.heartbeat = beat;
     });
-    mark.send_replace(Some(Mark {
+    let mark = Mark {
         beat,
         lsn: identity.current_lsn.clone(),
         acked,
         primary_now: identity.now,
         primary_now_at: identified_at,
-    }));
-    drop(mark);
-    if identity.in_recovery {
-        // Not a primary: its senders and slots say nothing about this cluster.
-        return step(shared, None);
-    }
+    };
+    Some((identity, mark))
+}
 
+/// The counter `heartbeat_write.sql` wrote, or why it was not written.
+fn heartbeat_written(
+    result: Result<Vec<Row>, tokio_postgres::Error>,
+    in_recovery: bool,
+) -> Result<Option<i64>, Failure> {
+    match result {
+        Ok(rows) => match rows.first() {
+            Some(row) => get::<i64>(row, "beat").map(Some),
+            None => Err(Failure::setup(
+                "the heartbeat row (heartbeat.beat id 1) is missing: run `odoo-db init`",
+            )),
+        },
+        Err(_) if in_recovery => Err(Failure::down("not written: the server is in recovery")),
+        Err(error) => Err(Failure::of_query("writing the heartbeat", &error)),
+    }
+}
+
+/// Reads the primary's WAL senders and replication slots (one round trip) and records
+/// them, or why they could not be read.
+async fn read_senders_and_slots(
+    client: &Client,
+    shared: &Mutex<PrimaryReport>,
+    slots: &Mutex<Option<Vec<SlotReport>>>,
+    version_num: i32,
+    budget: &Budget,
+) {
     step(
         shared,
         Some("reading pg_stat_replication and the replication slots"),
     );
-    let slots_sql = render(SLOTS, SLOTS_BY_VERSION, identity.version_num);
+    let slots_sql = render(SLOTS, SLOTS_BY_VERSION, version_num);
     let second_round = join(
         client.query_typed(REPLICATION, &[]),
         client.query_typed(&slots_sql, &[]),
     );
-    let (replication, slot_rows) = match within(until, shared, started, second_round).await {
-        Ok(answers) => answers,
-        Err(failure) => return fail(shared, failure),
-    };
+    let (replication, slot_rows) =
+        match within(budget.servers_until(), shared, budget.start, second_round).await {
+            Ok(answers) => answers,
+            Err(failure) => return fail(shared, failure),
+        };
     let replication = replication
         .map_err(|e| Failure::of_query("reading pg_stat_replication", &e))
         .and_then(|rows| {
             rows.iter()
-                .map(|row| {
-                    Ok(ReplicationRow {
-                        pid: get(row, "pid")?,
-                        application_name: get(row, "application_name")?,
-                        state: get(row, "state")?,
-                        sync_state: get(row, "sync_state")?,
-                        client_addr: get(row, "client_addr")?,
-                    })
-                })
-                .collect::<Result<Vec<_>, Failure>>()
+                .map(replication_row)
+                .collect::<Result<Vec<_>, _>>()
         });
     let slot_list = slot_rows
         .map_err(|e| Failure::of_query("reading pg_replication_slots", &e))
-        .and_then(|rows| {
-            rows.iter()
-                .map(|row| {
-                    Ok(SlotReport {
-                        name: get(row, "slot_name")?,
-                        active: get(row, "active")?,
-                        active_pid: get(row, "active_pid")?,
-                        temporary: get(row, "temporary")?,
-                        retained_bytes: get(row, "retained_bytes")?,
-                        wal_status: get(row, "wal_status")?,
-                        safe_wal_size_bytes: get(row, "safe_wal_size")?,
-                    })
-                })
-                .collect::<Result<Vec<_>, Failure>>()
-        });
+        .and_then(|rows| rows.iter().map(slot_report).collect::<Result<Vec<_>, _>>());
     with(shared, |report| {
         match replication {
             Ok(rows) => report.replication = Some(rows),
@@ -490,6 +529,30 @@ pub(super) async fn primary(
     if let Ok(list) = slot_list {
         with(slots, |slots| *slots = Some(list));
     }
+}
+
+/// One row of `replication.sql`.
+fn replication_row(row: &Row) -> Result<ReplicationRow, Failure> {
+    Ok(ReplicationRow {
+        pid: get(row, "pid")?,
+        application_name: get(row, "application_name")?,
+        state: get(row, "state")?,
+        sync_state: get(row, "sync_state")?,
+        client_addr: get(row, "client_addr")?,
+    })
+}
+
+/// One row of `slots.sql`.
+fn slot_report(row: &Row) -> Result<SlotReport, Failure> {
+    Ok(SlotReport {
+        name: get(row, "slot_name")?,
+        active: get(row, "active")?,
+        active_pid: get(row, "active_pid")?,
+        temporary: get(row, "temporary")?,
+        retained_bytes: get(row, "retained_bytes")?,
+        wal_status: get(row, "wal_status")?,
+        safe_wal_size_bytes: get(row, "safe_wal_size")?,
+    })
 }
 
 /// One answer of `heartbeat_poll.sql`.
@@ -553,67 +616,135 @@ async fn poll(client: &Client, lsn: &Option<String>) -> Result<Poll, Failure> {
 pub(super) async fn standby(
     target: &Target,
     shared: &Mutex<StandbyReport>,
-    mut marks: watch::Receiver<Option<Mark>>,
+    marks: watch::Receiver<Option<Mark>>,
     budget: &Budget,
 ) {
-    let until = budget.servers_until();
-    let started = budget.start;
-    step(shared, Some("connecting"));
-    let (client, missing_database) = match within(until, shared, started, connect(target, budget))
-        .await
-        .and_then(|result| result)
-    {
-        Ok(opened) => opened,
-        Err(failure) => return fail(shared, failure),
+    let Some((client, missing_database)) = open_session(target, shared, budget).await else {
+        return;
     };
     with(shared, |report| {
-        report.server.reachable = true;
         report.heartbeat_error = missing_database.clone().map(Failure::pair);
     });
-
-    step(shared, Some("identifying it"));
-    let identity = match within(until, shared, started, client.query_typed(IDENTIFY, &[]))
-        .await
-        .and_then(|result| result.map_err(|e| Failure::of_query("identifying the server", &e)))
-        .and_then(|rows| identity(&rows))
-    {
-        Ok(identity) => identity,
-        Err(failure) => return fail(shared, failure),
+    let Some(identity) = identify_standby(&client, shared, budget).await else {
+        return;
     };
-    with(shared, |report| {
-        record_identity(&mut report.server, &identity)
-    });
     if !identity.in_recovery {
         // Promoted (or misconfigured): replay questions would only raise errors.
         return step(shared, None);
     }
+    let mark = wait_for_mark(shared, marks, budget).await;
+    let lsn = mark.as_ref().and_then(|m| m.lsn.clone());
+    let heartbeat_readable = missing_database.is_none();
+    let Some((can_catch_up, first_poll)) = read_state_and_poll(
+        &client,
+        shared,
+        identity.version_num,
+        &lsn,
+        heartbeat_readable,
+        budget,
+    )
+    .await
+    else {
+        return;
+    };
+    let current = match first_poll {
+        None => return step(shared, None),
+        Some(Ok(first)) => first,
+        Some(Err(failure)) => {
+            with(shared, |report| {
+                report.heartbeat_error = Some(failure.pair())
+            });
+            return step(shared, None);
+        }
+    };
+    wait_for_heartbeat(
+        &client,
+        shared,
+        current,
+        mark.as_ref(),
+        can_catch_up,
+        budget,
+    )
+    .await;
+}
 
+/// Identifies a standby and records it; None, the failure recorded, when it cannot be.
+async fn identify_standby(
+    client: &Client,
+    shared: &Mutex<StandbyReport>,
+    budget: &Budget,
+) -> Option<Identity> {
+    step(shared, Some("identifying it"));
+    match within(
+        budget.servers_until(),
+        shared,
+        budget.start,
+        client.query_typed(IDENTIFY, &[]),
+    )
+    .await
+    .and_then(|result| result.map_err(|e| Failure::of_query("identifying the server", &e)))
+    .and_then(|rows| identity(&rows))
+    {
+        Ok(identity) => {
+            with(shared, |report| {
+                record_identity(&mut report.server, &identity)
+            });
+            Some(identity)
+        }
+        Err(failure) => {
+            fail(shared, failure);
+            None
+        }
+    }
+}
+
+/// The primary's heartbeat write, once it is known; None when the primary could not be
+/// asked (or took too long): the standby is checked without its position.
+async fn wait_for_mark(
+    shared: &Mutex<StandbyReport>,
+    mut marks: watch::Receiver<Option<Mark>>,
+    budget: &Budget,
+) -> Option<Mark> {
     step(shared, Some("waiting for the primary's heartbeat write"));
-    let mark = match timeout_at(budget.mark_until().into(), marks.wait_for(Option::is_some)).await {
+    match timeout_at(budget.mark_until().into(), marks.wait_for(Option::is_some)).await {
         Ok(Ok(value)) => value.clone(),
         // The primary could not be asked (or took too long): go on without its position.
         _ => None,
-    };
-    let lsn = mark.as_ref().and_then(|m| m.lsn.clone());
-    let target_beat = mark.as_ref().and_then(|m| m.beat);
-    let heartbeat_readable = missing_database.is_none();
+    }
+}
 
+/// Reads the standby's replication state and, when the heartbeat database is there,
+/// polls the heartbeat once (one round trip); records the state. Returns whether the
+/// heartbeat can still arrive, and the first poll; None, the failure recorded, when the
+/// standby stopped answering.
+async fn read_state_and_poll(
+    client: &Client,
+    shared: &Mutex<StandbyReport>,
+    version_num: i32,
+    lsn: &Option<String>,
+    heartbeat_readable: bool,
+    budget: &Budget,
+) -> Option<(bool, Option<Result<Poll, Failure>>)> {
     step(shared, Some("reading its replication state"));
-    let state_sql = render(STANDBY, STANDBY_BY_VERSION, identity.version_num);
-    let lsn_param: [(&(dyn tokio_postgres::types::ToSql + Sync), Type); 1] = [(&lsn, Type::TEXT)];
+    let state_sql = render(STANDBY, STANDBY_BY_VERSION, version_num);
+    let lsn_param: [(&(dyn tokio_postgres::types::ToSql + Sync), Type); 1] = [(lsn, Type::TEXT)];
     let first_round = async {
         let state = client.query_typed(&state_sql, &lsn_param);
         if heartbeat_readable {
-            let (state, first) = join(state, poll(&client, &lsn)).await;
+            let (state, first) = join(state, poll(client, lsn)).await;
             (state, Some(first))
         } else {
             (state.await, None)
         }
     };
-    let (state, first_poll) = match within(until, shared, started, first_round).await {
-        Ok(answers) => answers,
-        Err(failure) => return fail(shared, failure),
-    };
+    let (state, first_poll) =
+        match within(budget.servers_until(), shared, budget.start, first_round).await {
+            Ok(answers) => answers,
+            Err(failure) => {
+                fail(shared, failure);
+                return None;
+            }
+        };
     let can_catch_up = match state
         .map_err(|e| Failure::of_query("reading the replication state", &e))
         .and_then(|rows| record_state(shared, &rows))
@@ -624,35 +755,46 @@ pub(super) async fn standby(
             true
         }
     };
+    Some((can_catch_up, first_poll))
+}
 
-    let mut current = match first_poll {
-        None => return step(shared, None),
-        Some(Ok(first)) => first,
-        Some(Err(failure)) => {
-            with(shared, |report| {
-                report.heartbeat_error = Some(failure.pair())
-            });
-            return step(shared, None);
-        }
-    };
+/// Polls the heartbeat until the standby shows the primary's write, it cannot arrive,
+/// or the wait is over; records what the last answer said.
+async fn wait_for_heartbeat(
+    client: &Client,
+    shared: &Mutex<StandbyReport>,
+    mut current: Poll,
+    mark: Option<&Mark>,
+    can_catch_up: bool,
+    budget: &Budget,
+) {
     step(shared, Some("waiting for the heartbeat to be replayed"));
+    let lsn = mark.and_then(|m| m.lsn.clone());
+    let target_beat = mark.and_then(|m| m.beat);
     let wait_started = Instant::now();
-    let wait_until = mark.as_ref().map(|m| budget.heartbeat_until(m.acked));
+    let wait_until = mark.map(|m| budget.heartbeat_until(m.acked));
     let mut interval = FIRST_POLL_INTERVAL;
     loop {
         let shown = target_beat.is_some_and(|beat| current.beat >= beat);
         let wait_over = wait_until.is_none_or(|until| Instant::now() + interval >= until);
         if shown || target_beat.is_none() || !can_catch_up || wait_over {
             let seen_at = shown.then_some(current.at);
-            record_heartbeat(shared, current, seen_at, mark.as_ref(), wait_started);
+            record_heartbeat(shared, current, seen_at, mark, wait_started);
             return step(shared, None);
         }
         tokio::time::sleep(interval).await;
         interval = (interval * 3 / 2).min(MAX_POLL_INTERVAL);
-        match within(until, shared, started, poll(&client, &lsn)).await {
+        match within(
+            budget.servers_until(),
+            shared,
+            budget.start,
+            poll(client, &lsn),
+        )
+        .await
+        {
             Ok(Ok(next)) => current = next,
             Ok(Err(failure)) => {
-                record_heartbeat(shared, current, None, mark.as_ref(), wait_started);
+                record_heartbeat(shared, current, None, mark, wait_started);
                 with(shared, |report| {
                     report.heartbeat_error = Some(failure.pair())
                 });
@@ -660,7 +802,7 @@ pub(super) async fn standby(
             }
             Err(failure) => {
                 // It stopped answering mid-wait: report what its last answer said.
-                record_heartbeat(shared, current, None, mark.as_ref(), wait_started);
+                record_heartbeat(shared, current, None, mark, wait_started);
                 return fail(shared, failure);
             }
         }

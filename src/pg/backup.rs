@@ -20,9 +20,12 @@ use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, NaiveDateTime, Utc};
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::error::{Context, Error, Result};
 use crate::units::format_bytes;
@@ -366,7 +369,6 @@ pub async fn dump(
 
 /// Collect a child's stderr while it runs, so a chatty child never blocks on a full pipe.
 fn collect_stderr(child: &mut tokio::process::Child) -> tokio::task::JoinHandle<String> {
-    use tokio::io::AsyncReadExt;
     let stderr = child.stderr.take();
     tokio::spawn(async move {
         let mut text = String::new();
@@ -389,73 +391,22 @@ async fn stream_verified(
     file: std::fs::File,
     name: &str,
 ) -> Result<(u64, String)> {
-    use sha2::{Digest, Sha256};
-    use std::sync::Arc;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    const CHUNK: usize = 1 << 20;
-    const QUEUED: usize = 16;
-
     let mut dumper = pg_dump.spawn().context("starting pg_dump")?;
     let mut reader = pg_restore
         .spawn()
         .context("starting pg_restore to read the backup back")?;
     let dump_errors = collect_stderr(&mut dumper);
     let read_errors = collect_stderr(&mut reader);
-    let mut output = dumper.stdout.take().expect("piped");
+    let output = dumper.stdout.take().expect("piped");
     let verifier = reader.stdin.take().expect("piped");
     enlarge_pipe(&output);
     enlarge_pipe(&verifier);
 
-    let (to_file, mut file_queue) = tokio::sync::mpsc::channel::<Arc<Vec<u8>>>(QUEUED);
-    let (to_verifier, mut verifier_queue) = tokio::sync::mpsc::channel::<Arc<Vec<u8>>>(QUEUED);
-    // The file's writer also hashes what it writes: off the path pg_dump waits on.
-    let file_writer = tokio::task::spawn_blocking(move || -> std::io::Result<(u64, String)> {
-        let mut file = file;
-        let mut hasher = Sha256::new();
-        let mut bytes = 0u64;
-        while let Some(chunk) = file_queue.blocking_recv() {
-            file.write_all(&chunk)?;
-            hasher.update(&chunk[..]);
-            bytes += chunk.len() as u64;
-        }
-        file.sync_all()?;
-        Ok((bytes, hex(&hasher.finalize())))
-    });
-    // A reader that quits early has failed (its exit status says why): its queue
-    // closes and the dump goes on into the file alone.
-    let verifier_feeder = tokio::spawn(async move {
-        let mut verifier = verifier;
-        while let Some(chunk) = verifier_queue.recv().await {
-            if verifier.write_all(&chunk).await.is_err() {
-                return false;
-            }
-        }
-        true
-    });
-
-    let mut verifier_open = true;
-    let pumped: Result<()> = async {
-        loop {
-            let mut chunk = Vec::with_capacity(CHUNK);
-            let n = output
-                .read_buf(&mut chunk)
-                .await
-                .context("reading pg_dump's output")?;
-            if n == 0 {
-                return Ok(());
-            }
-            let chunk = Arc::new(chunk);
-            if verifier_open && to_verifier.send(chunk.clone()).await.is_err() {
-                verifier_open = false;
-            }
-            if to_file.send(chunk).await.is_err() {
-                return Err(Error::failed("the backup file writer stopped"));
-            }
-        }
-    }
-    .await;
-    drop(to_file);
-    drop(to_verifier);
+    let (to_file, file_queue) = tokio::sync::mpsc::channel::<Arc<Vec<u8>>>(QUEUED_CHUNKS);
+    let (to_verifier, verifier_queue) = tokio::sync::mpsc::channel::<Arc<Vec<u8>>>(QUEUED_CHUNKS);
+    let file_writer = spawn_file_writer(file, file_queue);
+    let verifier_feeder = spawn_verifier_feeder(verifier, verifier_queue);
+    let (pumped, verifier_open) = pump(output, to_file, to_verifier).await;
     let written = file_writer
         .await
         .map_err(|error| Error::failed(format!("writing the backup file: {error}")))?;
@@ -481,6 +432,78 @@ async fn stream_verified(
     Ok((bytes, hash))
 }
 
+/// How much of pg_dump's output is read at once, and how many such chunks may wait for
+/// the file's writer or for the reader.
+const CHUNK: usize = 1 << 20;
+const QUEUED_CHUNKS: usize = 16;
+
+/// The file's writer also hashes what it writes: off the path pg_dump waits on. Ends
+/// when its queue closes, with the bytes written and their SHA-256, after an fsync.
+fn spawn_file_writer(
+    mut file: std::fs::File,
+    mut queue: tokio::sync::mpsc::Receiver<Arc<Vec<u8>>>,
+) -> tokio::task::JoinHandle<std::io::Result<(u64, String)>> {
+    tokio::task::spawn_blocking(move || -> std::io::Result<(u64, String)> {
+        let mut hasher = Sha256::new();
+        let mut bytes = 0u64;
+        while let Some(chunk) = queue.blocking_recv() {
+            file.write_all(&chunk)?;
+            hasher.update(&chunk[..]);
+            bytes += chunk.len() as u64;
+        }
+        file.sync_all()?;
+        Ok((bytes, hex(&hasher.finalize())))
+    })
+}
+
+/// Feeds pg_restore what it reads back; false when it stopped taking it. A reader that
+/// quits early has failed (its exit status says why): its queue closes and the dump goes
+/// on into the file alone.
+fn spawn_verifier_feeder(
+    mut verifier: tokio::process::ChildStdin,
+    mut queue: tokio::sync::mpsc::Receiver<Arc<Vec<u8>>>,
+) -> tokio::task::JoinHandle<bool> {
+    tokio::spawn(async move {
+        while let Some(chunk) = queue.recv().await {
+            if verifier.write_all(&chunk).await.is_err() {
+                return false;
+            }
+        }
+        true
+    })
+}
+
+/// Reads pg_dump's output to its end into both queues, then closes them. The second
+/// value: whether the reader's queue stayed open all along.
+async fn pump(
+    mut output: tokio::process::ChildStdout,
+    to_file: tokio::sync::mpsc::Sender<Arc<Vec<u8>>>,
+    to_verifier: tokio::sync::mpsc::Sender<Arc<Vec<u8>>>,
+) -> (Result<()>, bool) {
+    let mut verifier_open = true;
+    let pumped: Result<()> = async {
+        loop {
+            let mut chunk = Vec::with_capacity(CHUNK);
+            let n = output
+                .read_buf(&mut chunk)
+                .await
+                .context("reading pg_dump's output")?;
+            if n == 0 {
+                return Ok(());
+            }
+            let chunk = Arc::new(chunk);
+            if verifier_open && to_verifier.send(chunk.clone()).await.is_err() {
+                verifier_open = false;
+            }
+            if to_file.send(chunk).await.is_err() {
+                return Err(Error::failed("the backup file writer stopped"));
+            }
+        }
+    }
+    .await;
+    (pumped, verifier_open)
+}
+
 /// 1 MiB pipe buffers (the kernel's default maximum) instead of 64 KiB; best effort.
 fn enlarge_pipe(pipe: &impl std::os::fd::AsRawFd) {
     // SAFETY: fcntl on a file descriptor we own; failure only leaves the default size.
@@ -494,7 +517,6 @@ fn enlarge_pipe(pipe: &impl std::os::fd::AsRawFd) {
 pub async fn digest_file(path: &Path) -> Result<(u64, String)> {
     let path = path.to_path_buf();
     tokio::task::spawn_blocking(move || {
-        use sha2::{Digest, Sha256};
         use std::io::Read;
         let mut file = std::fs::OpenOptions::new()
             .read(true)
@@ -528,21 +550,7 @@ pub async fn verify(tools: &Tools, path: &Path) -> Result<()> {
 
 /// The database an archive was dumped from (its table of contents says).
 pub async fn archive_database(tools: &Tools, path: &Path) -> Result<String> {
-    let out = libpq_command(tools, "pg_restore", None)
-        .arg("--list")
-        .arg(path)
-        .stdout(Stdio::piped())
-        .output()
-        .await
-        .with_context(|| format!("reading the table of contents of {}", path.display()))?;
-    if !out.status.success() {
-        return Err(Error::refused(format!(
-            "{} is not a readable pg_dump archive: {}",
-            path.display(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        )));
-    }
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = table_of_contents(tools, path).await?;
     text.lines()
         .find_map(|line| line.trim_start_matches(';').trim().strip_prefix("dbname:"))
         .map(|name| name.trim().to_string())
@@ -556,6 +564,12 @@ pub async fn archive_database(tools: &Tools, path: &Path) -> Result<String> {
 
 /// The extensions an archive creates (`EXTENSION` entries of its table of contents).
 pub async fn archive_extensions(tools: &Tools, path: &Path) -> Result<Vec<String>> {
+    Ok(extensions_in_toc(&table_of_contents(tools, path).await?))
+}
+
+/// An archive's table of contents (`pg_restore --list`); refused when it is no
+/// readable pg_dump archive.
+async fn table_of_contents(tools: &Tools, path: &Path) -> Result<String> {
     let out = libpq_command(tools, "pg_restore", None)
         .arg("--list")
         .arg(path)
@@ -570,7 +584,7 @@ pub async fn archive_extensions(tools: &Tools, path: &Path) -> Result<Vec<String
             String::from_utf8_lossy(&out.stderr).trim()
         )));
     }
-    Ok(extensions_in_toc(&String::from_utf8_lossy(&out.stdout)))
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// `3; 3079 16385 EXTENSION - file_fdw ` → `file_fdw` (comment lines start with `;`).
@@ -735,7 +749,7 @@ async fn filter_script(
     from: tokio::process::ChildStdout,
     to: tokio::process::ChildStdin,
 ) -> std::io::Result<()> {
-    use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+    use tokio::io::AsyncBufReadExt;
     let mut reader = tokio::io::BufReader::with_capacity(1 << 20, from);
     let mut writer = tokio::io::BufWriter::with_capacity(1 << 20, to);
     let mut line = Vec::new();

@@ -578,20 +578,7 @@ pub async fn check_restorable(
     live: Option<&DbProps>,
     version_num: i32,
 ) -> Result<()> {
-    let name = &props.name;
-    let mut names: Vec<String> = props
-        .settings
-        .iter()
-        .chain(
-            props
-                .role_settings
-                .iter()
-                .flat_map(|role| role.settings.iter()),
-        )
-        .filter_map(|entry| entry.split_once('=').map(|(name, _)| name.to_string()))
-        .collect();
-    names.sort();
-    names.dedup();
+    let names = setting_names(props);
     let row = client
         .query_typed_one(
             &render(RIGHTS_SQL, RIGHTS_BY_VERSION, version_num),
@@ -605,6 +592,50 @@ pub async fn check_restorable(
         .context("checking what odoo-db's role may do")?;
     let superuser: bool = row.get("superuser");
     let agent: String = row.get("agent");
+    refuse_missing_rights(&row, props, superuser, &agent)?;
+    let rights: Vec<SettingRight> = from_json(row.get("settings"), "the settings' contexts")?;
+    if !superuser {
+        refuse_settings_it_cannot_set(&rights, &props.name, &agent)?;
+        refuse_sessions_it_cannot_end(sessions, row.get("signal_backend"), &agent)?;
+    }
+    // Not pipelined with the query above: a failed trial leaves its transaction
+    // aborted until the ROLLBACK that follows it.
+    if let Some(live) = live {
+        let statements = trial_statements(props, live)?;
+        if !trial_at_once(client, &statements).await {
+            trial_one_by_one(client, props, &statements).await?;
+        }
+    }
+    Ok(())
+}
+
+/// The names of the database's settings and of its roles' settings in it, each once.
+fn setting_names(props: &DbProps) -> Vec<String> {
+    let mut names: Vec<String> = props
+        .settings
+        .iter()
+        .chain(
+            props
+                .role_settings
+                .iter()
+                .flat_map(|role| role.settings.iter()),
+        )
+        .filter_map(|entry| entry.split_once('=').map(|(name, _)| name.to_string()))
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// Refused when the owner or the tablespace does not exist, or when odoo-db's role
+/// (unless a superuser) lacks CREATEDB, cannot act as the owner, or may not create in
+/// the tablespace.
+fn refuse_missing_rights(
+    row: &tokio_postgres::Row,
+    props: &DbProps,
+    superuser: bool,
+    agent: &str,
+) -> Result<()> {
     // The caller adds which job was refused and that nothing was changed.
     let refuse = |rule: String| Err(Error::refused(rule));
     if !superuser && !row.get::<_, bool>("createdb") {
@@ -652,8 +683,14 @@ pub async fn check_restorable(
         }
         _ => {}
     }
-    let rights: Vec<SettingRight> = from_json(row.get("settings"), "the settings' contexts")?;
-    for right in rights.iter().filter(|_| !superuser) {
+    Ok(())
+}
+
+/// Refused when odoo-db's role (no superuser) could not put a setting back after the drop.
+fn refuse_settings_it_cannot_set(rights: &[SettingRight], name: &str, agent: &str) -> Result<()> {
+    // The caller adds which job was refused and that nothing was changed.
+    let refuse = |rule: String| Err(Error::refused(rule));
+    for right in rights {
         let blocked = match right.context.as_deref() {
             None => Some(
                 "is not a parameter this server knows (a placeholder of an extension not loaded); \
@@ -680,10 +717,21 @@ pub async fn check_restorable(
             ));
         }
     }
-    if !superuser && !row.get::<_, bool>("signal_backend") {
+    Ok(())
+}
+
+/// Refused when odoo-db's role (no superuser) could not end a session it must end: any
+/// other client's without pg_signal_backend, a superuser's ever.
+fn refuse_sessions_it_cannot_end(
+    sessions: &[Session],
+    signal_backend: bool,
+    agent: &str,
+) -> Result<()> {
+    // The caller adds which job was refused and that nothing was changed.
+    let refuse = |rule: String| Err(Error::refused(rule));
+    if !signal_backend {
         if let Some(session) = sessions.iter().find(|s| {
-            s.user.as_deref() != Some(agent.as_str())
-                && s.backend_type.as_deref() == Some("client backend")
+            s.user.as_deref() != Some(agent) && s.backend_type.as_deref() == Some("client backend")
         }) {
             return refuse(format!(
                 "session pid {} of {} is connected and odoo-db's role {agent} is not a member of \
@@ -693,26 +741,16 @@ pub async fn check_restorable(
             ));
         }
     }
-    if !superuser {
-        if let Some(session) = sessions.iter().find(|s| s.superuser) {
-            return refuse(format!(
-                "session pid {} of superuser {} ({}) is connected; odoo-db's role {agent} is not a \
-                 superuser and cannot end a superuser's session. End it (SELECT pg_terminate_backend({})) \
-                 or wait for it to disconnect, then run the command again",
-                session.pid,
-                session.user.as_deref().unwrap_or("?"),
-                session.application.as_deref().unwrap_or(""),
-                session.pid
-            ));
-        }
-    }
-    // Not pipelined with the query above: a failed trial leaves its transaction
-    // aborted until the ROLLBACK that follows it.
-    if let Some(live) = live {
-        let statements = trial_statements(props, live)?;
-        if !trial_at_once(client, &statements).await {
-            trial_one_by_one(client, props, &statements).await?;
-        }
+    if let Some(session) = sessions.iter().find(|s| s.superuser) {
+        return refuse(format!(
+            "session pid {} of superuser {} ({}) is connected; odoo-db's role {agent} is not a \
+             superuser and cannot end a superuser's session. End it (SELECT pg_terminate_backend({})) \
+             or wait for it to disconnect, then run the command again",
+            session.pid,
+            session.user.as_deref().unwrap_or("?"),
+            session.application.as_deref().unwrap_or(""),
+            session.pid
+        ));
     }
     Ok(())
 }
@@ -945,76 +983,35 @@ pub fn describe_live(inspection: &Inspection) -> String {
 /// What differs between the recorded properties and the new database's (empty when
 /// it was recreated faithfully). ACLs compare by meaning (NULL = the default).
 pub fn differences(expected: &DbProps, actual: &DbProps) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut check = |what: &str, a: String, b: String| {
-        if a != b {
-            out.push(format!("{what}: expected {a}, found {b}"));
-        }
-    };
-    check("owner", expected.owner.clone(), actual.owner.clone());
-    check(
-        "encoding",
-        expected.encoding.clone(),
-        actual.encoding.clone(),
-    );
-    check(
-        "collation",
-        expected.collate.clone(),
-        actual.collate.clone(),
-    );
-    check("ctype", expected.ctype.clone(), actual.ctype.clone());
-    check(
-        "locale provider",
-        expected.locale_provider.clone(),
-        actual.locale_provider.clone(),
-    );
-    check(
-        "provider locale",
-        format!("{:?}", expected.provider_locale),
-        format!("{:?}", actual.provider_locale),
-    );
-    check(
-        "ICU rules",
-        format!("{:?}", expected.icu_rules),
-        format!("{:?}", actual.icu_rules),
-    );
-    check(
-        "tablespace",
-        expected.tablespace.clone(),
-        actual.tablespace.clone(),
-    );
-    check(
-        "connection limit",
-        expected.connection_limit.to_string(),
-        actual.connection_limit.to_string(),
-    );
-    check(
-        "allow connections",
-        expected.allow_connections.to_string(),
-        actual.allow_connections.to_string(),
-    );
-    check(
-        "ACL",
-        expected.effective_acl.clone(),
-        actual.effective_acl.clone(),
-    );
-    check(
-        "comment",
-        format!("{:?}", expected.comment),
-        format!("{:?}", actual.comment),
-    );
-    check(
-        "database settings",
-        expected.settings.join("; "),
-        actual.settings.join("; "),
-    );
-    check(
-        "role settings",
-        format!("{:?}", expected.role_settings),
-        format!("{:?}", actual.role_settings),
-    );
-    out
+    COMPARED
+        .iter()
+        .filter_map(|(what, value)| {
+            let (a, b) = (value(expected), value(actual));
+            (a != b).then(|| format!("{what}: expected {a}, found {b}"))
+        })
+        .collect()
 }
+
+/// A property as [`differences`] shows it.
+type Shown = fn(&DbProps) -> String;
+
+/// The properties [`differences`] compares.
+const COMPARED: &[(&str, Shown)] = &[
+    ("owner", |p| p.owner.clone()),
+    ("encoding", |p| p.encoding.clone()),
+    ("collation", |p| p.collate.clone()),
+    ("ctype", |p| p.ctype.clone()),
+    ("locale provider", |p| p.locale_provider.clone()),
+    ("provider locale", |p| format!("{:?}", p.provider_locale)),
+    ("ICU rules", |p| format!("{:?}", p.icu_rules)),
+    ("tablespace", |p| p.tablespace.clone()),
+    ("connection limit", |p| p.connection_limit.to_string()),
+    ("allow connections", |p| p.allow_connections.to_string()),
+    ("ACL", |p| p.effective_acl.clone()),
+    ("comment", |p| format!("{:?}", p.comment)),
+    ("database settings", |p| p.settings.join("; ")),
+    ("role settings", |p| format!("{:?}", p.role_settings)),
+];
 
 #[cfg(test)]
 mod tests {
@@ -1099,6 +1096,23 @@ mod tests {
             settings: vec![],
             role_settings: vec![],
         }
+    }
+
+    #[test]
+    fn differences_name_each_property_that_differs_in_order() {
+        assert!(differences(&props(), &props()).is_empty());
+        let mut actual = props();
+        actual.owner = "someone_else".into();
+        actual.connection_limit = 5;
+        actual.comment = Some("moved".into());
+        assert_eq!(
+            differences(&props(), &actual),
+            [
+                "owner: expected x_integration, found someone_else",
+                "connection limit: expected -1, found 5",
+                "comment: expected None, found Some(\"moved\")",
+            ]
+        );
     }
 
     #[test]

@@ -7,6 +7,7 @@ use tokio_postgres::Client;
 
 use crate::error::{Context, Error, Result};
 use crate::pg::quote::quote_ident;
+use crate::sqltemplate::{render, Placeholder};
 
 /// CREATE DATABASE … OWNER x needs odoo-db's role to be able to act as x: a member of x
 /// up to PostgreSQL 15; from 16 on, able to `SET ROLE x` (the SET option), and, to
@@ -91,16 +92,7 @@ pub fn refusal_reasons(role: &str, facts: &[RoleFacts]) -> Option<String> {
 }
 
 /// The role and every role it belongs to, directly or through others.
-const ROLE_AND_ITS_GROUPS: &str = "
-    WITH RECURSIVE up(oid) AS (
-        SELECT oid FROM pg_roles WHERE rolname = $1
-        UNION
-        SELECT m.roleid FROM pg_auth_members m JOIN up ON m.member = up.oid
-    )
-    SELECT r.rolname::text, r.rolsuper, r.rolcreaterole, r.rolcreatedb, r.rolreplication,
-           r.rolbypassrls, (r.oid < 16384 OR r.rolname LIKE 'pg\\_%') AS builtin
-    FROM up JOIN pg_roles r ON r.oid = up.oid
-    ORDER BY r.rolname = $1 DESC, r.rolname";
+const ROLE_AND_ITS_GROUPS: &str = include_str!("../../sql/roles/role_and_its_groups.sql");
 
 /// Decide, changing nothing, what odoo-db's role must be granted to act as `role`;
 /// refused when it must never act as it, or when it cannot grant itself what it
@@ -112,6 +104,60 @@ pub async fn plan_act_as_owner(
     role: &str,
     need_admin: bool,
 ) -> Result<OwnerAccess> {
+    let agent = read_agent(client).await?;
+    let mut access = OwnerAccess {
+        role: role.to_string(),
+        agent: agent.name.clone(),
+        grant: None,
+        server_version_num: agent.server_version_num,
+    };
+    if role == agent.name {
+        return Ok(access);
+    }
+    refuse_more_than_a_customer(client, role, &agent.name).await?;
+    let held = read_held_privileges(client, role, agent.server_version_num).await?;
+    let (missing, can_grant) = missing_privileges(&agent, &held, need_admin);
+    if missing.is_empty() {
+        return Ok(access);
+    }
+    let needs_superuser = !can_grant || missing.contains(&"ADMIN");
+    if needs_superuser {
+        let statement = superuser_grant(role, &agent.name, agent.server_version_num);
+        return Err(Error::refused(format!(
+            "odoo-db's role {agent} cannot act for role {role} (missing: {}) and cannot grant itself what it \
+             needs, as it does not hold ADMIN OPTION on {role} (a role odoo-db did not create). A superuser \
+             must run once: {statement}; then run the command again",
+            missing.join(", "),
+            agent = agent.name,
+        )));
+    }
+    access.grant = Some(format!(
+        "GRANT {} TO {}{}",
+        quote_ident(role),
+        quote_ident(&agent.name),
+        SELF_GRANT_OPTIONS.for_version(agent.server_version_num)
+    ));
+    Ok(access)
+}
+
+/// odoo-db's own role (`current_user`) and the server it is on.
+struct Agent {
+    name: String,
+    server_version_num: i32,
+    superuser: bool,
+    createrole: bool,
+}
+
+/// What odoo-db's role holds on the role it would act as. Up to PostgreSQL 15 SET and
+/// INHERIT come with membership.
+struct HeldPrivileges {
+    member: bool,
+    can_set: bool,
+    inherits: bool,
+    admin: bool,
+}
+
+async fn read_agent(client: &Client) -> Result<Agent> {
     let row = client
         .query_one(
             "SELECT current_user::text, current_setting('server_version_num')::int,
@@ -121,17 +167,17 @@ pub async fn plan_act_as_owner(
         )
         .await
         .context("reading odoo-db's own role")?;
-    let (agent, version, agent_super, agent_createrole): (String, i32, bool, bool) =
-        (row.get(0), row.get(1), row.get(2), row.get(3));
-    let mut access = OwnerAccess {
-        role: role.to_string(),
-        agent: agent.clone(),
-        grant: None,
-        server_version_num: version,
-    };
-    if role == agent {
-        return Ok(access);
-    }
+    Ok(Agent {
+        name: row.get(0),
+        server_version_num: row.get(1),
+        superuser: row.get(2),
+        createrole: row.get(3),
+    })
+}
+
+/// Refused when `role` does not exist, or when it or a role it belongs to is more than
+/// a customer (see [`refusal_reasons`]).
+async fn refuse_more_than_a_customer(client: &Client, role: &str, agent: &str) -> Result<()> {
     let facts: Vec<RoleFacts> = client
         .query(ROLE_AND_ITS_GROUPS, &[&role])
         .await
@@ -160,79 +206,117 @@ pub async fn plan_act_as_owner(
              the recorded owner back"
         )));
     }
-    let (member, can_set, inherits, admin): (bool, bool, bool, bool) = if version >= 160000 {
-        let row = client
-            .query_one(
-                "SELECT pg_has_role(current_user, $1::text::name, 'MEMBER'),
-                        pg_has_role(current_user, $1::text::name, 'SET'),
-                        pg_has_role(current_user, $1::text::name, 'USAGE'),
-                        pg_has_role(current_user, $1::text::name, 'MEMBER WITH ADMIN OPTION')",
-                &[&role],
-            )
-            .await?;
-        (row.get(0), row.get(1), row.get(2), row.get(3))
+    Ok(())
+}
+
+async fn read_held_privileges(
+    client: &Client,
+    role: &str,
+    server_version_num: i32,
+) -> Result<HeldPrivileges> {
+    let row = client
+        .query_one(
+            &render(HELD_SQL, HELD_BY_VERSION, server_version_num),
+            &[&role],
+        )
+        .await?;
+    Ok(if row.len() == 4 {
+        HeldPrivileges {
+            member: row.get(0),
+            can_set: row.get(1),
+            inherits: row.get(2),
+            admin: row.get(3),
+        }
     } else {
-        let row = client
-            .query_one(
-                "SELECT pg_has_role(current_user, $1::text::name, 'MEMBER'),
-                        pg_has_role(current_user, $1::text::name, 'MEMBER WITH ADMIN OPTION')",
-                &[&role],
-            )
-            .await?;
         let member: bool = row.get(0);
-        (member, member, member, row.get(1))
-    };
-    let quoted_role = quote_ident(role);
-    let quoted_agent = quote_ident(&agent);
-    let (missing, can_grant) = if version >= 160000 {
+        HeldPrivileges {
+            member,
+            can_set: member,
+            inherits: member,
+            admin: row.get(1),
+        }
+    })
+}
+
+/// What odoo-db's role lacks to act as the role (PostgreSQL 16+: the SET and INHERIT
+/// options, and ADMIN when `need_admin`; before: membership), and whether it may grant
+/// that to itself.
+fn missing_privileges(
+    agent: &Agent,
+    held: &HeldPrivileges,
+    need_admin: bool,
+) -> (Vec<&'static str>, bool) {
+    if agent.server_version_num >= 160000 {
         let mut missing = Vec::new();
-        if !can_set {
+        if !held.can_set {
             missing.push("SET");
         }
-        if !inherits {
+        if !held.inherits {
             missing.push("INHERIT");
         }
-        if need_admin && !admin && !agent_super {
+        if need_admin && !held.admin && !agent.superuser {
             missing.push("ADMIN");
         }
-        (missing, agent_super || admin)
+        (missing, agent.superuser || held.admin)
     } else {
-        let missing = if member {
+        let missing = if held.member {
             Vec::new()
         } else {
             vec!["membership"]
         };
-        (missing, agent_super || agent_createrole || admin)
-    };
-    if missing.is_empty() {
-        return Ok(access);
+        (missing, agent.superuser || agent.createrole || held.admin)
     }
-    let needs_superuser = !can_grant || missing.contains(&"ADMIN");
-    if needs_superuser {
-        let statement = superuser_grant(role, &agent, version);
-        return Err(Error::refused(format!(
-            "odoo-db's role {agent} cannot act for role {role} (missing: {}) and cannot grant itself what it \
-             needs, as it does not hold ADMIN OPTION on {role} (a role odoo-db did not create). A superuser \
-             must run once: {statement}; then run the command again",
-            missing.join(", ")
-        )));
-    }
-    access.grant = Some(if version >= 160000 {
-        format!("GRANT {quoted_role} TO {quoted_agent} WITH INHERIT TRUE, SET TRUE")
-    } else {
-        format!("GRANT {quoted_role} TO {quoted_agent}")
-    });
-    Ok(access)
 }
+
+/// What odoo-db's role holds on `$1`; PostgreSQL 16+ tells SET and USAGE (INHERIT)
+/// apart from membership.
+const HELD_SQL: &str = include_str!("../../sql/roles/held_privileges.sql");
+
+/// The version-dependent parts of [`HELD_SQL`].
+const HELD_BY_VERSION: &[Placeholder] = &[Placeholder {
+    name: "set_and_usage",
+    oldest: "",
+    since: &[(
+        160000,
+        "
+                        pg_has_role(current_user, $1::text::name, 'SET'),
+                        pg_has_role(current_user, $1::text::name, 'USAGE'),",
+    )],
+}];
+
+/// What follows `GRANT role TO agent` when odoo-db grants itself the use of a role.
+const SELF_GRANT_OPTIONS: Placeholder = Placeholder {
+    name: "self_grant_options",
+    oldest: "",
+    since: &[(160000, " WITH INHERIT TRUE, SET TRUE")],
+};
+
+/// What follows `GRANT role TO agent` when a superuser grants odoo-db's role the use of
+/// a role, and ADMIN OPTION on it.
+const SUPERUSER_GRANT_OPTIONS: Placeholder = Placeholder {
+    name: "superuser_grant_options",
+    oldest: "",
+    since: &[(160000, " WITH ADMIN OPTION, INHERIT TRUE, SET TRUE")],
+};
+
+/// The check that odoo-db's role can act as `$1` after its grant.
+const ACTING_HOLDS: Placeholder = Placeholder {
+    name: "acting_holds",
+    oldest: "SELECT pg_has_role(current_user, $1::text::name, 'MEMBER')",
+    since: &[(
+        160000,
+        "SELECT pg_has_role(current_user, $1::text::name, 'SET') AND pg_has_role(current_user, $1::text::name, 'USAGE')",
+    )],
+};
 
 /// The GRANT a superuser runs so that odoo-db's role can act as, alter and drop `role`.
 pub fn superuser_grant(role: &str, agent: &str, server_version_num: i32) -> String {
-    let base = format!("GRANT {} TO {}", quote_ident(role), quote_ident(agent));
-    if server_version_num >= 160000 {
-        format!("{base} WITH ADMIN OPTION, INHERIT TRUE, SET TRUE")
-    } else {
-        base
-    }
+    format!(
+        "GRANT {} TO {}{}",
+        quote_ident(role),
+        quote_ident(agent),
+        SUPERUSER_GRANT_OPTIONS.for_version(server_version_num)
+    )
 }
 
 impl OwnerAccess {
@@ -267,11 +351,7 @@ impl OwnerAccess {
             self.agent,
             self.role
         );
-        let check = if self.server_version_num >= 160000 {
-            "SELECT pg_has_role(current_user, $1::text::name, 'SET') AND pg_has_role(current_user, $1::text::name, 'USAGE')"
-        } else {
-            "SELECT pg_has_role(current_user, $1::text::name, 'MEMBER')"
-        };
+        let check = ACTING_HOLDS.for_version(self.server_version_num);
         let holds: bool = client.query_one(check, &[&self.role]).await?.get(0);
         if !holds {
             return Err(Error::failed(format!(
@@ -286,6 +366,61 @@ impl OwnerAccess {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What each version got before these statements were templated: the same text,
+    /// chosen by the same `version >= 160000` tests.
+    #[test]
+    fn each_version_gets_the_statements_it_always_got() {
+        crate::sqltemplate::assert_complete(HELD_SQL, HELD_BY_VERSION);
+        for major in 12..=18 {
+            let version = major * 10000 + 4;
+            let held = if version >= 160000 {
+                "SELECT pg_has_role(current_user, $1::text::name, 'MEMBER'),
+                        pg_has_role(current_user, $1::text::name, 'SET'),
+                        pg_has_role(current_user, $1::text::name, 'USAGE'),
+                        pg_has_role(current_user, $1::text::name, 'MEMBER WITH ADMIN OPTION')"
+            } else {
+                "SELECT pg_has_role(current_user, $1::text::name, 'MEMBER'),
+                        pg_has_role(current_user, $1::text::name, 'MEMBER WITH ADMIN OPTION')"
+            };
+            assert_eq!(
+                crate::sqltemplate::statement(&render(HELD_SQL, HELD_BY_VERSION, version)),
+                held,
+                "PostgreSQL {major}"
+            );
+            let check = if version >= 160000 {
+                "SELECT pg_has_role(current_user, $1::text::name, 'SET') AND pg_has_role(current_user, $1::text::name, 'USAGE')"
+            } else {
+                "SELECT pg_has_role(current_user, $1::text::name, 'MEMBER')"
+            };
+            assert_eq!(
+                ACTING_HOLDS.for_version(version),
+                check,
+                "PostgreSQL {major}"
+            );
+            let base = "GRANT \"calm_owl_0001\" TO \"odoo-db\"";
+            let superuser = if version >= 160000 {
+                format!("{base} WITH ADMIN OPTION, INHERIT TRUE, SET TRUE")
+            } else {
+                base.to_string()
+            };
+            assert_eq!(
+                superuser_grant("calm_owl_0001", "odoo-db", version),
+                superuser,
+                "PostgreSQL {major}"
+            );
+            let own = if version >= 160000 {
+                " WITH INHERIT TRUE, SET TRUE"
+            } else {
+                ""
+            };
+            assert_eq!(
+                SELF_GRANT_OPTIONS.for_version(version),
+                own,
+                "PostgreSQL {major}"
+            );
+        }
+    }
 
     fn plain(name: &str) -> RoleFacts {
         RoleFacts {

@@ -33,6 +33,7 @@ use crate::error::{Context, Error, Result};
 use crate::pg::quote::{quote_ident, quote_literal};
 use crate::secrets::{self, Secret};
 use crate::servers;
+use crate::sqltemplate::{render, Placeholder};
 use pgconn::ConnParams;
 
 /// The group role every step role belongs to: NOLOGIN, no attributes, member of
@@ -94,6 +95,20 @@ pub async fn ensure_group(client: &Client) -> Result<()> {
     Ok(())
 }
 
+/// What [`check`] asks of the group role, the owner and odoo-db's role.
+const CHECK_SQL: &str = include_str!("../../sql/roles/step_role_check.sql");
+
+/// The version-dependent parts of [`CHECK_SQL`].
+const CHECK_BY_VERSION: &[Placeholder] = &[Placeholder {
+    name: "admin",
+    oldest: "NOT r.rolsuper",
+    since: &[(
+        160000,
+        "pg_catalog.pg_has_role(current_user, r.oid, 'USAGE WITH ADMIN OPTION') \
+         OR pg_catalog.pg_has_role(current_user, r.oid, 'MEMBER WITH ADMIN OPTION')",
+    )],
+}];
+
 /// Refuse (nothing changed) before a job's first change when its step role could not
 /// be made: [`GROUP_ROLE`] exists but is not harmless, or odoo-db's role may not add
 /// members to it or to `owner` (PostgreSQL 16+ asks for ADMIN OPTION on both: a role
@@ -101,23 +116,9 @@ pub async fn ensure_group(client: &Client) -> Result<()> {
 /// ADMIN OPTION`; up to 15 CREATEROLE is enough for a role that is no superuser). A
 /// missing group is fine: the job creates it.
 pub async fn check(server: &Client, owner: &str, version_num: i32) -> Result<()> {
-    let admin = if version_num >= 160000 {
-        "pg_catalog.pg_has_role(current_user, r.oid, 'USAGE WITH ADMIN OPTION') \
-         OR pg_catalog.pg_has_role(current_user, r.oid, 'MEMBER WITH ADMIN OPTION')"
-    } else {
-        "NOT r.rolsuper"
-    };
     let rows = server
         .query_typed(
-            &format!(
-                "SELECT r.rolname::text,
-                        me.rolsuper OR (me.rolcreaterole AND ({admin})),
-                        r.rolsuper OR r.rolcreatedb OR r.rolcreaterole OR r.rolreplication OR r.rolbypassrls OR r.rolcanlogin,
-                        EXISTS (SELECT FROM pg_catalog.pg_auth_members m WHERE m.member = r.oid),
-                        current_user::text
-                   FROM pg_catalog.pg_roles r, pg_catalog.pg_roles me
-                  WHERE r.rolname IN ($1, $2) AND me.rolname = current_user"
-            ),
+            &render(CHECK_SQL, CHECK_BY_VERSION, version_num),
             &[(&GROUP_ROLE, Type::TEXT), (&owner, Type::TEXT)],
         )
         .await
@@ -416,6 +417,36 @@ mod tests {
         assert!(a[ROLE_PREFIX.len()..]
             .split('_')
             .all(|group| group.len() == 3));
+    }
+
+    /// What each version got before the check was templated: the `format!` of the same
+    /// statement, with the same version test.
+    #[test]
+    fn each_version_gets_the_check_it_always_got() {
+        crate::sqltemplate::assert_complete(CHECK_SQL, CHECK_BY_VERSION);
+        for major in 12..=18 {
+            let version_num = major * 10000 + 4;
+            let admin = if version_num >= 160000 {
+                "pg_catalog.pg_has_role(current_user, r.oid, 'USAGE WITH ADMIN OPTION') \
+                 OR pg_catalog.pg_has_role(current_user, r.oid, 'MEMBER WITH ADMIN OPTION')"
+            } else {
+                "NOT r.rolsuper"
+            };
+            let before = format!(
+                "SELECT r.rolname::text,
+                        me.rolsuper OR (me.rolcreaterole AND ({admin})),
+                        r.rolsuper OR r.rolcreatedb OR r.rolcreaterole OR r.rolreplication OR r.rolbypassrls OR r.rolcanlogin,
+                        EXISTS (SELECT FROM pg_catalog.pg_auth_members m WHERE m.member = r.oid),
+                        current_user::text
+                   FROM pg_catalog.pg_roles r, pg_catalog.pg_roles me
+                  WHERE r.rolname IN ($1, $2) AND me.rolname = current_user"
+            );
+            assert_eq!(
+                crate::sqltemplate::statement(&render(CHECK_SQL, CHECK_BY_VERSION, version_num)),
+                before,
+                "PostgreSQL {major}"
+            );
+        }
     }
 
     #[test]

@@ -58,9 +58,7 @@ pub(crate) fn connector(
     };
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let verifier: Arc<dyn ServerCertVerifier> = match check {
-        Check::Nothing => Arc::new(NoCertificateCheck {
-            algorithms: provider.signature_verification_algorithms,
-        }),
+        Check::Nothing => Arc::new(CertificateVerifier::unchecked(&provider)),
         Check::Chain | Check::ChainAndName => {
             let Some(root) = sslrootcert else {
                 return Err(Error::refused(format!(
@@ -69,7 +67,7 @@ pub(crate) fn connector(
                 )));
             };
             let roots = load_roots(root, sslrootcert_is_default, mode)?;
-            Arc::new(RootVerifier::new(
+            Arc::new(CertificateVerifier::new(
                 roots,
                 &provider,
                 matches!(check, Check::ChainAndName),
@@ -138,64 +136,43 @@ fn read_pem_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>> {
     Ok(certs)
 }
 
-/// Encrypts without vouching for the server: libpq's `prefer`/`require`.
+/// What a connection checks of the server's certificate: nothing for libpq's
+/// `prefer`/`require` (it encrypts without vouching for the server), else the chain
+/// against `sslrootcert`, and the host name for verify-full. The handshake's signatures
+/// are checked either way.
 #[derive(Debug)]
-struct NoCertificateCheck {
+struct CertificateVerifier {
+    /// None: the certificate itself is not checked.
+    roots: Option<Roots>,
     algorithms: WebPkiSupportedAlgorithms,
 }
 
-impl ServerCertVerifier for NoCertificateCheck {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> std::result::Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.algorithms.supported_schemes()
-    }
-}
-
-/// Checks the chain against `sslrootcert`, and the host name for verify-full.
+/// The trusted roots of verify-ca and verify-full.
 #[derive(Debug)]
-struct RootVerifier {
+struct Roots {
     webpki: Arc<WebPkiServerVerifier>,
     /// The root file's certificates as bytes, to recognise a pinned self-signed server
     /// certificate that webpki would refuse as a CA used as end entity.
     pinned: Vec<CertificateDer<'static>>,
     check_name: bool,
-    algorithms: WebPkiSupportedAlgorithms,
 }
 
-impl RootVerifier {
+impl CertificateVerifier {
+    /// Encrypts without vouching for the server.
+    fn unchecked(provider: &Arc<CryptoProvider>) -> CertificateVerifier {
+        CertificateVerifier {
+            roots: None,
+            algorithms: provider.signature_verification_algorithms,
+        }
+    }
+
+    /// Checks the chain against `roots` (the bundled Mozilla roots when empty), and the
+    /// host name when `check_name`.
     fn new(
         roots: Vec<CertificateDer<'static>>,
         provider: &Arc<CryptoProvider>,
         check_name: bool,
-    ) -> Result<RootVerifier> {
+    ) -> Result<CertificateVerifier> {
         let mut store = RootCertStore::empty();
         if roots.is_empty() {
             store.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
@@ -210,16 +187,18 @@ impl RootVerifier {
         let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(store), provider.clone())
             .build()
             .map_err(|e| Error::refused(format!("loading sslrootcert: {e}")))?;
-        Ok(RootVerifier {
-            webpki,
-            pinned: roots,
-            check_name,
+        Ok(CertificateVerifier {
+            roots: Some(Roots {
+                webpki,
+                pinned: roots,
+                check_name,
+            }),
             algorithms: provider.signature_verification_algorithms,
         })
     }
 }
 
-impl ServerCertVerifier for RootVerifier {
+impl ServerCertVerifier for CertificateVerifier {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -228,18 +207,21 @@ impl ServerCertVerifier for RootVerifier {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> std::result::Result<ServerCertVerified, rustls::Error> {
-        if self
+        let Some(roots) = &self.roots else {
+            return Ok(ServerCertVerified::assertion());
+        };
+        if roots
             .pinned
             .iter()
             .any(|root| root.as_ref() == end_entity.as_ref())
         {
-            if self.check_name {
+            if roots.check_name {
                 let parsed = rustls::server::ParsedCertificate::try_from(end_entity)?;
                 rustls::client::verify_server_name(&parsed, server_name)?;
             }
             return Ok(ServerCertVerified::assertion());
         }
-        match self.webpki.verify_server_cert(
+        match roots.webpki.verify_server_cert(
             end_entity,
             intermediates,
             server_name,
@@ -250,7 +232,7 @@ impl ServerCertVerifier for RootVerifier {
             // is good and only the name is off, which verify-ca does not care about.
             Err(rustls::Error::InvalidCertificate(
                 CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
-            )) if !self.check_name => Ok(ServerCertVerified::assertion()),
+            )) if !roots.check_name => Ok(ServerCertVerified::assertion()),
             other => other,
         }
     }
@@ -302,12 +284,12 @@ mod tests {
         Pki { ca, server }
     }
 
-    fn verifier(roots: Vec<CertificateDer<'static>>, check_name: bool) -> RootVerifier {
+    fn verifier(roots: Vec<CertificateDer<'static>>, check_name: bool) -> CertificateVerifier {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        RootVerifier::new(roots, &provider, check_name).unwrap()
+        CertificateVerifier::new(roots, &provider, check_name).unwrap()
     }
 
-    fn verify(v: &RootVerifier, cert: &rcgen::Certificate, name: &str) -> bool {
+    fn verify(v: &CertificateVerifier, cert: &rcgen::Certificate, name: &str) -> bool {
         let name = ServerName::try_from(name.to_string()).unwrap();
         v.verify_server_cert(cert.der(), &[], &name, &[], UnixTime::now())
             .is_ok()

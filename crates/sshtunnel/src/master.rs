@@ -91,43 +91,9 @@ impl Master {
         }
         // (No server URL of the cluster parsed: its jobs fail on that; keep a sane bound.)
         let timeout = timeout.max(Duration::from_secs(1));
-        let config_file = run_dir.join("ssh_config");
-        write_private(&config_file, SSH_CONFIG.as_bytes())
-            .map_err(|e| Error::failed(format!("writing {}: {e}", config_file.display())))?;
-        let mut builder = SessionBuilder::default();
-        builder
-            .known_hosts_check(KnownHosts::Strict)
-            .control_directory(run_dir)
-            .control_persist(ControlPersist::IdleFor(
-                std::num::NonZeroUsize::new(MASTER_IDLE.as_secs() as usize)
-                    .expect("MASTER_IDLE is not zero"),
-            ))
-            .connect_timeout(Duration::from_secs(
-                timeout.as_secs_f64().ceil().max(1.0) as u64
-            ))
-            .server_alive_interval(SERVER_ALIVE_INTERVAL)
-            .config_file(&config_file);
-        if let Some(identity) = &spec.identity {
-            builder.keyfile(identity);
-        }
-        if let Some(known_hosts) = &spec.known_hosts {
-            builder.user_known_hosts_file(known_hosts);
-        }
+        let builder = session_builder(spec, timeout, run_dir)?;
         let started = Instant::now();
-        // ConnectTimeout bounds TCP and the banner; this bounds key exchange and
-        // authentication too (a bastion that accepts and then stalls).
-        let session =
-            match tokio::time::timeout(timeout, builder.connect_mux(&spec.destination)).await {
-                Ok(Ok(session)) => session,
-                Ok(Err(error)) => return Err(Error::failed(describe_launch_failure(spec, &error))),
-                Err(_elapsed) => {
-                    return Err(Error::failed(format!(
-                        "no SSH session within {}s (TCP, key exchange and authentication); is the \
-                     bastion up and reachable from here?",
-                        timeout.as_secs_f64()
-                    )))
-                }
-            };
+        let session = connect_bounded(&builder, spec, timeout).await?;
         let control = session.control_socket().to_path_buf();
         let link = Arc::new(MasterLink {
             destination: spec.destination.clone(),
@@ -210,6 +176,54 @@ impl Master {
         }
         let run_dir = self.run_dir.clone();
         let _ = tokio::task::spawn_blocking(move || release_run_dir(&run_dir)).await;
+    }
+}
+
+/// The OpenSSH options of a master: strict host keys, its control socket in `run_dir`
+/// (with odoo-db's own `ssh_config` there), a master that outlives odoo-db by
+/// [`MASTER_IDLE`], keepalives, and the bastion's key and known hosts when configured.
+fn session_builder(spec: &Bastion, timeout: Duration, run_dir: &Path) -> Result<SessionBuilder> {
+    let config_file = run_dir.join("ssh_config");
+    write_private(&config_file, SSH_CONFIG.as_bytes())
+        .map_err(|e| Error::failed(format!("writing {}: {e}", config_file.display())))?;
+    let mut builder = SessionBuilder::default();
+    builder
+        .known_hosts_check(KnownHosts::Strict)
+        .control_directory(run_dir)
+        .control_persist(ControlPersist::IdleFor(
+            std::num::NonZeroUsize::new(MASTER_IDLE.as_secs() as usize)
+                .expect("MASTER_IDLE is not zero"),
+        ))
+        .connect_timeout(Duration::from_secs(
+            timeout.as_secs_f64().ceil().max(1.0) as u64
+        ))
+        .server_alive_interval(SERVER_ALIVE_INTERVAL)
+        .config_file(&config_file);
+    if let Some(identity) = &spec.identity {
+        builder.keyfile(identity);
+    }
+    if let Some(known_hosts) = &spec.known_hosts {
+        builder.user_known_hosts_file(known_hosts);
+    }
+    Ok(builder)
+}
+
+/// Opens the master, bounded as a whole by `timeout`.
+async fn connect_bounded(
+    builder: &SessionBuilder,
+    spec: &Bastion,
+    timeout: Duration,
+) -> Result<Session> {
+    // ConnectTimeout bounds TCP and the banner; this bounds key exchange and
+    // authentication too (a bastion that accepts and then stalls).
+    match tokio::time::timeout(timeout, builder.connect_mux(&spec.destination)).await {
+        Ok(Ok(session)) => Ok(session),
+        Ok(Err(error)) => Err(Error::failed(describe_launch_failure(spec, &error))),
+        Err(_elapsed) => Err(Error::failed(format!(
+            "no SSH session within {}s (TCP, key exchange and authentication); is the \
+             bastion up and reachable from here?",
+            timeout.as_secs_f64()
+        ))),
     }
 }
 
