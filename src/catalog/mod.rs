@@ -197,6 +197,18 @@ fn newer_schema(version: i32) -> Error {
     ))
 }
 
+/// A `CREATE DATABASE` that failed because another session created the same database
+/// meanwhile: 42P04 when that one had committed before ours started, 23505 on
+/// `pg_database`'s unique index when both ran at once (ours waited for the other's
+/// commit). Either way the database now exists, as the caller wanted.
+pub(crate) fn created_concurrently(error: &tokio_postgres::Error) -> bool {
+    use tokio_postgres::error::SqlState;
+    matches!(
+        error.code(),
+        Some(code) if *code == SqlState::DUPLICATE_DATABASE || *code == SqlState::UNIQUE_VIOLATION
+    )
+}
+
 /// Create the catalog database if missing and apply pending migrations.
 /// Returns the catalog and the versions applied now.
 pub async fn create_and_migrate(servers: &Servers) -> Result<(Catalog, Vec<i32>)> {
@@ -207,15 +219,14 @@ pub async fn create_and_migrate(servers: &Servers) -> Result<(Catalog, Vec<i32>)
     let exists = database_exists(&maintenance, database).await?;
     if !exists {
         // CREATE DATABASE cannot run in a transaction; a concurrent init that wins
-        // the race makes ours fail with 42P04, which is fine.
+        // the race makes ours fail (see created_concurrently), which is fine.
         let statement = format!(
             "CREATE DATABASE {} TEMPLATE template0 ENCODING 'UTF8'",
             postgres_protocol::escape::escape_identifier(database)
         );
         match maintenance.batch_execute(&statement).await {
             Ok(()) => {}
-            Err(error)
-                if error.code() == Some(&tokio_postgres::error::SqlState::DUPLICATE_DATABASE) => {}
+            Err(error) if created_concurrently(&error) => {}
             Err(error) => {
                 return Err(Error::from(error).context(format!(
                     "creating the catalog database {database} on cluster {cluster}"

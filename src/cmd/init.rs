@@ -8,6 +8,7 @@ use std::fmt::Write;
 
 use tokio_postgres::Client;
 
+use crate::catalog::created_concurrently;
 use crate::catalog::{self, Catalog};
 use crate::config::{ClusterConfig, Config};
 use crate::error::{Context, Error, Result};
@@ -18,9 +19,24 @@ use pgconn::ConnParams;
 const HEARTBEAT_SQL: &str = include_str!("../../sql/heartbeat/create.sql");
 
 /// Run init; returns the summary printed on stdout.
+/// The session advisory lock that serialises inits ("odoo-db init" in hex, in 8 bytes).
+const INIT_LOCK: i64 = 0x6f64_6f6f_6462_0002;
+
 pub async fn run(config: &Config) -> Result<String> {
     let servers = Servers::open(config).await?;
     let mut summary = String::new();
+    // Two inits at once (two DBAs, a timer and a DBA) would race at every step: CREATE
+    // DATABASE, REVOKE on the same pg_database row, the identity pins, the heartbeat
+    // schema. One session lock on the catalog cluster's maintenance database makes the
+    // second wait and then find everything done. Released when `init_lock_session` drops at the end of the run.
+    let init_lock_session = servers
+        .connect_primary(&config.catalog.cluster)
+        .await
+        .context("connecting to the catalog cluster to serialise init")?;
+    init_lock_session
+        .execute("SELECT pg_advisory_lock($1)", &[&INIT_LOCK])
+        .await
+        .context("waiting for another `odoo-db init` to finish")?;
 
     // The catalog goes only into a database odoo-db made (or an empty one made for it),
     // never into a customer's: checked before anything is created.
@@ -170,8 +186,7 @@ async fn create_heartbeat(
         {
             Ok(()) => {}
             // A concurrent init made it: checked below like any other.
-            Err(error)
-                if error.code() == Some(&tokio_postgres::error::SqlState::DUPLICATE_DATABASE) => {}
+            Err(error) if created_concurrently(&error) => {}
             Err(error) => {
                 return Err(Error::from(error).context(format!(
                     "cluster {cluster}: creating database {database} for the heartbeat"

@@ -309,8 +309,13 @@ pub async fn dump(
     dir: &Path,
     name: &str,
     compression: &str,
+    server_major: u32,
 ) -> Result<Backup> {
     let started = Instant::now();
+    // The customer may have given its database `statement_timeout = 1ms`, a read-only
+    // default or a bad search_path: pg_dump resets most of them itself, but only after
+    // its first queries, so the session overrides them from the start, as a restore's.
+    let params = &params.with_startup_options(&restore_session_options(server_major));
     // It and its missing parents 0700 whatever the umask; an existing one that others
     // can write (or that is not ours) is refused: they could swap the dump.
     safefs::ensure_private_dir(dir, "backup directory")?;
@@ -623,7 +628,7 @@ pub fn check_restore_tools(tools: &Tools, server_major: u32) -> Result<()> {
 }
 
 /// Settings a database owner can give its database (`ALTER DATABASE … SET`) that would
-/// make a restore fail or stop, overridden for the restore session from its startup
+/// make a backup or a restore fail or stop, overridden for their sessions from the startup
 /// packet (a startup option beats a per-database or per-role setting). The settings
 /// themselves are put back only after the data; this also covers a rerun that finds
 /// them in place.

@@ -1057,3 +1057,29 @@ fn recreate_never_grants_odoo_db_a_privileged_owner() {
         );
     }
 }
+
+/// Two inits at once on a new cluster (two timers, two DBAs, two test modules) once
+/// made one fail: both sent CREATE DATABASE, and the loser got SQLSTATE 23505 on
+/// pg_database's unique index, not the 42P04 that init accepted. Every one succeeds now.
+#[test]
+fn concurrent_inits_on_a_new_cluster_all_succeed() {
+    let harness = util::fresh(pgsandbox::HarnessOptions::default());
+    let runs: Vec<_> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..4)
+            .map(|_| scope.spawn(|| util::odoo_db_for(&harness).arg("init").run()))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for run in &runs {
+        run.success();
+    }
+    let again = util::odoo_db_for(&harness).arg("init").run();
+    again.success();
+    assert!(again.stdout.contains("verified"), "{}", again.stdout);
+    // The catalog database exists once, closed to PUBLIC.
+    let acl = harness
+        .primary
+        .psql_superuser("SELECT datacl FROM pg_database WHERE datname = 'odoo_db'")
+        .unwrap();
+    assert!(!acl.contains("=c/") && !acl.contains("=Tc/"), "{acl}");
+}

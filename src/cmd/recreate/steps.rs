@@ -64,7 +64,15 @@ impl Job {
             tools.major
         );
         let params = self.params.with_dbname(&self.name);
-        let made = backup::dump(tools, &params, dir, &self.name, compression).await?;
+        let made = backup::dump(
+            tools,
+            &params,
+            dir,
+            &self.name,
+            compression,
+            self.server_major(),
+        )
+        .await?;
         let path_text = made.path.to_string_lossy().into_owned();
         let bytes = made.bytes as i64;
         let id = self.run_id.expect("recorded before the backup");
