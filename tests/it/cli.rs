@@ -181,30 +181,29 @@ fn bad_customers_and_secrets_dirs_are_refused_before_any_connection() {
     }
     assert_eq!(std::fs::read_dir(&shared).unwrap().count(), 0);
 
-    // A private directory of another user: whoever owns it can swap the files.
-    if nix::unistd::geteuid().is_root() {
-        let theirs = dir.path().join("theirs");
-        std::fs::create_dir(&theirs).unwrap();
-        std::fs::set_permissions(&theirs, std::os::unix::fs::PermissionsExt::from_mode(0o700))
-            .unwrap();
-        std::os::unix::fs::chown(&theirs, Some(65534), Some(65534)).unwrap();
-        let run = OdooDb::new()
-            .arg("--config")
-            .arg(&config)
-            .args(["provision", "--customer", "acme-corp", "--secrets-dir"])
-            .arg(&theirs)
-            .run();
-        run.expect_code(2);
-        assert!(
-            run.stderr.contains("belongs to uid 65534"),
-            "{}",
-            run.stderr
-        );
-    } else {
-        crate::util::announce_skip(
-            "(not root): the case of another user's directory needs chown, not run here",
-        );
-    }
+    // A private directory of another user: whoever owns it can swap the files. The
+    // harness already needs root (it runs the server tools as postgres), so this case
+    // runs everywhere the suite does; without root it fails, it is never skipped.
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "the tests run as root (chown to another user, the harness's server tools)"
+    );
+    let theirs = dir.path().join("theirs");
+    std::fs::create_dir(&theirs).unwrap();
+    std::fs::set_permissions(&theirs, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    std::os::unix::fs::chown(&theirs, Some(65534), Some(65534)).unwrap();
+    let run = OdooDb::new()
+        .arg("--config")
+        .arg(&config)
+        .args(["provision", "--customer", "acme-corp", "--secrets-dir"])
+        .arg(&theirs)
+        .run();
+    run.expect_code(2);
+    assert!(
+        run.stderr.contains("belongs to uid 65534"),
+        "{}",
+        run.stderr
+    );
 }
 
 /// `odoo-db health 2>&1 | head -3` once panicked (exit 101, "failed printing to stderr:

@@ -140,13 +140,6 @@ pub fn processes_in(dir: &Path) -> Vec<i32> {
 /// fail when the machine is busy.
 pub const LATE_MARGIN: Duration = Duration::from_secs(3);
 
-/// Says that part of a test did not run, and why, on the terminal: written to stderr
-/// directly, past libtest's capture of `eprintln!`, so a skip is never silent.
-pub fn announce_skip(what: &str) {
-    use std::io::Write;
-    let _ = writeln!(std::io::stderr(), "SKIPPED {what}");
-}
-
 /// Waits until `condition` holds, panicking with `what` after `timeout`.
 pub fn wait_until(timeout: Duration, what: &str, mut condition: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
