@@ -30,7 +30,7 @@ use crate::output::table::{checks_table, hints};
 use crate::servers::Servers;
 use pgconn::SessionOptions;
 
-const DATABASES: &str = include_str!("../../sql/audit/databases.sql");
+const DATABASES: &str = include_str!("../../../sql/audit/databases.sql");
 
 /// Databases PostgreSQL itself owns: not customers' names, whatever they contain.
 const SYSTEM_DATABASES: &[&str] = &["postgres", "template0", "template1"];
