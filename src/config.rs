@@ -175,6 +175,74 @@ pub struct HealthConfig {
     /// Physical slots retaining more WAL than this are a WARNING.
     #[serde(default = "default_slot_retained_warn", deserialize_with = "size")]
     pub slot_retained_warn: u64,
+    /// Transaction ID wraparound: the oldest database's age as a fraction of 2^31.
+    #[serde(default = "default_xid_age_warn")]
+    pub xid_age_warn: f64,
+    #[serde(default = "default_xid_age_crit")]
+    pub xid_age_crit: f64,
+    /// How long a transaction, prepared transaction or standby query may hold the xmin
+    /// horizon.
+    #[serde(default = "default_xmin_age_warn", with = "serde_duration")]
+    pub xmin_age_warn: Duration,
+    #[serde(default = "default_xmin_age_crit", with = "serde_duration")]
+    pub xmin_age_crit: Duration,
+    /// Client connections used, per server and per role with a CONNECTION LIMIT.
+    #[serde(default = "default_connections_warn")]
+    pub connections_warn: f64,
+    #[serde(default = "default_connections_crit")]
+    pub connections_crit: f64,
+    /// WAL segments waiting to be archived.
+    #[serde(default = "default_archive_ready_warn")]
+    pub archive_ready_warn: u64,
+    #[serde(default = "default_archive_ready_crit")]
+    pub archive_ready_crit: u64,
+    /// How long a session may wait for a lock.
+    #[serde(default = "default_lock_wait_warn", with = "serde_duration")]
+    pub lock_wait_warn: Duration,
+    #[serde(default = "default_lock_wait_crit", with = "serde_duration")]
+    pub lock_wait_crit: Duration,
+    /// The size of pg_wal.
+    #[serde(default = "default_wal_size_warn", deserialize_with = "size")]
+    pub wal_size_warn: u64,
+    #[serde(default = "default_wal_size_crit", deserialize_with = "size")]
+    pub wal_size_crit: u64,
+}
+
+fn default_xid_age_warn() -> f64 {
+    0.5
+}
+fn default_xid_age_crit() -> f64 {
+    0.75
+}
+fn default_xmin_age_warn() -> Duration {
+    Duration::from_secs(3600)
+}
+fn default_xmin_age_crit() -> Duration {
+    Duration::from_secs(6 * 3600)
+}
+fn default_connections_warn() -> f64 {
+    0.8
+}
+fn default_connections_crit() -> f64 {
+    0.95
+}
+fn default_archive_ready_warn() -> u64 {
+    16
+}
+fn default_archive_ready_crit() -> u64 {
+    128
+}
+fn default_lock_wait_warn() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_lock_wait_crit() -> Duration {
+    Duration::from_secs(300)
+}
+fn default_wal_size_warn() -> u64 {
+    4 << 30
+}
+fn default_wal_size_crit() -> u64 {
+    16 << 30
 }
 
 fn default_health_timeout() -> Duration {
@@ -216,6 +284,18 @@ impl Default for HealthConfig {
             lag_warn: default_lag_warn(),
             lag_crit: default_lag_crit(),
             slot_retained_warn: default_slot_retained_warn(),
+            xid_age_warn: default_xid_age_warn(),
+            xid_age_crit: default_xid_age_crit(),
+            xmin_age_warn: default_xmin_age_warn(),
+            xmin_age_crit: default_xmin_age_crit(),
+            connections_warn: default_connections_warn(),
+            connections_crit: default_connections_crit(),
+            archive_ready_warn: default_archive_ready_warn(),
+            archive_ready_crit: default_archive_ready_crit(),
+            lock_wait_warn: default_lock_wait_warn(),
+            lock_wait_crit: default_lock_wait_crit(),
+            wal_size_warn: default_wal_size_warn(),
+            wal_size_crit: default_wal_size_crit(),
         }
     }
 }
@@ -330,6 +410,7 @@ impl Config {
             return Err(self.refuse("health.timeout", "must be greater than zero"));
         }
         self.check_lag_thresholds()?;
+        self.check_health_limits()?;
         if self.recreate.keep_backups == 0 {
             return Err(self.refuse(
                 "recreate.keep_backups",
@@ -369,6 +450,56 @@ impl Config {
                          a warning must come before the critical state",
                         Threshold::Time(warn),
                         Threshold::Time(crit)
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The thresholds of the checks beyond lag: fractions within (0, 1], each warning
+    /// at most its critical.
+    fn check_health_limits(&self) -> Result<()> {
+        let h = &self.health;
+        for (key, value) in [
+            ("xid_age_warn", h.xid_age_warn),
+            ("xid_age_crit", h.xid_age_crit),
+            ("connections_warn", h.connections_warn),
+            ("connections_crit", h.connections_crit),
+        ] {
+            if !(value > 0.0 && value <= 1.0) {
+                return Err(self.refuse(
+                    &format!("health.{key}"),
+                    format!("{value} is not a fraction: give a number above 0 and at most 1 (0.8 = 80 %)"),
+                ));
+            }
+        }
+        let pairs: [(&str, f64, f64); 6] = [
+            ("xid_age", h.xid_age_warn, h.xid_age_crit),
+            (
+                "xmin_age",
+                h.xmin_age_warn.as_secs_f64(),
+                h.xmin_age_crit.as_secs_f64(),
+            ),
+            ("connections", h.connections_warn, h.connections_crit),
+            (
+                "archive_ready",
+                h.archive_ready_warn as f64,
+                h.archive_ready_crit as f64,
+            ),
+            (
+                "lock_wait",
+                h.lock_wait_warn.as_secs_f64(),
+                h.lock_wait_crit.as_secs_f64(),
+            ),
+            ("wal_size", h.wal_size_warn as f64, h.wal_size_crit as f64),
+        ];
+        for (key, warn, crit) in pairs {
+            if warn > crit {
+                return Err(self.refuse(
+                    &format!("health.{key}_warn"),
+                    format!(
+                        "the warning is above health.{key}_crit: a warning must come before the critical state"
                     ),
                 ));
             }

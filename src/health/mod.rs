@@ -127,6 +127,7 @@ pub async fn run(config: &Config, args: &HealthArgs) -> Result<u8> {
     let rules = Rules {
         thresholds,
         slot_retained_warn: config.health.slot_retained_warn,
+        limits: report::CheckLimits::from_config(&config.health),
     };
     let mut report = judge_all(plans, states, &rules, timeout, !finished);
     report.started_at = started_at;
@@ -198,6 +199,7 @@ fn failed_run_report(error: &Error, started_at: chrono::DateTime<Utc>, start: In
         timeout_seconds: 0.0,
         deadline_hit: false,
         thresholds: Thresholds::default(),
+        limits: report::CheckLimits::default(),
         clusters: Vec::new(),
         checks: vec![Check {
             status: Status::Unknown,
@@ -473,6 +475,7 @@ fn judge_all(
         timeout_seconds: timeout.as_secs_f64(),
         deadline_hit,
         thresholds: rules.thresholds,
+        limits: rules.limits,
         clusters,
         checks,
     }

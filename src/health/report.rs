@@ -58,6 +58,8 @@ pub struct Report {
     /// True when the deadline cut the run short (then the status is UNKNOWN).
     pub deadline_hit: bool,
     pub thresholds: Thresholds,
+    /// The thresholds of the checks beyond lag.
+    pub limits: CheckLimits,
     pub clusters: Vec<ClusterReport>,
     /// Every check of every cluster, problems and successes alike.
     pub checks: Vec<Check>,
@@ -98,6 +100,180 @@ pub struct ServerReport {
     /// The step it was at when the deadline or its budget ran out.
     #[serde(skip)]
     pub step: Option<&'static str>,
+    /// `pg_control_system()`'s, as text (a 64-bit number JSON readers would round).
+    pub system_identifier: Option<String>,
+    /// The primary's current timeline; on a server in recovery, the one its WAL
+    /// receiver streams on (else its last restartpoint's).
+    pub timeline: Option<i64>,
+    /// Where a server in recovery streams from: its WAL receiver's `host:port`.
+    pub upstream: Option<String>,
+    /// What it said beyond replication (wraparound, xmin horizon, archiving,
+    /// connections, WAL, settings).
+    #[serde(flatten)]
+    pub facts: ServerFacts,
+}
+
+/// The checks beyond lag, as one server answered them; each null when not asked (the
+/// primary's checks on a standby and the other way round) or not answered.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct ServerFacts {
+    /// Primary: the oldest `age(datfrozenxid)` and `mxid_age(datminmxid)`.
+    pub wraparound: Option<Wraparound>,
+    /// Primary: what holds back the xmin horizon, oldest first (at most 20).
+    pub xmin_holders: Option<Vec<XminHolder>>,
+    /// Standby: its oldest transaction holding a snapshot (null: none).
+    pub oldest_query: Option<XminHolder>,
+    pub archiver: Option<Archiver>,
+    pub connections: Option<Connections>,
+    /// Roles with a CONNECTION LIMIT and their sessions.
+    pub role_connections: Option<Vec<RoleConnections>>,
+    /// Sessions waiting for a lock, longest first (at most 20).
+    pub lock_waits: Option<Vec<LockWait>>,
+    /// The size of `pg_wal` (`pg_ls_waldir()`).
+    pub wal_bytes: Option<u64>,
+    pub wal_files: Option<u64>,
+    /// Settings changed but waiting for a restart.
+    pub pending_restart: Option<Vec<String>>,
+    /// Standby: queries cancelled by recovery conflicts, per database (counters).
+    pub recovery_conflicts: Option<Vec<RecoveryConflicts>>,
+    /// The checks that could not be asked: (check, why, whether odoo-db's setup).
+    #[serde(skip)]
+    pub errors: Vec<(&'static str, String, bool)>,
+}
+
+/// 2^31: how far a transaction ID (or multixact ID) may age before wraparound stops
+/// the cluster; the fractions are of this.
+pub const WRAPAROUND_LIMIT: f64 = 2_147_483_648.0;
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Wraparound {
+    pub xid_database: String,
+    pub xid_age: i64,
+    /// `xid_age / 2^31`.
+    pub xid_fraction: f64,
+    pub mxid_database: String,
+    pub mxid_age: i64,
+    pub mxid_fraction: f64,
+}
+
+/// One holder of the xmin horizon.
+#[derive(Clone, Debug, Serialize)]
+pub struct XminHolder {
+    /// `transaction`, `idle_in_transaction`, `hot_standby_feedback` (a WAL sender),
+    /// `prepared_transaction`, `replication_slot`; on a standby `query`.
+    pub kind: String,
+    pub pid: Option<i32>,
+    pub user: Option<String>,
+    pub database: Option<String>,
+    pub application: Option<String>,
+    /// The prepared transaction's gid, the slot's name.
+    pub name: Option<String>,
+    /// A session's state; a slot's `active` / `inactive`.
+    pub state: Option<String>,
+    /// Its age in transactions (null on a standby).
+    pub xid_age: Option<i64>,
+    /// Since its transaction began (null for slots and WAL senders: not known).
+    pub age_seconds: Option<f64>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Archiver {
+    /// `off`, `on`, `always`.
+    pub archive_mode: String,
+    pub archived_count: i64,
+    pub failed_count: i64,
+    pub last_archived_wal: Option<String>,
+    pub last_failed_wal: Option<String>,
+    pub last_archived_age_seconds: Option<f64>,
+    /// The last failure is newer than the last success.
+    pub failing: bool,
+    /// `.ready` files in `pg_wal/archive_status`: segments waiting to be archived.
+    pub ready_count: i64,
+    /// Complete segments between the last archived one and the current one (null:
+    /// nothing archived yet, or the last archived file is not a segment).
+    pub segments_behind: Option<i64>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Connections {
+    /// Client backends (odoo-db's own session not counted).
+    pub used: i64,
+    pub max_connections: i64,
+    /// `superuser_reserved_connections` (+ `reserved_connections` on 16+).
+    pub reserved: i64,
+    /// `used / (max_connections - reserved)`.
+    pub fraction: f64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct RoleConnections {
+    pub role: String,
+    pub connection_limit: i64,
+    pub sessions: i64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct LockWait {
+    pub pid: i32,
+    pub user: Option<String>,
+    pub database: Option<String>,
+    pub waiting_seconds: Option<f64>,
+    pub blocker_pid: Option<i32>,
+    pub blocker_user: Option<String>,
+    pub blocker_state: Option<String>,
+    pub blocker_application: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct RecoveryConflicts {
+    pub database: String,
+    pub tablespace: i64,
+    pub lock: i64,
+    pub snapshot: i64,
+    pub bufferpin: i64,
+    pub deadlock: i64,
+}
+
+/// The thresholds of the checks beyond lag (`[health]`), as the run used them.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct CheckLimits {
+    pub xid_age_warn: f64,
+    pub xid_age_crit: f64,
+    pub xmin_age_warn_seconds: f64,
+    pub xmin_age_crit_seconds: f64,
+    pub connections_warn: f64,
+    pub connections_crit: f64,
+    pub archive_ready_warn: u64,
+    pub archive_ready_crit: u64,
+    pub lock_wait_warn_seconds: f64,
+    pub lock_wait_crit_seconds: f64,
+    pub wal_size_warn_bytes: u64,
+    pub wal_size_crit_bytes: u64,
+}
+
+impl CheckLimits {
+    pub fn from_config(health: &crate::config::HealthConfig) -> CheckLimits {
+        CheckLimits {
+            xid_age_warn: health.xid_age_warn,
+            xid_age_crit: health.xid_age_crit,
+            xmin_age_warn_seconds: health.xmin_age_warn.as_secs_f64(),
+            xmin_age_crit_seconds: health.xmin_age_crit.as_secs_f64(),
+            connections_warn: health.connections_warn,
+            connections_crit: health.connections_crit,
+            archive_ready_warn: health.archive_ready_warn,
+            archive_ready_crit: health.archive_ready_crit,
+            lock_wait_warn_seconds: health.lock_wait_warn.as_secs_f64(),
+            lock_wait_crit_seconds: health.lock_wait_crit.as_secs_f64(),
+            wal_size_warn_bytes: health.wal_size_warn,
+            wal_size_crit_bytes: health.wal_size_crit,
+        }
+    }
+}
+
+impl Default for CheckLimits {
+    fn default() -> CheckLimits {
+        CheckLimits::from_config(&crate::config::HealthConfig::default())
+    }
 }
 
 #[derive(Clone, Debug, Default, Serialize)]

@@ -30,6 +30,19 @@ impl Exposition {
         self
     }
 
+    /// Starts a counter family (a value that only grows, reset when the server restarts);
+    /// its name ends in `_total`.
+    pub fn counter(&mut self, name: &str, help: &str) -> &mut Self {
+        writeln!(
+            self.text,
+            "# HELP {name} {}",
+            help.replace('\\', "\\\\").replace('\n', "\\n")
+        )
+        .ok();
+        writeln!(self.text, "# TYPE {name} counter").ok();
+        self
+    }
+
     pub fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: f64) -> &mut Self {
         self.text.push_str(name);
         if !labels.is_empty() {

@@ -766,7 +766,13 @@ fn every_format_is_read_by_a_real_consumer() {
     assert!(line.contains("; integration: primary up | "), "{line}");
     let perfdata = line.split_once(" | ").expect("perfdata").1;
     let fields: Vec<&str> = perfdata.split(' ').collect();
-    assert_eq!(fields.len(), 2, "{perfdata}");
+    // The lag first; then wraparound, connections and pg_wal of every server.
+    assert_eq!(fields.len(), 10, "{perfdata}");
+    assert!(
+        fields[2].starts_with("'production_primary_xid_age_ratio'=0.0")
+            && fields[2].ends_with(";0.5;0.75"),
+        "{perfdata}"
+    );
     assert!(
         fields[0].starts_with("'production_standby_lag_bytes'=")
             && fields[0].ends_with("B;16777216;268435456"),

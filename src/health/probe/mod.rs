@@ -25,12 +25,14 @@ use crate::error::{describe_pg_error, Error};
 use crate::sqltemplate::{render, Placeholder};
 use pgconn::{ConnParams, SessionOptions};
 
-const IDENTIFY: &str = include_str!("../../sql/health/identify.sql");
-const HEARTBEAT_WRITE: &str = include_str!("../../sql/health/heartbeat_write.sql");
-const HEARTBEAT_POLL: &str = include_str!("../../sql/health/heartbeat_poll.sql");
-const REPLICATION: &str = include_str!("../../sql/health/replication.sql");
-const SLOTS: &str = include_str!("../../sql/health/slots.sql");
-const STANDBY: &str = include_str!("../../sql/health/standby.sql");
+mod facts;
+
+const IDENTIFY: &str = include_str!("../../../sql/health/identify.sql");
+const HEARTBEAT_WRITE: &str = include_str!("../../../sql/health/heartbeat_write.sql");
+const HEARTBEAT_POLL: &str = include_str!("../../../sql/health/heartbeat_poll.sql");
+const REPLICATION: &str = include_str!("../../../sql/health/replication.sql");
+const SLOTS: &str = include_str!("../../../sql/health/slots.sql");
+const STANDBY: &str = include_str!("../../../sql/health/standby.sql");
 
 /// `wal_status` and `safe_wal_size` appeared in PostgreSQL 13.
 const SLOTS_BY_VERSION: &[Placeholder] = &[
@@ -306,6 +308,9 @@ struct Identity {
     now: DateTime<Utc>,
     cluster_name: String,
     current_lsn: Option<String>,
+    system_identifier: Option<String>,
+    timeline: Option<i64>,
+    upstream: Option<String>,
 }
 
 fn identity(rows: &[Row]) -> Result<Identity, Failure> {
@@ -318,6 +323,9 @@ fn identity(rows: &[Row]) -> Result<Identity, Failure> {
         now: get(row, "now")?,
         cluster_name: get(row, "cluster_name")?,
         current_lsn: get(row, "current_lsn")?,
+        system_identifier: get(row, "system_identifier")?,
+        timeline: get(row, "timeline")?,
+        upstream: get(row, "upstream")?,
     })
 }
 
@@ -325,6 +333,40 @@ fn record_identity(server: &mut ServerReport, identity: &Identity) {
     server.server_version_num = Some(identity.version_num);
     server.in_recovery = Some(identity.in_recovery);
     server.cluster_name = Some(identity.cluster_name.clone());
+    server.system_identifier = identity.system_identifier.clone();
+    server.timeline = identity.timeline;
+    server.upstream = identity.upstream.clone();
+}
+
+/// Asks the checks beyond lag ([`facts`]) and records the answers. A server that stops
+/// answering here costs these checks only (recorded as their error), not what it said
+/// about replication before.
+async fn read_facts(
+    client: &Client,
+    shared: &Mutex<impl AsMut<ServerReport>>,
+    version_num: i32,
+    in_recovery: bool,
+    budget: &Budget,
+) {
+    let started = Instant::now();
+    let read = facts::read(client, version_num, in_recovery);
+    let facts = match timeout_at(budget.servers_until().into(), read).await {
+        Ok(facts) => facts,
+        Err(_) => {
+            let mut facts = super::report::ServerFacts::default();
+            facts.errors.push((
+                "server_checks",
+                format!(
+                    "stopped answering: no reply after {:.1} s while reading wraparound, xmin, \
+                     archiving, connections and pg_wal",
+                    started.elapsed().as_secs_f64()
+                ),
+                false,
+            ));
+            facts
+        }
+    };
+    with(shared, |report| report.as_mut().facts = facts);
 }
 
 /// Connects within the budget and records the server reachable; None, the failure
@@ -383,11 +425,24 @@ pub(super) async fn primary(
     };
     mark.send_replace(Some(mark_value));
     drop(mark);
+    let facts = read_facts(
+        &client,
+        shared,
+        identity.version_num,
+        identity.in_recovery,
+        budget,
+    );
     if identity.in_recovery {
         // Not a primary: its senders and slots say nothing about this cluster.
+        facts.await;
         return step(shared, None);
     }
-    read_senders_and_slots(&client, shared, slots, identity.version_num, budget).await;
+    join(
+        read_senders_and_slots(&client, shared, slots, identity.version_num, budget),
+        facts,
+    )
+    .await;
+    step(shared, None);
 }
 
 /// Writes the heartbeat (when asked) and identifies the primary in one round trip,
@@ -625,18 +680,50 @@ pub(super) async fn standby(
     with(shared, |report| {
         report.heartbeat_error = missing_database.clone().map(Failure::pair);
     });
+    let heartbeat_readable = missing_database.is_none();
     let Some(identity) = identify_standby(&client, shared, budget).await else {
         return;
     };
-    if !identity.in_recovery {
-        // Promoted (or misconfigured): replay questions would only raise errors.
-        return step(shared, None);
+    // Promoted (or misconfigured): replay questions would only raise errors.
+    if identity.in_recovery {
+        replication(
+            &client,
+            shared,
+            marks,
+            &identity,
+            heartbeat_readable,
+            budget,
+        )
+        .await;
     }
+    step(
+        shared,
+        Some("reading wraparound, xmin, archiving, connections and pg_wal"),
+    );
+    read_facts(
+        &client,
+        shared,
+        identity.version_num,
+        identity.in_recovery,
+        budget,
+    )
+    .await;
+    step(shared, None);
+}
+
+/// A standby's replication: its state, and the heartbeat until it shows.
+async fn replication(
+    client: &Client,
+    shared: &Mutex<StandbyReport>,
+    marks: watch::Receiver<Option<Mark>>,
+    identity: &Identity,
+    heartbeat_readable: bool,
+    budget: &Budget,
+) {
     let mark = wait_for_mark(shared, marks, budget).await;
     let lsn = mark.as_ref().and_then(|m| m.lsn.clone());
-    let heartbeat_readable = missing_database.is_none();
     let Some((can_catch_up, first_poll)) = read_state_and_poll(
-        &client,
+        client,
         shared,
         identity.version_num,
         &lsn,
@@ -657,15 +744,7 @@ pub(super) async fn standby(
             return step(shared, None);
         }
     };
-    wait_for_heartbeat(
-        &client,
-        shared,
-        current,
-        mark.as_ref(),
-        can_catch_up,
-        budget,
-    )
-    .await;
+    wait_for_heartbeat(client, shared, current, mark.as_ref(), can_catch_up, budget).await;
 }
 
 /// Identifies a standby and records it; None, the failure recorded, when it cannot be.

@@ -6,6 +6,8 @@
 //! The building blocks (tables, Nagios lines, exposition families, atomic files) are
 //! in [`crate::output`], shared with `odoo-db audit`, which reports in the same formats.
 
+mod server;
+
 use super::judge::fmt_secs;
 use super::report::{ClusterReport, LagSource, Report, ServerReport, StandbyReport, Status};
 use crate::cli::ReportFormat;
@@ -156,6 +158,7 @@ pub fn nagios(report: &Report) -> String {
             ));
         }
     }
+    server::perfdata(report, &mut perfdata);
     nagios_output(
         "ODOO-DB",
         report.status,
@@ -172,6 +175,8 @@ pub fn prometheus(report: &Report) -> String {
     server_up_gauges(&mut out, report);
     replica_gauges(&mut out, report);
     slot_gauges(&mut out, report);
+    slot_state_gauges(&mut out, report);
+    server::prometheus(&mut out, report);
     run_status_gauges(&mut out, report);
     out.finish()
 }
@@ -297,6 +302,42 @@ fn slot_gauges(out: &mut Exposition, report: &Report) {
     }
 }
 
+/// Whether each slot is in use, and its `wal_status` (PostgreSQL 13+).
+fn slot_state_gauges(out: &mut Exposition, report: &Report) {
+    out.gauge(
+        "odoo_db_replication_slot_active",
+        "Whether a physical replication slot is in use (1) or not (0).",
+    );
+    for cluster in &report.clusters {
+        for slot in cluster.slots.iter().flatten() {
+            out.sample(
+                "odoo_db_replication_slot_active",
+                &[("cluster", &cluster.name), ("slot", &slot.name)],
+                if slot.active { 1.0 } else { 0.0 },
+            );
+        }
+    }
+    out.gauge(
+        "odoo_db_replication_slot_wal_status",
+        "1 for the slot's wal_status (reserved, extended, unreserved, lost; PostgreSQL 13+).",
+    );
+    for cluster in &report.clusters {
+        for slot in cluster.slots.iter().flatten() {
+            if let Some(status) = &slot.wal_status {
+                out.sample(
+                    "odoo_db_replication_slot_wal_status",
+                    &[
+                        ("cluster", &cluster.name),
+                        ("slot", &slot.name),
+                        ("wal_status", status),
+                    ],
+                    1.0,
+                );
+            }
+        }
+    }
+}
+
 /// The clusters' and the run's statuses, the run's duration and start.
 fn run_status_gauges(out: &mut Exposition, report: &Report) {
     out.gauge(
@@ -368,6 +409,7 @@ pub fn statsd_gauges(report: &Report) -> Vec<(String, f64)> {
             ));
         }
     }
+    server::statsd_gauges(report, &mut gauges);
     gauges
 }
 
@@ -396,6 +438,7 @@ mod tests {
             timeout_seconds: 30.0,
             deadline_hit: false,
             thresholds: rules().thresholds,
+            limits: rules().limits,
             clusters,
             checks,
         }
@@ -466,9 +509,10 @@ mod tests {
     #[test]
     fn prometheus_snapshot() {
         let report = report_of(vec![paused(), integration()]);
-        assert_eq!(
-            prometheus(&report),
-            r#"# HELP odoo_db_up Whether odoo-db could connect to the server and question it (1) or not (0).
+        let text = prometheus(&report);
+        // The lag families first, the run's last; the checks beyond lag in between
+        // (pinned by the integration tests, which parse them from real servers).
+        let head = r#"# HELP odoo_db_up Whether odoo-db could connect to the server and question it (1) or not (0).
 # TYPE odoo_db_up gauge
 odoo_db_up{cluster="production",server="primary",role="primary"} 1
 odoo_db_up{cluster="production",server="db2",role="standby"} 1
@@ -488,7 +532,8 @@ odoo_db_replica_replay_paused{cluster="production",standby="db2"} 1
 # HELP odoo_db_replication_slot_retained_bytes WAL a physical replication slot keeps on the primary.
 # TYPE odoo_db_replication_slot_retained_bytes gauge
 odoo_db_replication_slot_retained_bytes{cluster="production",slot="db2"} 1024
-# HELP odoo_db_cluster_status Nagios state of each cluster: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
+"#;
+        let tail = r#"# HELP odoo_db_cluster_status Nagios state of each cluster: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
 # TYPE odoo_db_cluster_status gauge
 odoo_db_cluster_status{cluster="production"} 2
 odoo_db_cluster_status{cluster="integration"} 0
@@ -501,8 +546,10 @@ odoo_db_run_duration_seconds 0.025
 # HELP odoo_db_last_run_timestamp_seconds When the health run started (Unix time): a stale value means the timer stopped running.
 # TYPE odoo_db_last_run_timestamp_seconds gauge
 odoo_db_last_run_timestamp_seconds 1714564800
-"#
-        );
+"#;
+        assert!(text.starts_with(head), "{text}");
+        assert!(text.ends_with(tail), "{text}");
+        assert!(text.contains("odoo_db_health_check_status{cluster=\"production\",server=\"db2\",check=\"replay\"} 2\n"), "{text}");
     }
 
     #[test]
@@ -560,6 +607,7 @@ What to do:
                 "timeout_seconds",
                 "deadline_hit",
                 "thresholds",
+                "limits",
                 "clusters",
                 "checks"
             ])
@@ -583,7 +631,11 @@ What to do:
                 "replay_pause_state": "paused", "receive_lsn": null, "replay_lsn": null,
                 "lag_bytes": 31457280, "receive_lag_bytes": 0, "replay_backlog_bytes": 31457280,
                 "lag_seconds": 42.5, "lag_seconds_source": "heartbeat_age", "heartbeat_seen": false,
-                "heartbeat_wait_seconds": 0.01
+                "heartbeat_wait_seconds": 0.01, "system_identifier": null, "timeline": null,
+                "upstream": null, "wraparound": null, "xmin_holders": null,
+                "oldest_query": null, "archiver": null, "connections": null,
+                "role_connections": null, "lock_waits": null, "wal_bytes": null,
+                "wal_files": null, "pending_restart": null, "recovery_conflicts": null
             })
         );
         assert_eq!(
@@ -599,7 +651,21 @@ What to do:
                 "current_wal_lsn",
                 "heartbeat",
                 "heartbeat_error",
-                "replication"
+                "replication",
+                "system_identifier",
+                "timeline",
+                "upstream",
+                "wraparound",
+                "xmin_holders",
+                "oldest_query",
+                "archiver",
+                "connections",
+                "role_connections",
+                "lock_waits",
+                "wal_bytes",
+                "wal_files",
+                "pending_restart",
+                "recovery_conflicts"
             ])
         );
         assert_eq!(

@@ -6,9 +6,12 @@
 
 use std::time::Duration;
 
+mod server;
+mod topology;
+
 use super::report::{
-    version_text, Check, ClusterReport, LagSource, PrimaryReport, ReplicationRow, ServerReport,
-    SlotReport, StandbyReport, Status, Thresholds, WalReceiver,
+    version_text, Check, CheckLimits, ClusterReport, LagSource, PrimaryReport, ReplicationRow,
+    ServerReport, SlotReport, StandbyReport, Status, Thresholds, WalReceiver,
 };
 use crate::config::ClusterKind;
 use crate::units::format_bytes;
@@ -33,6 +36,7 @@ pub struct ClusterFacts {
 pub struct Rules {
     pub thresholds: Thresholds,
     pub slot_retained_warn: u64,
+    pub limits: CheckLimits,
 }
 
 /// Judges one cluster: its report with statuses filled in, and its checks.
@@ -50,7 +54,17 @@ pub fn cluster(facts: ClusterFacts, rules: &Rules) -> (ClusterReport, Vec<Check>
         list: Vec::new(),
     };
     let primary_label = primary.server.label("primary");
-    judge_primary(&mut checks, &primary_label, &primary, !standbys.is_empty());
+    let topology = topology::judge(&mut checks, &primary, &standbys);
+    judge_primary(
+        &mut checks,
+        &primary_label,
+        &primary,
+        !standbys.is_empty(),
+        &topology,
+    );
+    if answered(&primary.server) {
+        server::judge(&mut checks, &primary_label, &primary.server, &rules.limits);
+    }
     if primary.server.in_recovery == Some(false) {
         judge_slots(
             &mut checks,
@@ -60,8 +74,13 @@ pub fn cluster(facts: ClusterFacts, rules: &Rules) -> (ClusterReport, Vec<Check>
             rules,
         );
     }
-    for standby in &mut standbys {
-        judge_standby(&mut checks, standby, &primary, slots.as_deref(), rules);
+    let senders = find_senders(&mut standbys, &primary, slots.as_deref());
+    for (standby, sender) in standbys.iter_mut().zip(senders) {
+        judge_standby(&mut checks, standby, sender, &primary, rules, &topology);
+        if answered(&standby.server) {
+            let label = standby.server.label("standby");
+            server::judge(&mut checks, &label, &standby.server, &rules.limits);
+        }
     }
     if let Some((timeout, cluster_step)) = deadline {
         judge_deadline(
@@ -166,6 +185,11 @@ impl Checks {
     }
 }
 
+/// Whether a server was reached and said who it is: its other answers can be judged.
+fn answered(server: &ServerReport) -> bool {
+    server.reachable && server.error.is_none() && server.in_recovery.is_some()
+}
+
 /// A failure's status: odoo-db's setup problems are UNKNOWN, the server's CRITICAL.
 fn failure_status(setup: bool) -> Status {
     if setup {
@@ -241,7 +265,13 @@ fn postgres_version(server: &ServerReport) -> String {
         .unwrap_or_default()
 }
 
-fn judge_primary(checks: &mut Checks, label: &str, primary: &PrimaryReport, has_standbys: bool) {
+fn judge_primary(
+    checks: &mut Checks,
+    label: &str,
+    primary: &PrimaryReport,
+    has_standbys: bool,
+    topology: &topology::Topology,
+) {
     let server = &primary.server;
     if !judge_reachable(checks, label, "primary_reachable", server) {
         return;
@@ -252,7 +282,10 @@ fn judge_primary(checks: &mut Checks, label: &str, primary: &PrimaryReport, has_
             Status::Critical,
             label,
             "primary_role",
-            "is in recovery: it is a standby, not the primary".to_string(),
+            match &topology.swapped_with {
+                Some(name) => format!("is in recovery, streaming from standby {name}: the roles are swapped (see the topology check)"),
+                None => "is in recovery: it is a standby, not the primary".to_string(),
+            },
             Some("a failover happened, or the config points the primary at a standby: fix clusters.<name>.primary"),
         ),
         Some(false) => checks.push_for(
@@ -378,12 +411,12 @@ fn judge_slots(
 fn judge_standby(
     checks: &mut Checks,
     standby: &mut StandbyReport,
+    sender: Option<Sender>,
     primary: &PrimaryReport,
-    slots: Option<&[SlotReport]>,
     rules: &Rules,
+    topology: &topology::Topology,
 ) {
     let label = standby.server.label("standby");
-    let sender = find_sender(standby, primary, slots);
     judge_replication_row(checks, &label, standby, sender);
     if !judge_reachable(checks, &label, "standby_reachable", &standby.server) {
         return;
@@ -402,7 +435,11 @@ fn judge_standby(
                 Status::Critical,
                 &label,
                 "standby_role",
-                "is not in recovery: it was promoted, or is not a standby".to_string(),
+                if topology.swapped_with.as_deref() == Some(standby.server.name.as_str()) {
+                    "accepts writes: it is the primary now, the roles are swapped (see the topology check)".to_string()
+                } else {
+                    "is not in recovery: it was promoted, or is not a standby".to_string()
+                },
                 Some("if a failover happened, rebuild the old primary as a standby and fix the config"),
             );
             return;
@@ -453,6 +490,7 @@ fn find_sender<'a>(
             name: row.application_name.clone(),
             how: "replication_slot",
             rows: vec![row],
+            ambiguous: None,
         });
     } else if let Some(name) = receiver.and_then(|r| r.application_name.clone()) {
         (name, "primary_conninfo")
@@ -476,6 +514,7 @@ fn find_sender<'a>(
         name,
         how,
         rows: matching,
+        ambiguous: None,
     })
 }
 
@@ -485,6 +524,71 @@ struct Sender<'a> {
     /// How the name was found, for the messages.
     how: &'static str,
     rows: Vec<&'a ReplicationRow>,
+    /// Other configured standbys go by the same name and odoo-db cannot tell which
+    /// sender is whose: how many claim it.
+    ambiguous: Option<usize>,
+}
+
+/// Every standby's sender. A name several standbys share (both Debian's `15/main`, say)
+/// is first told apart by client address (the standby's configured host, when it is an
+/// IP address, against `client_addr`); when that fails and not every one of them has a
+/// streaming sender, which standby is missing cannot be told: that is reported as an
+/// ambiguity, never as OK for all (a dead standby would read as OK otherwise).
+fn find_senders<'a>(
+    standbys: &mut [StandbyReport],
+    primary: &'a PrimaryReport,
+    slots: Option<&[SlotReport]>,
+) -> Vec<Option<Sender<'a>>> {
+    let mut senders: Vec<Option<Sender<'a>>> = standbys
+        .iter_mut()
+        .map(|standby| find_sender(standby, primary, slots))
+        .collect();
+    let shared_name = |senders: &[Option<Sender>], i: usize| {
+        let name = senders[i]
+            .as_ref()
+            .filter(|s| s.how != "replication_slot")?
+            .name
+            .clone();
+        let claimants = senders
+            .iter()
+            .flatten()
+            .filter(|s| s.how != "replication_slot" && s.name == name)
+            .count();
+        (claimants > 1).then_some(claimants)
+    };
+    for i in 0..senders.len() {
+        let Some(claimants) = shared_name(&senders, i) else {
+            continue;
+        };
+        let host = standbys[i]
+            .server
+            .address
+            .rsplit_once(':')
+            .map(|(host, _)| host.trim_matches(['[', ']']).to_string())
+            .filter(|host| host.parse::<std::net::IpAddr>().is_ok());
+        let sender = senders[i].as_mut().expect("a shared name has a sender");
+        let by_address: Vec<&ReplicationRow> = sender
+            .rows
+            .iter()
+            .copied()
+            .filter(|row| host.is_some() && row.client_addr == host)
+            .collect();
+        if by_address.len() == 1 {
+            sender.rows = by_address;
+            sender.how = "client_addr";
+            standbys[i].matched_by = Some("client_addr");
+            continue;
+        }
+        let streaming = sender
+            .rows
+            .iter()
+            .filter(|row| row.state.as_deref() == Some("streaming"))
+            .count();
+        if streaming < claimants {
+            sender.ambiguous = Some(claimants);
+        }
+    }
+    senders
 }
 
 fn judge_replication_row(
@@ -496,6 +600,22 @@ fn judge_replication_row(
     let Some(sender) = sender else {
         return;
     };
+    if let Some(claimants) = sender.ambiguous {
+        let how = how_sender_was_named(&sender, standby);
+        let streaming = sender
+            .rows
+            .iter()
+            .filter(|row| row.state.as_deref() == Some("streaming"))
+            .count();
+        checks.push_for(
+            Status::Critical,
+            label,
+            "pg_stat_replication",
+            format!("cannot tell whether this standby is connected: {claimants} configured standbys go by the name {:?} ({how}) and only {streaming} WAL sender(s) of that name stream, so at least one of them is not connected", sender.name),
+            Some("give each standby its own application_name in its primary_conninfo (or its own replication slot), and set it in the config (application_name)"),
+        );
+        return;
+    }
     let Some(row) = sender.rows.first() else {
         let how = how_sender_was_named(&sender, standby);
         return judge_missing_sender(checks, label, standby, &sender, &how);
@@ -519,6 +639,7 @@ fn how_sender_was_named(sender: &Sender, standby: &StandbyReport) -> String {
         ),
         "primary_conninfo" => "the application_name of its primary_conninfo".to_string(),
         "cluster_name" => "its cluster_name".to_string(),
+        "client_addr" => "its address".to_string(),
         _ => "the default name, as it has no application_name and no cluster_name".to_string(),
     }
 }
@@ -851,6 +972,7 @@ pub(crate) mod tests {
                 },
             },
             slot_retained_warn: 1 << 30,
+            limits: CheckLimits::default(),
         }
     }
 
@@ -911,7 +1033,7 @@ pub(crate) mod tests {
         }
     }
 
-    fn problems(checks: &[Check]) -> Vec<(Status, &'static str, String)> {
+    pub(crate) fn problems(checks: &[Check]) -> Vec<(Status, &'static str, String)> {
         checks
             .iter()
             .filter(|c| c.status != Status::Ok)
@@ -1042,6 +1164,61 @@ pub(crate) mod tests {
         facts.standbys[0].wal_receiver.as_mut().unwrap().slot_name = Some("db2".into());
         facts.slots.as_mut().unwrap()[0].active_pid = Some(1);
         assert_eq!(matched(facts).2, Some("cluster_name"));
+    }
+
+    #[test]
+    fn two_standbys_with_one_name_are_an_ambiguity_unless_both_stream() {
+        // Both Debian's 15/main, one sender streaming: which one is missing is not
+        // known, and neither may read as OK.
+        let mut facts = unconfigured("15/main");
+        let mut second = facts.standbys[0].clone();
+        second.server.name = "db3".into();
+        second.server.address = "db3:5432".into();
+        facts.standbys.push(second);
+        for standby in &mut facts.standbys {
+            standby.server.cluster_name = Some("15/main".into());
+        }
+        let (report, checks) = cluster(facts, &rules());
+        let found = problems(&checks);
+        let ambiguous: Vec<_> = found
+            .iter()
+            .filter(|(s, c, m)| {
+                *s == Status::Critical
+                    && *c == "pg_stat_replication"
+                    && m.starts_with("cannot tell whether this standby is connected: 2 configured standbys go by the name \"15/main\"")
+            })
+            .collect();
+        assert_eq!(ambiguous.len(), 2, "{found:?}");
+        assert_eq!(report.standbys[1].server.status, Status::Critical);
+        // Both stream: each has a sender, OK.
+        let mut facts = unconfigured("15/main");
+        let rows = facts.primary.replication.as_mut().unwrap();
+        let mut row = rows[1].clone();
+        row.pid = Some(4343);
+        rows.push(row);
+        let mut second = facts.standbys[0].clone();
+        second.server.name = "db3".into();
+        facts.standbys.push(second);
+        for standby in &mut facts.standbys {
+            standby.server.cluster_name = Some("15/main".into());
+        }
+        let (report, checks) = cluster(facts, &rules());
+        assert_eq!(report.status, Status::Ok, "{:?}", problems(&checks));
+        // Told apart by address: the one whose address has no sender is not connected.
+        let mut facts = unconfigured("15/main");
+        facts.primary.replication.as_mut().unwrap()[1].client_addr = Some("10.0.0.2".into());
+        facts.standbys[0].server.address = "10.0.0.2:5432".into();
+        let mut second = facts.standbys[0].clone();
+        second.server.name = "db3".into();
+        second.server.address = "10.0.0.3:5432".into();
+        facts.standbys.push(second);
+        for standby in &mut facts.standbys {
+            standby.server.cluster_name = Some("15/main".into());
+        }
+        let (report, _) = cluster(facts, &rules());
+        assert_eq!(report.standbys[0].matched_by, Some("client_addr"));
+        assert_eq!(report.standbys[0].server.status, Status::Ok);
+        assert_eq!(report.standbys[1].server.status, Status::Critical);
     }
 
     #[test]
