@@ -618,3 +618,70 @@ fn config_text_with_standby(harness: &Harness, url: &str) -> String {
     );
     format!("{text}\n[health]\n{HEALTH_USER}\n")
 }
+
+/// Every `odoo_db_*` name in `text`.
+fn metric_names(text: &str) -> std::collections::BTreeSet<String> {
+    let mut names = std::collections::BTreeSet::new();
+    for (at, _) in text.match_indices("odoo_db_") {
+        if at > 0 && text.as_bytes()[at - 1].is_ascii_alphanumeric() {
+            continue;
+        }
+        let name: String = text[at..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        names.insert(name);
+    }
+    names
+}
+
+/// The alerting rules and the Grafana dashboard name only metrics health emits: each
+/// is a family of the exposition of a real run (scripts/check-alerts runs this).
+#[test]
+fn every_metric_in_the_rules_and_the_dashboard_is_emitted() {
+    let harness = beyond();
+    let config = config_with(&harness, "metrics", HEALTH_USER);
+    let run = util::odoo_db_for(&harness)
+        .env("ODOO_DB_CONFIG", &config)
+        .args(["health", "--format", "prometheus"])
+        .run();
+    let scrape = prometheus_parse::Scrape::parse(run.stdout.lines().map(|l| Ok(l.to_string())))
+        .expect("the exposition parses");
+    let families: std::collections::BTreeSet<String> = run
+        .stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split(' ').next())
+        .map(str::to_string)
+        .collect();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    for file in [
+        "packaging/prometheus/odoo-db.rules.yml",
+        "packaging/grafana/odoo-db.json",
+    ] {
+        let text = std::fs::read_to_string(root.join(file)).expect(file);
+        let names = metric_names(&text);
+        assert!(names.len() > 15, "{file}: {names:?}");
+        let missing: Vec<&String> = names.iter().filter(|n| !families.contains(*n)).collect();
+        assert!(
+            missing.is_empty(),
+            "{file} names metrics health does not emit: {missing:?}"
+        );
+    }
+    // The checks beyond lag have samples from these servers, not just declarations.
+    for name in [
+        "odoo_db_wraparound_xid_age_ratio",
+        "odoo_db_connections_used_ratio",
+        "odoo_db_wal_size_bytes",
+        "odoo_db_archiver_failing",
+        "odoo_db_recovery_conflicts_total",
+        "odoo_db_health_check_status",
+        "odoo_db_server_timeline",
+    ] {
+        assert!(
+            scrape.samples.iter().any(|s| s.metric == name),
+            "no sample of {name}:\n{}",
+            run.stdout
+        );
+    }
+}
