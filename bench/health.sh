@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
-# Benchmark (not a test): `odoo-db health --format nagios` versus
-# `check_postgres --action=hot_standby_delay` on the same sandbox primary/standby, same role
-# (odoo_db_admin) and pgpass, alternating in one run. Wall time from the shell's clock
+# Benchmark (not a test): `odoo-db health --format nagios` (every check: lag, topology,
+# wraparound, xmin horizon, archiving, connections, WAL, settings) versus
+# `check_postgres --action=hot_standby_delay` alone, and versus the same coverage from the
+# peers (check_pgactivity's archiver, max_freeze_age, oldest_xmin and replication_slots,
+# plus check_postgres hot_standby_delay, run one after the other as a Nagios host would),
+# on the same sandbox primary/standby, same role (odoo_db_admin) and pgpass, alternating
+# in one run. Wall time from the shell's clock
 # (nanoseconds), peak RSS from /usr/bin/time -v (for check_postgres, the largest of perl
 # and the psql processes it starts). Prints a markdown table of medians.
 #   bench/health.sh [RUNS]      (default 20)
@@ -13,6 +17,8 @@ cargo build --release --quiet
 BIN=${CARGO_TARGET_DIR:-$PWD/target}/release/odoo-db
 CHECK_POSTGRES=$(command -v check_postgres || command -v check_postgres.pl || true)
 [ -n "$CHECK_POSTGRES" ] || { echo "bench/health.sh: check_postgres is missing (Debian: check-postgres)" >&2; exit 1; }
+CHECK_PGACTIVITY=$(command -v check_pgactivity || echo /usr/lib/nagios/plugins/check_pgactivity)
+[ -x "$CHECK_PGACTIVITY" ] || { echo "bench/health.sh: check_pgactivity is missing (Debian: check-pgactivity)" >&2; exit 1; }
 [ -x /usr/bin/time ] || { echo "bench/health.sh: /usr/bin/time is missing (Debian: time)" >&2; exit 1; }
 WORK=$(mktemp -d /tmp/odoo-db-bench.XXXXXX)
 chmod 755 "$WORK"
@@ -44,6 +50,24 @@ CHECK_PG=("$CHECK_POSTGRES" --action=hot_standby_delay
   --warning='16777216 and 30s' --critical='268435456 and 300s')
 odoo_db() { "${ODOO_DB[@]}"; }
 check_pg() { "${CHECK_PG[@]}"; }
+# The peers' coverage of what odoo-db health checks beyond lag, one plugin run per
+# service as Nagios schedules them; the exit code is the worst.
+PGACTIVITY=("$CHECK_PGACTIVITY" -h 127.0.0.1 -p "$PRIMARY_PORT" -U odoo_db_admin -d postgres
+  --status-file "$WORK/check_pgactivity.data")
+peers() {
+  local worst=0 code
+  for service in "archiver" "max_freeze_age -w 50% -c 75%" "oldest_xmin -w 1000000 -c 10000000" \
+    "replication_slots -w wal=50 -c wal=100"; do
+    code=0
+    # shellcheck disable=SC2086
+    "${PGACTIVITY[@]}" -s $service > /dev/null 2>&1 || code=$?
+    [ "$code" -gt "$worst" ] && worst=$code
+  done
+  code=0
+  check_pg > /dev/null 2>&1 || code=$?
+  [ "$code" -gt "$worst" ] && worst=$code
+  return "$worst"
+}
 
 # The standby replays init's CREATE DATABASE a moment later; then warm the page cache
 # and check that both work before timing them.
@@ -51,9 +75,10 @@ for _ in $(seq 1 100); do odoo_db >/dev/null && break; sleep 0.1; done
 odoo_db >/dev/null || { echo "odoo-db health failed:"; odoo_db; exit 1; }
 check_pg >/dev/null || { echo "check_postgres failed:"; check_pg; exit 1; }
 
-: > "$WORK/odoo_db"; : > "$WORK/odoo_db_all"; : > "$WORK/check_pg"
+: > "$WORK/odoo_db"; : > "$WORK/odoo_db_all"; : > "$WORK/check_pg"; : > "$WORK/peers"
 for _ in $(seq 1 "$RUNS"); do
   measure "${CHECK_PG[@]}" >> "$WORK/check_pg"
+  measure bash -c "$(declare -p PGACTIVITY CHECK_PG); $(declare -f peers check_pg); peers" >> "$WORK/peers"
   measure "${ODOO_DB[@]}" >> "$WORK/odoo_db"
   measure "${ODOO_DB_ALL[@]}" >> "$WORK/odoo_db_all"
 done
@@ -68,7 +93,11 @@ printf '| %s runs each, alternating | wall (ms, median) | peak RSS (MB, median) 
 row 'check_postgres --action=hot_standby_delay (primary + standby)' "$WORK/check_pg"
 row 'odoo-db health --format nagios --cluster production (primary + standby)' "$WORK/odoo_db"
 row 'odoo-db health --format nagios (all clusters: + integration)' "$WORK/odoo_db_all"
+row 'check_pgactivity archiver, max_freeze_age, oldest_xmin, replication_slots + check_postgres hot_standby_delay (same coverage)' "$WORK/peers"
 ratio=$(echo "scale=3; $(median "$WORK/odoo_db" 1) / $(median "$WORK/check_pg" 1)" | bc)
-printf '\nodoo-db / check_postgres wall time = %s (target: at most 0.15); odoo-db peak RSS target: under 10 MB\n' "$ratio"
+printf '\nodoo-db / check_postgres wall time = %s (target: at most 0.1); odoo-db peak RSS target: at most 8 MB\n' "$ratio"
+ratio=$(echo "scale=3; $(median "$WORK/odoo_db" 1) / $(median "$WORK/peers" 1)" | bc)
+printf 'odoo-db / the peers for the same coverage, wall time = %s\n' "$ratio"
+printf 'load average during the run: %s\n' "$(cut -d' ' -f1-3 /proc/loadavg)"
 printf 'check_postgres said: %s\n' "$(check_pg | head -1)"
 printf 'odoo-db said: %s\n' "$(odoo_db | head -1)"
