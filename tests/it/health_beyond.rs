@@ -516,7 +516,7 @@ fn two_standbys_under_one_name_are_an_ambiguity_not_ok() {
 }
 
 #[test]
-fn failover_split_brain_and_a_foreign_standby_are_critical() {
+fn failover_switchover_split_brain_and_a_foreign_standby_are_critical() {
     let harness = util::fresh(HarnessOptions::default());
     let config = config_with(&harness, "topology", HEALTH_USER);
     util::odoo_db_for(&harness)
@@ -588,8 +588,64 @@ fn failover_split_brain_and_a_foreign_standby_are_critical() {
     );
     assert_eq!(report["status"], "CRITICAL");
 
-    // The old primary back: two servers accept writes.
-    harness.primary.start().expect("starting the old primary");
+    // A switchover completed: the old primary (shut down cleanly before the promotion)
+    // follows the promoted server as its standby. The roles swapped: one event.
+    let conninfo = psql(standby, "SHOW primary_conninfo");
+    assert!(
+        !conninfo.is_empty(),
+        "the promoted standby kept its primary_conninfo"
+    );
+    let conninfo = conninfo.replace(
+        &format!("port={}", harness.primary.port),
+        &format!("port={}", standby.port),
+    );
+    harness
+        .primary
+        .set_conf("primary_conninfo", &conninfo)
+        .expect("pointing the old primary at the new one");
+    let signal = harness.primary.data_dir.join("standby.signal");
+    std::fs::write(&signal, "").unwrap();
+    let owner =
+        std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(&harness.primary.data_dir).unwrap());
+    std::os::unix::fs::chown(&signal, Some(owner), None).unwrap();
+    harness
+        .primary
+        .start()
+        .expect("starting the old primary as a standby");
+    util::wait_until(
+        Duration::from_secs(30),
+        "the old primary streams from the new one",
+        || {
+            psql(
+                &harness.primary,
+                "SELECT count(*) FROM pg_stat_wal_receiver WHERE status = 'streaming'",
+            ) == "1"
+        },
+    );
+    let report = health(&harness, &config);
+    assert!(
+        has(&report, "CRITICAL", "topology", &format!("roles swapped (a switchover or failover): standby standby ({address}) accepts writes and is the primary now; the configured primary ")),
+        "{:?}",
+        checks(&report, "topology")
+    );
+    assert!(
+        has(
+            &report,
+            "CRITICAL",
+            "primary_role",
+            "is in recovery, streaming from standby standby: the roles are swapped"
+        ),
+        "{:?}",
+        checks(&report, "primary_role")
+    );
+
+    // The old primary promoted too: two servers accept writes.
+    psql(&harness.primary, "SELECT pg_promote()");
+    util::wait_until(
+        Duration::from_secs(30),
+        "the old primary is promoted",
+        || psql(&harness.primary, "SELECT pg_is_in_recovery()") == "f",
+    );
     let report = health(&harness, &config);
     assert!(
         has(
