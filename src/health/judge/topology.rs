@@ -46,44 +46,26 @@ pub(super) fn judge(
     standbys: &[StandbyReport],
 ) -> Topology {
     let p = &primary.server;
-    let primary_label = p.label("primary");
-    let sysid = p.system_identifier.as_deref();
-    let mut problems = 0;
-    let mut foreign = Vec::new();
-    for standby in standbys {
-        let s = &standby.server;
-        if let (Some(ours), Some(theirs)) = (sysid, s.system_identifier.as_deref()) {
-            if ours != theirs {
-                problems += 1;
-                foreign.push(s.name.clone());
-                checks.push(
-                    Status::Critical,
-                    Some(&s.label("standby")),
-                    "topology",
-                    format!("belongs to another cluster: system identifier {theirs}, the primary's is {ours}"),
-                    Some("the config points this standby at a server of another cluster, or it was rebuilt from another primary: fix clusters.<name>.standbys, or rebuild it from this primary (pg_basebackup)"),
-                );
-            }
-        }
-    }
-    let ours = |s: &StandbyReport| !foreign.contains(&s.server.name);
+    let foreign = foreign_standbys(checks, p, standbys);
+    let mut problems = foreign.len();
     let mut writable: Vec<(String, &ServerReport)> = Vec::new();
     if known(p) && p.in_recovery == Some(false) {
-        writable.push((primary_label.clone(), p));
+        writable.push((p.label("primary"), p));
     }
-    for standby in standbys.iter().filter(|s| ours(s)) {
+    for standby in standbys
+        .iter()
+        .filter(|s| !foreign.contains(&s.server.name))
+    {
         if known(&standby.server) && standby.server.in_recovery == Some(false) {
             writable.push((standby.server.label("standby"), &standby.server));
         }
     }
-    let names = |list: &[(String, &ServerReport)]| {
-        list.iter()
-            .map(|(label, server)| format!("{label} ({})", server.address))
-            .collect::<Vec<_>>()
-            .join(" and ")
-    };
     let mut topology = Topology::default();
     if writable.len() >= 2 {
+        let names: Vec<String> = writable
+            .iter()
+            .map(|(label, server)| format!("{label} ({})", server.address))
+            .collect();
         checks.push(
             Status::Critical,
             None,
@@ -91,20 +73,72 @@ pub(super) fn judge(
             format!(
                 "split brain: {} servers of this cluster accept writes: {}; their data diverge with every write",
                 writable.len(),
-                names(&writable)
+                names.join(" and ")
             ),
             Some("stop the writes to all but one now (the application's database URL, or stop the server that must not be primary), then rebuild the others as its standbys (pg_rewind or pg_basebackup) and fix the config"),
         );
         return topology;
     }
-    let new_primary = writable
+    let promoted = writable
         .iter()
-        .find(|(label, _)| *label != primary_label)
+        .find(|(_, server)| !std::ptr::eq(*server, p))
         .map(|(label, server)| (label.clone(), server.name.clone(), server.address.clone()));
-    if known(p) && p.in_recovery == Some(true) {
-        problems += 1;
+    problems += roles(checks, p, promoted, &mut topology);
+    problems += timelines(checks, p, standbys);
+    if problems == 0 {
+        if let (Some(sysid), Some(timeline)) = (&p.system_identifier, p.timeline) {
+            let servers = 1 + standbys.iter().filter(|s| known(&s.server)).count();
+            checks.push(
+                Status::Ok,
+                None,
+                "topology",
+                format!("one primary; system identifier {sysid}, timeline {timeline} on all {servers} servers that answered"),
+                None,
+            );
+        }
+    }
+    topology
+}
+
+/// Standbys whose system identifier is not the primary's, each reported; their names.
+fn foreign_standbys(
+    checks: &mut Checks,
+    p: &ServerReport,
+    standbys: &[StandbyReport],
+) -> Vec<String> {
+    let mut foreign = Vec::new();
+    let Some(ours) = p.system_identifier.as_deref() else {
+        return foreign;
+    };
+    for standby in standbys {
+        let s = &standby.server;
+        if let Some(theirs) = s.system_identifier.as_deref().filter(|t| *t != ours) {
+            foreign.push(s.name.clone());
+            checks.push(
+                Status::Critical,
+                Some(&s.label("standby")),
+                "topology",
+                format!("belongs to another cluster: system identifier {theirs}, the primary's is {ours}"),
+                Some("the config points this standby at a server of another cluster, or it was rebuilt from another primary: fix clusters.<name>.standbys, or rebuild it from this primary (pg_basebackup)"),
+            );
+        }
+    }
+    foreign
+}
+
+/// The configured primary in recovery, or a standby promoted (`promoted`: its label,
+/// name and address) with the primary unreachable: what happened, naming the server that
+/// accepts writes. Returns how many problems it reported.
+fn roles(
+    checks: &mut Checks,
+    p: &ServerReport,
+    promoted: Option<(String, String, String)>,
+    topology: &mut Topology,
+) -> usize {
+    let primary_label = p.label("primary");
+    let message = if known(p) && p.in_recovery == Some(true) {
         let upstream = p.upstream.as_deref();
-        let message = match &new_primary {
+        match &promoted {
             Some((label, name, address)) if upstream.is_some_and(|u| same_address(u, address)) => {
                 topology.swapped_with = Some(name.clone());
                 format!("roles swapped (a switchover or failover): {label} ({address}) accepts writes and is the primary now; the configured {primary_label} is in recovery, streaming from it")
@@ -117,38 +151,20 @@ pub(super) fn judge(
                 "no server accepts writes: the configured {primary_label} is in recovery{}",
                 upstream.map(|u| format!(", streaming from {u}")).unwrap_or_default()
             ),
-        };
-        checks.push(
-            Status::Critical,
-            None,
-            "topology",
-            message,
-            Some("if the switchover or failover was intended, put the server that accepts writes in clusters.<name>.primary and the others in standbys; if not, find out what promoted it before anything writes to both"),
-        );
-    } else if let Some((label, _, address)) = &new_primary {
-        problems += 1;
-        checks.push(
-            Status::Critical,
-            None,
-            "topology",
-            format!("failover: {label} ({address}) was promoted and accepts writes; the configured {primary_label} cannot be reached"),
-            Some("point the applications and clusters.<name>.primary at the promoted server, and rebuild the old primary as its standby before starting it again"),
-        );
-    }
-    problems += timelines(checks, p, standbys);
-    if problems == 0 {
-        if let (Some(sysid), Some(timeline)) = (sysid, p.timeline) {
-            let servers = 1 + standbys.iter().filter(|s| known(&s.server)).count();
-            checks.push(
-                Status::Ok,
-                None,
-                "topology",
-                format!("one primary; system identifier {sysid}, timeline {timeline} on all {servers} servers that answered"),
-                None,
-            );
         }
-    }
-    topology
+    } else if let Some((label, _, address)) = &promoted {
+        format!("failover: {label} ({address}) was promoted and accepts writes; the configured {primary_label} cannot be reached")
+    } else {
+        return 0;
+    };
+    checks.push(
+        Status::Critical,
+        None,
+        "topology",
+        message,
+        Some("if the switchover or failover was intended, put the server that accepts writes in clusters.<name>.primary and the others in standbys (and rebuild the old primary as a standby before it starts again); if not, find out what promoted it before anything writes to both"),
+    );
+    1
 }
 
 /// Standbys in recovery on another timeline than the writable primary's; returns how

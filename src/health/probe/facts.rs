@@ -47,7 +47,7 @@ const LOCK_WAITS_BY_VERSION: &[Placeholder] = &[Placeholder {
 /// The questions a server gets: a name (the check it feeds) and the statement.
 fn questions(version_num: i32, in_recovery: bool) -> Vec<(&'static str, String)> {
     let mut list = vec![
-        ("wal", SERVER_STATE.to_string()),
+        ("wal_size", SERVER_STATE.to_string()),
         (
             "connections",
             render(CONNECTIONS, CONNECTIONS_BY_VERSION, version_num),
@@ -93,7 +93,7 @@ pub(super) async fn read(client: &Client, version_num: i32, in_recovery: bool) -
 /// What a question reads, for error messages.
 fn what(check: &str) -> &'static str {
     match check {
-        "wal" => "pg_ls_waldir() and pending_restart",
+        "wal_size" => "pg_ls_waldir() and pending_restart",
         "connections" => "the connections in pg_stat_activity",
         "role_connections" => "the sessions of roles with a CONNECTION LIMIT",
         "lock_waits" => "the lock waits",
@@ -111,7 +111,7 @@ fn record(facts: &mut ServerFacts, check: &str, rows: &[Row]) -> Result<(), Fail
             .ok_or_else(|| Failure::down(format!("{}: no row", what(check))))
     };
     match check {
-        "wal" => {
+        "wal_size" => {
             let row = first()?;
             facts.wal_bytes = Some(get::<i64>(row, "wal_bytes")?.max(0) as u64);
             facts.wal_files = Some(get::<i64>(row, "wal_files")?.max(0) as u64);
