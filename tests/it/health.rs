@@ -719,7 +719,8 @@ fn every_format_is_read_by_a_real_consumer() {
 
     let mut gauges = std::collections::HashMap::new();
     let mut buffer = [0u8; 2048];
-    while !gauges.contains_key("odoo_db.production.standby.streaming") {
+    // The checks beyond lag come last, the integration cluster's last of all.
+    while !gauges.contains_key("odoo_db.integration.primary.pending_restart") {
         let (size, _) = statsd
             .recv_from(&mut buffer)
             .expect("a statsd datagram within 5 s");
@@ -743,6 +744,15 @@ fn every_format_is_read_by_a_real_consumer() {
         gauges.contains_key("odoo_db.production.standby.lag_seconds"),
         "{gauges:?}"
     );
+    assert!(
+        gauges["odoo_db.production.primary.wal_bytes"] >= 16777216.0,
+        "{gauges:?}"
+    );
+    assert!(
+        gauges["odoo_db.production.primary.xid_age_ratio"] > 0.0,
+        "{gauges:?}"
+    );
+    assert_eq!(gauges["odoo_db.production.standby.pending_restart"], 0.0);
 
     // Prometheus on stdout too.
     let (run, _) = ops.health(None, &["--format", "prometheus"]);

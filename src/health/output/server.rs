@@ -413,6 +413,20 @@ pub(super) fn statsd_gauges(report: &Report, gauges: &mut Vec<(String, f64)>) {
             "archive_ready",
             f.archiver.as_ref().map(|a| a.ready_count as f64),
         );
+        let archiving = archiving_of(server);
+        add(
+            "archive_failing",
+            archiving.map(|a| if a.failing { 1.0 } else { 0.0 }),
+        );
+        add(
+            "lock_wait_seconds",
+            f.lock_waits.as_ref().map(|waits| {
+                waits
+                    .iter()
+                    .filter_map(|w| w.waiting_seconds)
+                    .fold(0.0, f64::max)
+            }),
+        );
         add(
             "pending_restart",
             f.pending_restart.as_ref().map(|p| p.len() as f64),
