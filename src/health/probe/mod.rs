@@ -696,6 +696,10 @@ pub(super) async fn standby(
         )
         .await;
     }
+    if with(shared, |report| report.server.error.is_some()) {
+        // It stopped answering: asking more would only wait for the budget again.
+        return;
+    }
     step(
         shared,
         Some("reading wraparound, xmin, archiving, connections and pg_wal"),
