@@ -32,6 +32,8 @@ pub struct Config {
     pub recreate: RecreateConfig,
     #[serde(default)]
     pub health: HealthConfig,
+    #[serde(default)]
+    pub lifecycle: LifecycleConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -155,6 +157,33 @@ impl Default for RecreateConfig {
             backup_dir: default_backup_dir(),
             keep_backups: default_keep_backups(),
             compression: default_compression(),
+        }
+    }
+}
+
+/// `[lifecycle]`: how long a customer stays suspended before `retire` may drop it, and
+/// where the final archives go (never pruned by odoo-db).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LifecycleConfig {
+    #[serde(default = "default_grace", with = "serde_duration")]
+    pub grace: Duration,
+    #[serde(default = "default_archive_dir")]
+    pub archive_dir: PathBuf,
+}
+
+fn default_grace() -> Duration {
+    Duration::from_secs(7 * 24 * 3600)
+}
+fn default_archive_dir() -> PathBuf {
+    PathBuf::from("/var/backups/odoo-db/retired")
+}
+
+impl Default for LifecycleConfig {
+    fn default() -> Self {
+        LifecycleConfig {
+            grace: default_grace(),
+            archive_dir: default_archive_dir(),
         }
     }
 }

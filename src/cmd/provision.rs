@@ -210,6 +210,14 @@ async fn choose_name(
     catalog: &Catalog,
     args: &ProvisionArgs,
 ) -> Result<(String, bool)> {
+    if let Some(at) = catalog.customer_retired_at(&args.customer).await? {
+        return Err(Error::refused(format!(
+            "customer {:?} was retired on {}: its names are tombstones and its record stays as it was; \
+             a returning customer is provisioned under a new customer name",
+            args.customer,
+            at.format("%Y-%m-%d %H:%M UTC")
+        )));
+    }
     let existing = catalog.customer_base_name(&args.customer).await?;
     if let Some(base_name) = existing {
         if let Some(requested) = &args.name {
@@ -233,6 +241,7 @@ async fn choose_name(
     let base_name = match &args.name {
         Some(name) => {
             names::validate_name_for_customers(name, customer_refs.iter().copied())?;
+            refuse_tombstone(catalog, name).await?;
             for candidate in [name.clone(), names::integration_name(name)] {
                 if taken.contains(&candidate) {
                     return Err(Error::refused(format!(
@@ -242,11 +251,33 @@ async fn choose_name(
             }
             name.clone()
         }
+        // `taken` holds the catalog's tombstones too: a retired name is never drawn.
         None => names::generate(&mut rand::rngs::OsRng, &customer_refs, |candidate| {
-            taken.contains(candidate) || taken.contains(&names::integration_name(candidate))
+            names::is_taken(candidate, &taken)
         })?,
     };
     Ok((base_name, true))
+}
+
+/// A name a retired customer held (or its integration twin) is never given again.
+async fn refuse_tombstone(catalog: &Catalog, name: &str) -> Result<()> {
+    let twin = names::integration_name(name);
+    if let Some(tombstone) = catalog
+        .tombstones()
+        .await?
+        .into_iter()
+        .find(|t| t.name == name || t.name == twin)
+    {
+        return Err(Error::refused(format!(
+            "name {name:?} refused: {} was the {} of customer {:?}, retired on {}, and a retired name is never given again; \
+             choose another --name or let odoo-db generate one",
+            tombstone.name,
+            tombstone.kind,
+            tombstone.customer,
+            tombstone.retired_at.format("%Y-%m-%d")
+        )));
+    }
+    Ok(())
 }
 
 /// Record a new customer's name; the unique constraint settles a race between two

@@ -9,6 +9,7 @@
 pub mod backup;
 pub mod customer_names;
 pub mod dbprops;
+pub mod lifecycle;
 pub mod membership;
 pub mod oplock;
 pub mod quote;

@@ -12,6 +12,7 @@ mod conn;
 mod demo;
 mod harness;
 mod health;
+mod lifecycle;
 mod packaging;
 mod provision;
 mod recreate;
