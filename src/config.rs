@@ -490,6 +490,23 @@ lag_warn = ["16MB", "30s"]
         assert_eq!(standbys[1].name, "db3");
         assert_eq!(standbys[1].application_name.as_deref(), Some("db3"));
         assert_eq!(config.recreate.keep_backups, 3);
+        assert_eq!(config.lifecycle.grace, Duration::from_secs(7 * 86_400));
+        assert_eq!(
+            config.lifecycle.archive_dir,
+            PathBuf::from("/var/backups/odoo-db/retired")
+        );
+    }
+
+    #[test]
+    fn lifecycle_section_takes_a_grace_and_an_archive_dir() {
+        let text =
+            format!("{GOOD}\n[lifecycle]\ngrace = \"36h\"\narchive_dir = \"/srv/archives\"\n");
+        let config = parse(&text).unwrap();
+        assert_eq!(config.lifecycle.grace, Duration::from_secs(36 * 3600));
+        assert_eq!(config.lifecycle.archive_dir, PathBuf::from("/srv/archives"));
+        let text = format!("{GOOD}\n[lifecycle]\ngrace = \"a week\"\n");
+        let message = parse(&text).unwrap_err().to_string();
+        assert!(message.contains("grace"), "{message}");
     }
 
     #[test]

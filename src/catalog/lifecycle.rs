@@ -44,6 +44,16 @@ pub struct Retirement {
     pub role_path: Option<String>,
 }
 
+/// An active suspension as the audit checks it.
+#[derive(Debug, Clone)]
+pub struct ActiveSuspension {
+    pub customer: String,
+    pub environment: String,
+    pub database: String,
+    pub cluster: String,
+    pub suspended_at: DateTime<Utc>,
+}
+
 /// A name a retired customer held.
 #[derive(Debug, Clone)]
 pub struct Tombstone {
@@ -112,6 +122,28 @@ impl Catalog {
             props: row.get(3),
             suspended_at: row.get(4),
         }))
+    }
+
+    /// Every active suspension (of a database not retired).
+    pub async fn active_suspensions(&self) -> Result<Vec<ActiveSuspension>> {
+        let rows = self
+            .client
+            .query(
+                include_str!("../../sql/catalog/queries/active_suspensions.sql"),
+                &[],
+            )
+            .await
+            .context("reading the suspensions from the catalog")?;
+        Ok(rows
+            .iter()
+            .map(|row| ActiveSuspension {
+                customer: row.get(0),
+                environment: row.get(1),
+                database: row.get(2),
+                cluster: row.get(3),
+                suspended_at: row.get(4),
+            })
+            .collect())
     }
 
     /// Record what suspend found, unless a suspension is active already (whose record

@@ -25,7 +25,7 @@ mod step_roles;
 
 pub use clusters::{pin_identity, PinnedCluster};
 pub use databases::{CatalogDatabase, ManagedDatabase};
-pub use lifecycle::{NewSuspension, Retirement, Suspension};
+pub use lifecycle::{ActiveSuspension, NewSuspension, Retirement, Suspension};
 pub use recreates::RecordedBackup;
 pub use step_roles::LeftoverStepRole;
 

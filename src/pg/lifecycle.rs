@@ -368,3 +368,97 @@ pub async fn role_definition(client: &Client, role: &str) -> Result<String> {
     }
     Ok(sql)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn props(acl: Option<Vec<AclItem>>) -> DbProps {
+        DbProps {
+            name: "calm_owl_0042".into(),
+            owner: "calm_owl_0042".into(),
+            encoding: "UTF8".into(),
+            collate: "C.UTF-8".into(),
+            ctype: "C.UTF-8".into(),
+            locale_provider: "libc".into(),
+            provider_locale: None,
+            icu_rules: None,
+            tablespace: "pg_default".into(),
+            connection_limit: -1,
+            allow_connections: true,
+            acl,
+            acl_text: None,
+            effective_acl: String::new(),
+            comment: None,
+            settings: vec![],
+            role_settings: vec![],
+        }
+    }
+
+    fn item(grantee: Option<&str>, privileges: &[&str], grantable: &[&str]) -> AclItem {
+        AclItem {
+            grantee: grantee.map(str::to_string),
+            grantor: "calm_owl_0042".into(),
+            privileges: privileges.iter().map(|p| p.to_string()).collect(),
+            grantable: grantable.iter().map(|p| p.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn every_connect_holder_but_odoo_db_loses_it_and_odoo_db_gets_it() {
+        let acl = vec![
+            item(None, &["CONNECT"], &[]),
+            item(
+                Some("calm_owl_0042"),
+                &["CREATE", "TEMPORARY", "CONNECT"],
+                &[],
+            ),
+            // WITH GRANT OPTION: listed among the grantable privileges only.
+            item(Some("reporting"), &["TEMPORARY"], &["CONNECT"]),
+            item(Some("other"), &["TEMPORARY"], &[]),
+        ];
+        let props = props(Some(acl));
+        let holders: Vec<String> = connect_holders(&props, "odoo_db_admin")
+            .iter()
+            .map(grantee_name)
+            .collect();
+        assert_eq!(holders, ["PUBLIC", "calm_owl_0042", "reporting"]);
+        assert_eq!(
+            suspend_acl_statements(&props, "odoo_db_admin"),
+            [
+                r#"REVOKE CONNECT ON DATABASE "calm_owl_0042" FROM PUBLIC CASCADE"#,
+                r#"REVOKE CONNECT ON DATABASE "calm_owl_0042" FROM "calm_owl_0042" CASCADE"#,
+                r#"REVOKE CONNECT ON DATABASE "calm_owl_0042" FROM "reporting" CASCADE"#,
+                r#"GRANT CONNECT ON DATABASE "calm_owl_0042" TO "odoo_db_admin""#,
+            ]
+        );
+    }
+
+    #[test]
+    fn a_null_acl_is_the_default_one_and_a_second_suspend_changes_nothing() {
+        let default = props(None);
+        let holders: Vec<String> = connect_holders(&default, "odoo_db_admin")
+            .iter()
+            .map(grantee_name)
+            .collect();
+        assert_eq!(holders, ["PUBLIC", "calm_owl_0042"]);
+        let suspended = props(Some(vec![
+            item(None, &["TEMPORARY"], &[]),
+            item(Some("odoo_db_admin"), &["CONNECT"], &[]),
+        ]));
+        assert!(suspend_acl_statements(&suspended, "odoo_db_admin").is_empty());
+    }
+
+    #[test]
+    fn grants_by_another_grantor_are_refused() {
+        let mut foreign = item(Some("analyst"), &["CONNECT"], &[]);
+        foreign.grantor = "reporting".into();
+        let error = refuse_foreign_grantors(&props(Some(vec![foreign]))).unwrap_err();
+        assert_eq!(error.class(), crate::error::Class::Refused);
+        assert!(
+            error.to_string().contains("analyst (granted by reporting)"),
+            "{error}"
+        );
+        refuse_foreign_grantors(&props(None)).unwrap();
+    }
+}

@@ -19,6 +19,8 @@ use tempfile::TempDir;
 
 use crate::util::{self, connect_tcp, initialized, odoo_db, shared, OdooDb};
 
+mod faults;
+
 /// Grace of the tests' config: short enough to wait for, long enough to be refused
 /// right after a suspend.
 const GRACE_SECS: u64 = 3;
@@ -362,6 +364,35 @@ fn suspend_then_resume_puts_back_exactly_what_was_there() {
     let list = c.odoo(&["list"]).run();
     list.success();
     assert!(list.stdout.contains("suspended since"), "{}", list.stdout);
+
+    // Someone undoes part of the suspend: the audit says so (WARNING).
+    let audit_finding = || {
+        let audit = c.odoo(&["audit", "--format", "json"]).run();
+        let report: serde_json::Value =
+            serde_json::from_str(&audit.stdout).unwrap_or_else(|e| panic!("{e}: {}", audit.stdout));
+        report["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|check| {
+                check["check"] == "suspension"
+                    && check["message"].as_str().unwrap_or("").contains(&c.base)
+            })
+            .cloned()
+    };
+    assert!(
+        audit_finding().is_none(),
+        "a suspension in place is no finding"
+    );
+    primary()
+        .psql_superuser(&format!("ALTER ROLE {} LOGIN", c.base))
+        .unwrap();
+    let finding = audit_finding().expect("a suspended role that can log in is reported");
+    assert_eq!(finding["status"], "WARNING", "{finding}");
+    assert!(
+        finding["message"].as_str().unwrap().contains("can log in"),
+        "{finding}"
+    );
 
     // resume: exactly what was there, and the same password logs in.
     c.cmd("resume", &[]).run().success();

@@ -1,0 +1,62 @@
+//! retire killed between its steps (a panic at a failpoint, exit 101: no line of the
+//! job's own cleanup runs past it) and run again: it converges, never dumps a second
+//! time once the archive is recorded, and the archive stays intact (its SHA-256 the
+//! recorded one, and it restores with every row).
+//!
+//! A child module of `lifecycle` (its helpers: provision, populate, assert_retired, …).
+
+use std::time::Duration;
+
+use super::{archive_files, assert_retired, populate, provision, recorded_archives, GRACE_SECS};
+
+/// Suspend, wait out the grace, kill retire at `failpoint`, check what is left, rerun.
+fn kill_then_finish(tag: &str, failpoint: &str) {
+    let c = provision(tag);
+    populate(&c);
+    c.cmd("suspend", &["--yes"]).run().success();
+    std::thread::sleep(Duration::from_secs(GRACE_SECS + 1));
+    let run = c
+        .cmd("retire", &["--yes"])
+        .env("FAILPOINTS", format!("{failpoint}=panic"))
+        .run();
+    assert_eq!(run.code, 101, "{failpoint} stops the run:\n{}", run.stderr);
+    // The production archive was written and recorded before the failpoint.
+    let recorded = recorded_archives(&c);
+    assert!(
+        recorded.first().is_some_and(|(path, _)| !path.is_empty()),
+        "{failpoint}: the archive is recorded: {recorded:?}"
+    );
+    let dumps_before = archive_files(&c)
+        .iter()
+        .filter(|f| f.to_string_lossy().ends_with(".dump"))
+        .count();
+    assert_eq!(dumps_before, 1, "{failpoint}: one archive so far");
+    // `list` still shows the customer, not retired.
+    let list = c.odoo(&["list"]).run();
+    list.success();
+    assert!(list.stdout.contains(&c.base), "{}", list.stdout);
+
+    let again = c.cmd("retire", &["--yes"]).run();
+    again.success();
+    assert_retired(&c);
+    assert_eq!(
+        recorded_archives(&c)[0],
+        recorded[0],
+        "{failpoint}: the production archive was not made again"
+    );
+}
+
+#[test]
+fn retire_killed_after_the_archive_is_finished_by_a_rerun() {
+    kill_then_finish("karch", "retire-after-archive");
+}
+
+#[test]
+fn retire_killed_after_the_drop_of_the_database_is_finished_by_a_rerun() {
+    kill_then_finish("kdrop", "retire-after-drop-database");
+}
+
+#[test]
+fn retire_killed_after_the_drop_of_the_role_is_finished_by_a_rerun() {
+    kill_then_finish("krole", "retire-after-drop-role");
+}
