@@ -73,6 +73,12 @@ pub async fn targets(
             ClusterKind::Integration => names::integration_name(base),
         };
         let env = kind.as_str();
+        if let Some(run) = catalog.unfinished_run(&name).await? {
+            return Err(Error::refused(format!(
+                "{name} has an unfinished {} (step {}, started by {}): run `odoo-db {} {name}` to finish it first; nothing was changed",
+                run.kind, run.step, run.actor, run.kind
+            )));
+        }
         match catalog.database_state(env, &name).await?.as_deref() {
             None => {
                 return Err(Error::refused(format!(
@@ -85,12 +91,6 @@ pub async fn targets(
                     "{name} ({env}) is {state}, not ready: finish that job first (odoo-db list shows it); nothing was changed"
                 )))
             }
-        }
-        if let Some(run) = catalog.unfinished_run(&name).await? {
-            return Err(Error::refused(format!(
-                "{name} has an unfinished {} (step {}, started by {}): run `odoo-db {} {name}` to finish it first; nothing was changed",
-                run.kind, run.step, run.actor, run.kind
-            )));
         }
         let client = servers.connect_primary(cluster).await?;
         catalog.verify_identity(cluster, &client).await?;

@@ -494,12 +494,15 @@ fn mode_of(path: &Path) -> u32 {
     std::fs::metadata(path).unwrap().permissions().mode() & 0o7777
 }
 
-/// `log_statement` on both servers (ALTER SYSTEM, reloaded).
-fn log_statement(value: &str) {
+/// `log_statement = all` on both servers (ALTER SYSTEM, reloaded), or back to the
+/// harness's own setting (`None`: RESET).
+fn log_statement(value: Option<&str>) {
     for server in [primary(), integration()] {
-        server
-            .psql_superuser(&format!("ALTER SYSTEM SET log_statement = '{value}'"))
-            .unwrap();
+        let statement = match value {
+            Some(value) => format!("ALTER SYSTEM SET log_statement = '{value}'"),
+            None => "ALTER SYSTEM RESET log_statement".to_string(),
+        };
+        server.psql_superuser(&statement).unwrap();
         server.psql_superuser("SELECT pg_reload_conf()").unwrap();
     }
 }
@@ -516,7 +519,7 @@ fn rotate_writes_the_file_first_then_only_the_new_password_logs_in() {
         .block_on(connect_tcp(primary(), &c.base, &old_prod, &c.base))
         .unwrap();
     let own_session = rt.block_on(util::admin_in(primary(), &c.base));
-    log_statement("all");
+    log_statement(Some("all"));
 
     let home = private_dir();
     let dir = home.path().join("rotated");
@@ -524,7 +527,7 @@ fn rotate_writes_the_file_first_then_only_the_new_password_logs_in() {
         .cmd("rotate", &["--end-sessions", "--secrets-dir"])
         .arg(&dir)
         .run();
-    log_statement("none");
+    log_statement(None);
     run.success();
     assert_eq!(
         mode_of(&dir),
@@ -556,6 +559,15 @@ fn rotate_writes_the_file_first_then_only_the_new_password_logs_in() {
             );
         }
     }
+    // The log does hold the statement, with the verifier only.
+    let log = std::fs::read_to_string(primary().log_path()).unwrap();
+    assert!(
+        log.lines().any(|line| line.contains(&format!(
+            "ALTER ROLE \"{}\" PASSWORD 'SCRAM-SHA-256$",
+            c.base
+        ))),
+        "the primary's log shows the ALTER ROLE with a verifier"
+    );
     assert!(run.stdout.contains("production.env"), "{}", run.stdout);
     assert_ne!(new_prod, old_prod);
     // The old password fails, the new one logs in (SCRAM).

@@ -60,3 +60,37 @@ fn retire_killed_after_the_drop_of_the_database_is_finished_by_a_rerun() {
 fn retire_killed_after_the_drop_of_the_role_is_finished_by_a_rerun() {
     kill_then_finish("krole", "retire-after-drop-role");
 }
+
+#[test]
+fn retire_refuses_a_customer_whose_integration_database_has_an_unfinished_run() {
+    let c = provision("kunf");
+    c.cmd("suspend", &["--yes"]).run().success();
+    std::thread::sleep(Duration::from_secs(GRACE_SECS + 1));
+    // A recreate killed after its backup: an unfinished run of the integration name.
+    let backups = super::private_dir();
+    let run = c
+        .odoo(&["recreate", &c.integration(), "--yes", "--backup-dir"])
+        .arg(backups.path())
+        .env("FAILPOINTS", "recreate-after-backup=panic")
+        .run();
+    assert_eq!(run.code, 101, "{}", run.stderr);
+    super::assert_refused(
+        &c,
+        c.cmd("retire", &["--yes"]),
+        Some(&c.archives()),
+        "unfinished recreate",
+    );
+    // Finished, the retire goes through.
+    c.odoo(&["recreate", &c.integration(), "--yes", "--backup-dir"])
+        .arg(backups.path())
+        .run()
+        .success();
+    c.cmd("retire", &["--yes"]).run().success();
+    assert_eq!(
+        archive_files(&c)
+            .iter()
+            .filter(|f| f.to_string_lossy().ends_with(".dump"))
+            .count(),
+        2
+    );
+}
