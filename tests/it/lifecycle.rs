@@ -875,6 +875,12 @@ fn retire_after_the_grace_archives_drops_and_leaves_tombstones() {
         Some(&archives),
         "not suspended",
     );
+    assert_refused(
+        &c,
+        c.odoo(&["retire", "--customer", "nobody-here-at-all", "--yes"]),
+        Some(&archives),
+        "unknown customer",
+    );
     c.cmd("suspend", &["--yes"]).run().success();
     // Within the grace period: the refusal says when it becomes possible.
     assert_refused(

@@ -94,3 +94,76 @@ fn retire_refuses_a_customer_whose_integration_database_has_an_unfinished_run() 
         2
     );
 }
+
+#[test]
+fn retire_sigkilled_while_it_writes_the_archive_is_finished_by_a_rerun() {
+    let c = provision("ksig");
+    // Enough rows that the dump takes a moment to write.
+    super::runtime().block_on(async {
+        let client = crate::util::connect_tcp(
+            super::primary(),
+            &c.base,
+            &super::password(c.secrets.path(), "production"),
+            &c.base,
+        )
+        .await
+        .unwrap();
+        client
+            .batch_execute(
+                "CREATE TABLE orders AS SELECT i, md5(i::text) || md5((i + 1)::text) AS label
+                   FROM generate_series(1, 400000) AS i",
+            )
+            .await
+            .unwrap();
+    });
+    c.cmd("suspend", &["--yes"]).run().success();
+    std::thread::sleep(Duration::from_secs(GRACE_SECS + 1));
+    let mut child = c.cmd("retire", &["--yes"]).spawn();
+    let partial = || {
+        archive_files(&c)
+            .iter()
+            .any(|f| f.to_string_lossy().ends_with(".partial"))
+    };
+    crate::util::wait_until(
+        Duration::from_secs(60),
+        "the archive is being written",
+        || partial() || child.try_wait().unwrap().is_some(),
+    );
+    child.kill().unwrap(); // SIGKILL, on odoo-db's own pid
+    let status = child.wait().unwrap();
+    assert!(
+        std::os::unix::process::ExitStatusExt::signal(&status) == Some(9),
+        "the kill landed while the archive was written ({status})"
+    );
+    // Nothing dropped.
+    assert_eq!(
+        super::one(
+            super::primary(),
+            "postgres",
+            &format!(
+                "SELECT count(*) FROM pg_database WHERE datname = '{}'",
+                c.base
+            )
+        )
+        .as_deref(),
+        Some("1")
+    );
+    let again = c.cmd("retire", &["--yes"]).run();
+    again.success();
+    assert!(
+        !partial(),
+        "the partial archive is gone: {:?}",
+        archive_files(&c)
+    );
+    let dumps = archive_files(&c)
+        .into_iter()
+        .filter(|f| f.to_string_lossy().ends_with(".dump"))
+        .count();
+    assert_eq!(dumps, 2, "{:?}", archive_files(&c));
+    let (path, sha) = &recorded_archives(&c)[0];
+    assert_eq!(&super::sha256_of(std::path::Path::new(path)), sha);
+    assert_eq!(
+        super::restored_rows(super::primary(), std::path::Path::new(path)),
+        400_000
+    );
+}
