@@ -77,7 +77,7 @@ pub async fn run(config: &Config, args: &RotateArgs) -> Result<String> {
 
     // Step 3.
     if args.dry_run {
-        return Ok(describe(&plans, true));
+        return Ok(describe(&plans));
     }
 
     // Step 4.
@@ -169,7 +169,7 @@ async fn plan_environment(
     })
 }
 
-fn describe(plans: &[Plan], dry_run: bool) -> String {
+fn describe(plans: &[Plan]) -> String {
     let mut text = String::new();
     for plan in plans {
         let what = match plan.action {
@@ -182,8 +182,7 @@ fn describe(plans: &[Plan], dry_run: bool) -> String {
         };
         writeln!(
             text,
-            "{}{}: {} on cluster {}: {what} ({})",
-            if dry_run { "dry run: " } else { "" },
+            "dry run: {}: {} on cluster {}: {what} ({})",
             plan.target.env(),
             plan.target.name,
             plan.target.cluster,
