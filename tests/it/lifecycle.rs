@@ -87,6 +87,44 @@ impl Customer {
     }
 }
 
+impl Customer {
+    /// Run odoo-db with its own config on a pseudo-terminal (util-linux `script`),
+    /// typing `input`; the exit code and everything shown on the terminal.
+    fn on_a_tty(&self, args: &[&str], input: &str) -> (i32, String) {
+        use std::io::Write;
+        use std::process::{Command, Stdio};
+        let config = self.config();
+        let command = [env!("CARGO_BIN_EXE_odoo-db"), "--config"]
+            .into_iter()
+            .chain(std::iter::once(config.to_str().unwrap()))
+            .chain(args.iter().copied())
+            .map(|word| format!("'{}'", word.replace('\'', r"'\''")))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let mut child = Command::new("script")
+            .args(["-q", "-e", "-c", &command, "/dev/null"])
+            .env("PGPASSFILE", shared().pgpass_path())
+            .env_remove("ODOO_DB_CONFIG")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("running `script` (util-linux) to get a TTY");
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    }
+}
+
 fn provision(tag: &str) -> Customer {
     static COUNTER: AtomicU32 = AtomicU32::new(0);
     initialized();
@@ -912,9 +950,16 @@ fn retire_after_the_grace_archives_drops_and_leaves_tombstones() {
     dry.success();
     assert!(archive_files(&c).is_empty(), "a dry run writes nothing");
 
-    let run = c.cmd("retire", &["--yes"]).run();
-    run.success();
-    assert!(run.stdout.contains("retired"), "{}", run.stdout);
+    // On a TTY the customer's name is typed: a wrong answer changes nothing.
+    let before = everything(&c, Some(&archives));
+    let retire = ["retire", "--customer", c.customer.as_str()];
+    let (code, shown) = c.on_a_tty(&retire, &format!("{}\n", c.base));
+    assert_eq!(code, 2, "{shown}");
+    assert!(shown.contains("Type the customer name"), "{shown}");
+    assert_eq!(before, everything(&c, Some(&archives)));
+    let (code, shown) = c.on_a_tty(&retire, &format!("{}\n", c.customer));
+    assert_eq!(code, 0, "{shown}");
+    assert!(shown.contains("retired"), "{shown}");
     assert_retired(&c);
 
     // list shows the state, list --all the tombstones with their archives.
