@@ -298,8 +298,7 @@ async fn set_password(plan: &Plan, password: &Secret, end_sessions: bool) -> Res
     let rows = target
         .client
         .query_typed(
-            "SELECT pid FROM pg_catalog.pg_stat_activity
-              WHERE usename = $1 AND backend_start < clock_timestamp() AND pid <> pg_backend_pid()",
+            include_str!("../../sql/lifecycle/sessions_before_now.sql"),
             &[(&name.as_str(), Type::TEXT)],
         )
         .await

@@ -203,13 +203,7 @@ pub fn suspend_acl_statements(props: &DbProps, agent: &str) -> Vec<String> {
 
 /// SQL that lists the client sessions on `$1` (database) or of `$2` (role) but this
 /// one; superusers' sessions are reported apart (odoo-db may not end them).
-const SESSIONS_SQL: &str =
-    "SELECT a.pid, coalesce(a.usename::text, ''), coalesce(a.datname::text, ''),
-        coalesce(a.application_name, ''), coalesce(r.rolsuper, false)
-   FROM pg_catalog.pg_stat_activity a
-   LEFT JOIN pg_catalog.pg_roles r ON r.oid = a.usesysid
-  WHERE (a.datname = $1 OR a.usename = $2) AND a.pid <> pg_backend_pid()
-    AND a.backend_type = 'client backend'";
+const SESSIONS_SQL: &str = include_str!("../../sql/lifecycle/sessions.sql");
 
 /// A client session as messages show it.
 #[derive(Debug, Clone)]
@@ -307,18 +301,7 @@ pub async fn terminate(client: &Client, pids: &[i32]) -> Result<()> {
 /// privileges on objects in other databases, shared objects, policies), per
 /// `pg_shdepend`: odoo-db cannot connect to other customers' databases, so this is
 /// how it knows that dropping the role would fail or orphan something.
-const ELSEWHERE_SQL: &str = "SELECT coalesce(d.datname::text, '(shared object)') || ': ' || count(*) || ' ' ||
-        CASE s.deptype WHEN 'o' THEN 'owned' WHEN 'a' THEN 'privilege(s)' WHEN 'r' THEN 'policy reference(s)'
-                       WHEN 'i' THEN 'initial privilege(s)' ELSE s.deptype::text END
-   FROM pg_catalog.pg_shdepend s
-   JOIN pg_catalog.pg_roles r ON r.oid = s.refobjid AND s.refclassid = 'pg_catalog.pg_authid'::regclass
-   LEFT JOIN pg_catalog.pg_database d ON d.oid = s.dbid
-  WHERE r.rolname = $1
-    AND s.dbid IS DISTINCT FROM (SELECT oid FROM pg_catalog.pg_database WHERE datname = $2)
-    AND NOT (s.dbid = 0 AND s.classid = 'pg_catalog.pg_database'::regclass
-             AND s.objid = (SELECT oid FROM pg_catalog.pg_database WHERE datname = $2))
-  GROUP BY d.datname, s.deptype
-  ORDER BY 1";
+const ELSEWHERE_SQL: &str = include_str!("../../sql/lifecycle/role_elsewhere.sql");
 
 /// Objects of `role` outside its database `database` (see [`ELSEWHERE_SQL`]).
 pub async fn role_elsewhere(client: &Client, role: &str, database: &str) -> Result<Vec<String>> {
