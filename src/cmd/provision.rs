@@ -25,6 +25,7 @@ use crate::config::{ClusterKind, Config};
 use crate::error::{Context, Error, Result};
 use crate::names;
 use crate::pg::customer_names::{connect_all, refuse_customer_in_existing_names, Sessions};
+use crate::pg::lifecycle;
 use crate::pg::membership::act_as_owner;
 use crate::pg::quote::{quote_ident, quote_literal};
 use crate::secrets::{self, EnvSecrets};
@@ -241,7 +242,7 @@ async fn choose_name(
     let base_name = match &args.name {
         Some(name) => {
             names::validate_name_for_customers(name, customer_refs.iter().copied())?;
-            refuse_tombstone(catalog, name).await?;
+            lifecycle::refuse_tombstone(catalog, name).await?;
             for candidate in [name.clone(), names::integration_name(name)] {
                 if taken.contains(&candidate) {
                     return Err(Error::refused(format!(
@@ -257,27 +258,6 @@ async fn choose_name(
         })?,
     };
     Ok((base_name, true))
-}
-
-/// A name a retired customer held (or its integration twin) is never given again.
-async fn refuse_tombstone(catalog: &Catalog, name: &str) -> Result<()> {
-    let twin = names::integration_name(name);
-    if let Some(tombstone) = catalog
-        .tombstones()
-        .await?
-        .into_iter()
-        .find(|t| t.name == name || t.name == twin)
-    {
-        return Err(Error::refused(format!(
-            "name {name:?} refused: {} was the {} of customer {:?}, retired on {}, and a retired name is never given again; \
-             choose another --name or let odoo-db generate one",
-            tombstone.name,
-            tombstone.kind,
-            tombstone.customer,
-            tombstone.retired_at.format("%Y-%m-%d")
-        )));
-    }
-    Ok(())
 }
 
 /// Record a new customer's name; the unique constraint settles a race between two

@@ -56,6 +56,29 @@ pub async fn customer_base_name(catalog: &Catalog, customer: &str) -> Result<Str
     Ok(base)
 }
 
+/// Refuse (nothing changed) a base name that a retired customer held, or whose
+/// integration twin one held: retired names are never given again (provision's
+/// `--name`, adopt).
+pub async fn refuse_tombstone(catalog: &Catalog, name: &str) -> Result<()> {
+    let twin = names::integration_name(name);
+    if let Some(tombstone) = catalog
+        .tombstones()
+        .await?
+        .into_iter()
+        .find(|t| t.name == name || t.name == twin)
+    {
+        return Err(Error::refused(format!(
+            "name {name:?} refused: {} was the {} of customer {:?}, retired on {}, and a retired name is never given again; \
+             choose another name",
+            tombstone.name,
+            tombstone.kind,
+            tombstone.customer,
+            tombstone.retired_at.format("%Y-%m-%d")
+        )));
+    }
+    Ok(())
+}
+
 /// The customer's environments among `kinds`, each checked against the catalog (a
 /// ready database, no unfinished recreate/restore/refresh run) and against the
 /// cluster's pinned identity; refused before any change otherwise.

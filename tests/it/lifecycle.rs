@@ -1004,6 +1004,34 @@ fn retire_after_the_grace_archives_drops_and_leaves_tombstones() {
             run.stderr
         );
     }
+    // Nor adopted, when someone makes them again by hand.
+    primary()
+        .psql_superuser(&format!("CREATE ROLE {0} LOGIN", c.base))
+        .unwrap();
+    primary()
+        .psql_superuser(&format!("CREATE DATABASE {0} OWNER {0}", c.base))
+        .unwrap();
+    let adopt = odoo_db()
+        .args([
+            "adopt",
+            "--customer",
+            &util::unique("adopter"),
+            "--name",
+            &c.base,
+        ])
+        .run();
+    adopt.expect_code(2);
+    assert!(
+        adopt.stderr.contains("never given again"),
+        "{}",
+        adopt.stderr
+    );
+    primary()
+        .psql_superuser(&format!("DROP DATABASE {0}", c.base))
+        .unwrap();
+    primary()
+        .psql_superuser(&format!("DROP ROLE {0}", c.base))
+        .unwrap();
     // The retired customer's own name no longer restricts new names.
     let token_name = format!("{}_shop", c.customer);
     odoo_db()
