@@ -60,6 +60,14 @@ pub enum Command {
     Audit(AuditArgs),
     /// Databases in the catalog, with environment, state and size
     List(ListArgs),
+    /// New DB_PASSWORD for a customer's role(s), written to a secrets file first
+    Rotate(RotateArgs),
+    /// No login, no CONNECT, sessions ended (reversible with resume)
+    Suspend(SuspendArgs),
+    /// Undo suspend exactly
+    Resume(ResumeArgs),
+    /// Final verified archives, then drop a suspended customer's databases and roles
+    Retire(RetireArgs),
     /// Local throwaway primary + streaming standby + integration server
     Sandbox(SandboxArgs),
     /// The tour: sandbox up, init, provision, recreate, health
@@ -85,6 +93,18 @@ pub enum EnvSelection {
     Production,
     Integration,
     All,
+}
+
+impl EnvSelection {
+    /// The environments selected, production first.
+    pub fn kinds(self) -> Vec<crate::config::ClusterKind> {
+        use crate::config::ClusterKind;
+        match self {
+            EnvSelection::Production => vec![ClusterKind::Production],
+            EnvSelection::Integration => vec![ClusterKind::Integration],
+            EnvSelection::All => vec![ClusterKind::Production, ClusterKind::Integration],
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -200,6 +220,65 @@ pub enum ListFormat {
 pub struct ListArgs {
     #[arg(long, value_enum, default_value_t = ListFormat::Table)]
     pub format: ListFormat,
+    /// Also show the tombstones of retired customers, with their archives
+    #[arg(long)]
+    pub all: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RotateArgs {
+    #[arg(long)]
+    pub customer: String,
+    /// Directory receiving <env>.env (mode 0600) with the new DB_PASSWORD
+    #[arg(long, value_name = "DIR")]
+    pub secrets_dir: PathBuf,
+    #[arg(long, value_enum, default_value_t = EnvSelection::All)]
+    pub env: EnvSelection,
+    /// End the role's sessions that logged in before the change
+    #[arg(long)]
+    pub end_sessions: bool,
+    /// Write the secrets file only; `--apply` sets the password at deploy time
+    #[arg(long, conflicts_with = "apply")]
+    pub prepare: bool,
+    /// Set the password a `--prepare` wrote into the same directory
+    #[arg(long)]
+    pub apply: bool,
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SuspendArgs {
+    #[arg(long)]
+    pub customer: String,
+    #[arg(long, value_enum, default_value_t = EnvSelection::All)]
+    pub env: EnvSelection,
+    /// Confirm without a prompt (required without a TTY when production is selected)
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ResumeArgs {
+    #[arg(long)]
+    pub customer: String,
+    #[arg(long, value_enum, default_value_t = EnvSelection::All)]
+    pub env: EnvSelection,
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RetireArgs {
+    #[arg(long)]
+    pub customer: String,
+    /// Confirm without a prompt (required without a TTY)
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Args)]

@@ -32,6 +32,8 @@ pub struct Config {
     pub recreate: RecreateConfig,
     #[serde(default)]
     pub health: HealthConfig,
+    #[serde(default)]
+    pub lifecycle: LifecycleConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -155,6 +157,33 @@ impl Default for RecreateConfig {
             backup_dir: default_backup_dir(),
             keep_backups: default_keep_backups(),
             compression: default_compression(),
+        }
+    }
+}
+
+/// `[lifecycle]`: how long a customer stays suspended before `retire` may drop it, and
+/// where the final archives go (never pruned by odoo-db).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LifecycleConfig {
+    #[serde(default = "default_grace", with = "serde_duration")]
+    pub grace: Duration,
+    #[serde(default = "default_archive_dir")]
+    pub archive_dir: PathBuf,
+}
+
+fn default_grace() -> Duration {
+    Duration::from_secs(7 * 24 * 3600)
+}
+fn default_archive_dir() -> PathBuf {
+    PathBuf::from("/var/backups/odoo-db/retired")
+}
+
+impl Default for LifecycleConfig {
+    fn default() -> Self {
+        LifecycleConfig {
+            grace: default_grace(),
+            archive_dir: default_archive_dir(),
         }
     }
 }
@@ -592,6 +621,23 @@ lag_warn = ["16MB", "30s"]
         assert_eq!(standbys[1].name, "db3");
         assert_eq!(standbys[1].application_name.as_deref(), Some("db3"));
         assert_eq!(config.recreate.keep_backups, 3);
+        assert_eq!(config.lifecycle.grace, Duration::from_secs(7 * 86_400));
+        assert_eq!(
+            config.lifecycle.archive_dir,
+            PathBuf::from("/var/backups/odoo-db/retired")
+        );
+    }
+
+    #[test]
+    fn lifecycle_section_takes_a_grace_and_an_archive_dir() {
+        let text =
+            format!("{GOOD}\n[lifecycle]\ngrace = \"36h\"\narchive_dir = \"/srv/archives\"\n");
+        let config = parse(&text).unwrap();
+        assert_eq!(config.lifecycle.grace, Duration::from_secs(36 * 3600));
+        assert_eq!(config.lifecycle.archive_dir, PathBuf::from("/srv/archives"));
+        let text = format!("{GOOD}\n[lifecycle]\ngrace = \"a week\"\n");
+        let message = parse(&text).unwrap_err().to_string();
+        assert!(message.contains("grace"), "{message}");
     }
 
     #[test]

@@ -33,7 +33,8 @@ use clap::CommandFactory;
 use crate::cli::{Cli, Command};
 use crate::cmd::recreate::{self, restore};
 use crate::cmd::sandbox::{self, demo};
-use crate::cmd::{adopt, audit, init, list, provision};
+use crate::cmd::suspend::{self, resume};
+use crate::cmd::{adopt, audit, init, list, provision, retire, rotate};
 use crate::error::Result;
 
 /// Run one parsed command; `Ok(code)` is the process exit code (0 for most commands,
@@ -61,6 +62,10 @@ pub async fn run(cli: Cli) -> Result<u8> {
         Command::List(args) => print(list::run(&load_config()?, &args).await?),
         Command::Recreate(args) => print(recreate::run(&load_config()?, &args).await?),
         Command::Restore(args) => print(restore::run(&load_config()?, &args).await?),
+        Command::Rotate(args) => print(rotate::run(&load_config()?, &args).await?),
+        Command::Suspend(args) => print(suspend::run(&load_config()?, &args).await?),
+        Command::Resume(args) => print(resume::run(&load_config()?, &args).await?),
+        Command::Retire(args) => print(retire::run(&load_config()?, &args).await?),
         Command::Sandbox(args) => {
             let dir = match &args.dir {
                 Some(dir) => dir.clone(),

@@ -257,6 +257,13 @@ pub fn base_of_integration(name: &str) -> Option<&str> {
         .filter(|base| !base.is_empty())
 }
 
+/// Whether a base name is unavailable given `taken` (every database and role on the
+/// clusters, the catalog's names and the tombstones of retired customers): the name
+/// itself or its integration twin is in it.
+pub fn is_taken(candidate: &str, taken: &std::collections::HashSet<String>) -> bool {
+    taken.contains(candidate) || taken.contains(&integration_name(candidate))
+}
+
 /// Draw a fresh `adjective_noun_NNNN` name with `rng` (production passes
 /// `rand::rngs::OsRng`): redrawn until it passes [`validate_base_name`] (no catalog
 /// name can be drawn, hence the empty one), contains no token of any of `customers`,
@@ -652,6 +659,39 @@ mod tests {
         assert!((0..20_000)
             .map(|_| generate(&mut rng, &[], |_| false).unwrap())
             .any(|name| name.contains("pinguin")));
+    }
+
+    #[test]
+    fn generation_never_draws_a_tombstone() {
+        // The first 200 names this seed draws are retired: half as base names, half
+        // only through their integration twin.
+        let mut rng = StdRng::seed_from_u64(14);
+        let first: Vec<String> = (0..200)
+            .map(|_| generate(&mut rng, &[], |_| false).unwrap())
+            .collect();
+        let tombstones: HashSet<String> = first
+            .iter()
+            .enumerate()
+            .map(|(i, name)| {
+                if i % 2 == 0 {
+                    name.clone()
+                } else {
+                    integration_name(name)
+                }
+            })
+            .collect();
+        let mut rng = StdRng::seed_from_u64(14);
+        for _ in 0..200 {
+            let name =
+                generate(&mut rng, &[], |candidate| is_taken(candidate, &tombstones)).unwrap();
+            assert!(!first.contains(&name), "{name} is a tombstone");
+            assert!(!is_taken(&name, &tombstones));
+        }
+        assert!(is_taken(&first[0], &tombstones));
+        assert!(
+            is_taken(&first[1], &tombstones),
+            "through its integration twin"
+        );
     }
 
     #[test]

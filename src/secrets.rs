@@ -249,18 +249,25 @@ pub fn write_new(dir: &Path, env: &str, secrets: &EnvSecrets) -> Result<PathBuf>
             )));
         }
     }
-    let shown = path.display();
     let content = format!(
         "export {DB_PASSWORD_KEY}={}\nexport {ADMIN_PASSWD_KEY}={}\n",
         secrets.db_password.expose(),
         secrets.admin_passwd.expose()
     );
-    match safefs::write_new(&path, content.as_bytes(), 0o600) {
+    create_exclusive(dir, &path, &content)?;
+    Ok(path)
+}
+
+/// `content` into the new file `path` (0600, `O_EXCL`, fsynced with its directory);
+/// an existing file is refused, never overwritten.
+fn create_exclusive(dir: &Path, path: &Path, content: &str) -> Result<()> {
+    let shown = path.display();
+    match safefs::write_new(path, content.as_bytes(), 0o600) {
         Ok(()) => {}
         Err(WriteNewError::Create(e)) if e.kind() == ErrorKind::AlreadyExists => {
             return Err(Error::refused(format!(
                 "secrets file {shown} already exists and odoo-db never overwrites a secrets file: \
-                 it may hold the passwords of an existing role; if this provision was \
+                 it may hold the passwords of an existing role; if this job was \
                  interrupted, run the same command again (the file is read back), otherwise \
                  move the file somewhere safe or pass another --secrets-dir"
             )))
@@ -283,7 +290,7 @@ pub fn write_new(dir: &Path, env: &str, secrets: &EnvSecrets) -> Result<PathBuf>
             )))
         }
     }
-    Ok(path)
+    Ok(())
 }
 
 /// Read `DIR/<env>.env` back: `None` when it does not exist. A file that group or
@@ -293,6 +300,65 @@ pub fn write_new(dir: &Path, env: &str, secrets: &EnvSecrets) -> Result<PathBuf>
 /// `export KEY=value` lines, comments and blank lines are allowed). Messages never
 /// quote the file's content.
 pub fn read_existing(dir: &Path, env: &str) -> Result<Option<EnvSecrets>> {
+    let Some((path, content)) = read_checked(dir, env)? else {
+        return Ok(None);
+    };
+    parse(&content)
+        .map(Some)
+        .map_err(|problem| malformed(&path, &problem))
+}
+
+/// The refusal of a secrets file that does not hold what odoo-db wrote.
+fn malformed(path: &Path, problem: &str) -> Error {
+    Error::refused(format!(
+        "secrets file {} is malformed: {problem}; it must hold the lines \
+         `export {DB_PASSWORD_KEY}=…` (and, as provision writes it, `export {ADMIN_PASSWD_KEY}=…`) \
+         of letters and digits as odoo-db wrote it: restore it from where you keep secrets, or if the \
+         passwords are lost, set new ones for the role and rewrite the file",
+        path.display()
+    ))
+}
+
+/// Create `DIR/<env>.env` for a rotation: the new `DB_PASSWORD` only, and a comment
+/// saying that ADMIN_PASSWD (Odoo's master password, no database credential) is not
+/// rotated. Same rules as [`write_new`]: 0600, `O_EXCL`, file and directory fsynced
+/// before this returns; an existing file is refused.
+pub fn write_new_db_password(dir: &Path, env: &str, password: &Secret) -> Result<PathBuf> {
+    let path = env_file(dir, env)?;
+    safefs::check_private_dir(dir, WHAT)?;
+    if !is_password_text(password.expose()) {
+        return Err(Error::refused(format!(
+            "{DB_PASSWORD_KEY} refused: a password in a secrets file must be non-empty ASCII \
+             letters and digits"
+        )));
+    }
+    let content = format!(
+        "# odoo-db rotate: the new {DB_PASSWORD_KEY} of this environment's role.\n\
+         # {ADMIN_PASSWD_KEY} (Odoo's master password, not a database credential) is not \
+         rotated: keep the one the stack has.\n\
+         export {DB_PASSWORD_KEY}={}\n",
+        password.expose()
+    );
+    create_exclusive(dir, &path, &content)?;
+    Ok(path)
+}
+
+/// Read back the `DB_PASSWORD` of `DIR/<env>.env` (a rotation's file, or a
+/// provision's): `None` when the file does not exist; the same checks as
+/// [`read_existing`].
+pub fn read_db_password(dir: &Path, env: &str) -> Result<Option<Secret>> {
+    let Some((path, content)) = read_checked(dir, env)? else {
+        return Ok(None);
+    };
+    match parse_fields(&content) {
+        Ok((Some(password), _)) => Ok(Some(password)),
+        Ok((None, _)) => Err(malformed(&path, &format!("{DB_PASSWORD_KEY} is missing"))),
+        Err(problem) => Err(malformed(&path, &problem)),
+    }
+}
+
+/// `DIR/<env>.env` read after the checks of [`read_existing`]; `None` when missing.
+fn read_checked(dir: &Path, env: &str) -> Result<Option<(PathBuf, String)>> {
     let path = env_file(dir, env)?;
     let shown = path.display();
     let file = match OpenOptions::new()
@@ -349,19 +415,24 @@ pub fn read_existing(dir: &Path, env: &str) -> Result<Option<EnvSecrets>> {
              is; move it away or pass another --secrets-dir"
         )));
     }
-    parse(&content).map(Some).map_err(|problem| {
-        Error::refused(format!(
-            "secrets file {shown} is malformed: {problem}; it must hold the lines \
-                 `export {DB_PASSWORD_KEY}=…` and `export {ADMIN_PASSWD_KEY}=…` (letters and \
-                 digits) as odoo-db wrote it: restore it from where you keep secrets, or if the \
-                 passwords are lost, set new ones for the role and rewrite the file"
-        ))
-    })
+    Ok(Some((path, content)))
 }
 
 /// The two passwords of an env file; the error says what is wrong without quoting
 /// any content.
 fn parse(content: &str) -> std::result::Result<EnvSecrets, String> {
+    match parse_fields(content)? {
+        (Some(db_password), Some(admin_passwd)) => Ok(EnvSecrets {
+            db_password,
+            admin_passwd,
+        }),
+        (None, _) => Err(format!("{DB_PASSWORD_KEY} is missing")),
+        (_, None) => Err(format!("{ADMIN_PASSWD_KEY} is missing")),
+    }
+}
+
+/// `DB_PASSWORD` and `ADMIN_PASSWD` of an env file, each if present.
+fn parse_fields(content: &str) -> std::result::Result<(Option<Secret>, Option<Secret>), String> {
     let mut db_password = None;
     let mut admin_passwd = None;
     for (index, line) in content.lines().enumerate() {
@@ -395,14 +466,7 @@ fn parse(content: &str) -> std::result::Result<EnvSecrets, String> {
         }
         *slot = Some(Secret::new(value));
     }
-    match (db_password, admin_passwd) {
-        (Some(db_password), Some(admin_passwd)) => Ok(EnvSecrets {
-            db_password,
-            admin_passwd,
-        }),
-        (None, _) => Err(format!("{DB_PASSWORD_KEY} is missing")),
-        (_, None) => Err(format!("{ADMIN_PASSWD_KEY} is missing")),
-    }
+    Ok((db_password, admin_passwd))
 }
 
 #[cfg(test)]

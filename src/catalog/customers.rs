@@ -5,12 +5,13 @@ use super::Catalog;
 use crate::error::Result;
 
 impl Catalog {
-    /// Names of every customer in the catalog.
+    /// Names of every customer in the catalog but the retired ones (a retired
+    /// customer's name no longer restricts new names).
     pub async fn customers(&self) -> Result<Vec<String>> {
         let rows = self
             .client
             .query(
-                "SELECT customer FROM catalog.customers ORDER BY customer",
+                "SELECT customer FROM catalog.customers WHERE retired_at IS NULL ORDER BY customer",
                 &[],
             )
             .await?;
@@ -53,12 +54,14 @@ impl Catalog {
         Ok(())
     }
 
-    /// Every name the catalog holds: customers' base names and databases' names.
+    /// Every name the catalog holds: customers' base names, databases' names and the
+    /// tombstones of retired customers.
     pub async fn names_in_use(&self) -> Result<Vec<String>> {
         let rows = self
             .client
             .query(
-                "SELECT base_name FROM catalog.customers UNION SELECT name FROM catalog.databases",
+                "SELECT base_name FROM catalog.customers UNION SELECT name FROM catalog.databases
+                 UNION SELECT name FROM catalog.tombstones",
                 &[],
             )
             .await?;

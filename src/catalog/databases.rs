@@ -49,7 +49,7 @@ impl Catalog {
         let rows = self
             .client
             .query_typed(
-                "SELECT environment, cluster, state, owner FROM catalog.databases WHERE name = $1",
+                "SELECT environment, cluster, state, owner FROM catalog.databases WHERE name = $1 AND retired_at IS NULL",
                 &[(&name, Type::TEXT)],
             )
             .await
@@ -142,7 +142,7 @@ impl Catalog {
         let rows = self
             .client
             .query(
-                "SELECT name, environment, customer, cluster, state, owner FROM catalog.databases ORDER BY name",
+                "SELECT name, environment, customer, cluster, state, owner FROM catalog.databases WHERE retired_at IS NULL ORDER BY name",
                 &[],
             )
             .await?;

@@ -19,11 +19,13 @@ mod clusters;
 mod customers;
 mod databases;
 mod events;
+mod lifecycle;
 mod recreates;
 mod step_roles;
 
 pub use clusters::{pin_identity, PinnedCluster};
 pub use databases::{CatalogDatabase, ManagedDatabase};
+pub use lifecycle::{ActiveSuspension, NewSuspension, Retirement, Suspension};
 pub use recreates::RecordedBackup;
 pub use step_roles::LeftoverStepRole;
 
@@ -41,6 +43,7 @@ const MIGRATIONS: &[(i32, &str)] = &[
     (2, include_str!("../../sql/catalog/0002_recreates.sql")),
     (3, include_str!("../../sql/catalog/0003_backups.sql")),
     (4, include_str!("../../sql/catalog/0004_step_roles.sql")),
+    (6, include_str!("../../sql/catalog/0006_lifecycle.sql")),
 ];
 
 /// The newest schema version this binary knows.

@@ -68,6 +68,7 @@ async fn check_customer_name(
         customers.push(args.customer.clone());
     }
     names::validate_name_for_customers(&args.name, customers.iter().map(String::as_str))?;
+    crate::pg::lifecycle::refuse_tombstone(catalog, &args.name).await?;
     let recorded = recorded_name(catalog, &args.customer).await?;
     if let Some(existing) = &recorded {
         if existing != &args.name {

@@ -37,6 +37,24 @@ pub struct Entry {
     pub size_bytes: Option<i64>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// When suspend took the customer's access away (resume gives it back).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub suspended_since: Option<DateTime<Utc>>,
+    /// When retire dropped it (its archive: `list --all`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retired_at: Option<DateTime<Utc>>,
+}
+
+/// A name a retired customer held, never given again (`list --all`).
+#[derive(Debug, Serialize)]
+pub struct TombstoneEntry {
+    pub name: String,
+    pub kind: String,
+    pub customer: String,
+    pub environment: String,
+    pub cluster: String,
+    pub archive: Option<String>,
+    pub retired_at: DateTime<Utc>,
 }
 
 pub async fn run(config: &Config, args: &ListArgs) -> Result<String> {
@@ -58,8 +76,11 @@ pub async fn run(config: &Config, args: &ListArgs) -> Result<String> {
             size_bytes: None,
             created_at: row.created_at,
             updated_at: row.updated_at,
+            suspended_since: None,
+            retired_at: None,
         })
         .collect();
+    apply_lifecycle_states(&catalog, &mut entries).await?;
 
     let sizes = cluster_sizes(&servers).await;
     for entry in &mut entries {
@@ -69,12 +90,87 @@ pub async fn run(config: &Config, args: &ListArgs) -> Result<String> {
             entry.size_bytes = size;
         }
     }
-    Ok(match args.format {
-        ListFormat::Json => {
+    let tombstones = if args.all {
+        Some(tombstone_entries(&catalog).await?)
+    } else {
+        None
+    };
+    Ok(match (args.format, tombstones) {
+        (ListFormat::Json, None) => {
             serde_json::to_string_pretty(&entries).expect("entries serialize") + "\n"
         }
-        ListFormat::Table => table(&entries),
+        (ListFormat::Json, Some(tombstones)) => {
+            serde_json::to_string_pretty(
+                &serde_json::json!({ "databases": entries, "tombstones": tombstones }),
+            )
+            .expect("entries serialize")
+                + "\n"
+        }
+        (ListFormat::Table, None) => table(&entries),
+        (ListFormat::Table, Some(tombstones)) => {
+            table(&entries) + "\n" + &tombstone_table(&tombstones)
+        }
     })
+}
+
+/// The lifecycle's states over the catalog's: `suspended since …` and `retired`.
+async fn apply_lifecycle_states(catalog: &Catalog, entries: &mut [Entry]) -> Result<()> {
+    let states = catalog.lifecycle_states().await?;
+    for entry in entries.iter_mut() {
+        let Some(state) = states
+            .iter()
+            .find(|s| s.name == entry.name && s.environment == entry.environment)
+        else {
+            continue;
+        };
+        entry.suspended_since = state.suspended_at;
+        entry.retired_at = state.retired_at;
+        if state.retired_at.is_some() {
+            entry.state = "retired".to_string();
+        } else if let Some(since) = state.suspended_at {
+            entry.state = format!("suspended since {}", since.format("%Y-%m-%d %H:%M UTC"));
+        }
+    }
+    Ok(())
+}
+
+async fn tombstone_entries(catalog: &Catalog) -> Result<Vec<TombstoneEntry>> {
+    Ok(catalog
+        .tombstones()
+        .await?
+        .into_iter()
+        .map(|t| TombstoneEntry {
+            name: t.name,
+            kind: t.kind,
+            customer: t.customer,
+            environment: t.environment,
+            cluster: t.cluster,
+            archive: t.archive_path,
+            retired_at: t.retired_at,
+        })
+        .collect())
+}
+
+fn tombstone_table(tombstones: &[TombstoneEntry]) -> String {
+    let mut text = String::from("TOMBSTONES (retired names, never given again)\n");
+    if tombstones.is_empty() {
+        text.push_str("(none)\n");
+    }
+    for t in tombstones {
+        writeln!(
+            text,
+            "{} {}  {}  {}  {}  retired {}  archive {}",
+            t.kind,
+            t.name,
+            t.customer,
+            t.environment,
+            t.cluster,
+            t.retired_at.format("%Y-%m-%d %H:%M"),
+            t.archive.as_deref().unwrap_or("-")
+        )
+        .ok();
+    }
+    text
 }
 
 /// Database sizes per cluster; None for a cluster that could not be asked (warned).

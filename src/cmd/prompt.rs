@@ -1,6 +1,7 @@
 //! The few lines of dialogue a destructive command has with its operator: the plan
 //! printed before the question, and the question itself (the database's name typed on
-//! a TTY, or `--yes`). Recreate and restore ask the same way, so they ask through here.
+//! a TTY, or `--yes`). Recreate and restore ask the same way, so they ask through here;
+//! suspend and retire ask for the customer's name the same way.
 
 use std::io::{IsTerminal, Write};
 
@@ -16,16 +17,29 @@ pub(crate) fn say(text: &str) {
 
 /// The name typed on a TTY, or `--yes`; anything else changes nothing.
 pub(crate) async fn confirm(name: &str, yes: bool, what: &str) -> Result<()> {
+    confirm_typed(name, "database", yes, what).await
+}
+
+/// `expected`, the name of the `label` ("database", "customer"), typed on a TTY, or
+/// `--yes`; anything else changes nothing.
+pub(crate) async fn confirm_typed(
+    expected: &str,
+    label: &str,
+    yes: bool,
+    what: &str,
+) -> Result<()> {
     if yes {
         return Ok(());
     }
     if !std::io::stdin().is_terminal() {
         return Err(Error::refused(format!(
-            "{name}: confirmation needed and there is no TTY to ask on (stdin is not a terminal): \
+            "{expected}: confirmation needed and there is no TTY to ask on (stdin is not a terminal): \
              pass --yes to {what} it; nothing was changed"
         )));
     }
-    crate::print_error(&format!("Type the database name ({name}) to {what} it: "));
+    crate::print_error(&format!(
+        "Type the {label} name ({expected}) to {what} it: "
+    ));
     let answer = tokio::task::spawn_blocking(|| {
         let mut line = String::new();
         std::io::stdin().read_line(&mut line).map(|_| line)
@@ -33,9 +47,9 @@ pub(crate) async fn confirm(name: &str, yes: bool, what: &str) -> Result<()> {
     .await
     .map_err(|error| Error::failed(format!("reading the confirmation: {error}")))??;
     let answer = answer.trim_end_matches(['\n', '\r']);
-    if answer != name {
+    if answer != expected {
         return Err(Error::refused(format!(
-            "{name}: the answer {answer:?} is not the database's name, so it was not confirmed; nothing was changed"
+            "{expected}: the answer {answer:?} is not the {label}'s name, so it was not confirmed; nothing was changed"
         )));
     }
     Ok(())

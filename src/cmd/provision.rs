@@ -25,6 +25,7 @@ use crate::config::{ClusterKind, Config};
 use crate::error::{Context, Error, Result};
 use crate::names;
 use crate::pg::customer_names::{connect_all, refuse_customer_in_existing_names, Sessions};
+use crate::pg::lifecycle;
 use crate::pg::membership::act_as_owner;
 use crate::pg::quote::{quote_ident, quote_literal};
 use crate::secrets::{self, EnvSecrets};
@@ -210,6 +211,14 @@ async fn choose_name(
     catalog: &Catalog,
     args: &ProvisionArgs,
 ) -> Result<(String, bool)> {
+    if let Some(at) = catalog.customer_retired_at(&args.customer).await? {
+        return Err(Error::refused(format!(
+            "customer {:?} was retired on {}: its names are tombstones and its record stays as it was; \
+             a returning customer is provisioned under a new customer name",
+            args.customer,
+            at.format("%Y-%m-%d %H:%M UTC")
+        )));
+    }
     let existing = catalog.customer_base_name(&args.customer).await?;
     if let Some(base_name) = existing {
         if let Some(requested) = &args.name {
@@ -233,6 +242,7 @@ async fn choose_name(
     let base_name = match &args.name {
         Some(name) => {
             names::validate_name_for_customers(name, customer_refs.iter().copied())?;
+            lifecycle::refuse_tombstone(catalog, name).await?;
             for candidate in [name.clone(), names::integration_name(name)] {
                 if taken.contains(&candidate) {
                     return Err(Error::refused(format!(
@@ -242,8 +252,9 @@ async fn choose_name(
             }
             name.clone()
         }
+        // `taken` holds the catalog's tombstones too: a retired name is never drawn.
         None => names::generate(&mut rand::rngs::OsRng, &customer_refs, |candidate| {
-            taken.contains(candidate) || taken.contains(&names::integration_name(candidate))
+            names::is_taken(candidate, &taken)
         })?,
     };
     Ok((base_name, true))

@@ -279,7 +279,7 @@ fn group_acl(rows: Vec<AclRow>) -> Vec<AclItem> {
 
 /// The ACL a database has while `datacl` is NULL: PUBLIC may connect and create
 /// temporary tables, the owner may do everything.
-fn default_acl(owner: &str) -> Vec<AclItem> {
+pub fn default_acl(owner: &str) -> Vec<AclItem> {
     vec![
         AclItem {
             grantee: None,
@@ -296,7 +296,7 @@ fn default_acl(owner: &str) -> Vec<AclItem> {
     ]
 }
 
-fn grantee_sql(grantee: &Option<String>) -> String {
+pub fn grantee_sql(grantee: &Option<String>) -> String {
     match grantee {
         None => "PUBLIC".to_string(),
         Some(role) => quote_ident(role),

@@ -13,6 +13,7 @@ mod demo;
 mod harness;
 mod health;
 mod health_beyond;
+mod lifecycle;
 mod packaging;
 mod provision;
 mod recreate;

@@ -990,3 +990,90 @@ fn systemd_credentials_and_runtime_directory_are_used() {
         },
     );
 }
+
+#[test]
+fn lifecycle_commands_through_the_bastion() {
+    let harness = util::initialized();
+    let route = Route::good();
+    let archives = route._tmp.path().join("archives");
+    let config = route.write(&format!(
+        "{}\n[lifecycle]\ngrace = \"1s\"\narchive_dir = {}\n",
+        route.apply(&harness.config_toml(), None),
+        toml::Value::String(archives.to_string_lossy().into_owned())
+    ));
+    let customer = unique("lifecycle-bastion");
+    let secrets = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(secrets.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    let provisioned = odoo_db()
+        .args(["provision", "--customer", &customer, "--secrets-dir"])
+        .arg(secrets.path())
+        .run();
+    provisioned.success();
+    let name = provisioned
+        .stdout
+        .lines()
+        .find_map(|line| line.strip_prefix("export DB_NAME="))
+        .expect("the provisioned name")
+        .to_string();
+    let through = |args: &[&str]| {
+        route
+            .odoo_db(harness, &config)
+            .args(&args[..1])
+            .args(["--customer", &customer])
+            .args(&args[1..])
+    };
+    let can_login = || {
+        harness
+            .primary
+            .psql_superuser(&format!(
+                "SELECT rolcanlogin FROM pg_roles WHERE rolname = '{name}'"
+            ))
+            .unwrap()
+    };
+
+    // rotate: the file, then the new password on the role (pg_authid changes).
+    let verifier = || {
+        harness
+            .primary
+            .psql_superuser(&format!(
+                "SELECT rolpassword FROM pg_authid WHERE rolname = '{name}'"
+            ))
+            .unwrap()
+    };
+    let before = verifier();
+    let rotated = secrets.path().join("rotated");
+    through(&["rotate", "--env", "production", "--secrets-dir"])
+        .arg(&rotated)
+        .run()
+        .success();
+    assert!(rotated.join("production.env").exists());
+    assert_ne!(before, verifier(), "the role has a new password");
+
+    // suspend and resume.
+    through(&["suspend", "--yes"]).run().success();
+    assert_eq!(can_login(), "f");
+    through(&["resume"]).run().success();
+    assert_eq!(can_login(), "t");
+
+    // retire: pg_dump and its read-back go through the forward too.
+    through(&["suspend", "--yes"]).run().success();
+    std::thread::sleep(Duration::from_secs(2));
+    let retired = through(&["retire", "--yes"]).run();
+    retired.success();
+    assert_eq!(
+        harness
+            .primary
+            .psql_superuser(&format!(
+                "SELECT count(*) FROM pg_database WHERE datname = '{name}'"
+            ))
+            .unwrap(),
+        "0"
+    );
+    let dumps = std::fs::read_dir(&archives)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".dump"))
+        .count();
+    assert_eq!(dumps, 2, "{}", retired.stdout);
+    route.assert_clean();
+}

@@ -46,6 +46,11 @@ pub fn shared() -> &'static Harness {
     &shared_state().harness
 }
 
+/// The shared harness's config file (for tests that write a variant of it).
+pub fn shared_config() -> &'static Path {
+    &shared_state().config
+}
+
 /// A harness of its own, for tests that stop, kill or reconfigure servers;
 /// stopped and removed when dropped.
 pub fn fresh(options: HarnessOptions) -> Harness {
