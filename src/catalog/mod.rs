@@ -20,11 +20,13 @@ mod customers;
 mod databases;
 mod events;
 mod recreates;
+mod refreshes;
 mod step_roles;
 
 pub use clusters::{pin_identity, PinnedCluster};
 pub use databases::{CatalogDatabase, ManagedDatabase};
 pub use recreates::RecordedBackup;
+pub use refreshes::RefreshRecord;
 pub use step_roles::LeftoverStepRole;
 
 use tokio_postgres::Client;
@@ -41,6 +43,7 @@ const MIGRATIONS: &[(i32, &str)] = &[
     (2, include_str!("../../sql/catalog/0002_recreates.sql")),
     (3, include_str!("../../sql/catalog/0003_backups.sql")),
     (4, include_str!("../../sql/catalog/0004_step_roles.sql")),
+    (5, include_str!("../../sql/catalog/0005_refreshes.sql")),
 ];
 
 /// The newest schema version this binary knows.

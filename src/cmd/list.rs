@@ -37,6 +37,18 @@ pub struct Entry {
     pub size_bytes: Option<i64>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// The latest finished refresh of an integration database; absent when none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refreshed: Option<Refreshed>,
+}
+
+/// A refresh as `list` shows it: when, from where, neutralized or not.
+#[derive(Debug, Serialize)]
+pub struct Refreshed {
+    pub at: DateTime<Utc>,
+    pub source: Option<String>,
+    pub server: Option<String>,
+    pub neutralized: bool,
 }
 
 pub async fn run(config: &Config, args: &ListArgs) -> Result<String> {
@@ -58,8 +70,10 @@ pub async fn run(config: &Config, args: &ListArgs) -> Result<String> {
             size_bytes: None,
             created_at: row.created_at,
             updated_at: row.updated_at,
+            refreshed: None,
         })
         .collect();
+    add_refreshes(&catalog, &mut entries).await?;
 
     let sizes = cluster_sizes(&servers).await;
     for entry in &mut entries {
@@ -75,6 +89,26 @@ pub async fn run(config: &Config, args: &ListArgs) -> Result<String> {
         }
         ListFormat::Table => table(&entries),
     })
+}
+
+/// The latest refresh of each integration database, from the catalog.
+async fn add_refreshes(catalog: &Catalog, entries: &mut [Entry]) -> Result<()> {
+    let refreshes = catalog.finished_refreshes().await?;
+    for entry in entries
+        .iter_mut()
+        .filter(|e| e.environment == "integration")
+    {
+        entry.refreshed = refreshes
+            .iter()
+            .find(|r| r.database == entry.name)
+            .map(|r| Refreshed {
+                at: r.finished_at,
+                source: r.source_database.clone(),
+                server: r.source_server.clone(),
+                neutralized: r.neutralized,
+            });
+    }
+    Ok(())
 }
 
 /// Database sizes per cluster; None for a cluster that could not be asked (warned).
@@ -155,6 +189,24 @@ fn table(entries: &[Entry]) -> String {
     line(&headers);
     for row in &rows {
         line(&row.iter().map(String::as_str).collect::<Vec<_>>());
+    }
+    for entry in entries {
+        if let Some(refreshed) = &entry.refreshed {
+            writeln!(
+                text,
+                "{} refreshed {} from {} ({}), {}",
+                entry.name,
+                refreshed.at.format("%Y-%m-%d %H:%M"),
+                refreshed.source.as_deref().unwrap_or("?"),
+                refreshed.server.as_deref().unwrap_or("?"),
+                if refreshed.neutralized {
+                    "neutralized"
+                } else {
+                    "NOT neutralized"
+                }
+            )
+            .ok();
+        }
     }
     if entries.is_empty() {
         text.push_str("(the catalog manages no database yet: odoo-db provision --customer NAME)\n");

@@ -653,29 +653,41 @@ pub fn restore_session_options(server_major: u32) -> Vec<&'static str> {
     switches
 }
 
+/// How a restore goes in: a backup of the database itself (one transaction, with its
+/// ACL), or a copy of another database (production's, for a refresh: in parallel,
+/// without its ACL, publications or subscriptions).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RestoreMode {
+    /// `--single-transaction`: a failure leaves the database empty.
+    OneTransaction,
+    /// `--jobs N --no-acl --no-publications --no-subscriptions`: not one transaction,
+    /// so the caller records its completion.
+    CopyInParallel(u32),
+}
+
 /// Restore an archive into the (new, empty) database that `login` points at, logged in
 /// as `login`'s role (a throwaway member of `owner`, see [`crate::pg::steprole`]: the
 /// customer's code that the restore runs, in CHECK constraints, generated columns,
 /// index expressions or triggers, gets nothing more than the customer has) and acting
 /// as `owner` (`--role`), so every object is created by and belongs to the customer's
-/// role, whatever role made the dump. One transaction, so a failure leaves the
-/// database empty, not half full. The session overrides the settings that would stop
-/// it ([`restore_session_options`]).
+/// role, whatever role made the dump. The session overrides the settings that would
+/// stop it ([`restore_session_options`]).
 pub async fn restore(
     tools: &Tools,
     login: &ConnParams,
     path: &Path,
     owner: &str,
     server_major: u32,
+    mode: RestoreMode,
 ) -> Result<()> {
     let login =
         crate::pg::steprole::with_startup_options(login, &restore_session_options(server_major));
     if needs_script_detour(tools, server_major) {
-        return restore_through_psql(tools, &login, path, owner).await;
+        return restore_through_psql(tools, &login, path, owner, mode).await;
     }
     let mut command = libpq_command(tools, "pg_restore", Some(&login));
     command
-        .args(restore_command_args(owner))
+        .args(restore_command_args(owner, mode))
         .arg("--no-password")
         .arg("--dbname")
         .arg(login.libpq_conninfo())
@@ -683,14 +695,65 @@ pub async fn restore(
     run_tool(command, &format!("pg_restore of {}", path.display())).await
 }
 
-/// pg_restore's switches for a restore as `owner` in one transaction.
-fn restore_command_args(owner: &str) -> Vec<String> {
-    vec![
+/// pg_restore's switches for a restore as `owner`.
+fn restore_command_args(owner: &str, mode: RestoreMode) -> Vec<String> {
+    let mut args = vec![
         "--no-owner".to_string(),
         format!("--role={owner}"),
         "--exit-on-error".to_string(),
-        "--single-transaction".to_string(),
-    ]
+    ];
+    match mode {
+        RestoreMode::OneTransaction => args.push("--single-transaction".to_string()),
+        RestoreMode::CopyInParallel(jobs) => args.extend([
+            format!("--jobs={jobs}"),
+            "--no-acl".to_string(),
+            "--no-publications".to_string(),
+            "--no-subscriptions".to_string(),
+        ]),
+    }
+    args
+}
+
+/// Dump database `params` points at (production's, for a refresh) into the directory
+/// `dir` (which must not exist: pg_dump creates it 0700, its files 0600) with `jobs`
+/// parallel workers on one synchronized snapshot (also on a standby), leaving out
+/// publications and subscriptions. Returns the bytes written.
+pub async fn dump_directory(
+    tools: &Tools,
+    params: &ConnParams,
+    dir: &Path,
+    jobs: u32,
+    server_major: u32,
+) -> Result<u64> {
+    let params = &params.with_startup_options(&restore_session_options(server_major));
+    let mut pg_dump = libpq_command(tools, "pg_dump", Some(params));
+    pg_dump
+        .arg("--format=directory")
+        .arg(format!("--jobs={jobs}"))
+        .arg("--compress=1")
+        .arg(format!("--lock-wait-timeout={LOCK_WAIT_TIMEOUT}"))
+        .arg("--no-publications")
+        .arg("--no-subscriptions")
+        .arg("--no-password")
+        .arg("--file")
+        .arg(dir)
+        .arg("--dbname")
+        .arg(params.libpq_conninfo());
+    run_tool(pg_dump, &format!("pg_dump into {}", dir.display())).await?;
+    Ok(directory_bytes(dir))
+}
+
+/// The bytes of the files directly in `dir` (a directory-format dump).
+pub fn directory_bytes(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter_map(|entry| entry.metadata().ok())
+                .map(|metadata| metadata.len())
+                .sum()
+        })
+        .unwrap_or(0)
 }
 
 /// pg_restore writes the script, odoo-db drops the one preamble line the older server
@@ -701,14 +764,17 @@ async fn restore_through_psql(
     login: &ConnParams,
     path: &Path,
     owner: &str,
+    mode: RestoreMode,
 ) -> Result<()> {
     let mut script = libpq_command(tools, "pg_restore", None);
     script
         .arg("--file=-")
         .arg("--no-owner")
-        .arg(format!("--role={owner}"))
-        .arg(path)
-        .stdout(Stdio::piped());
+        .arg(format!("--role={owner}"));
+    if mode != RestoreMode::OneTransaction {
+        script.args(["--no-acl", "--no-publications", "--no-subscriptions"]);
+    }
+    script.arg(path).stdout(Stdio::piped());
     let mut psql = libpq_command(tools, "psql", Some(login));
     psql.args([
         "--no-psqlrc",

@@ -15,6 +15,7 @@ mod health;
 mod packaging;
 mod provision;
 mod recreate;
+mod refresh;
 mod restore_safety;
 mod ssh;
 mod util;

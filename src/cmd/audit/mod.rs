@@ -8,6 +8,8 @@
 //! manage are listed for information. Same formats and exit codes as `health`, so the
 //! same monitoring can run it.
 
+mod neutralization;
+
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 use std::io::{IsTerminal, Write};
@@ -157,6 +159,7 @@ pub async fn run(config: &Config, args: &AuditArgs) -> Result<u8> {
         reports.push(cluster);
         checks.extend(cluster_checks);
     }
+    checks.extend(neutralization::checks(&servers).await);
     let report = finish(reports, checks, customers.len(), started, started_at);
     print(&report, format)
 }
