@@ -8,6 +8,7 @@
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+use odoo_db::cmd::sandbox::ClientFiles;
 use pgsandbox::PgServer;
 use tempfile::TempDir;
 
@@ -611,4 +612,187 @@ async fn killed_after_the_restore_before_the_neutralization() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_after_the_neutralization_committed() {
     killed_at("refresh-after-neutralize", "kneutral").await;
+}
+
+/// The audit's neutralization checks that name `db`.
+fn audit_checks(db: &str) -> Vec<(String, String)> {
+    let run = odoo_db().args(["audit", "--format", "json"]).run();
+    let report: serde_json::Value =
+        serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("{e}: {}", run.stdout));
+    report["checks"]
+        .as_array()
+        .expect("checks")
+        .iter()
+        .filter(|check| check["check"] == "neutralization")
+        .filter(|check| check["message"].as_str().unwrap_or("").contains(db))
+        .map(|check| {
+            (
+                check["status"].as_str().unwrap().to_string(),
+                check["message"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_judges_the_copies_of_production() {
+    let c = provision("audit");
+    load_odoo(&c, 16, "").await;
+    c.refresh(&["--yes", "--no-backup"]).run().success();
+    assert_eq!(audit_checks(&c.name), []);
+    query(
+        integration(),
+        &c.name,
+        "UPDATE ir_cron SET active = true WHERE id = 2",
+    )
+    .await;
+    let checks = audit_checks(&c.name);
+    assert_eq!(checks.len(), 1, "{checks:?}");
+    assert_eq!(checks[0].0, "WARNING", "{checks:?}");
+    query(
+        integration(),
+        &c.name,
+        "UPDATE ir_config_parameter SET value = 'false' WHERE key = 'database.is_neutralized'",
+    )
+    .await;
+    let checks = audit_checks(&c.name);
+    assert_eq!(checks[0].0, "CRITICAL", "{checks:?}");
+    assert!(checks[0].1.contains("NOT neutralized"), "{checks:?}");
+
+    // A copy made by hand: its uuid is production's, the catalog knows no refresh.
+    let d = provision("handcopy");
+    load_odoo(&d, 16, "").await;
+    let sql = include_str!("../fixtures/odoo.sql").replace("{major}", "16");
+    query(
+        integration(),
+        &d.name,
+        &format!("SET ROLE {}; {sql}", d.name),
+    )
+    .await;
+    let checks = audit_checks(&d.name);
+    assert_eq!(checks.len(), 1, "{checks:?}");
+    assert_eq!(checks[0].0, "CRITICAL", "{checks:?}");
+    assert!(
+        checks[0].1.contains("equals its production twin's"),
+        "{checks:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dump_brings_no_event_trigger_and_no_publication() {
+    let c = provision("contents");
+    load_odoo(&c, 16, "").await;
+    query(
+        primary(),
+        &c.base,
+        &format!(
+            "SET ROLE {}; CREATE PUBLICATION leak FOR TABLE res_partner;",
+            c.base
+        ),
+    )
+    .await;
+    wait_for_standby(&c.base, "SELECT count(*) FROM pg_publication", "1").await;
+    let dry = c.refresh(&["--dry-run"]).run();
+    dry.success();
+    assert!(dry.stdout.contains("publication leak"), "{}", dry.stdout);
+    query(
+        primary(),
+        &c.base,
+        "CREATE FUNCTION public.noop() RETURNS event_trigger LANGUAGE plpgsql AS $$ BEGIN END $$;
+         CREATE EVENT TRIGGER watcher ON ddl_command_start EXECUTE FUNCTION public.noop();",
+    )
+    .await;
+    wait_for_standby(&c.base, "SELECT count(*) FROM pg_event_trigger", "1").await;
+    let before = state(integration(), Some(&c.name)).await;
+    assert_refused(&c.refresh(&["--yes"]).run(), "event trigger watcher");
+    assert_eq!(state(integration(), Some(&c.name)).await, before);
+    query(primary(), &c.base, "DROP EVENT TRIGGER watcher").await;
+    wait_for_standby(&c.base, "SELECT count(*) FROM pg_event_trigger", "0").await;
+    c.refresh(&["--yes", "--no-backup"]).run().success();
+    assert_eq!(
+        one(
+            integration(),
+            &c.name,
+            "SELECT count(*) FROM pg_publication"
+        )
+        .await,
+        "0"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_standby_or_a_failed_identity_pin_is_refused() {
+    let harness = util::fresh(pgsandbox::HarnessOptions::default());
+    let (config, pgpass) = harness.write_client_files().unwrap();
+    let mut toml = std::fs::read_to_string(&config).unwrap();
+    toml.push_str("\n[refresh]\nmax_source_lag = \"1s\"\n");
+    std::fs::write(&config, toml).unwrap();
+    let tool = || {
+        OdooDb::new()
+            .env("ODOO_DB_CONFIG", &config)
+            .env("PGPASSFILE", &pgpass)
+    };
+    tool().arg("init").run().success();
+    let secrets = tempfile::tempdir().unwrap();
+    let run = tool()
+        .args(["provision", "--customer", "stale-shop", "--secrets-dir"])
+        .arg(secrets.path())
+        .run();
+    run.success();
+    let base = run
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("export DB_NAME="))
+        .unwrap()
+        .to_string();
+    let name = format!("{base}_integration");
+    let primary = &harness.primary;
+    let standby = harness.standby.as_ref().unwrap();
+    let integration = harness.integration.as_ref().unwrap();
+    let spool = tempfile::tempdir().unwrap();
+    let refresh = |extra: &[&str]| {
+        tool()
+            .args(["refresh", &name, "--yes", "--no-backup", "--spool-dir"])
+            .arg(spool.path().join("spool"))
+            .args(extra)
+            .run()
+    };
+    let sql = include_str!("../fixtures/odoo.sql").replace("{major}", "16");
+    query(primary, &base, &format!("SET ROLE {base}; {sql}")).await;
+    let before = (
+        state(primary, Some(&base)).await,
+        state(integration, Some(&name)).await,
+    );
+
+    // Replay paused: the heartbeat never shows within 1 s.
+    standby
+        .psql_superuser("SELECT pg_wal_replay_pause()")
+        .unwrap();
+    assert_refused(&refresh(&[]), "too far behind");
+    assert_eq!(
+        (
+            state(primary, Some(&base)).await,
+            state(integration, Some(&name)).await
+        ),
+        before
+    );
+    standby
+        .psql_superuser("SELECT pg_wal_replay_resume()")
+        .unwrap();
+
+    // The production cluster's pin no longer matches its server.
+    query(
+        primary,
+        "odoo_db",
+        "UPDATE catalog.clusters SET system_identifier = 42 WHERE kind = 'production'",
+    )
+    .await;
+    assert_refused(&refresh(&["--source", "primary"]), "init pinned 42");
+    assert_eq!(
+        (
+            state(primary, Some(&base)).await,
+            state(integration, Some(&name)).await
+        ),
+        before
+    );
 }
