@@ -258,6 +258,7 @@ pub(crate) async fn apply(client: &mut Client, plan: &Plan) -> Result<()> {
             )
         })?;
     }
+    fail::fail_point!("refresh-in-neutralization");
     for table in &tables {
         transaction
             .batch_execute(&format!("ALTER TABLE {table} ENABLE TRIGGER USER"))

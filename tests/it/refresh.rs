@@ -796,3 +796,97 @@ async fn a_stale_standby_or_a_failed_identity_pin_is_refused() {
         before
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_inside_the_neutralization_transaction() {
+    killed_at("refresh-in-neutralization", "kintx").await;
+}
+
+/// SIGKILL of the odoo-db process itself once `application` (pg_dump or pg_restore)
+/// copies rows of `db` on `server` (a `COPY` there); then the window holds and the
+/// rerun converges.
+async fn sigkilled_during(application: &str, on_standby: bool, tag: &str) {
+    let c = provision(tag);
+    // Enough data (~40 MB) for the kill to land while the tool runs.
+    load_odoo(
+        &c,
+        16,
+        &format!(
+            "CREATE TABLE mail_message (id serial PRIMARY KEY, body text);
+             INSERT INTO mail_message (body) SELECT repeat(md5(g::text), 6) FROM generate_series(1, 150000) g;
+             ALTER TABLE mail_message OWNER TO {}",
+            c.base
+        ),
+    )
+    .await;
+    wait_for_standby(&c.base, "SELECT count(*) FROM mail_message", "150000").await;
+    mark_integration(&c).await;
+    let (server, db) = if on_standby {
+        (standby(), c.base.clone())
+    } else {
+        (integration(), c.name.clone())
+    };
+    // The backup's COPY … TO stdout in the integration database is not the restore.
+    let pattern = if on_standby {
+        "COPY % TO stdout%"
+    } else {
+        "COPY % FROM stdin%"
+    };
+    let watcher = server.superuser().await.unwrap();
+    let mut child = c
+        .refresh(&["--yes", "--jobs", "2"])
+        .timeout(Duration::from_secs(300))
+        .spawn();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let seen: i64 = watcher
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE query LIKE $1 AND datname = $2",
+                &[&pattern, &db],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if seen > 0 {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            break;
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("odoo-db ended ({status}) before {application} started");
+        }
+        assert!(Instant::now() < deadline, "{application} never started");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    if !on_standby {
+        assert!(
+            !integration_role_connects(&c).await,
+            "the integration role got into the un-neutralized copy"
+        );
+    }
+    c.refresh(&["--yes"]).run().success();
+    assert_neutralized(&c, 16).await;
+    assert_eq!(
+        one(integration(), &c.name, "SELECT count(*) FROM mail_message").await,
+        "150000"
+    );
+    assert!(integration_role_connects(&c).await);
+    odoo_db()
+        .args(["restore", &c.name, "--yes"])
+        .run()
+        .success();
+    assert_eq!(
+        one(integration(), &c.name, "SELECT i FROM before_refresh").await,
+        "42"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_during_the_dump() {
+    sigkilled_during("pg_dump", true, "sdump").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_during_the_restore() {
+    sigkilled_during("pg_restore", false, "srestore").await;
+}
