@@ -28,6 +28,7 @@ use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::error::{Context, Error, Result};
+use crate::output::progress::{Progress, Unit};
 use crate::units::format_bytes;
 use pgconn::ConnParams;
 
@@ -310,6 +311,7 @@ pub async fn dump(
     name: &str,
     compression: &str,
     server_major: u32,
+    expected_bytes: u64,
 ) -> Result<Backup> {
     let started = Instant::now();
     // The customer may have given its database `statement_timeout = 1ms`, a read-only
@@ -326,6 +328,8 @@ pub async fn dump(
     // O_EXCL | O_NOFOLLOW: never through a planted file or symlink.
     let file = safefs::create_new(&partial, 0o600)
         .with_context(|| format!("creating {}", partial.display()))?;
+    let mut progress = Progress::start(&format!("backup of {name}"), expected_bytes, Unit::Bytes);
+    progress.watch_size(partial.clone());
     let result = async {
         let mut pg_dump = libpq_command(tools, "pg_dump", Some(params));
         pg_dump
@@ -358,6 +362,7 @@ pub async fn dump(
         Ok::<_, Error>((bytes, hash))
     }
     .await;
+    progress.finish();
     match result {
         Ok((bytes, sha256)) => Ok(Backup {
             path: final_path,
@@ -685,14 +690,105 @@ pub async fn restore(
     if needs_script_detour(tools, server_major) {
         return restore_through_psql(tools, &login, path, owner, mode).await;
     }
+    let items = table_of_contents(tools, path)
+        .await
+        .map(|toc| {
+            toc.lines()
+                .filter(|l| !l.starts_with(';') && !l.trim().is_empty())
+                .count()
+        })
+        .unwrap_or(0);
     let mut command = libpq_command(tools, "pg_restore", Some(&login));
     command
         .args(restore_command_args(owner, mode))
+        .arg("--verbose")
         .arg("--no-password")
         .arg("--dbname")
         .arg(login.libpq_conninfo())
         .arg(path);
-    run_tool(command, &format!("pg_restore of {}", path.display())).await
+    let progress = Progress::start("restore", items as u64, Unit::Items);
+    let restored = run_counting_items(
+        command,
+        &format!("pg_restore of {}", path.display()),
+        progress.counter(),
+    )
+    .await;
+    progress.finish();
+    restored
+}
+
+/// Run pg_restore `--verbose`, counting the items it reports done into `done`; its
+/// other lines (errors, warnings) make the error message.
+async fn run_counting_items(
+    mut command: tokio::process::Command,
+    what: &str,
+    done: Arc<std::sync::atomic::AtomicU64>,
+) -> Result<()> {
+    use tokio::io::AsyncBufReadExt;
+    let mut child = command
+        .spawn()
+        .with_context(|| format!("starting {what}"))?;
+    let stderr = child.stderr.take().expect("piped");
+    let mut lines = tokio::io::BufReader::new(stderr).lines();
+    let mut kept = String::new();
+    while let Some(line) = lines
+        .next_line()
+        .await
+        .context("reading pg_restore's messages")?
+    {
+        if is_item_done(&line) {
+            done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        } else if !is_verbose_chatter(&line) {
+            kept.push_str(&line);
+            kept.push('\n');
+        }
+    }
+    let status = child
+        .wait()
+        .await
+        .with_context(|| format!("waiting for {what}"))?;
+    if status.success() {
+        return Ok(());
+    }
+    Err(Error::failed(format!(
+        "{what} failed ({status}): {}",
+        kept.trim()
+    )))
+}
+
+/// A `--verbose` line that says an item of the table of contents is done.
+fn is_item_done(line: &str) -> bool {
+    [
+        "pg_restore: creating ",
+        "pg_restore: processing data for table ",
+        "pg_restore: finished item ",
+    ]
+    .iter()
+    .any(|prefix| line.starts_with(prefix))
+}
+
+/// The rest of `--verbose`'s own lines (connecting, launching, …): not errors; anything
+/// else (errors, the TOC entry an error is about, warnings) is kept for the message.
+fn is_verbose_chatter(line: &str) -> bool {
+    const CHATTER: &[&str] = &[
+        "connecting",
+        "launching",
+        "executing",
+        "entering",
+        "processing item",
+        "processing missed item",
+        "setting owner",
+        "implied data-only",
+        "skipping",
+        "reducing dependencies",
+        "transferring dependency",
+        "finished main parallel loop",
+        "waiting for",
+        "disabling triggers",
+        "enabling triggers",
+    ];
+    line.strip_prefix("pg_restore: ")
+        .is_some_and(|rest| CHATTER.iter().any(|prefix| rest.starts_with(prefix)))
 }
 
 /// pg_restore's switches for a restore as `owner`.
@@ -724,6 +820,7 @@ pub async fn dump_directory(
     dir: &Path,
     jobs: u32,
     server_major: u32,
+    expected_bytes: u64,
 ) -> Result<u64> {
     let params = &params.with_startup_options(&restore_session_options(server_major));
     let mut pg_dump = libpq_command(tools, "pg_dump", Some(params));
@@ -739,7 +836,11 @@ pub async fn dump_directory(
         .arg(dir)
         .arg("--dbname")
         .arg(params.libpq_conninfo());
-    run_tool(pg_dump, &format!("pg_dump into {}", dir.display())).await?;
+    let mut progress = Progress::start("dump of production", expected_bytes, Unit::Bytes);
+    progress.watch_size(dir.to_path_buf());
+    let dumped = run_tool(pg_dump, &format!("pg_dump into {}", dir.display())).await;
+    progress.finish();
+    dumped?;
     Ok(directory_bytes(dir))
 }
 

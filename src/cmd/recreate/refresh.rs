@@ -534,8 +534,15 @@ impl Job {
         );
         let started = std::time::Instant::now();
         let jobs = self.refresh.as_ref().map_or(1, |w| w.jobs);
-        let bytes =
-            backup::dump_directory(tools, &source.params, spool, jobs, self.server_major()).await?;
+        let bytes = backup::dump_directory(
+            tools,
+            &source.params,
+            spool,
+            jobs,
+            self.server_major(),
+            source.size_bytes.max(0) as u64,
+        )
+        .await?;
         fail::fail_point!("refresh-after-dump");
         if self.step < Step::Blocking {
             self.advance(

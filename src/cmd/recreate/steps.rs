@@ -71,6 +71,7 @@ impl Job {
             &self.name,
             compression,
             self.server_major(),
+            self.database_size().await?,
         )
         .await?;
         let path_text = made.path.to_string_lossy().into_owned();
@@ -105,6 +106,20 @@ impl Job {
             self.catalog.mark_backups_pruned(&pruned).await?;
         }
         Ok(())
+    }
+
+    /// The database's size now (the backup's progress is measured against it).
+    async fn database_size(&self) -> Result<u64> {
+        let size: Option<i64> = self
+            .server
+            .query_typed_one(
+                "SELECT pg_catalog.pg_database_size(oid) FROM pg_catalog.pg_database WHERE datname = $1",
+                &[(&self.name, Type::TEXT)],
+            )
+            .await
+            .context("reading the database's size")?
+            .get(0);
+        Ok(size.unwrap_or(0).max(0) as u64)
     }
 
     /// Backups that unfinished runs recorded: retention never deletes them.
