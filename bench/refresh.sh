@@ -13,14 +13,17 @@
 # Target (issue 12): odoo-db <= 0.5 x the manual sequence. Everything runs as odoo-db's
 # least-privilege role over TCP, like odoo-db itself.
 #
-# usage: bench/refresh.sh [SIZE_MB (default 500)] [JOBS (default 2)]
+# usage: [ODOO_DB_BIN=PATH] bench/refresh.sh [SIZE_MB (default 500)] [JOBS (default 2)]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 SIZE_MB=${1:-500}
 JOBS=${2:-2}
-cargo build --release --quiet
-BIN=$PWD/target/release/odoo-db
+# ODOO_DB_BIN: a binary built beforehand (the tree may change while this runs).
+if [ -z "${ODOO_DB_BIN:-}" ]; then
+    cargo build --release --quiet
+fi
+BIN=${ODOO_DB_BIN:-$PWD/target/release/odoo-db}
 
 WORK=$(mktemp -d /tmp/odoo-db-bench-XXXXXX)
 chmod 711 "$WORK" # the servers run as the postgres OS user when we are root

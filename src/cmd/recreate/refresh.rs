@@ -96,7 +96,7 @@ pub async fn run(config: &Config, args: &RefreshArgs) -> Result<String> {
     drop(client);
     let props = inspection.props.clone();
     check_target(&job, args, &props, &inspection, &found).await?;
-    check_dirs(&job, args, &tools, &dirs, &inspection, &source)?;
+    check_dirs(&job, args, &dirs, &inspection, &source)?;
     say(&describe_plan(
         &job,
         args,
@@ -263,7 +263,6 @@ async fn check_target(
 fn check_dirs(
     job: &Job,
     args: &RefreshArgs,
-    tools: &Tools,
     dirs: &Dirs,
     inspection: &Inspection,
     source: &Source,
@@ -278,7 +277,6 @@ fn check_dirs(
     // A compressed dump is smaller than the database; the database's size is the bound.
     backup::check_space(spool_root, source.size_bytes.max(0) as u64)
         .map_err(|error| refusal(&job.name, format!("spool: {}", error.root_message())))?;
-    let _ = tools;
     Ok(())
 }
 

@@ -317,3 +317,18 @@ async fn heartbeat_lag(primary: &Client, standby: &Client, max: Duration) -> Res
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::conflict_verdict;
+
+    const GB: u64 = 1 << 30;
+
+    #[test]
+    fn the_plan_says_what_a_dump_does_to_the_standby() {
+        assert!(conflict_verdict(GB, 30_000, false).contains("likely be cancelled"));
+        assert!(conflict_verdict(GB / 1024, 30_000, false).contains("unlikely"));
+        assert!(conflict_verdict(GB, -1, false).contains("falls behind"));
+        assert!(conflict_verdict(GB, 30_000, true).contains("vacuum is held back"));
+    }
+}
