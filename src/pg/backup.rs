@@ -836,6 +836,14 @@ pub async fn dump_directory(
         .arg(dir)
         .arg("--dbname")
         .arg(params.libpq_conninfo());
+    // pg_dump creates the directory 0700 but its files with the umask's mode: 0600.
+    // SAFETY: umask is async-signal-safe and touches no memory of the parent.
+    unsafe {
+        pg_dump.pre_exec(|| {
+            libc::umask(0o077);
+            Ok(())
+        });
+    }
     let mut progress = Progress::start("dump of production", expected_bytes, Unit::Bytes);
     progress.watch_size(dir.to_path_buf());
     let dumped = run_tool(pg_dump, &format!("pg_dump into {}", dir.display())).await;

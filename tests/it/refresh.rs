@@ -568,7 +568,21 @@ async fn killed_at(point: &str, tag: &str) {
         .env("FAILPOINTS", format!("{point}=panic"))
         .run();
     assert_ne!(run.code, 0, "{point}: {}", run.stderr);
-    if point != "refresh-after-dump" {
+    if point == "refresh-after-dump" {
+        // The production dump waits for the rerun: 0700, its files 0600.
+        use std::os::unix::fs::PermissionsExt;
+        let spool = c
+            .spool
+            .path()
+            .join("spool")
+            .join(format!("{}.production", c.name));
+        let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(spool.parent().unwrap()), 0o700);
+        assert_eq!(mode(&spool), 0o700);
+        for entry in std::fs::read_dir(&spool).unwrap() {
+            assert_eq!(mode(&entry.unwrap().path()), 0o600);
+        }
+    } else {
         assert!(
             !integration_role_connects(&c).await,
             "{point}: the integration role got in"
