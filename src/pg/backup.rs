@@ -597,6 +597,27 @@ async fn table_of_contents(tools: &Tools, path: &Path) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// The entries of an archive's table of contents that a copy of another database must
+/// not bring: event triggers (a superuser's), foreign servers and user mappings (their
+/// options carry the other side's credentials).
+pub async fn archive_foreign_entries(tools: &Tools, path: &Path) -> Result<Vec<String>> {
+    Ok(foreign_entries_in_toc(
+        &table_of_contents(tools, path).await?,
+    ))
+}
+
+fn foreign_entries_in_toc(toc: &str) -> Vec<String> {
+    toc.lines()
+        .filter(|line| !line.starts_with(';'))
+        .filter(|line| {
+            [" EVENT TRIGGER ", " SERVER ", " USER MAPPING "]
+                .iter()
+                .any(|kind| line.contains(kind))
+        })
+        .map(|line| line.trim().to_string())
+        .collect()
+}
+
 /// `3; 3079 16385 EXTENSION - file_fdw ` → `file_fdw` (comment lines start with `;`).
 fn extensions_in_toc(toc: &str) -> Vec<String> {
     toc.lines()
@@ -996,6 +1017,17 @@ mod tests {
         let eighteen = restore_session_options(18);
         assert!(eighteen.contains(&"-c idle_session_timeout=0"));
         assert!(eighteen.contains(&"-c transaction_timeout=0"));
+    }
+
+    #[test]
+    fn finds_what_a_copy_must_not_bring() {
+        let toc = "; Archive created at 2026-11-29\n\
+                   3; 3079 16385 EXTENSION - plpgsql\n\
+                   4; 1417 16390 SERVER - prod_fdw alice\n\
+                   5; 1418 16391 USER MAPPING - USER MAPPING alice SERVER prod_fdw alice\n\
+                   6; 3466 16392 EVENT TRIGGER - watcher postgres\n\
+                   215; 1259 16400 TABLE public t x_integration\n";
+        assert_eq!(super::foreign_entries_in_toc(toc).len(), 3);
     }
 
     #[test]

@@ -541,6 +541,14 @@ impl Job {
             source.size_bytes.max(0) as u64,
         )
         .await?;
+        // Created on production between the plan and the dump: refused all the same.
+        let foreign = backup::archive_foreign_entries(tools, spool).await?;
+        if !foreign.is_empty() {
+            return Err(Error::failed(format!(
+                "production's dump brings what a copy must not get: {}; nothing was dropped",
+                foreign.join("; ")
+            )));
+        }
         fail::fail_point!("refresh-after-dump");
         if self.step < Step::Blocking {
             self.advance(

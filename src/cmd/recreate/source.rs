@@ -326,7 +326,7 @@ mod tests {
 
     #[test]
     fn the_plan_says_what_a_dump_does_to_the_standby() {
-        assert!(conflict_verdict(GB, 30_000, false).contains("likely be cancelled"));
+        assert!(conflict_verdict(10 * GB, 30_000, false).contains("likely be cancelled"));
         assert!(conflict_verdict(GB / 1024, 30_000, false).contains("unlikely"));
         assert!(conflict_verdict(GB, -1, false).contains("falls behind"));
         assert!(conflict_verdict(GB, 30_000, true).contains("vacuum is held back"));
