@@ -54,6 +54,8 @@ pub enum Command {
     Recreate(RecreateArgs),
     /// Put back an integration database as a recreate's backup holds it
     Restore(RestoreArgs),
+    /// Replace an integration database with a neutralized copy of its production twin
+    Refresh(RefreshArgs),
     /// Check every configured cluster: roles, replication, lag (Nagios exit codes)
     Health(HealthArgs),
     /// Naming, ownership and ACL audit of every cluster (Nagios exit codes)
@@ -172,6 +174,42 @@ pub struct RestoreArgs {
     pub yes: bool,
     #[arg(long)]
     pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RefreshArgs {
+    /// The integration database, NAME_integration
+    pub name: String,
+    /// Confirm without a prompt (required without a TTY)
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    /// Print the plan, change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Do not back up the integration database before replacing it
+    #[arg(long)]
+    pub no_backup: bool,
+    /// Where the backup goes [default: config recreate.backup_dir]
+    #[arg(long, value_name = "DIR")]
+    pub backup_dir: Option<PathBuf>,
+    /// Dump production from its streaming standby (default) or from its primary
+    #[arg(long, value_enum, default_value_t = RefreshSource::Standby)]
+    pub source: RefreshSource,
+    /// Parallel jobs of pg_dump and pg_restore
+    #[arg(long, value_name = "N", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub jobs: u32,
+    /// Copy a database that is not Odoo's, without neutralizing it
+    #[arg(long)]
+    pub no_neutralize: bool,
+    /// Where the production dump waits [default: config refresh.spool_dir]
+    #[arg(long, value_name = "DIR")]
+    pub spool_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RefreshSource {
+    Standby,
+    Primary,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -34,6 +34,8 @@ pub struct Config {
     pub health: HealthConfig,
     #[serde(default)]
     pub lifecycle: LifecycleConfig,
+    #[serde(default)]
+    pub refresh: RefreshConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -184,6 +186,38 @@ impl Default for LifecycleConfig {
         LifecycleConfig {
             grace: default_grace(),
             archive_dir: default_archive_dir(),
+        }
+    }
+}
+
+/// `[refresh]`: copying production into integration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RefreshConfig {
+    /// A standby further behind its primary than this is no source (unless
+    /// `--source primary`), measured with a heartbeat at plan time.
+    #[serde(default = "default_max_source_lag", with = "serde_duration")]
+    pub max_source_lag: Duration,
+    /// Where the production dump waits (0700) while a rerun may need it.
+    #[serde(default = "default_spool_dir")]
+    pub spool_dir: PathBuf,
+    /// `web.base.url` of the neutralized copy (unset: left as production's).
+    pub web_base_url: Option<String>,
+}
+
+fn default_max_source_lag() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_spool_dir() -> PathBuf {
+    PathBuf::from("/var/lib/odoo-db/spool")
+}
+
+impl Default for RefreshConfig {
+    fn default() -> Self {
+        RefreshConfig {
+            max_source_lag: default_max_source_lag(),
+            spool_dir: default_spool_dir(),
+            web_base_url: None,
         }
     }
 }

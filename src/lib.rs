@@ -19,6 +19,7 @@ pub(crate) mod health;
 pub mod logging;
 pub(crate) mod manpage;
 pub(crate) mod names;
+pub(crate) mod odoo;
 pub(crate) mod output;
 pub(crate) mod pg;
 pub(crate) mod secrets;
@@ -31,7 +32,7 @@ use std::io::Write;
 use clap::CommandFactory;
 
 use crate::cli::{Cli, Command};
-use crate::cmd::recreate::{self, restore};
+use crate::cmd::recreate::{self, refresh, restore};
 use crate::cmd::sandbox::{self, demo};
 use crate::cmd::suspend::{self, resume};
 use crate::cmd::{adopt, audit, init, list, provision, retire, rotate};
@@ -66,6 +67,7 @@ pub async fn run(cli: Cli) -> Result<u8> {
         Command::Suspend(args) => print(suspend::run(&load_config()?, &args).await?),
         Command::Resume(args) => print(resume::run(&load_config()?, &args).await?),
         Command::Retire(args) => print(retire::run(&load_config()?, &args).await?),
+        Command::Refresh(args) => print(refresh::run(&load_config()?, &args).await?),
         Command::Sandbox(args) => {
             let dir = match &args.dir {
                 Some(dir) => dir.clone(),

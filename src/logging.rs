@@ -10,6 +10,7 @@ use crate::cli::LogFormat;
 /// `-q` shows errors only, default warnings and info, `-v` debug, `-vv` trace.
 /// `RUST_LOG` overrides when set, for debugging a single module.
 pub fn init(format: LogFormat, verbose: u8, quiet: bool) {
+    crate::output::progress::init(format, quiet);
     let level = match (quiet, verbose) {
         (true, _) => "error",
         (false, 0) => "info",

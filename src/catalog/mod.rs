@@ -21,12 +21,14 @@ mod databases;
 mod events;
 mod lifecycle;
 mod recreates;
+mod refreshes;
 mod step_roles;
 
 pub use clusters::{pin_identity, PinnedCluster};
 pub use databases::{CatalogDatabase, ManagedDatabase};
 pub use lifecycle::{ActiveSuspension, NewSuspension, Retirement, Suspension};
 pub use recreates::RecordedBackup;
+pub use refreshes::RefreshRecord;
 pub use step_roles::LeftoverStepRole;
 
 use tokio_postgres::Client;
@@ -43,6 +45,7 @@ const MIGRATIONS: &[(i32, &str)] = &[
     (2, include_str!("../../sql/catalog/0002_recreates.sql")),
     (3, include_str!("../../sql/catalog/0003_backups.sql")),
     (4, include_str!("../../sql/catalog/0004_step_roles.sql")),
+    (5, include_str!("../../sql/catalog/0005_refreshes.sql")),
     (6, include_str!("../../sql/catalog/0006_lifecycle.sql")),
 ];
 

@@ -43,6 +43,18 @@ pub struct Entry {
     /// When retire dropped it (its archive: `list --all`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retired_at: Option<DateTime<Utc>>,
+    /// The latest finished refresh of an integration database; absent when none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refreshed: Option<Refreshed>,
+}
+
+/// A refresh as `list` shows it: when, from where, neutralized or not.
+#[derive(Debug, Serialize)]
+pub struct Refreshed {
+    pub at: DateTime<Utc>,
+    pub source: Option<String>,
+    pub server: Option<String>,
+    pub neutralized: bool,
 }
 
 /// A name a retired customer held, never given again (`list --all`).
@@ -78,9 +90,11 @@ pub async fn run(config: &Config, args: &ListArgs) -> Result<String> {
             updated_at: row.updated_at,
             suspended_since: None,
             retired_at: None,
+            refreshed: None,
         })
         .collect();
     apply_lifecycle_states(&catalog, &mut entries).await?;
+    add_refreshes(&catalog, &mut entries).await?;
 
     let sizes = cluster_sizes(&servers).await;
     for entry in &mut entries {
@@ -130,6 +144,26 @@ async fn apply_lifecycle_states(catalog: &Catalog, entries: &mut [Entry]) -> Res
         } else if let Some(since) = state.suspended_at {
             entry.state = format!("suspended since {}", since.format("%Y-%m-%d %H:%M UTC"));
         }
+    }
+    Ok(())
+}
+
+/// The latest refresh of each integration database, from the catalog.
+async fn add_refreshes(catalog: &Catalog, entries: &mut [Entry]) -> Result<()> {
+    let refreshes = catalog.finished_refreshes().await?;
+    for entry in entries
+        .iter_mut()
+        .filter(|e| e.environment == "integration")
+    {
+        entry.refreshed = refreshes
+            .iter()
+            .find(|r| r.database == entry.name)
+            .map(|r| Refreshed {
+                at: r.finished_at,
+                source: r.source_database.clone(),
+                server: r.source_server.clone(),
+                neutralized: r.neutralized,
+            });
     }
     Ok(())
 }
@@ -251,6 +285,24 @@ fn table(entries: &[Entry]) -> String {
     line(&headers);
     for row in &rows {
         line(&row.iter().map(String::as_str).collect::<Vec<_>>());
+    }
+    for entry in entries {
+        if let Some(refreshed) = &entry.refreshed {
+            writeln!(
+                text,
+                "{} refreshed {} from {} ({}), {}",
+                entry.name,
+                refreshed.at.format("%Y-%m-%d %H:%M"),
+                refreshed.source.as_deref().unwrap_or("?"),
+                refreshed.server.as_deref().unwrap_or("?"),
+                if refreshed.neutralized {
+                    "neutralized"
+                } else {
+                    "NOT neutralized"
+                }
+            )
+            .ok();
+        }
     }
     if entries.is_empty() {
         text.push_str("(the catalog manages no database yet: odoo-db provision --customer NAME)\n");

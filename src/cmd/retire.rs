@@ -340,10 +340,10 @@ async fn archive(
     if let Some(access) = &plan.access {
         access.apply(&target.client).await.with_context(context)?;
     }
-    let props = dbprops::inspect(&target.client, name, target.version_num)
+    let inspection = dbprops::inspect(&target.client, name, target.version_num)
         .await?
-        .ok_or_else(|| Error::failed(format!("database {name} disappeared before its archive")))?
-        .props;
+        .ok_or_else(|| Error::failed(format!("database {name} disappeared before its archive")))?;
+    let props = inspection.props;
     let role_sql = lifecycle::role_definition(&target.client, name).await?;
     let made = backup::dump(
         tools,
@@ -352,6 +352,7 @@ async fn archive(
         name,
         &config.recreate.compression,
         (target.version_num / 10000) as u32,
+        inspection.size_bytes.max(0) as u64,
     )
     .await
     .with_context(context)?;

@@ -6,6 +6,7 @@
 
 pub mod check;
 pub mod nagios;
+pub mod progress;
 pub mod prometheus;
 pub mod statsd;
 pub mod table;

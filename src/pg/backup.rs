@@ -28,6 +28,7 @@ use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::error::{Context, Error, Result};
+use crate::output::progress::{Progress, Unit};
 use crate::units::format_bytes;
 use pgconn::ConnParams;
 
@@ -310,6 +311,7 @@ pub async fn dump(
     name: &str,
     compression: &str,
     server_major: u32,
+    expected_bytes: u64,
 ) -> Result<Backup> {
     let started = Instant::now();
     // The customer may have given its database `statement_timeout = 1ms`, a read-only
@@ -326,6 +328,8 @@ pub async fn dump(
     // O_EXCL | O_NOFOLLOW: never through a planted file or symlink.
     let file = safefs::create_new(&partial, 0o600)
         .with_context(|| format!("creating {}", partial.display()))?;
+    let mut progress = Progress::start(&format!("backup of {name}"), expected_bytes, Unit::Bytes);
+    progress.watch_size(partial.clone());
     let result = async {
         let mut pg_dump = libpq_command(tools, "pg_dump", Some(params));
         pg_dump
@@ -358,6 +362,7 @@ pub async fn dump(
         Ok::<_, Error>((bytes, hash))
     }
     .await;
+    progress.finish();
     match result {
         Ok((bytes, sha256)) => Ok(Backup {
             path: final_path,
@@ -592,6 +597,27 @@ async fn table_of_contents(tools: &Tools, path: &Path) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// The entries of an archive's table of contents that a copy of another database must
+/// not bring: event triggers (a superuser's), foreign servers and user mappings (their
+/// options carry the other side's credentials).
+pub async fn archive_foreign_entries(tools: &Tools, path: &Path) -> Result<Vec<String>> {
+    Ok(foreign_entries_in_toc(
+        &table_of_contents(tools, path).await?,
+    ))
+}
+
+fn foreign_entries_in_toc(toc: &str) -> Vec<String> {
+    toc.lines()
+        .filter(|line| !line.starts_with(';'))
+        .filter(|line| {
+            [" EVENT TRIGGER ", " SERVER ", " USER MAPPING "]
+                .iter()
+                .any(|kind| line.contains(kind))
+        })
+        .map(|line| line.trim().to_string())
+        .collect()
+}
+
 /// `3; 3079 16385 EXTENSION - file_fdw ` → `file_fdw` (comment lines start with `;`).
 fn extensions_in_toc(toc: &str) -> Vec<String> {
     toc.lines()
@@ -653,44 +679,211 @@ pub fn restore_session_options(server_major: u32) -> Vec<&'static str> {
     switches
 }
 
+/// How a restore goes in: a backup of the database itself (one transaction, with its
+/// ACL), or a copy of another database (production's, for a refresh: in parallel,
+/// without its ACL, publications or subscriptions).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RestoreMode {
+    /// `--single-transaction`: a failure leaves the database empty.
+    OneTransaction,
+    /// `--jobs N --no-acl --no-publications --no-subscriptions`: not one transaction,
+    /// so the caller records its completion.
+    CopyInParallel(u32),
+}
+
 /// Restore an archive into the (new, empty) database that `login` points at, logged in
 /// as `login`'s role (a throwaway member of `owner`, see [`crate::pg::steprole`]: the
 /// customer's code that the restore runs, in CHECK constraints, generated columns,
 /// index expressions or triggers, gets nothing more than the customer has) and acting
 /// as `owner` (`--role`), so every object is created by and belongs to the customer's
-/// role, whatever role made the dump. One transaction, so a failure leaves the
-/// database empty, not half full. The session overrides the settings that would stop
-/// it ([`restore_session_options`]).
+/// role, whatever role made the dump. The session overrides the settings that would
+/// stop it ([`restore_session_options`]).
 pub async fn restore(
     tools: &Tools,
     login: &ConnParams,
     path: &Path,
     owner: &str,
     server_major: u32,
+    mode: RestoreMode,
 ) -> Result<()> {
     let login =
         crate::pg::steprole::with_startup_options(login, &restore_session_options(server_major));
     if needs_script_detour(tools, server_major) {
-        return restore_through_psql(tools, &login, path, owner).await;
+        return restore_through_psql(tools, &login, path, owner, mode).await;
     }
+    let items = table_of_contents(tools, path)
+        .await
+        .map(|toc| {
+            toc.lines()
+                .filter(|l| !l.starts_with(';') && !l.trim().is_empty())
+                .count()
+        })
+        .unwrap_or(0);
     let mut command = libpq_command(tools, "pg_restore", Some(&login));
     command
-        .args(restore_command_args(owner))
+        .args(restore_command_args(owner, mode))
+        .arg("--verbose")
         .arg("--no-password")
         .arg("--dbname")
         .arg(login.libpq_conninfo())
         .arg(path);
-    run_tool(command, &format!("pg_restore of {}", path.display())).await
+    let progress = Progress::start("restore", items as u64, Unit::Items);
+    let restored = run_counting_items(
+        command,
+        &format!("pg_restore of {}", path.display()),
+        progress.counter(),
+    )
+    .await;
+    progress.finish();
+    restored
 }
 
-/// pg_restore's switches for a restore as `owner` in one transaction.
-fn restore_command_args(owner: &str) -> Vec<String> {
-    vec![
+/// Run pg_restore `--verbose`, counting the items it reports done into `done`; its
+/// other lines (errors, warnings) make the error message.
+async fn run_counting_items(
+    mut command: tokio::process::Command,
+    what: &str,
+    done: Arc<std::sync::atomic::AtomicU64>,
+) -> Result<()> {
+    use tokio::io::AsyncBufReadExt;
+    let mut child = command
+        .spawn()
+        .with_context(|| format!("starting {what}"))?;
+    let stderr = child.stderr.take().expect("piped");
+    let mut lines = tokio::io::BufReader::new(stderr).lines();
+    let mut kept = String::new();
+    while let Some(line) = lines
+        .next_line()
+        .await
+        .context("reading pg_restore's messages")?
+    {
+        if is_item_done(&line) {
+            done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        } else if !is_verbose_chatter(&line) {
+            kept.push_str(&line);
+            kept.push('\n');
+        }
+    }
+    let status = child
+        .wait()
+        .await
+        .with_context(|| format!("waiting for {what}"))?;
+    if status.success() {
+        return Ok(());
+    }
+    Err(Error::failed(format!(
+        "{what} failed ({status}): {}",
+        kept.trim()
+    )))
+}
+
+/// A `--verbose` line that says an item of the table of contents is done.
+fn is_item_done(line: &str) -> bool {
+    [
+        "pg_restore: creating ",
+        "pg_restore: processing data for table ",
+        "pg_restore: finished item ",
+    ]
+    .iter()
+    .any(|prefix| line.starts_with(prefix))
+}
+
+/// The rest of `--verbose`'s own lines (connecting, launching, …): not errors; anything
+/// else (errors, the TOC entry an error is about, warnings) is kept for the message.
+fn is_verbose_chatter(line: &str) -> bool {
+    const CHATTER: &[&str] = &[
+        "connecting",
+        "launching",
+        "executing",
+        "entering",
+        "processing item",
+        "processing missed item",
+        "setting owner",
+        "implied data-only",
+        "skipping",
+        "reducing dependencies",
+        "transferring dependency",
+        "finished main parallel loop",
+        "waiting for",
+        "disabling triggers",
+        "enabling triggers",
+    ];
+    line.strip_prefix("pg_restore: ")
+        .is_some_and(|rest| CHATTER.iter().any(|prefix| rest.starts_with(prefix)))
+}
+
+/// pg_restore's switches for a restore as `owner`.
+fn restore_command_args(owner: &str, mode: RestoreMode) -> Vec<String> {
+    let mut args = vec![
         "--no-owner".to_string(),
         format!("--role={owner}"),
         "--exit-on-error".to_string(),
-        "--single-transaction".to_string(),
-    ]
+    ];
+    match mode {
+        RestoreMode::OneTransaction => args.push("--single-transaction".to_string()),
+        RestoreMode::CopyInParallel(jobs) => args.extend([
+            format!("--jobs={jobs}"),
+            "--no-acl".to_string(),
+            "--no-publications".to_string(),
+            "--no-subscriptions".to_string(),
+        ]),
+    }
+    args
+}
+
+/// Dump database `params` points at (production's, for a refresh) into the directory
+/// `dir` (which must not exist: pg_dump creates it 0700, its files 0600) with `jobs`
+/// parallel workers on one synchronized snapshot (also on a standby), leaving out
+/// publications and subscriptions. Returns the bytes written.
+pub async fn dump_directory(
+    tools: &Tools,
+    params: &ConnParams,
+    dir: &Path,
+    jobs: u32,
+    server_major: u32,
+    expected_bytes: u64,
+) -> Result<u64> {
+    let params = &params.with_startup_options(&restore_session_options(server_major));
+    let mut pg_dump = libpq_command(tools, "pg_dump", Some(params));
+    pg_dump
+        .arg("--format=directory")
+        .arg(format!("--jobs={jobs}"))
+        .arg("--compress=1")
+        .arg(format!("--lock-wait-timeout={LOCK_WAIT_TIMEOUT}"))
+        .arg("--no-publications")
+        .arg("--no-subscriptions")
+        .arg("--no-password")
+        .arg("--file")
+        .arg(dir)
+        .arg("--dbname")
+        .arg(params.libpq_conninfo());
+    // pg_dump creates the directory 0700 but its files with the umask's mode: 0600.
+    // SAFETY: umask is async-signal-safe and touches no memory of the parent.
+    unsafe {
+        pg_dump.pre_exec(|| {
+            libc::umask(0o077);
+            Ok(())
+        });
+    }
+    let mut progress = Progress::start("dump of production", expected_bytes, Unit::Bytes);
+    progress.watch_size(dir.to_path_buf());
+    let dumped = run_tool(pg_dump, &format!("pg_dump into {}", dir.display())).await;
+    progress.finish();
+    dumped?;
+    Ok(directory_bytes(dir))
+}
+
+/// The bytes of the files directly in `dir` (a directory-format dump).
+pub fn directory_bytes(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter_map(|entry| entry.metadata().ok())
+                .map(|metadata| metadata.len())
+                .sum()
+        })
+        .unwrap_or(0)
 }
 
 /// pg_restore writes the script, odoo-db drops the one preamble line the older server
@@ -701,14 +894,17 @@ async fn restore_through_psql(
     login: &ConnParams,
     path: &Path,
     owner: &str,
+    mode: RestoreMode,
 ) -> Result<()> {
     let mut script = libpq_command(tools, "pg_restore", None);
     script
         .arg("--file=-")
         .arg("--no-owner")
-        .arg(format!("--role={owner}"))
-        .arg(path)
-        .stdout(Stdio::piped());
+        .arg(format!("--role={owner}"));
+    if mode != RestoreMode::OneTransaction {
+        script.args(["--no-acl", "--no-publications", "--no-subscriptions"]);
+    }
+    script.arg(path).stdout(Stdio::piped());
     let mut psql = libpq_command(tools, "psql", Some(login));
     psql.args([
         "--no-psqlrc",
@@ -821,6 +1017,17 @@ mod tests {
         let eighteen = restore_session_options(18);
         assert!(eighteen.contains(&"-c idle_session_timeout=0"));
         assert!(eighteen.contains(&"-c transaction_timeout=0"));
+    }
+
+    #[test]
+    fn finds_what_a_copy_must_not_bring() {
+        let toc = "; Archive created at 2026-11-29\n\
+                   3; 3079 16385 EXTENSION - plpgsql\n\
+                   4; 1417 16390 SERVER - prod_fdw alice\n\
+                   5; 1418 16391 USER MAPPING - USER MAPPING alice SERVER prod_fdw alice\n\
+                   6; 3466 16392 EVENT TRIGGER - watcher postgres\n\
+                   215; 1259 16400 TABLE public t x_integration\n";
+        assert_eq!(super::foreign_entries_in_toc(toc).len(), 3);
     }
 
     #[test]

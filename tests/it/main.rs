@@ -17,6 +17,7 @@ mod lifecycle;
 mod packaging;
 mod provision;
 mod recreate;
+mod refresh;
 mod restore_safety;
 mod ssh;
 mod util;

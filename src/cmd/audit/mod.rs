@@ -9,6 +9,7 @@
 //! same monitoring can run it.
 
 mod suspension;
+mod neutralization;
 
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
@@ -160,6 +161,7 @@ pub async fn run(config: &Config, args: &AuditArgs) -> Result<u8> {
         checks.extend(cluster_checks);
     }
     checks.extend(suspension::checks(&servers, config.health.timeout).await);
+    checks.extend(neutralization::checks(&servers).await);
     let report = finish(reports, checks, customers.len(), started, started_at);
     print(&report, format)
 }

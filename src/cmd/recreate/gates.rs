@@ -169,6 +169,39 @@ fn check_server(
     Ok(())
 }
 
+/// An unfinished refresh belongs to refresh alone (whatever its step: its copy may be
+/// un-neutralized, and nothing else may back it up or open it); a refresh does not
+/// finish a recreate or restore that passed its point of no return.
+fn check_unfinished_kind(name: &str, kind: Kind, unfinished: Option<&Record>) -> Result<()> {
+    let Some(record) = unfinished else {
+        return Ok(());
+    };
+    if record.kind == Kind::Refresh && kind != Kind::Refresh {
+        return Err(refusal(
+            kind,
+            name,
+            format!(
+                "a refresh of {name} (started {} by {}) is unfinished (stopped after step {}), and its copy of                  production may not be neutralized yet; finish it first with `odoo-db refresh {name}`",
+                record.started_at.format("%Y-%m-%d %H:%M:%S UTC"),
+                record.actor,
+                record.step.as_str()
+            ),
+        ));
+    }
+    if kind == Kind::Refresh && record.kind != Kind::Refresh && record.step >= Step::Blocking {
+        return Err(refusal(
+            kind,
+            name,
+            format!(
+                "an interrupted {kind} of {name} stopped after step {}; finish it first with `odoo-db {kind} {name}`",
+                record.step.as_str(),
+                kind = record.kind.as_str()
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// The owner gate, under the lock; returns the owner the catalog recorded.
 fn check_owner(
     name: &str,
@@ -267,6 +300,7 @@ impl Job {
             load_unfinished(&catalog, name),
             dbprops::inspect(&server, name, version_num)
         )?;
+        check_unfinished_kind(name, kind, unfinished.as_ref())?;
         let recorded_owner =
             check_owner(name, kind, &rows, inspection.as_ref(), unfinished.as_ref())?;
         Ok(Job {
@@ -287,6 +321,7 @@ impl Job {
             backup: None,
             restore_from: None,
             recorded_owner,
+            refresh: None,
         })
     }
 

@@ -14,11 +14,14 @@ use crate::pg::dbprops::DbProps;
 use crate::pg::membership;
 use crate::units::format_bytes;
 
-/// Which job runs: both share the gates, the lock, and steps 4-6.
+/// Which job runs: all share the gates, the lock, and steps 4-6.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Kind {
     Recreate,
     Restore,
+    /// A neutralized copy of production: while one is unfinished, only a refresh may
+    /// take the name (nothing else may back up or reopen an un-neutralized copy).
+    Refresh,
 }
 
 impl Kind {
@@ -26,22 +29,25 @@ impl Kind {
         match self {
             Kind::Recreate => "recreate",
             Kind::Restore => "restore",
+            Kind::Refresh => "refresh",
         }
     }
 
     /// `catalog.databases.state` while the job runs.
     pub(super) fn state(self) -> &'static str {
         match self {
-            Kind::Recreate => "recreating",
+            // catalog.databases knows no state of its own for a refresh: the
+            // unfinished run's kind says it.
+            Kind::Recreate | Kind::Refresh => "recreating",
             Kind::Restore => "restoring",
         }
     }
 
     fn parse(text: &str) -> Kind {
-        if text == "restore" {
-            Kind::Restore
-        } else {
-            Kind::Recreate
+        match text {
+            "restore" => Kind::Restore,
+            "refresh" => Kind::Refresh,
+            _ => Kind::Recreate,
         }
     }
 }
@@ -51,11 +57,15 @@ impl Kind {
 pub(crate) enum Step {
     Planned,
     BackedUp,
+    /// A refresh's dump of production is complete in the spool.
+    Dumped,
     /// The point of no return: connections may be blocked, the database may be gone.
     Blocking,
     Dropped,
     Created,
     Restored,
+    /// A refresh's neutralization committed: the copy may be opened.
+    Neutralized,
     Done,
 }
 
@@ -64,10 +74,12 @@ impl Step {
         match self {
             Step::Planned => "planned",
             Step::BackedUp => "backed_up",
+            Step::Dumped => "dumped",
             Step::Blocking => "blocking",
             Step::Dropped => "dropped",
             Step::Created => "created",
             Step::Restored => "restored",
+            Step::Neutralized => "neutralized",
             Step::Done => "done",
         }
     }
@@ -76,10 +88,12 @@ impl Step {
         Ok(match text {
             "planned" => Step::Planned,
             "backed_up" => Step::BackedUp,
+            "dumped" => Step::Dumped,
             "blocking" => Step::Blocking,
             "dropped" => Step::Dropped,
             "created" => Step::Created,
             "restored" => Step::Restored,
+            "neutralized" => Step::Neutralized,
             "done" => Step::Done,
             other => {
                 return Err(Error::failed(format!(
@@ -267,6 +281,7 @@ impl Job {
             match self.kind {
                 Kind::Recreate => "recreated",
                 Kind::Restore => "restored",
+                Kind::Refresh => "refreshed",
             },
             self.name,
             self.cluster,
@@ -290,7 +305,7 @@ impl Job {
                     ""
                 }
             )),
-            (None, Kind::Recreate) => match resumed {
+            (None, Kind::Recreate | Kind::Refresh) => match resumed {
                 // What happened, not a flag nobody gave: a restore makes no backup.
                 Some(record) if record.restore_path.is_some() => {
                     let path = record.restore_path.as_ref().expect("checked");

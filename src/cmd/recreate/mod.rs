@@ -48,7 +48,10 @@ use pgconn::ConnParams;
 
 mod gates;
 mod journal;
+mod neutralize;
+pub(crate) mod refresh;
 pub(crate) mod restore;
+mod source;
 mod steps;
 
 pub(crate) use journal::{resume_note, Kind, Record, RecordedBackup, Step};
@@ -79,6 +82,18 @@ pub(crate) struct Job {
     /// The owner the catalog recorded for the database (provision or adopt): the only
     /// role odoo-db makes itself a member of to act on it.
     recorded_owner: String,
+    /// A refresh's restore and neutralization (None: a recreate or restore).
+    refresh: Option<RefreshWork>,
+}
+
+/// What a refresh asks of the engine beyond a restore: a parallel restore of a copy
+/// (no ACL), then the neutralization.
+#[derive(Debug, Clone)]
+pub(crate) struct RefreshWork {
+    pub jobs: u32,
+    /// False: `--no-neutralize` (a database that is not Odoo's).
+    pub neutralize: bool,
+    pub web_base_url: Option<String>,
 }
 
 const DRY_RUN: &str = "dry run: stopped after the plan; nothing was changed\n";

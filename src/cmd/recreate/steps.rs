@@ -71,6 +71,7 @@ impl Job {
             &self.name,
             compression,
             self.server_major(),
+            self.database_size().await?,
         )
         .await?;
         let path_text = made.path.to_string_lossy().into_owned();
@@ -105,6 +106,20 @@ impl Job {
             self.catalog.mark_backups_pruned(&pruned).await?;
         }
         Ok(())
+    }
+
+    /// The database's size now (the backup's progress is measured against it).
+    async fn database_size(&self) -> Result<u64> {
+        let size: Option<i64> = self
+            .server
+            .query_typed_one(
+                "SELECT pg_catalog.pg_database_size(oid) FROM pg_catalog.pg_database WHERE datname = $1",
+                &[(&self.name, Type::TEXT)],
+            )
+            .await
+            .context("reading the database's size")?
+            .get(0);
+        Ok(size.unwrap_or(0).max(0) as u64)
     }
 
     /// Backups that unfinished runs recorded: retention never deletes them.
@@ -160,6 +175,9 @@ impl Job {
         if let Some((tools, path)) = restore {
             if step == Step::Created {
                 self.restore_data(props, tools, path).await?;
+            }
+            if self.refresh.is_some() && self.step < Step::Neutralized {
+                self.neutralize(props).await?;
             }
             self.restore_settings(props).await?;
         }
@@ -239,6 +257,11 @@ impl Job {
             Some(DropState::Closed | DropState::Invalid) => {
                 self.drop_database("dropping the half-made copy").await?;
             }
+            // A refresh's copy accepts connections during its restore, but only
+            // odoo-db's (the window's ACL): the half-restored copy goes.
+            Some(DropState::Open) if self.refresh.is_some() => {
+                self.drop_database("dropping the half-restored copy").await?;
+            }
             Some(DropState::Open) => {
                 return Err(Error::failed(format!(
                     "a database named {} exists again and accepts connections, so it is not the copy \
@@ -276,12 +299,17 @@ impl Job {
             role.name,
             props.owner
         );
+        let mode = match &self.refresh {
+            Some(work) => backup::RestoreMode::CopyInParallel(work.jobs),
+            None => backup::RestoreMode::OneTransaction,
+        };
         let restored = backup::restore(
             tools,
             &role.login(&self.params),
             path,
             &props.owner,
             self.server_major(),
+            mode,
         )
         .await;
         if let Err(error) = restored {
@@ -514,6 +542,13 @@ impl Job {
     /// A failed restore leaves the database empty (one transaction) and closed, the
     /// backup untouched, and says the command that finishes the job.
     async fn restore_failed(&self, error: Error, path: &Path) -> Error {
+        if self.refresh.is_some() {
+            // The window stays: the copy is half restored, open to odoo-db only.
+            return error.context(format!(
+                "the restore of production's copy into {} failed; it stays open to odoo-db only",
+                self.name
+            ));
+        }
         let database = quote_ident(&self.name);
         let closed = self
             .server
@@ -537,7 +572,7 @@ impl Job {
     /// What a failure past the point of no return means for the name, and what to do.
     fn stopped(&self, error: Error) -> Error {
         let state = match self.step {
-            Step::Planned | Step::BackedUp | Step::Blocking => {
+            Step::Planned | Step::BackedUp | Step::Dumped | Step::Blocking => {
                 "new connections to it may be blocked (ALLOW_CONNECTIONS false) and it may already be dropped"
             }
             Step::Dropped => "the old database is dropped and the new one is not (fully) created yet",
@@ -545,7 +580,10 @@ impl Job {
                 "the new database exists with its properties, but the backup is not restored into it yet"
             }
             Step::Created => "the new database exists with its properties but may not accept connections yet",
-            Step::Restored | Step::Done => "the data is restored but the ACL or connections may not be back yet",
+            Step::Restored if self.refresh.is_some() => {
+                "production's copy is restored but not neutralized; nobody but odoo-db can connect to it"
+            }
+            Step::Restored | Step::Neutralized | Step::Done => "the data is restored but the ACL or connections may not be back yet",
         };
         let backup = match (&self.backup, &self.restore_from) {
             (_, Some(path)) if self.kind == Kind::Restore => {

@@ -1,0 +1,178 @@
+//! Audit of the copies of production: an integration database that the catalog
+//! records as refreshed, or whose `database.uuid` is its production twin's (a copy
+//! made by hand), must be neutralized (`database.is_neutralized`); else it can mail
+//! real customers and run production's jobs. Integration databases rebuilt from
+//! scratch (no uuid of production's, never refreshed) are not judged.
+//!
+//! The reads run inside customer databases, whose owners wrote the views and functions
+//! there, so they follow the customer-code rule: each is made logged in as a throwaway
+//! role that is a member of the database's owner only ([`StepRole`]), with
+//! `search_path = pg_catalog` from the startup packet.
+
+use std::collections::HashMap;
+
+use crate::catalog::{Catalog, ManagedDatabase};
+use crate::error::{Context, Result};
+use crate::odoo::{self, NeutralizationState};
+use crate::output::check::{Check, Status};
+use crate::pg::steprole::{pinned_search_path, StepRole};
+use crate::servers::{self, Servers};
+
+/// One database's facts, read as a throwaway member of its owner.
+enum Facts {
+    Uuid(Option<String>),
+    State(NeutralizationState),
+}
+
+/// The neutralization checks of every managed integration database.
+pub(super) async fn checks(servers: &Servers) -> Vec<Check> {
+    match audit(servers).await {
+        Ok(checks) => checks,
+        Err(error) => vec![Check {
+            status: Status::Unknown,
+            cluster: None,
+            server: None,
+            check: "neutralization",
+            message: format!("the neutralization of integration copies could not be read: {error}"),
+            hint: None,
+        }],
+    }
+}
+
+async fn audit(servers: &Servers) -> Result<Vec<Check>> {
+    let catalog = Catalog::open(servers).await?;
+    let managed = catalog.managed_databases().await?;
+    let refreshed: HashMap<String, bool> = catalog
+        .finished_refreshes()
+        .await?
+        .into_iter()
+        .map(|r| (r.database, r.neutralized))
+        .collect();
+    let mut checks = Vec::new();
+    for integration in managed
+        .iter()
+        .filter(|m| m.environment == "integration" && m.state == "ready")
+    {
+        let twin = managed
+            .iter()
+            .find(|m| m.environment == "production" && m.customer == integration.customer);
+        let is_refreshed = refreshed.contains_key(&integration.name);
+        let copied = match (is_refreshed, twin) {
+            (true, _) => true,
+            (false, Some(twin)) => same_uuid(servers, &catalog, integration, twin).await?,
+            (false, None) => false,
+        };
+        if copied {
+            let state = match read(servers, &catalog, integration, false).await? {
+                Some(Facts::State(state)) => state,
+                _ => continue,
+            };
+            checks.extend(judge(integration, is_refreshed, &state));
+        }
+    }
+    Ok(checks)
+}
+
+/// Whether the integration database carries its production twin's `database.uuid`.
+async fn same_uuid(
+    servers: &Servers,
+    catalog: &Catalog,
+    integration: &ManagedDatabase,
+    twin: &ManagedDatabase,
+) -> Result<bool> {
+    let Some(Facts::Uuid(Some(uuid))) = read(servers, catalog, integration, true).await? else {
+        return Ok(false);
+    };
+    let Some(Facts::Uuid(Some(twin_uuid))) = read(servers, catalog, twin, true).await? else {
+        return Ok(false);
+    };
+    Ok(uuid == twin_uuid)
+}
+
+/// The verdicts on one copy of production.
+fn judge(db: &ManagedDatabase, refreshed: bool, state: &NeutralizationState) -> Vec<Check> {
+    let check = |status, message: String, hint: &str| Check {
+        status,
+        cluster: Some(db.cluster.clone()),
+        server: None,
+        check: "neutralization",
+        message,
+        hint: Some(hint.to_string()),
+    };
+    let mut checks = Vec::new();
+    if !state.is_neutralized {
+        checks.push(check(
+            Status::Critical,
+            format!(
+                "{} is a copy of production ({}) and is NOT neutralized (database.is_neutralized is not true): \
+                 it can send mail to real customers and run production's scheduled jobs",
+                db.name,
+                if refreshed { "refreshed" } else { "database.uuid equals its production twin's" }
+            ),
+            "stop its Odoo, then `odoo-db refresh` it (neutralized), or `odoo-db recreate` it",
+        ));
+    } else if refreshed && (state.real_mail_servers > 0 || state.active_crons > 0) {
+        checks.push(check(
+            Status::Warning,
+            format!(
+                "{} was refreshed and neutralized, but has {} active real mail server(s) and {} active \
+                 scheduled job(s) other than the autovacuum since",
+                db.name, state.real_mail_servers, state.active_crons
+            ),
+            "someone re-enabled them in the integration copy: check that they point at no real recipient",
+        ));
+    }
+    checks
+}
+
+/// Read the uuid (`uuid_only`) or the neutralization state of `db`, logged in as a
+/// throwaway member of its owner; None when the database is not there to read.
+async fn read(
+    servers: &Servers,
+    catalog: &Catalog,
+    db: &ManagedDatabase,
+    uuid_only: bool,
+) -> Result<Option<Facts>> {
+    let admin = servers.primary(&db.cluster)?;
+    let server = servers.connect_primary(&db.cluster).await?;
+    if !crate::catalog::database_exists(&server, &db.name).await?
+        || !is_odoo(&admin, &db.name).await?
+    {
+        return Ok(None);
+    }
+    let role =
+        StepRole::create(&server, catalog, &db.cluster, &db.name, &db.owner, "audit").await?;
+    let facts = async {
+        let client = pinned_search_path(&role.login(&admin))
+            .connect(&servers::admin_session())
+            .await
+            .with_context(|| format!("connecting to {} as {}", db.name, role.name))?;
+        if uuid_only {
+            return Ok(Facts::Uuid(odoo::database_uuid(&client).await?));
+        }
+        if odoo::inspect(&client).await?.is_none() {
+            return Ok(Facts::Uuid(None));
+        }
+        Ok::<_, crate::error::Error>(Facts::State(odoo::neutralization_state(&client).await?))
+    }
+    .await;
+    role.drop(&server, catalog, &admin).await?;
+    facts.map(Some)
+}
+
+/// Whether `database` has Odoo's parameter table, read from the system catalogs only
+/// (odoo-db's own session, `search_path = pg_catalog`: no customer object is used), so
+/// that no throwaway role is made for databases that are not Odoo's.
+async fn is_odoo(admin: &pgconn::ConnParams, database: &str) -> Result<bool> {
+    let client = pinned_search_path(&admin.with_dbname(database))
+        .connect(&servers::admin_session())
+        .await
+        .with_context(|| format!("connecting to {database}"))?;
+    Ok(client
+        .query_one(
+            "SELECT pg_catalog.to_regclass('public.ir_config_parameter') IS NOT NULL",
+            &[],
+        )
+        .await?
+        .get(0))
+}

@@ -1,0 +1,330 @@
+//! The neutralization of a copy of an Odoo production database: per installed module
+//! and Odoo major version, the statements that stop it from acting as production (no
+//! mail sent, no scheduled job run, no payment taken, no third-party token used),
+//! applied in one transaction with the customer's triggers disabled.
+//!
+//! The facts come from Odoo's own `data/neutralize.sql` files; the SQL is odoo-db's
+//! (`sql/neutralize/`, one file per module, version differences templated), written
+//! so that running it twice changes nothing more (a rerun after a crash applies it
+//! again). A module whose upstream neutralization odoo-db does not implement is
+//! refused by the caller, not skipped.
+
+use tokio_postgres::Client;
+
+use crate::error::{Context, Error, Result};
+use crate::sqltemplate::{render, Placeholder};
+
+/// The Odoo majors whose schemas the SQL is written for.
+pub(crate) const SUPPORTED: std::ops::RangeInclusive<u32> = 14..=18;
+
+/// A module's SQL and what differs between Odoo majors (a placeholder's versions are
+/// Odoo majors here, not PostgreSQL's).
+struct ModuleSql {
+    module: &'static str,
+    sql: &'static str,
+    placeholders: &'static [Placeholder],
+}
+
+const PROVIDER_TABLE: Placeholder = Placeholder {
+    name: "provider_table",
+    oldest: "payment_acquirer",
+    since: &[(16, "payment_provider")],
+};
+
+const MODULES: &[ModuleSql] = &[
+    ModuleSql {
+        module: "base",
+        sql: include_str!("../../sql/neutralize/base.sql"),
+        placeholders: &[
+            Placeholder {
+                name: "auth_column",
+                oldest: "",
+                since: &[(15, "smtp_authentication, ")],
+            },
+            Placeholder {
+                name: "auth_value",
+                oldest: "",
+                since: &[(15, "'login', ")],
+            },
+            Placeholder {
+                name: "webhooks",
+                oldest: "",
+                since: &[(
+                    17,
+                    "UPDATE public.ir_act_server SET webhook_url = NULL WHERE webhook_url IS NOT NULL;",
+                )],
+            },
+        ],
+    },
+    ModuleSql {
+        module: "mail",
+        sql: include_str!("../../sql/neutralize/mail.sql"),
+        placeholders: &[Placeholder {
+            name: "fetchmail",
+            oldest: "",
+            since: &[(16, include_str!("../../sql/neutralize/fetchmail.sql"))],
+        }],
+    },
+    ModuleSql {
+        module: "fetchmail",
+        sql: include_str!("../../sql/neutralize/fetchmail.sql"),
+        placeholders: &[],
+    },
+    ModuleSql {
+        module: "payment",
+        sql: include_str!("../../sql/neutralize/payment.sql"),
+        placeholders: &[PROVIDER_TABLE],
+    },
+    ModuleSql {
+        module: "payment_stripe",
+        sql: include_str!("../../sql/neutralize/payment_stripe.sql"),
+        placeholders: &[PROVIDER_TABLE],
+    },
+    ModuleSql {
+        module: "iap",
+        sql: include_str!("../../sql/neutralize/iap.sql"),
+        placeholders: &[],
+    },
+    ModuleSql {
+        module: "website",
+        sql: include_str!("../../sql/neutralize/website.sql"),
+        placeholders: &[],
+    },
+];
+
+/// Modules whose upstream `data/neutralize.sql` (Odoo 14 to 18, community and
+/// enterprise) blanks something: installed and not in [`MODULES`], they are refused.
+const COVERED_UPSTREAM: &[&str] = &[
+    "account_edi_proxy_client",
+    "account_online_synchronization",
+    "cloud_storage_azure",
+    "cloud_storage_google",
+    "delivery_bpost",
+    "delivery_dhl",
+    "delivery_easypost",
+    "delivery_fedex",
+    "delivery_sendcloud",
+    "delivery_shiprocket",
+    "delivery_starshipit",
+    "delivery_ups",
+    "delivery_usps",
+    "google_calendar",
+    "google_gmail",
+    "microsoft_calendar",
+    "microsoft_outlook",
+    "payment_adyen",
+    "payment_alipay",
+    "payment_aps",
+    "payment_asiapay",
+    "payment_authorize",
+    "payment_buckaroo",
+    "payment_flutterwave",
+    "payment_mercado_pago",
+    "payment_mollie",
+    "payment_ogone",
+    "payment_paypal",
+    "payment_payulatam",
+    "payment_payumoney",
+    "payment_razorpay",
+    "payment_sips",
+    "payment_worldline",
+    "payment_xendit",
+    "pos_adyen",
+    "pos_mercado_pago",
+    "pos_mercury",
+    "pos_paytm",
+    "pos_razorpay",
+    "pos_six",
+    "pos_stripe",
+    "pos_viva_wallet",
+    "sale_amazon",
+    "sms",
+    "social_facebook",
+    "social_instagram",
+    "social_linkedin",
+    "social_push_notifications",
+    "social_twitter",
+    "social_youtube",
+];
+
+/// One statement of the neutralization.
+#[derive(Debug, Clone)]
+pub(crate) struct Statement {
+    pub module: &'static str,
+    pub sql: String,
+    /// Its one bind parameter (`$1`), if any.
+    pub param: Option<String>,
+}
+
+/// The neutralization of one database.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Plan {
+    pub statements: Vec<Statement>,
+    /// Installed, neutralized upstream, unknown to odoo-db: the caller refuses.
+    pub unknown_covered: Vec<String>,
+    /// Installed, with nothing to neutralize as far as odoo-db and Odoo know.
+    pub other_modules: Vec<String>,
+}
+
+/// The statements of `sql` (split at `;` ending a line, comments dropped).
+fn statements_of(sql: &str) -> Vec<String> {
+    let without_comments: String = sql
+        .lines()
+        .filter(|line| !line.trim_start().starts_with("--"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    without_comments
+        .split(";\n")
+        .map(|statement| statement.trim().trim_end_matches(';').trim().to_string())
+        .filter(|statement| !statement.is_empty())
+        .collect()
+}
+
+/// The neutralization for Odoo `major` with `installed` modules; refused when the
+/// major is outside [`SUPPORTED`].
+pub(crate) fn plan(major: u32, installed: &[String], web_base_url: Option<&str>) -> Result<Plan> {
+    if !SUPPORTED.contains(&major) {
+        return Err(Error::refused(format!(
+            "the database is Odoo {major} (from base's latest_version), and odoo-db neutralizes Odoo {} to {} \
+             only; neutralize it by hand after a copy, or (knowingly) pass --no-neutralize",
+            SUPPORTED.start(),
+            SUPPORTED.end()
+        )));
+    }
+    let mut plan = Plan::default();
+    for module in installed {
+        match MODULES.iter().find(|known| known.module == module) {
+            Some(known) => {
+                let sql = render(known.sql, known.placeholders, major as i32);
+                plan.statements
+                    .extend(statements_of(&sql).into_iter().map(|sql| Statement {
+                        module: known.module,
+                        sql,
+                        param: None,
+                    }));
+                if known.module == "base" {
+                    if let Some(url) = web_base_url {
+                        plan.statements.push(Statement {
+                            module: "base",
+                            sql: statements_of(include_str!(
+                                "../../sql/neutralize/web_base_url.sql"
+                            ))
+                            .remove(0),
+                            param: Some(url.to_string()),
+                        });
+                    }
+                }
+            }
+            None if COVERED_UPSTREAM.contains(&module.as_str()) => {
+                plan.unknown_covered.push(module.clone())
+            }
+            None => plan.other_modules.push(module.clone()),
+        }
+    }
+    Ok(plan)
+}
+
+/// Apply `plan` in one transaction, in the database `client` is in, with the user
+/// triggers of every table disabled for it (as the tables' owner: `client` is logged
+/// in as a member of it). Nothing is applied unless everything is.
+pub(crate) async fn apply(client: &mut Client, plan: &Plan) -> Result<()> {
+    let transaction = client
+        .transaction()
+        .await
+        .context("beginning the neutralization")?;
+    let tables: Vec<String> = transaction
+        .query(include_str!("../../sql/odoo/triggered_tables.sql"), &[])
+        .await
+        .context("listing the tables with triggers")?
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    for table in &tables {
+        transaction
+            .batch_execute(&format!("ALTER TABLE {table} DISABLE TRIGGER USER"))
+            .await
+            .with_context(|| format!("disabling the triggers of {table}"))?;
+    }
+    for statement in &plan.statements {
+        let result = match &statement.param {
+            Some(param) => transaction.execute(statement.sql.as_str(), &[param]).await,
+            None => transaction.execute(statement.sql.as_str(), &[]).await,
+        };
+        result.with_context(|| {
+            format!(
+                "neutralizing ({}): {}",
+                statement.module,
+                statement.sql.lines().next().unwrap_or_default()
+            )
+        })?;
+    }
+    fail::fail_point!("refresh-in-neutralization");
+    for table in &tables {
+        transaction
+            .batch_execute(&format!("ALTER TABLE {table} ENABLE TRIGGER USER"))
+            .await
+            .with_context(|| format!("enabling the triggers of {table} again"))?;
+    }
+    transaction
+        .commit()
+        .await
+        .context("committing the neutralization")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn installed(names: &[&str]) -> Vec<String> {
+        names.iter().map(|n| n.to_string()).collect()
+    }
+
+    #[test]
+    fn every_template_is_complete_for_every_major() {
+        for module in MODULES {
+            for placeholder in module.placeholders {
+                assert!(module.sql.contains(&format!("{{{}}}", placeholder.name)));
+            }
+            for major in SUPPORTED {
+                let sql = render(module.sql, module.placeholders, major as i32);
+                assert!(!sql.contains('{'), "{} for Odoo {major}", module.module);
+            }
+        }
+    }
+
+    #[test]
+    fn versions_get_their_own_tables_and_columns() {
+        let old = plan(15, &installed(&["base", "payment", "mail"]), None).unwrap();
+        let new = plan(17, &installed(&["base", "payment", "mail"]), None).unwrap();
+        let text = |p: &Plan| {
+            p.statements
+                .iter()
+                .map(|s| s.sql.clone())
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        assert!(text(&old).contains("payment_acquirer"));
+        assert!(!text(&old).contains("webhook_url"));
+        assert!(!text(&old).contains("fetchmail_server"));
+        assert!(text(&new).contains("payment_provider"));
+        assert!(text(&new).contains("webhook_url"));
+        assert!(text(&new).contains("fetchmail_server"));
+    }
+
+    #[test]
+    fn unknown_modules_are_sorted_out() {
+        let p = plan(
+            16,
+            &installed(&["base", "payment_adyen", "x_reports"]),
+            Some("https://i.example"),
+        )
+        .unwrap();
+        assert_eq!(p.unknown_covered, ["payment_adyen"]);
+        assert_eq!(p.other_modules, ["x_reports"]);
+        assert_eq!(
+            p.statements.last().unwrap().param.as_deref(),
+            Some("https://i.example")
+        );
+        assert!(plan(12, &installed(&["base"]), None).is_err());
+    }
+}

@@ -1,0 +1,906 @@
+//! `odoo-db refresh` against the shared harness (production primary + streaming
+//! standby + integration server): an Odoo-shaped production database made by the
+//! tests (`tests/fixtures/odoo.sql`, Odoo 16 and 17), copied into its integration twin
+//! and neutralized; the refusals, each with snapshots proving nothing changed; kills
+//! of odoo-db between steps, the window that keeps the integration role out, the
+//! rerun that converges, and `restore` back to the database before the refresh.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use odoo_db::cmd::sandbox::ClientFiles;
+use pgsandbox::PgServer;
+use tempfile::TempDir;
+
+use crate::util::{self, initialized, odoo_db, shared, OdooDb, Run};
+
+fn integration() -> &'static PgServer {
+    shared()
+        .integration
+        .as_ref()
+        .expect("an integration server")
+}
+
+fn primary() -> &'static PgServer {
+    &shared().primary
+}
+
+fn standby() -> &'static PgServer {
+    shared().standby.as_ref().expect("a standby")
+}
+
+/// A provisioned customer with directories of its own for secrets, backups and the
+/// spool.
+struct Customer {
+    base: String,
+    name: String,
+    secrets: TempDir,
+    backups: TempDir,
+    spool: TempDir,
+}
+
+impl Customer {
+    /// `odoo-db refresh NAME` with this customer's directories, plus `extra`.
+    fn refresh(&self, extra: &[&str]) -> OdooDb {
+        odoo_db()
+            .args(["refresh", &self.name, "--backup-dir"])
+            .arg(self.backups.path())
+            .arg("--spool-dir")
+            .arg(self.spool.path().join("spool"))
+            .args(extra)
+    }
+
+    /// The integration owner's password, from the secrets file provision wrote.
+    fn password(&self) -> String {
+        let text = std::fs::read_to_string(self.secrets.path().join("integration.env")).unwrap();
+        text.lines()
+            .find_map(|line| line.strip_prefix("export DB_PASSWORD="))
+            .expect("DB_PASSWORD in integration.env")
+            .trim_matches(|c| c == '\'' || c == '"')
+            .to_string()
+    }
+}
+
+fn provision(tag: &str) -> Customer {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    initialized();
+    let customer = format!(
+        "rf{tag}{}x{}z",
+        std::process::id() % 100_000,
+        COUNTER.fetch_add(1, Ordering::SeqCst)
+    );
+    let secrets = tempfile::tempdir().unwrap();
+    let run = odoo_db()
+        .args(["provision", "--customer", &customer, "--secrets-dir"])
+        .arg(secrets.path())
+        .run();
+    run.success();
+    let names: Vec<String> = run
+        .stdout
+        .lines()
+        .filter_map(|line| line.strip_prefix("export DB_NAME="))
+        .map(str::to_string)
+        .collect();
+    assert_eq!(names.len(), 2, "provision output:\n{}", run.stdout);
+    Customer {
+        base: names[0].clone(),
+        name: names[1].clone(),
+        secrets,
+        backups: tempfile::tempdir().unwrap(),
+        spool: tempfile::tempdir().unwrap(),
+    }
+}
+
+/// Run `sql` as the superuser in `db`, the session gone before returning; the first
+/// column of every row, as text.
+async fn query(server: &PgServer, db: &str, sql: &str) -> Vec<String> {
+    let (client, connection) = server
+        .superuser_config(db)
+        .connect(tokio_postgres::NoTls)
+        .await
+        .unwrap_or_else(|e| panic!("connecting to {db} on {}: {e}", server.name));
+    let connection = tokio::spawn(connection);
+    let result = client.simple_query(sql).await;
+    drop(client);
+    let _ = connection.await;
+    let maintenance = server.superuser().await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let left: i64 = maintenance
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND application_name = 'odoo-db-harness'",
+                &[&db],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if left == 0 || Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    result
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .into_iter()
+        .filter_map(|message| match message {
+            tokio_postgres::SimpleQueryMessage::Row(row) => {
+                Some(row.get(0).unwrap_or("NULL").to_string())
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+async fn one(server: &PgServer, db: &str, sql: &str) -> String {
+    query(server, db, sql)
+        .await
+        .into_iter()
+        .next()
+        .unwrap_or_else(|| panic!("{sql}: no row"))
+}
+
+/// The Odoo-shaped fixture for Odoo `major`, owned by the production role, with a
+/// reader role of production's in the tables' ACL; `extra` runs after it.
+async fn load_odoo(c: &Customer, major: u32, extra: &str) {
+    let mut sql = include_str!("../fixtures/odoo.sql").replace("{major}", &major.to_string());
+    if major >= 17 {
+        sql.push_str(
+            "ALTER TABLE ir_act_server ADD COLUMN webhook_url varchar;
+             UPDATE ir_act_server SET webhook_url = 'https://hooks.example.com/crm' WHERE state = 'webhook';",
+        );
+    }
+    let reader = format!("{}_reader", c.base);
+    let script = format!(
+        "SET ROLE {base}; {sql} {extra}; RESET ROLE;
+         CREATE ROLE {reader}; GRANT SELECT ON res_partner TO {reader};",
+        base = c.base
+    );
+    query(primary(), &c.base, &script).await;
+    wait_for_standby(&c.base, "SELECT count(*) FROM res_partner", "1000").await;
+}
+
+/// Wait until the standby shows what the primary has.
+async fn wait_for_standby(db: &str, sql: &str, expected: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let seen = async {
+            let (client, connection) = standby()
+                .superuser_config(db)
+                .connect(tokio_postgres::NoTls)
+                .await
+                .ok()?;
+            tokio::spawn(connection);
+            let row = client.simple_query(sql).await.ok()?;
+            row.into_iter().find_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0).map(str::to_string),
+                _ => None,
+            })
+        }
+        .await;
+        if seen.as_deref() == Some(expected) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the standby never showed {sql} = {expected}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Sessions ever opened to `db` on `server` (pg_stat_database.sessions).
+async fn sessions(server: &PgServer, db: &str) -> i64 {
+    let client = server.superuser().await.unwrap();
+    client
+        .batch_execute("SELECT pg_stat_clear_snapshot()")
+        .await
+        .unwrap();
+    client
+        .query_one(
+            "SELECT coalesce((SELECT sessions FROM pg_stat_database WHERE datname = $1), 0)",
+            &[&db],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+/// What the tests compare to prove a server unchanged: the database `db` and the
+/// roles named like it (other tests run concurrently), and in it every table's owner,
+/// ACL and row count, the crons and the parameters.
+async fn state(server: &PgServer, db: Option<&str>) -> String {
+    let db = db.expect("a database");
+    let mut text = query(
+        server,
+        "postgres",
+        &format!(
+            "SELECT format('%s|%s|%s|%s|%s', datname, pg_get_userbyid(datdba), datacl, datconnlimit, datallowconn)
+               FROM pg_database WHERE datname = '{db}'
+             UNION ALL
+             SELECT * FROM (SELECT format('%s|%s|%s', rolname, rolcanlogin, rolvaliduntil) FROM pg_roles
+                             WHERE rolname LIKE '{base}%' ORDER BY rolname) r",
+            base = db.trim_end_matches("_integration")
+        ),
+    )
+    .await
+    .join("\n");
+    if let Some(db) = Some(db) {
+        let tables = query(
+            server,
+            db,
+            "SELECT string_agg(format('%s|%s|%s', c.relname, pg_get_userbyid(c.relowner), c.relacl), ',' ORDER BY c.relname)
+               FROM pg_class c WHERE c.relnamespace = 'public'::regnamespace AND c.relkind = 'r'",
+        )
+        .await;
+        text.push_str(&tables.join(""));
+        if query(
+            server,
+            db,
+            "SELECT to_regclass('public.ir_cron') IS NOT NULL",
+        )
+        .await
+            == ["t"]
+        {
+            text.push_str(
+                &query(
+                    server,
+                    db,
+                    "SELECT format('%s %s %s', (SELECT count(*) FROM res_partner),
+                            (SELECT string_agg(active::text, ',' ORDER BY id) FROM ir_cron),
+                            (SELECT string_agg(key || '=' || value, ',' ORDER BY key) FROM ir_config_parameter))",
+                )
+                .await
+                .join(""),
+            );
+        }
+    }
+    text
+}
+
+fn assert_refused(run: &Run, needle: &str) {
+    run.expect_code(2);
+    assert!(
+        run.stderr.contains(needle),
+        "the refusal must say {needle:?}; stderr:\n{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("nothing was changed"),
+        "stderr:\n{}",
+        run.stderr
+    );
+}
+
+/// A table in the integration database before the refresh, to tell the copies apart.
+async fn mark_integration(c: &Customer) {
+    query(
+        integration(),
+        &c.name,
+        &format!("SET ROLE {name}; CREATE TABLE before_refresh (i int); INSERT INTO before_refresh VALUES (42);", name = c.name),
+    )
+    .await;
+}
+
+/// Every neutralization the fixture calls for, as the copy shows it.
+async fn assert_neutralized(c: &Customer, major: u32) {
+    let db = &c.name;
+    let server = integration();
+    let check = |sql: &'static str, expected: &'static str| async move {
+        assert_eq!(one(server, db, sql).await, expected, "{sql}");
+    };
+    check(
+        "SELECT string_agg(smtp_host || ':' || active, ',' ORDER BY id) FROM ir_mail_server",
+        "smtp.example.com:false,smtp2.example.com:false,invalid:true",
+    )
+    .await;
+    check(
+        "SELECT string_agg(id || ':' || active, ',' ORDER BY id) FROM ir_cron",
+        "1:true,2:false,3:false,4:false",
+    )
+    .await;
+    check("SELECT count(*) FROM cron_audit", "0").await;
+    check(
+        "SELECT string_agg(tgenabled::text, ',') FROM pg_trigger WHERE tgname = 'ir_cron_changed'",
+        "O",
+    )
+    .await;
+    check(
+        "SELECT value FROM ir_config_parameter WHERE key = 'database.is_neutralized'",
+        "true",
+    )
+    .await;
+    check(
+        "SELECT count(*) FROM ir_config_parameter WHERE key = 'database.enterprise_code'",
+        "0",
+    )
+    .await;
+    check("SELECT count(*) FROM ir_config_parameter WHERE key IN ('database.uuid', 'database.secret')
+              AND value NOT IN ('8f4e3a6c-6f8e-11ee-b962-0242ac120002', 'd7c9b1f2-6f8e-11ee-b962-0242ac120002')", "2").await;
+    check(
+        "SELECT value FROM ir_config_parameter WHERE key = 'web.base.url'",
+        "https://erp.example.com",
+    )
+    .await;
+    check(
+        "SELECT count(*) FROM mail_template WHERE mail_server_id IS NOT NULL",
+        "0",
+    )
+    .await;
+    check(
+        "SELECT string_agg(state, ',' ORDER BY id) FROM mail_mail",
+        "cancel,cancel,cancel,sent,exception",
+    )
+    .await;
+    check(
+        "SELECT string_agg(state, ',' ORDER BY id) FROM payment_provider",
+        "disabled,test",
+    )
+    .await;
+    check(
+        "SELECT string_agg(account_token, ',' ORDER BY id) FROM iap_account",
+        "tok-123+disabled,tok-456+disabled",
+    )
+    .await;
+    check(
+        "SELECT format('%s %s', coalesce(domain, 'none'), cdn_activated) FROM website",
+        "none f",
+    )
+    .await;
+    check("SELECT count(*) FROM res_partner", "1000").await;
+    // Attachments keep pointing at production's objects: the plan warns, nothing changes.
+    check(
+        "SELECT count(*) FROM ir_attachment WHERE store_fname LIKE 's3://fluxdock-odoo-prod/%'",
+        "2",
+    )
+    .await;
+    if major >= 17 {
+        check(
+            "SELECT count(*) FROM ir_act_server WHERE webhook_url IS NOT NULL",
+            "0",
+        )
+        .await;
+        check(
+            "SELECT string_agg(active::text || coalesce(password, '-'), ',') FROM fetchmail_server",
+            "false-",
+        )
+        .await;
+    } else {
+        // fetchmail_server belongs to `fetchmail` before 16 and to `mail` from 16 on.
+        check(
+            "SELECT string_agg(active::text || coalesce(password, '-'), ',') FROM fetchmail_server",
+            "false-",
+        )
+        .await;
+    }
+    // Every object the integration role's, no production role in any ACL.
+    check(
+        "SELECT count(*) FROM pg_class c WHERE c.relnamespace = 'public'::regnamespace
+            AND pg_get_userbyid(c.relowner) <> current_database()",
+        "0",
+    )
+    .await;
+    assert_eq!(
+        one(server, db, &format!(
+            "SELECT count(*) FROM pg_class WHERE relacl::text LIKE '%{}%' AND relacl::text NOT LIKE '%{}%'",
+            c.base, c.name
+        )).await,
+        "0"
+    );
+    check(
+        "SELECT count(*) FROM pg_tables WHERE tablename = 'before_refresh'",
+        "0",
+    )
+    .await;
+}
+
+/// Whether the integration role can connect to its database now.
+async fn integration_role_connects(c: &Customer) -> bool {
+    util::connect_tcp(integration(), &c.name, &c.password(), &c.name)
+        .await
+        .is_ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refresh_copies_production_from_the_standby_and_neutralizes_it_odoo16() {
+    let c = provision("happy");
+    load_odoo(&c, 16, "").await;
+    mark_integration(&c).await;
+    assert!(integration_role_connects(&c).await);
+    let production_before = state(primary(), Some(&c.base)).await;
+    let (primary_sessions, standby_sessions) = (
+        sessions(primary(), &c.base).await,
+        sessions(standby(), &c.base).await,
+    );
+
+    let dry = c.refresh(&["--dry-run"]).run();
+    dry.success();
+    for needle in [
+        "source",
+        "standby",
+        "Odoo 16",
+        "x_fluxdock_reports",
+        "[base] UPDATE public.ir_cron",
+        "s3://fluxdock-odoo-prod",
+        "max_standby_streaming_delay",
+        "dry run",
+    ] {
+        assert!(
+            dry.stdout.contains(needle),
+            "the plan must say {needle:?}:\n{}",
+            dry.stdout
+        );
+    }
+
+    let run = c.refresh(&["--yes", "--jobs", "2"]).run();
+    run.success();
+    assert!(run.stdout.contains("refreshed"), "{}", run.stdout);
+    assert_neutralized(&c, 16).await;
+    assert!(
+        integration_role_connects(&c).await,
+        "the role's login is back"
+    );
+    // The spool is gone, the backup of the database before is there.
+    assert!(!c
+        .spool
+        .path()
+        .join("spool")
+        .join(format!("{}.production", c.name))
+        .exists());
+    assert_eq!(std::fs::read_dir(c.backups.path()).unwrap().count(), 1);
+    // Production untouched; the dump came from the standby, not the primary.
+    assert_eq!(
+        sessions(primary(), &c.base).await,
+        primary_sessions,
+        "no session on the primary's copy"
+    );
+    assert!(
+        sessions(standby(), &c.base).await > standby_sessions,
+        "the standby served the dump"
+    );
+    assert_eq!(state(primary(), Some(&c.base)).await, production_before);
+
+    // `list` shows it; `restore` brings back the database as it was before.
+    let list = odoo_db().arg("list").run();
+    list.success();
+    assert!(list.stdout.contains("refreshed"), "{}", list.stdout);
+    odoo_db()
+        .args(["restore", &c.name, "--yes"])
+        .run()
+        .success();
+    assert_eq!(
+        one(integration(), &c.name, "SELECT i FROM before_refresh").await,
+        "42"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refresh_from_the_primary_of_an_odoo17_database() {
+    let c = provision("primary");
+    load_odoo(&c, 17, "").await;
+    let run = c
+        .refresh(&["--yes", "--source", "primary", "--no-backup"])
+        .run();
+    run.success();
+    assert_neutralized(&c, 17).await;
+    assert!(run.stdout.contains("(primary, cluster"), "{}", run.stdout);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_change_nothing_anywhere() {
+    let c = provision("refuse");
+    load_odoo(&c, 16, "").await;
+    mark_integration(&c).await;
+    let before = (
+        state(primary(), Some(&c.base)).await,
+        state(integration(), Some(&c.name)).await,
+    );
+    // A production name as target.
+    let run = odoo_db().args(["refresh", &c.base, "--yes"]).run();
+    assert_refused(&run, "does not end in \"_integration\"");
+    // No TTY and no --yes.
+    assert_refused(&c.refresh(&[]).run(), "pass --yes");
+    // A module that Odoo neutralizes and odoo-db does not.
+    query(
+        primary(),
+        &c.base,
+        "UPDATE ir_module_module SET state = 'installed' WHERE name = 'payment_adyen'",
+    )
+    .await;
+    wait_for_standby(
+        &c.base,
+        "SELECT state FROM ir_module_module WHERE name = 'payment_adyen'",
+        "installed",
+    )
+    .await;
+    let run = c.refresh(&["--yes"]).run();
+    assert_refused(&run, "payment_adyen");
+    query(
+        primary(),
+        &c.base,
+        "UPDATE ir_module_module SET state = 'uninstalled' WHERE name = 'payment_adyen'",
+    )
+    .await;
+    let after = (
+        state(primary(), Some(&c.base)).await,
+        state(integration(), Some(&c.name)).await,
+    );
+    assert_eq!(after, before);
+    assert!(std::fs::read_dir(c.backups.path())
+        .unwrap()
+        .next()
+        .is_none());
+    assert!(!c.spool.path().join("spool").exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_that_is_not_odoos_is_refused_unless_no_neutralize() {
+    let c = provision("plain");
+    query(primary(), &c.base, &format!("SET ROLE {}; CREATE TABLE res_partner (i int); INSERT INTO res_partner SELECT generate_series(1, 1000);", c.base)).await;
+    wait_for_standby(&c.base, "SELECT count(*) FROM res_partner", "1000").await;
+    let before = (
+        state(primary(), Some(&c.base)).await,
+        state(integration(), Some(&c.name)).await,
+    );
+    assert_refused(&c.refresh(&["--yes"]).run(), "no ir_module_module");
+    assert_eq!(
+        (
+            state(primary(), Some(&c.base)).await,
+            state(integration(), Some(&c.name)).await
+        ),
+        before
+    );
+    c.refresh(&["--yes", "--no-neutralize"]).run().success();
+    assert_eq!(
+        one(integration(), &c.name, "SELECT count(*) FROM res_partner").await,
+        "1000"
+    );
+}
+
+/// Kill odoo-db (a failpoint's panic ends the process between two steps) at `point`;
+/// then the integration role cannot connect to an un-neutralized copy, recreate and
+/// restore refuse the name, and the rerun converges.
+async fn killed_at(point: &str, tag: &str) {
+    let c = provision(tag);
+    load_odoo(&c, 16, "").await;
+    mark_integration(&c).await;
+    let run = c
+        .refresh(&["--yes"])
+        .env("FAILPOINTS", format!("{point}=panic"))
+        .run();
+    assert_ne!(run.code, 0, "{point}: {}", run.stderr);
+    if point == "refresh-after-dump" {
+        // The production dump waits for the rerun: 0700, its files 0600.
+        use std::os::unix::fs::PermissionsExt;
+        let spool = c
+            .spool
+            .path()
+            .join("spool")
+            .join(format!("{}.production", c.name));
+        let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(spool.parent().unwrap()), 0o700);
+        assert_eq!(mode(&spool), 0o700);
+        for entry in std::fs::read_dir(&spool).unwrap() {
+            assert_eq!(mode(&entry.unwrap().path()), 0o600);
+        }
+    } else {
+        assert!(
+            !integration_role_connects(&c).await,
+            "{point}: the integration role got in"
+        );
+    }
+    let recreate = odoo_db()
+        .args(["recreate", &c.name, "--yes", "--backup-dir"])
+        .arg(c.backups.path())
+        .run();
+    assert_refused(&recreate, "refresh");
+    let restore = odoo_db().args(["restore", &c.name, "--yes"]).run();
+    assert_refused(&restore, "refresh");
+    c.refresh(&["--yes"]).run().success();
+    assert_neutralized(&c, 16).await;
+    assert!(integration_role_connects(&c).await);
+    odoo_db()
+        .args(["restore", &c.name, "--yes"])
+        .run()
+        .success();
+    assert_eq!(
+        one(integration(), &c.name, "SELECT i FROM before_refresh").await,
+        "42"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_after_the_dump() {
+    killed_at("refresh-after-dump", "kdump").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_after_the_create_before_the_restore() {
+    killed_at("recreate-after-create", "kcreate").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_after_the_restore_before_the_neutralization() {
+    killed_at("restore-after-restore", "krestore").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_after_the_neutralization_committed() {
+    killed_at("refresh-after-neutralize", "kneutral").await;
+}
+
+/// The audit's neutralization checks that name `db`.
+fn audit_checks(db: &str) -> Vec<(String, String)> {
+    let run = odoo_db().args(["audit", "--format", "json"]).run();
+    let report: serde_json::Value =
+        serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("{e}: {}", run.stdout));
+    report["checks"]
+        .as_array()
+        .expect("checks")
+        .iter()
+        .filter(|check| check["check"] == "neutralization")
+        .filter(|check| check["message"].as_str().unwrap_or("").contains(db))
+        .map(|check| {
+            (
+                check["status"].as_str().unwrap().to_string(),
+                check["message"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_judges_the_copies_of_production() {
+    let c = provision("audit");
+    load_odoo(&c, 16, "").await;
+    c.refresh(&["--yes", "--no-backup"]).run().success();
+    assert_eq!(audit_checks(&c.name), []);
+    query(
+        integration(),
+        &c.name,
+        "UPDATE ir_cron SET active = true WHERE id = 2",
+    )
+    .await;
+    let checks = audit_checks(&c.name);
+    assert_eq!(checks.len(), 1, "{checks:?}");
+    assert_eq!(checks[0].0, "WARNING", "{checks:?}");
+    query(
+        integration(),
+        &c.name,
+        "UPDATE ir_config_parameter SET value = 'false' WHERE key = 'database.is_neutralized'",
+    )
+    .await;
+    let checks = audit_checks(&c.name);
+    assert_eq!(checks[0].0, "CRITICAL", "{checks:?}");
+    assert!(checks[0].1.contains("NOT neutralized"), "{checks:?}");
+
+    // A copy made by hand: its uuid is production's, the catalog knows no refresh.
+    let d = provision("handcopy");
+    load_odoo(&d, 16, "").await;
+    let sql = include_str!("../fixtures/odoo.sql").replace("{major}", "16");
+    query(
+        integration(),
+        &d.name,
+        &format!("SET ROLE {}; {sql}", d.name),
+    )
+    .await;
+    let checks = audit_checks(&d.name);
+    assert_eq!(checks.len(), 1, "{checks:?}");
+    assert_eq!(checks[0].0, "CRITICAL", "{checks:?}");
+    assert!(
+        checks[0].1.contains("equals its production twin's"),
+        "{checks:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dump_brings_no_event_trigger_and_no_publication() {
+    let c = provision("contents");
+    load_odoo(&c, 16, "").await;
+    query(
+        primary(),
+        &c.base,
+        &format!(
+            "SET ROLE {}; CREATE PUBLICATION leak FOR TABLE res_partner;",
+            c.base
+        ),
+    )
+    .await;
+    wait_for_standby(&c.base, "SELECT count(*) FROM pg_publication", "1").await;
+    let dry = c.refresh(&["--dry-run"]).run();
+    dry.success();
+    assert!(dry.stdout.contains("publication leak"), "{}", dry.stdout);
+    query(
+        primary(),
+        &c.base,
+        "CREATE FUNCTION public.noop() RETURNS event_trigger LANGUAGE plpgsql AS $$ BEGIN END $$;
+         CREATE EVENT TRIGGER watcher ON ddl_command_start EXECUTE FUNCTION public.noop();",
+    )
+    .await;
+    wait_for_standby(&c.base, "SELECT count(*) FROM pg_event_trigger", "1").await;
+    let before = state(integration(), Some(&c.name)).await;
+    assert_refused(&c.refresh(&["--yes"]).run(), "event trigger watcher");
+    assert_eq!(state(integration(), Some(&c.name)).await, before);
+    query(primary(), &c.base, "DROP EVENT TRIGGER watcher").await;
+    wait_for_standby(&c.base, "SELECT count(*) FROM pg_event_trigger", "0").await;
+    c.refresh(&["--yes", "--no-backup"]).run().success();
+    assert_eq!(
+        one(
+            integration(),
+            &c.name,
+            "SELECT count(*) FROM pg_publication"
+        )
+        .await,
+        "0"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_standby_or_a_failed_identity_pin_is_refused() {
+    let harness = util::fresh(pgsandbox::HarnessOptions::default());
+    let (config, pgpass) = harness.write_client_files().unwrap();
+    let mut toml = std::fs::read_to_string(&config).unwrap();
+    toml.push_str("\n[refresh]\nmax_source_lag = \"1s\"\n");
+    std::fs::write(&config, toml).unwrap();
+    let tool = || {
+        OdooDb::new()
+            .env("ODOO_DB_CONFIG", &config)
+            .env("PGPASSFILE", &pgpass)
+    };
+    tool().arg("init").run().success();
+    let secrets = tempfile::tempdir().unwrap();
+    let run = tool()
+        .args(["provision", "--customer", "stale-shop", "--secrets-dir"])
+        .arg(secrets.path())
+        .run();
+    run.success();
+    let base = run
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("export DB_NAME="))
+        .unwrap()
+        .to_string();
+    let name = format!("{base}_integration");
+    let primary = &harness.primary;
+    let standby = harness.standby.as_ref().unwrap();
+    let integration = harness.integration.as_ref().unwrap();
+    let spool = tempfile::tempdir().unwrap();
+    let refresh = |extra: &[&str]| {
+        tool()
+            .args(["refresh", &name, "--yes", "--no-backup", "--spool-dir"])
+            .arg(spool.path().join("spool"))
+            .args(extra)
+            .run()
+    };
+    let sql = include_str!("../fixtures/odoo.sql").replace("{major}", "16");
+    query(primary, &base, &format!("SET ROLE {base}; {sql}")).await;
+    let before = (
+        state(primary, Some(&base)).await,
+        state(integration, Some(&name)).await,
+    );
+
+    // Replay paused: the heartbeat never shows within 1 s.
+    standby
+        .psql_superuser("SELECT pg_wal_replay_pause()")
+        .unwrap();
+    assert_refused(&refresh(&[]), "too far behind");
+    assert_eq!(
+        (
+            state(primary, Some(&base)).await,
+            state(integration, Some(&name)).await
+        ),
+        before
+    );
+    standby
+        .psql_superuser("SELECT pg_wal_replay_resume()")
+        .unwrap();
+
+    // The production cluster's pin no longer matches its server.
+    query(
+        primary,
+        "odoo_db",
+        "UPDATE catalog.clusters SET system_identifier = 42 WHERE kind = 'production'",
+    )
+    .await;
+    assert_refused(&refresh(&["--source", "primary"]), "init pinned 42");
+    assert_eq!(
+        (
+            state(primary, Some(&base)).await,
+            state(integration, Some(&name)).await
+        ),
+        before
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_inside_the_neutralization_transaction() {
+    killed_at("refresh-in-neutralization", "kintx").await;
+}
+
+/// SIGKILL of the odoo-db process itself once `application` (pg_dump or pg_restore)
+/// copies rows of `db` on `server` (a `COPY` there); then the window holds and the
+/// rerun converges.
+async fn sigkilled_during(application: &str, on_standby: bool, tag: &str) {
+    let c = provision(tag);
+    // Enough data (~40 MB) for the kill to land while the tool runs.
+    load_odoo(
+        &c,
+        16,
+        &format!(
+            "CREATE TABLE mail_message (id serial PRIMARY KEY, body text);
+             INSERT INTO mail_message (body) SELECT repeat(md5(g::text), 6) FROM generate_series(1, 150000) g;
+             ALTER TABLE mail_message OWNER TO {}",
+            c.base
+        ),
+    )
+    .await;
+    wait_for_standby(&c.base, "SELECT count(*) FROM mail_message", "150000").await;
+    mark_integration(&c).await;
+    let (server, db) = if on_standby {
+        (standby(), c.base.clone())
+    } else {
+        (integration(), c.name.clone())
+    };
+    // The backup's COPY … TO stdout in the integration database is not the restore.
+    let pattern = if on_standby {
+        "COPY % TO stdout%"
+    } else {
+        "COPY % FROM stdin%"
+    };
+    let watcher = server.superuser().await.unwrap();
+    let mut child = c
+        .refresh(&["--yes", "--jobs", "2"])
+        .timeout(Duration::from_secs(300))
+        .spawn();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let seen: i64 = watcher
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE query LIKE $1 AND datname = $2",
+                &[&pattern, &db],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if seen > 0 {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            break;
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("odoo-db ended ({status}) before {application} started");
+        }
+        assert!(Instant::now() < deadline, "{application} never started");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    if !on_standby {
+        assert!(
+            !integration_role_connects(&c).await,
+            "the integration role got into the un-neutralized copy"
+        );
+    }
+    c.refresh(&["--yes"]).run().success();
+    assert_neutralized(&c, 16).await;
+    assert_eq!(
+        one(integration(), &c.name, "SELECT count(*) FROM mail_message").await,
+        "150000"
+    );
+    assert!(integration_role_connects(&c).await);
+    odoo_db()
+        .args(["restore", &c.name, "--yes"])
+        .run()
+        .success();
+    assert_eq!(
+        one(integration(), &c.name, "SELECT i FROM before_refresh").await,
+        "42"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_during_the_dump() {
+    sigkilled_during("pg_dump", true, "sdump").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_during_the_restore() {
+    sigkilled_during("pg_restore", false, "srestore").await;
+}
