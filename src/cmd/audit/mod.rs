@@ -8,8 +8,8 @@
 //! manage are listed for information. Same formats and exit codes as `health`, so the
 //! same monitoring can run it.
 
-mod suspension;
 mod neutralization;
+mod suspension;
 
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
