@@ -67,9 +67,13 @@ impl Customer {
 fn provision(tag: &str) -> Customer {
     static COUNTER: AtomicU32 = AtomicU32::new(0);
     util::initialized();
+    // One token (see util::unique): a `-`-separated pid is a token of its own, which
+    // other tests' database names (scratch_PID_N, --name given ones) contain, and a new
+    // customer named in existing objects is refused.
+    let tag: String = tag.chars().filter(char::is_ascii_alphanumeric).collect();
     let customer = format!(
-        "rs-{tag}-{}-{}",
-        std::process::id(),
+        "rs{tag}{}x{}z",
+        std::process::id() % 100_000,
         COUNTER.fetch_add(1, Ordering::SeqCst)
     );
     let secrets = tempfile::tempdir().unwrap();

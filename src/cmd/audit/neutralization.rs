@@ -57,20 +57,46 @@ async fn audit(servers: &Servers) -> Result<Vec<Check>> {
             .iter()
             .find(|m| m.environment == "production" && m.customer == integration.customer);
         let is_refreshed = refreshed.contains_key(&integration.name);
-        let copied = match (is_refreshed, twin) {
-            (true, _) => true,
-            (false, Some(twin)) => same_uuid(servers, &catalog, integration, twin).await?,
-            (false, None) => false,
-        };
-        if copied {
-            let state = match read(servers, &catalog, integration, false).await? {
-                Some(Facts::State(state)) => state,
-                _ => continue,
-            };
-            checks.extend(judge(integration, is_refreshed, &state));
+        // One database that cannot be read (dropped meanwhile, its server slow) is
+        // UNKNOWN for that database alone; the others are still judged.
+        match audit_one(servers, &catalog, integration, twin, is_refreshed).await {
+            Ok(found) => checks.extend(found),
+            Err(error) => checks.push(Check {
+                status: Status::Unknown,
+                cluster: Some(integration.cluster.clone()),
+                server: None,
+                check: "neutralization",
+                message: format!(
+                    "the neutralization of {} could not be read: {error:#}",
+                    integration.name
+                ),
+                hint: None,
+            }),
         }
     }
     Ok(checks)
+}
+
+/// The checks of one integration database: none unless it is a copy of production.
+async fn audit_one(
+    servers: &Servers,
+    catalog: &Catalog,
+    integration: &ManagedDatabase,
+    twin: Option<&ManagedDatabase>,
+    is_refreshed: bool,
+) -> Result<Vec<Check>> {
+    let copied = match (is_refreshed, twin) {
+        (true, _) => true,
+        (false, Some(twin)) => same_uuid(servers, catalog, integration, twin).await?,
+        (false, None) => false,
+    };
+    if !copied {
+        return Ok(Vec::new());
+    }
+    match read(servers, catalog, integration, false).await? {
+        Some(Facts::State(state)) => Ok(judge(integration, is_refreshed, &state)),
+        _ => Ok(Vec::new()),
+    }
 }
 
 /// Whether the integration database carries its production twin's `database.uuid`.
@@ -135,8 +161,7 @@ async fn read(
 ) -> Result<Option<Facts>> {
     let admin = servers.primary(&db.cluster)?;
     let server = servers.connect_primary(&db.cluster).await?;
-    if !crate::catalog::database_exists(&server, &db.name).await?
-        || !is_odoo(&admin, &db.name).await?
+    if !open_to_its_owner(&server, &db.name, &db.owner).await? || !is_odoo(&admin, &db.name).await?
     {
         return Ok(None);
     }
@@ -158,6 +183,26 @@ async fn read(
     .await;
     role.drop(&server, catalog, &admin).await?;
     facts.map(Some)
+}
+
+/// Whether `database` exists and its owner may connect to it. A database closed to
+/// connections (mid-recreate) or whose owner lost CONNECT (suspended) cannot act as
+/// production, nobody's Odoo reaches it, and a throwaway member of the owner could not
+/// read it either: it is not judged.
+async fn open_to_its_owner(
+    server: &tokio_postgres::Client,
+    database: &str,
+    owner: &str,
+) -> Result<bool> {
+    let row = server
+        .query_opt(
+            "SELECT datallowconn AND pg_catalog.has_database_privilege($2::name, oid, 'CONNECT') \
+               FROM pg_catalog.pg_database WHERE datname = $1",
+            &[&database, &owner],
+        )
+        .await
+        .with_context(|| format!("reading whether {owner} may connect to {database}"))?;
+    Ok(row.is_some_and(|row| row.get(0)))
 }
 
 /// Whether `database` has Odoo's parameter table, read from the system catalogs only
