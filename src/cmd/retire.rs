@@ -71,7 +71,7 @@ pub async fn run(config: &Config, args: &RetireArgs) -> Result<String> {
     }
     let base = lifecycle::customer_base_name(&catalog, &args.customer).await?;
     let kinds = [ClusterKind::Production, ClusterKind::Integration];
-    let targets = lifecycle::targets(&servers, &catalog, &base, &kinds).await?;
+    let targets = lifecycle::targets(&servers, &catalog, &base, &kinds, true).await?;
     let _locks = lock(&servers, &targets).await?;
 
     // Step 2.
