@@ -71,7 +71,7 @@ pub async fn run(config: &Config, args: &RetireArgs) -> Result<String> {
     }
     let base = lifecycle::customer_base_name(&catalog, &args.customer).await?;
     let kinds = [ClusterKind::Production, ClusterKind::Integration];
-    let targets = lifecycle::targets(&servers, &catalog, &base, &kinds).await?;
+    let targets = lifecycle::targets(&servers, &catalog, &base, &kinds, true).await?;
     let _locks = lock(&servers, &targets).await?;
 
     // Step 2.
@@ -145,9 +145,9 @@ async fn gates(catalog: &Catalog, config: &Config, target: Target) -> Result<Pla
     let possible_at = suspension.suspended_at + grace;
     if Utc::now() < possible_at {
         return Err(Error::refused(format!(
-            "{name} ({env}) was suspended on {} and [lifecycle] grace is {} s: retire becomes possible on {}; nothing was changed",
+            "{name} ({env}) was suspended on {} and [lifecycle] grace is {}: retire becomes possible on {}; nothing was changed",
             suspension.suspended_at.format("%Y-%m-%d %H:%M:%S UTC"),
-            config.lifecycle.grace.as_secs(),
+            grace_text(config.lifecycle.grace),
             possible_at.format("%Y-%m-%d %H:%M:%S UTC"),
         )));
     }
@@ -171,6 +171,18 @@ async fn gates(catalog: &Catalog, config: &Config, target: Target) -> Result<Pla
         verify_database(&mut plan).await?;
     }
     Ok(plan)
+}
+
+/// The grace as the config would spell it: `7d`, `36h`, `90min`, `5s`.
+fn grace_text(grace: std::time::Duration) -> String {
+    let secs = grace.as_secs();
+    match secs {
+        0 => "0s".to_string(),
+        s if s % 86_400 == 0 => format!("{}d", s / 86_400),
+        s if s % 3_600 == 0 => format!("{}h", s / 3_600),
+        s if s % 60 == 0 => format!("{}min", s / 60),
+        s => format!("{s}s"),
+    }
 }
 
 /// The refusal of a customer whose suspension someone undid in part.
@@ -463,4 +475,18 @@ async fn drop_role(plan: &Plan) -> Result<()> {
         .await
         .with_context(|| format!("dropping role {name} on cluster {}", target.cluster))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::grace_text;
+    use std::time::Duration;
+
+    #[test]
+    fn the_grace_reads_as_configured() {
+        assert_eq!(grace_text(Duration::from_secs(7 * 86_400)), "7d");
+        assert_eq!(grace_text(Duration::from_secs(36 * 3_600)), "36h");
+        assert_eq!(grace_text(Duration::from_secs(90 * 60)), "90min");
+        assert_eq!(grace_text(Duration::from_secs(6)), "6s");
+    }
 }

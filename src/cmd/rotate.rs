@@ -29,7 +29,7 @@ use serde_json::json;
 use tokio_postgres::types::Type;
 
 use crate::catalog::Catalog;
-use crate::cli::RotateArgs;
+use crate::cli::{EnvSelection, RotateArgs};
 use crate::config::Config;
 use crate::error::{Context, Error, Result};
 use crate::names;
@@ -66,7 +66,8 @@ pub async fn run(config: &Config, args: &RotateArgs) -> Result<String> {
     let servers = Servers::open(config).await?;
     let catalog = Catalog::open(&servers).await?;
     let base = lifecycle::customer_base_name(&catalog, &args.customer).await?;
-    let targets = lifecycle::targets(&servers, &catalog, &base, &args.env.kinds()).await?;
+    let all = args.env == EnvSelection::All;
+    let targets = lifecycle::targets(&servers, &catalog, &base, &args.env.kinds(), all).await?;
     let _locks = lock(&servers, &targets).await?;
 
     // Step 2.

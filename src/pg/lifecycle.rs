@@ -81,12 +81,15 @@ pub async fn refuse_tombstone(catalog: &Catalog, name: &str) -> Result<()> {
 
 /// The customer's environments among `kinds`, each checked against the catalog (a
 /// ready database, no unfinished recreate/restore/refresh run) and against the
-/// cluster's pinned identity; refused before any change otherwise.
+/// cluster's pinned identity; refused before any change otherwise. With `only_recorded`
+/// (no environment asked for by name) an environment the customer was never
+/// provisioned in is skipped rather than refused.
 pub async fn targets(
     servers: &Servers,
     catalog: &Catalog,
     base: &str,
     kinds: &[ClusterKind],
+    only_recorded: bool,
 ) -> Result<Vec<Target>> {
     let mut targets = Vec::new();
     for kind in kinds {
@@ -103,6 +106,7 @@ pub async fn targets(
             )));
         }
         match catalog.database_state(env, &name).await?.as_deref() {
+            None if only_recorded => continue,
             None => {
                 return Err(Error::refused(format!(
                     "{name} ({env}) is not in the catalog: provision (or adopt) it first; nothing was changed"
@@ -131,6 +135,11 @@ pub async fn targets(
             version_num,
             agent,
         });
+    }
+    if targets.is_empty() {
+        return Err(Error::refused(format!(
+            "{base} is in no environment in the catalog: provision (or adopt) it first; nothing was changed"
+        )));
     }
     Ok(targets)
 }

@@ -23,7 +23,7 @@ mod faults;
 
 /// Grace of the tests' config: short enough to wait for, long enough to be refused
 /// right after a suspend.
-const GRACE_SECS: u64 = 3;
+const GRACE_SECS: u64 = 6;
 
 fn primary() -> &'static PgServer {
     &shared().primary
@@ -126,6 +126,11 @@ impl Customer {
 }
 
 fn provision(tag: &str) -> Customer {
+    provision_with(tag, &[])
+}
+
+/// A customer provisioned with `extra` arguments (`--env production`, say).
+fn provision_with(tag: &str, extra: &[&str]) -> Customer {
     static COUNTER: AtomicU32 = AtomicU32::new(0);
     initialized();
     let tag: String = tag.chars().filter(char::is_ascii_alphanumeric).collect();
@@ -149,6 +154,7 @@ fn provision(tag: &str) -> Customer {
     let run = odoo_db()
         .args(["provision", "--customer", &customer, "--secrets-dir"])
         .arg(secrets.path())
+        .args(extra)
         .run();
     run.success();
     let base = run
@@ -1052,4 +1058,36 @@ fn retire_after_the_grace_archives_drops_and_leaves_tombstones() {
         .arg(private_dir().path())
         .run();
     back.expect_code(2);
+}
+
+#[test]
+fn a_customer_with_production_only_is_suspended_and_retired_in_the_environment_it_has() {
+    let c = provision_with("prodonly", &["--env", "production"]);
+    // An environment asked for by name that the customer does not have is refused.
+    assert_refused(
+        &c,
+        c.cmd("suspend", &["--env", "integration", "--yes"]),
+        None,
+        "not in the catalog",
+    );
+    let run = c.cmd("suspend", &["--yes"]).run();
+    run.success();
+    assert!(!run.stdout.contains("integration:"), "{}", run.stdout);
+    assert_eq!(access(primary(), &c.base).1.as_deref(), Some("false"));
+    std::thread::sleep(Duration::from_secs(GRACE_SECS + 1));
+    c.cmd("retire", &["--yes"]).run().success();
+    assert_eq!(
+        one(
+            primary(),
+            "postgres",
+            &format!("SELECT count(*) FROM pg_roles WHERE rolname = '{}'", c.base)
+        )
+        .as_deref(),
+        Some("0")
+    );
+    let dumps = archive_files(&c)
+        .iter()
+        .filter(|f| f.to_string_lossy().ends_with(".dump"))
+        .count();
+    assert_eq!(dumps, 1);
 }

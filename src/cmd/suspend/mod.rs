@@ -23,7 +23,7 @@ use std::fmt::Write;
 use serde_json::json;
 
 use crate::catalog::{Catalog, NewSuspension, Suspension};
-use crate::cli::SuspendArgs;
+use crate::cli::{EnvSelection, SuspendArgs};
 use crate::cmd::prompt;
 use crate::config::{ClusterKind, Config};
 use crate::error::{Context, Error, Result};
@@ -57,7 +57,7 @@ struct Job {
 pub async fn run(config: &Config, args: &SuspendArgs) -> Result<String> {
     // Step 1 and 2.
     names::validate_customer(&args.customer)?;
-    let job = Job::plan(config, &args.customer, &args.env.kinds(), "suspend").await?;
+    let job = Job::plan(config, &args.customer, args.env, "suspend").await?;
     for plan in &job.plans {
         lifecycle::refuse_foreign_grantors(&plan.props)?;
     }
@@ -86,18 +86,21 @@ pub async fn run(config: &Config, args: &SuspendArgs) -> Result<String> {
 }
 
 impl Job {
-    /// Steps 1 and 2 for `customer`'s environments `kinds`; `what` names the command
+    /// Steps 1 and 2 for `customer`'s environments `selection`; `what` names the command
     /// in the lock's messages.
     async fn plan(
         config: &Config,
         customer: &str,
-        kinds: &[ClusterKind],
+        selection: EnvSelection,
         what: &str,
     ) -> Result<Job> {
         let servers = Servers::open(config).await?;
         let catalog = Catalog::open(&servers).await?;
         let base = lifecycle::customer_base_name(&catalog, customer).await?;
-        let targets = lifecycle::targets(&servers, &catalog, &base, kinds).await?;
+        // `--env all` (the default) means every environment the customer has.
+        let all = selection == EnvSelection::All;
+        let targets =
+            lifecycle::targets(&servers, &catalog, &base, &selection.kinds(), all).await?;
         let mut locks = Vec::new();
         for target in &targets {
             let session = LockSession::connect(&servers).await?;

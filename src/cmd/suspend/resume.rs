@@ -27,7 +27,7 @@ use crate::pg::quote::quote_ident;
 pub async fn run(config: &Config, args: &ResumeArgs) -> Result<String> {
     // Step 1.
     names::validate_customer(&args.customer)?;
-    let job = Job::plan(config, &args.customer, &args.env.kinds(), "resume").await?;
+    let job = Job::plan(config, &args.customer, args.env, "resume").await?;
 
     // Step 2: what each suspension recorded, read before anything changes.
     let mut work = Vec::new();
