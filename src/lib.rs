@@ -33,7 +33,7 @@ use clap::CommandFactory;
 use crate::cli::{Cli, Command};
 use crate::cmd::recreate::{self, restore};
 use crate::cmd::sandbox::{self, demo};
-use crate::cmd::{adopt, audit, init, list, provision};
+use crate::cmd::{adopt, audit, init, list, provision, serve};
 use crate::error::Result;
 
 /// Run one parsed command; `Ok(code)` is the process exit code (0 for most commands,
@@ -77,6 +77,9 @@ pub async fn run(cli: Cli) -> Result<u8> {
         // A broken config is reported too (UNKNOWN, and in --textfile).
         Command::Health(args) => health::main(load_config(), &args).await,
         Command::Audit(args) => audit::run(&load_config()?, &args).await,
+        Command::Serve(args) => {
+            serve::run(config::Config::locate(config_flag.as_deref()), &args).await
+        }
     }
 }
 

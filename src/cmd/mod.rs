@@ -14,3 +14,4 @@ pub(crate) mod prompt;
 pub(crate) mod provision;
 pub(crate) mod recreate;
 pub mod sandbox;
+pub(crate) mod serve;

@@ -17,5 +17,6 @@ mod packaging;
 mod provision;
 mod recreate;
 mod restore_safety;
+mod serve;
 mod ssh;
 mod util;
