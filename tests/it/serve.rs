@@ -426,3 +426,112 @@ fn config_without_integration(harness: &Harness) -> String {
     }
     format!("{}\n[serve]\nmin_interval = \"0s\"\n", kept.join("\n"))
 }
+
+/// Headless Chromium, its profile and temporary files in `dir` (nothing left in /tmp).
+fn chromium(dir: &Path, args: &[&str]) -> String {
+    let output = std::process::Command::new("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--disable-crash-reporter",
+            "--disable-dev-shm-usage",
+        ])
+        .arg(format!("--user-data-dir={}", dir.join("profile").display()))
+        .args(args)
+        .env("TMPDIR", dir)
+        .env("HOME", dir)
+        .output()
+        .unwrap_or_else(|e| panic!("running chromium (scripts/install-deps installs it): {e}"));
+    assert!(
+        output.status.success(),
+        "chromium failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// The value of attribute `name` in the first element of `dom` that carries `marker`.
+fn attribute(dom: &str, marker: &str, name: &str) -> String {
+    let start = dom
+        .find(marker)
+        .unwrap_or_else(|| panic!("no {marker} in the page:\n{dom}"));
+    let tag_end = start + dom[start..].find('>').unwrap();
+    let tag = &dom[start..tag_end];
+    let key = format!("{name}=\"");
+    let at = tag
+        .find(&key)
+        .unwrap_or_else(|| panic!("no {name} in {tag}"))
+        + key.len();
+    tag[at..at + tag[at..].find('"').unwrap()].to_string()
+}
+
+#[test]
+fn the_status_page_renders_in_a_browser_without_secrets() {
+    let harness = fleet();
+    // A password in the config's URL: no endpoint may show it, nor the URL.
+    let text = format!(
+        "{}\n[serve]\nmin_interval = \"0s\"\n",
+        harness.config_toml()
+    )
+    .replace(
+        "odoo_db_admin@",
+        &format!("odoo_db_admin:{}@", pgsandbox::ADMIN_PASSWORD),
+    );
+    let path = harness.dir.join("page.toml");
+    std::fs::write(&path, &text).unwrap();
+    let serve = Serve::start(&harness, &path, &[]);
+    std::fs::remove_file(&path).unwrap();
+    for _ in 0..3 {
+        assert_eq!(serve.get("/metrics").0, 200);
+    }
+
+    let dir = tempfile::tempdir_in(&harness.dir).unwrap();
+    let url = format!("http://{}/", serve.addr);
+    let dom = chromium(dir.path(), &["--dump-dom", &url]);
+    for cluster in ["production", "integration"] {
+        let marker = format!("data-cluster=\"{cluster}\"");
+        assert_eq!(attribute(&dom, &marker, "data-state"), "OK", "{dom}");
+    }
+    let standby = "data-role=\"standby\"";
+    assert_eq!(attribute(&dom, standby, "data-state"), "OK");
+    let lag_bytes: u64 = attribute(&dom, standby, "data-lag-bytes").parse().unwrap();
+    let lag_seconds: f64 = attribute(&dom, standby, "data-lag-seconds")
+        .parse()
+        .unwrap();
+    assert!(lag_bytes < 16 << 20, "{lag_bytes}");
+    assert!((0.0..30.0).contains(&lag_seconds), "{lag_seconds}");
+    assert!(dom.contains("class=\"lag-bytes\""), "{dom}");
+    // The chart of the last hour, from the probes so far (at least the 3 scrapes').
+    let points = attribute(&dom, "<polyline", "points");
+    assert!(points.split_whitespace().count() >= 3, "{points}");
+    assert!(dom.contains("id=\"probed-at\""));
+    assert!(dom.contains("id=\"no-failing-checks\""), "{dom}");
+
+    // A screenshot, as the README shows it (SERVE_SCREENSHOT=path keeps a copy).
+    let png = dir.path().join("serve.png");
+    chromium(
+        dir.path(),
+        &[
+            "--window-size=1100,900",
+            &format!("--screenshot={}", png.display()),
+            &url,
+        ],
+    );
+    let bytes = std::fs::read(&png).expect("the screenshot");
+    assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n");
+    if let Some(keep) = std::env::var_os("SERVE_SCREENSHOT") {
+        std::fs::copy(&png, keep).unwrap();
+    }
+
+    for endpoint in ["/", "/health", "/metrics", "/probe?cluster=production"] {
+        let (_, body) = serve.get(endpoint);
+        for secret in [pgsandbox::ADMIN_PASSWORD, "postgresql://", "password="] {
+            assert!(
+                !body.contains(secret),
+                "{endpoint} shows {secret:?}:\n{body}"
+            );
+        }
+    }
+}

@@ -179,6 +179,8 @@ fn chart(page: &mut String, points: &[Point]) {
         page,
         "<svg class=\"chart\" width=\"{W}\" height=\"{H}\" viewBox=\"0 0 {W} {H}\" role=\"img\" \
          aria-label=\"lag over the last hour\">\
+         <text x=\"4\" y=\"{H}\" dy=\"-4\" font-size=\"10\" fill=\"#888\">-1 h</text>\
+         <text x=\"{W}\" y=\"{H}\" dx=\"-24\" dy=\"-4\" font-size=\"10\" fill=\"#888\">now</text>\
          <polyline fill=\"none\" stroke=\"#0969da\" stroke-width=\"1.5\" points=\"{bytes}\"/>\
          <polyline fill=\"none\" stroke=\"#bc4c00\" stroke-width=\"1.5\" points=\"{seconds}\"/></svg>\
          <p class=\"legend\"><span style=\"color:#0969da\">byte lag (max {max_bytes_text})</span> · \
