@@ -535,3 +535,89 @@ fn the_status_page_renders_in_a_browser_without_secrets() {
         }
     }
 }
+
+/// curl (TLS, basic authentication): the status code and the body.
+fn curl(args: &[&str], url: &str) -> (u16, String) {
+    let output = std::process::Command::new("curl")
+        .args(["-sS", "--max-time", "60", "-w", "\n%{http_code}"])
+        .args(args)
+        .arg(url)
+        .output()
+        .expect("running curl (scripts/install-deps installs it)");
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
+    (code.trim().parse().unwrap_or(0), body.to_string())
+}
+
+#[test]
+fn tls_and_basic_authentication_from_a_web_config() {
+    let harness = fleet();
+    let dir = tempfile::tempdir_in(&harness.dir).unwrap();
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let cert = dir.path().join("serve.crt");
+    let key = dir.path().join("serve.key");
+    std::fs::write(&cert, certified.cert.pem()).unwrap();
+    std::fs::write(&key, certified.key_pair.serialize_pem()).unwrap();
+    // As `htpasswd -nBC 4 prometheus` writes it ($2y$).
+    let hash = bcrypt::hash_with_salt("s3cret scrape", 4, [7; 16])
+        .unwrap()
+        .format_for_version(bcrypt::Version::TwoY);
+    let web = dir.path().join("web.yml");
+    std::fs::write(
+        &web,
+        format!(
+            "tls_server_config:\n  cert_file: {}\n  key_file: {}\nbasic_auth_users:\n  prometheus: '{hash}'\n",
+            cert.display(),
+            key.display()
+        ),
+    )
+    .unwrap();
+    let config = config(
+        &harness,
+        "tls",
+        &format!("min_interval = \"1s\"\nweb_config = \"{}\"", web.display()),
+    );
+    let serve = Serve::start(&harness, &config, &[]);
+    let port = serve.addr.rsplit(':').next().unwrap();
+    let url = format!("https://localhost:{port}/metrics");
+    let cacert = cert.to_string_lossy().into_owned();
+
+    assert_eq!(curl(&["--cacert", &cacert], &url).0, 401, "no credentials");
+    assert_eq!(
+        curl(&["--cacert", &cacert, "-u", "prometheus:wrong"], &url).0,
+        401,
+        "a wrong password"
+    );
+    assert_eq!(
+        curl(&["--cacert", &cacert, "-u", "nobody:s3cret scrape"], &url).0,
+        401,
+        "an unknown user"
+    );
+    for _ in 0..2 {
+        let (status, body) = curl(
+            &["--cacert", &cacert, "-u", "prometheus:s3cret scrape"],
+            &url,
+        );
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(value(&parse(&body), "odoo_db_check_status", &[]), 0.0);
+    }
+    // Plain HTTP on the TLS port gets no answer.
+    let (status, _) = curl(&[], &format!("http://localhost:{port}/metrics"));
+    assert_ne!(status, 200);
+    drop(serve);
+
+    // A web config that does not load: serve does not start (refused, exit 2).
+    std::fs::write(&web, "basic_auth_users:\n  prometheus: plaintext\n").unwrap();
+    let run = util::odoo_db_for(&harness)
+        .env("ODOO_DB_CONFIG", &config)
+        .args(["serve", "--listen", &format!("127.0.0.1:{}", free_port())])
+        .timeout(Duration::from_secs(30))
+        .run();
+    run.expect_code(2);
+    assert!(
+        run.stderr
+            .contains("basic_auth_users.prometheus: not a bcrypt hash"),
+        "{}",
+        run.stderr
+    );
+}
