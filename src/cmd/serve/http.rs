@@ -91,9 +91,19 @@ async fn connection<I>(io: I, app: Arc<App>, watcher: hyper_util::server::gracef
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    // Each request runs in a task of its own: a scraper that hangs up mid-probe does not
+    // cancel the probe the other scrapes are waiting for.
     let service = hyper::service::service_fn(move |request| {
         let app = app.clone();
-        async move { Ok::<_, Infallible>(route(&app, request).await) }
+        async move {
+            let answered = tokio::spawn(async move { route(&app, request).await }).await;
+            Ok::<_, Infallible>(answered.unwrap_or_else(|error| {
+                text(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("the request failed: {error}\n"),
+                )
+            }))
+        }
     });
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(hyper_util::rt::TokioTimer::new())

@@ -82,10 +82,19 @@ pub async fn run(config_path: PathBuf, args: &ServeArgs) -> Result<u8> {
     let (stop, stopped) = watch::channel(false);
     let server = tokio::spawn(http::serve(listener, app.clone(), stopped));
     loop {
-        tokio::select! {
-            _ = terminate.recv() => break,
-            _ = interrupt.recv() => break,
-            _ = hangup.recv() => reload(&app, &config_path, args).await,
+        let event = {
+            let fleet = app.fleet.read().await.clone();
+            tokio::select! {
+                _ = terminate.recv() => Event::Stop,
+                _ = interrupt.recv() => Event::Stop,
+                _ = hangup.recv() => Event::Reload,
+                _ = fleet.masters_lost.notified() => Event::MastersLost,
+            }
+        };
+        match event {
+            Event::Stop => break,
+            Event::Reload => reload(&app, &config_path, args).await,
+            Event::MastersLost => reopen(&app).await,
         }
     }
 
@@ -104,6 +113,13 @@ pub async fn run(config_path: PathBuf, args: &ServeArgs) -> Result<u8> {
         tracing::warn!("closing the sessions and SSH masters took longer than {CLOSE_LIMIT:?}");
     }
     Ok(0)
+}
+
+/// What the main loop waits for.
+enum Event {
+    Stop,
+    Reload,
+    MastersLost,
 }
 
 /// The config, the clusters to serve and the web config; refused when any is wrong.
@@ -146,15 +162,38 @@ async fn reload(app: &App, path: &Path, args: &ServeArgs) {
         tracing::warn!("[serve] listen changed: it takes effect at the next restart");
     }
     let fleet = match Fleet::open(config, clusters).await {
-        Ok(fleet) => Arc::new(fleet),
+        Ok(fleet) => fleet,
         Err(error) => {
             tracing::error!("reload refused, serving with the previous configuration: {error}");
             return;
         }
     };
-    let old = std::mem::replace(&mut *app.fleet.write().await, fleet);
     *app.access.write().await = access;
+    swap(app, fleet).await;
     tracing::info!("configuration reloaded from {}", path.display());
+}
+
+/// A server behind a bastion could not be reached: the SSH masters are opened again
+/// (with new pools, since the forwards' local ports change) for the next probe.
+async fn reopen(app: &App) {
+    let (config, clusters) = {
+        let fleet = app.fleet.read().await;
+        (fleet.config.clone(), fleet.clusters.clone())
+    };
+    match Fleet::open(config, clusters).await {
+        Ok(fleet) => {
+            swap(app, fleet).await;
+            tracing::info!(
+                "SSH masters opened again after a server behind a bastion was unreachable"
+            );
+        }
+        Err(error) => tracing::warn!("opening the SSH masters again: {error}"),
+    }
+}
+
+/// Puts `fleet` in service and closes the one it replaces.
+async fn swap(app: &App, fleet: Fleet) {
+    let old = std::mem::replace(&mut *app.fleet.write().await, Arc::new(fleet));
     match Arc::try_unwrap(old) {
         Ok(old) => old.close().await,
         // Requests still use it: its sessions close now, its SSH masters when the last

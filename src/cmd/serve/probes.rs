@@ -34,6 +34,9 @@ pub(crate) struct Fleet {
     pub sessions: Arc<PooledSessions>,
     slots: BTreeMap<String, tokio::sync::Mutex<Option<(Instant, Outcome)>>>,
     servers_at_once: Arc<Semaphore>,
+    /// Told when a cluster behind a bastion could not reach a server: its SSH master may
+    /// have died, serve opens the masters again ([`super::run`]).
+    pub masters_lost: tokio::sync::Notify,
 }
 
 impl Fleet {
@@ -52,6 +55,7 @@ impl Fleet {
             sessions: Arc::new(PooledSessions::default()),
             slots,
             servers_at_once,
+            masters_lost: tokio::sync::Notify::new(),
         })
     }
 
@@ -81,11 +85,20 @@ impl Fleet {
         drop(permit);
         if let Ok(report) = &outcome {
             self.sessions.forget_failed(report);
+            if self.behind_bastion(name) && unreachable(report) {
+                self.masters_lost.notify_one();
+            }
         }
         memory.record(name, &outcome, started.elapsed());
         let outcome = Arc::new(outcome);
         *last = Some((Instant::now(), outcome.clone()));
         Some(outcome)
+    }
+
+    fn behind_bastion(&self, name: &str) -> bool {
+        self.config
+            .cluster(name)
+            .is_ok_and(|cluster| cluster.ssh.is_some())
     }
 
     /// Every cluster's probe, in the config's order, at once (the semaphore bounds them).
@@ -102,6 +115,14 @@ impl Fleet {
         self.sessions.close();
         self.servers.close().await;
     }
+}
+
+/// Whether a server of the report could not be reached at all.
+fn unreachable(report: &Report) -> bool {
+    report
+        .clusters
+        .iter()
+        .any(|c| !c.primary.server.reachable || c.standbys.iter().any(|s| !s.server.reachable))
 }
 
 /// One standby's lag at one probe.
