@@ -103,7 +103,7 @@ impl Drop for Serve {
 }
 
 /// GET over plain HTTP/1.1: the status code and the body.
-fn http_get(addr: &str, path: &str, authorization: Option<&str>) -> (u16, String) {
+pub(crate) fn http_get(addr: &str, path: &str, authorization: Option<&str>) -> (u16, String) {
     let mut stream =
         TcpStream::connect(addr).unwrap_or_else(|e| panic!("connecting to {addr}: {e}"));
     stream
