@@ -202,3 +202,50 @@ impl Memory {
             .unwrap_or_default()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::health::judge;
+
+    fn report(at: chrono::DateTime<chrono::Utc>, lag: u64) -> Report {
+        let mut facts = judge::tests::healthy();
+        facts.standbys[0].lag_bytes = Some(lag);
+        let (cluster, checks) = judge::cluster(facts, &judge::tests::rules());
+        let mut report = super::super::http::merge(&[]);
+        report.started_at = at;
+        report.status = cluster.status;
+        report.clusters = vec![cluster];
+        report.checks = checks;
+        report
+    }
+
+    #[test]
+    fn the_history_is_bounded_in_points_and_time() {
+        let memory = Memory::default();
+        let start = chrono::Utc::now();
+        for i in 0..2000 {
+            let at = start + chrono::TimeDelta::seconds(i);
+            memory.record(
+                "production",
+                &Ok(report(at, i as u64)),
+                Duration::from_millis(5),
+            );
+        }
+        let points = memory.history_of("production", "db2");
+        assert_eq!(points.len(), HISTORY_POINTS);
+        assert_eq!(points.last().unwrap().bytes, Some(1999));
+        // An hour later, one probe: everything older than an hour is gone.
+        let later = start + chrono::TimeDelta::seconds(1999 + 3601);
+        memory.record(
+            "production",
+            &Ok(report(later, 1)),
+            Duration::from_millis(5),
+        );
+        assert_eq!(memory.history_of("production", "db2").len(), 1);
+        let counters = memory.counters.lock().unwrap()["production"];
+        assert_eq!((counters.probes, counters.errors), (2001, 0));
+        memory.record("production", &Err("no".into()), Duration::ZERO);
+        assert_eq!(memory.counters.lock().unwrap()["production"].errors, 1);
+    }
+}
