@@ -58,6 +58,8 @@ pub enum Command {
     Refresh(RefreshArgs),
     /// Check every configured cluster: roles, replication, lag (Nagios exit codes)
     Health(HealthArgs),
+    /// Stay up and answer Prometheus scrapes, /health and a status page (pooled probes)
+    Serve(ServeArgs),
     /// Naming, ownership and ACL audit of every cluster (Nagios exit codes)
     Audit(AuditArgs),
     /// Databases in the catalog, with environment, state and size
@@ -240,6 +242,16 @@ pub struct HealthArgs {
     /// CRITICAL threshold, bytes (256MB) or time (300s); repeatable, replaces the config's
     #[arg(long, value_name = "BYTES|DURATION")]
     pub crit_lag: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Listen here instead of [serve] listen (default 127.0.0.1:9187)
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub listen: Option<std::net::SocketAddr>,
+    /// Serve only this cluster (repeatable): one instance's share of the clusters
+    #[arg(long, value_name = "NAME")]
+    pub cluster: Vec<String>,
 }
 
 #[derive(Debug, Args)]

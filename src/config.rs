@@ -36,6 +36,46 @@ pub struct Config {
     pub lifecycle: LifecycleConfig,
     #[serde(default)]
     pub refresh: RefreshConfig,
+    #[serde(default)]
+    pub serve: ServeConfig,
+}
+
+/// `odoo-db serve`: where it listens and how often it may probe.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServeConfig {
+    /// Loopback by default: anything wider should come with `web_config`.
+    #[serde(default = "default_serve_listen")]
+    pub listen: std::net::SocketAddr,
+    /// A scrape within this long of the last probe is answered from it.
+    #[serde(default = "default_serve_min_interval", with = "serde_duration")]
+    pub min_interval: Duration,
+    /// At most this many servers are probed at once.
+    #[serde(default = "default_serve_concurrency")]
+    pub concurrency: usize,
+    /// TLS and basic authentication, in the Prometheus exporter-toolkit format.
+    pub web_config: Option<PathBuf>,
+}
+
+fn default_serve_listen() -> std::net::SocketAddr {
+    std::net::SocketAddr::from(([127, 0, 0, 1], 9187))
+}
+fn default_serve_min_interval() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_serve_concurrency() -> usize {
+    8
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        ServeConfig {
+            listen: default_serve_listen(),
+            min_interval: default_serve_min_interval(),
+            concurrency: default_serve_concurrency(),
+            web_config: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -474,6 +514,9 @@ impl Config {
         }
         self.check_lag_thresholds()?;
         self.check_health_limits()?;
+        if self.serve.concurrency == 0 {
+            return Err(self.refuse("serve.concurrency", "must be at least 1"));
+        }
         if self.recreate.keep_backups == 0 {
             return Err(self.refuse(
                 "recreate.keep_backups",

@@ -35,7 +35,7 @@ use crate::cli::{Cli, Command};
 use crate::cmd::recreate::{self, refresh, restore};
 use crate::cmd::sandbox::{self, demo};
 use crate::cmd::suspend::{self, resume};
-use crate::cmd::{adopt, audit, init, list, provision, retire, rotate};
+use crate::cmd::{adopt, audit, init, list, provision, retire, rotate, serve};
 use crate::error::Result;
 
 /// Run one parsed command; `Ok(code)` is the process exit code (0 for most commands,
@@ -84,6 +84,9 @@ pub async fn run(cli: Cli) -> Result<u8> {
         // A broken config is reported too (UNKNOWN, and in --textfile).
         Command::Health(args) => health::main(load_config(), &args).await,
         Command::Audit(args) => audit::run(&load_config()?, &args).await,
+        Command::Serve(args) => {
+            serve::run(config::Config::locate(config_flag.as_deref()), &args).await
+        }
     }
 }
 

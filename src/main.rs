@@ -19,8 +19,11 @@ fn main() -> ExitCode {
         Err(error) => return odoo_db::exit_on_usage_error(error),
     };
     odoo_db::logging::init(cli.log_format, cli.verbose, cli.quiet);
-    // Ctrl-C, SIGTERM and SIGHUP close this run's SSH masters before it dies.
-    sshtunnel::clean_up_on_signals();
+    // Ctrl-C, SIGTERM and SIGHUP close this run's SSH masters before it dies; serve
+    // handles these signals itself (SIGHUP reloads, SIGTERM closes its masters and exits 0).
+    if !matches!(cli.command, odoo_db::cli::Command::Serve(_)) {
+        sshtunnel::clean_up_on_signals();
+    }
     let nagios_style = cli.command.is_nagios_style();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

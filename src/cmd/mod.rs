@@ -16,4 +16,5 @@ pub(crate) mod recreate;
 pub(crate) mod retire;
 pub(crate) mod rotate;
 pub mod sandbox;
+pub(crate) mod serve;
 pub(crate) mod suspend;

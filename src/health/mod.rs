@@ -343,10 +343,12 @@ fn plan(servers: &Servers, config: &Config, name: &str) -> Result<ClusterPlan> {
             Some(db) if params.dbname() != db => Target {
                 params: params.with_dbname(db),
                 fallback: Some(params),
+                sessions: None,
             },
             _ => Target {
                 params,
                 fallback: None,
+                sessions: None,
             },
         }
     };
@@ -497,6 +499,59 @@ impl Report {
             self.exit_code = self.status.exit_code();
         }
     }
+}
+
+/// A session to a server as the probes use it: a fresh client, or one borrowed from a
+/// pool that takes it back when this is dropped.
+pub(crate) type Session = Box<dyn std::ops::Deref<Target = tokio_postgres::Client> + Send + Sync>;
+
+/// Where the probes get their sessions when not fresh ones (`serve` keeps them pooled).
+pub(crate) trait Sessions: Send + Sync {
+    /// A session to the server of `params`, started with `session`'s options.
+    fn open<'a>(
+        &'a self,
+        params: &'a ConnParams,
+        session: &'a pgconn::SessionOptions,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = pgconn::Result<Session>> + Send + 'a>>;
+}
+
+/// `serve`'s probe: one cluster, like a run of `health --cluster NAME` with the config's
+/// thresholds, but with sessions from `sessions`, through the SSH masters `servers`
+/// keeps open, and the report returned instead of printed.
+pub(crate) async fn probe_cluster(
+    servers: &Servers,
+    name: &str,
+    sessions: std::sync::Arc<dyn Sessions>,
+) -> Result<Report> {
+    let config = servers.config();
+    let thresholds = thresholds(&config.health, &[], &[])?;
+    let timeout = config.health.timeout;
+    let budget = Budget {
+        start: Instant::now(),
+        timeout,
+    };
+    let started_at = Utc::now();
+    let mut plan = plan(servers, config, name)?;
+    plan.primary.sessions = Some(sessions.clone());
+    for (_, target) in &mut plan.standbys {
+        target.sessions = Some(sessions.clone());
+    }
+    let state = ClusterState::new(&plan);
+    let finished = tokio::time::timeout_at(
+        (budget.start + timeout).into(),
+        check_cluster(&plan, &state, &budget),
+    )
+    .await
+    .is_ok();
+    let rules = Rules {
+        thresholds,
+        slot_retained_warn: config.health.slot_retained_warn,
+        limits: report::CheckLimits::from_config(&config.health),
+    };
+    let mut report = judge_all(vec![plan], vec![state], &rules, timeout, !finished);
+    report.started_at = started_at;
+    report.duration_seconds = budget.start.elapsed().as_secs_f64();
+    Ok(report)
 }
 
 #[cfg(test)]

@@ -19,5 +19,6 @@ mod provision;
 mod recreate;
 mod refresh;
 mod restore_safety;
+mod serve;
 mod ssh;
 mod util;

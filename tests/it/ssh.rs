@@ -1077,3 +1077,66 @@ fn lifecycle_commands_through_the_bastion() {
     assert_eq!(dumps, 2, "{}", retired.stdout);
     route.assert_clean();
 }
+
+// ---------------------------------------------------------------------------------------
+// serve through the bastion.
+
+/// `odoo_db_up` of every server in a `/metrics` scrape of serve at `addr`.
+fn serve_up(addr: &str) -> Vec<f64> {
+    let (status, body) = crate::serve::http_get(addr, "/metrics", None);
+    assert_eq!(status, 200, "{body}");
+    body.lines()
+        .filter(|line| line.starts_with("odoo_db_up{"))
+        .map(|line| line.rsplit(' ').next().unwrap().parse().unwrap())
+        .collect()
+}
+
+#[test]
+fn serve_keeps_its_ssh_master_and_opens_it_again_when_it_dies() {
+    let harness = util::initialized();
+    let route = Route::good();
+    let config = route.write(&format!(
+        "{}\n[serve]\nmin_interval = \"0s\"\n",
+        route.apply(&harness.config_toml(), None)
+    ));
+    let addr = format!("127.0.0.1:{}", free_port());
+    let mut serve = route
+        .odoo_db(harness, &config)
+        .args(["serve", "--listen", &addr])
+        .spawn();
+    wait_until(Duration::from_secs(30), "serve listens", || {
+        std::net::TcpStream::connect(&addr).is_ok()
+    });
+    let servers = harness.servers().count();
+    assert_eq!(serve_up(&addr), vec![1.0; servers]);
+    // The master stays up between scrapes: the same one answers the next ones.
+    let master = held_master(&route, servers);
+    for _ in 0..3 {
+        assert_eq!(serve_up(&addr), vec![1.0; servers]);
+    }
+    assert_eq!(held_master(&route, servers), master);
+
+    // The master killed: the next scrape says the servers are down, then serve opens a
+    // new master and they are up again, without a restart.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(master),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    wait_until(
+        Duration::from_secs(30),
+        "serve reaches the servers again",
+        || serve_up(&addr) == vec![1.0; servers],
+    );
+    assert_ne!(held_master(&route, servers), master);
+
+    // SIGTERM: exit 0, the master and its forwards gone with it.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(serve.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let status = serve.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+    route.assert_clean();
+}

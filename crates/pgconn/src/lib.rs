@@ -15,6 +15,7 @@
 mod error;
 mod params;
 mod pgpass;
+pub mod pool;
 mod route;
 mod tls;
 

@@ -21,6 +21,7 @@ use tokio_postgres::{Client, Row};
 use super::report::{
     LagSource, PrimaryReport, ReplicationRow, ServerReport, SlotReport, StandbyReport, WalReceiver,
 };
+use super::Session;
 use crate::error::{describe_pg_error, Error};
 use crate::sqltemplate::{render, Placeholder};
 use pgconn::{ConnParams, SessionOptions};
@@ -117,6 +118,8 @@ pub(super) struct Target {
     /// The configured database, used when the heartbeat database does not exist (init
     /// has not run): everything but the heartbeat can still be checked.
     pub fallback: Option<ConnParams>,
+    /// Where sessions come from when not fresh (`serve` borrows them from its pools).
+    pub sessions: Option<std::sync::Arc<dyn super::Sessions>>,
 }
 
 /// Why something could not be asked. `setup` failures are odoo-db's own (login refused,
@@ -241,14 +244,22 @@ async fn within<T>(
 
 /// Connects, bounded as a whole; a missing heartbeat database falls back to the
 /// configured one and says so (the second value).
-async fn connect(target: &Target, budget: &Budget) -> Result<(Client, Option<Failure>), Failure> {
+async fn connect(target: &Target, budget: &Budget) -> Result<(Session, Option<Failure>), Failure> {
     let session = budget.session();
     let attempt = |params: &ConnParams| {
         let params = params.clone();
         let session = session.clone();
         let limit = budget.connect_limit(&params);
+        let sessions = target.sessions.clone();
         async move {
-            match tokio::time::timeout(limit, params.connect(&session)).await {
+            let opened = async {
+                match &sessions {
+                    Some(sessions) => sessions.open(&params, &session).await,
+                    // A fresh client is its own session.
+                    None => Ok(Box::new(Box::new(params.connect(&session).await?)) as Session),
+                }
+            };
+            match tokio::time::timeout(limit, opened).await {
                 Ok(result) => result.map_err(Error::from),
                 Err(_) => Err(Error::failed(format!(
                     "connecting to {} as {}: no answer within {:.1} s (TCP, TLS and authentication)",
@@ -376,7 +387,7 @@ async fn open_session(
     target: &Target,
     shared: &Mutex<impl AsMut<ServerReport>>,
     budget: &Budget,
-) -> Option<(Client, Option<Failure>)> {
+) -> Option<(Session, Option<Failure>)> {
     step(shared, Some("connecting"));
     match within(
         budget.servers_until(),

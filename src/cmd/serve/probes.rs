@@ -1,0 +1,251 @@
+//! Probes shared between scrapes: however many scrapes come, a cluster is probed at most
+//! once per `[serve] min_interval`, scrapes that come while its probe runs wait for it
+//! (so 50 concurrent scrapes write one heartbeat), and at most `[serve] concurrency`
+//! servers are probed at once.
+//!
+//! What serve remembers across probes and reloads ([`Memory`]) is its own: the probe
+//! counters and, per standby, the lag of the last hour for the status page's charts
+//! (bounded: at most [`HISTORY_POINTS`] points per standby).
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::Semaphore;
+
+use super::pools::PooledSessions;
+use crate::config::Config;
+use crate::health::report::Report;
+use crate::servers::Servers;
+
+/// How far back the charts look.
+pub(crate) const HISTORY_SPAN: Duration = Duration::from_secs(3600);
+/// One point every 5 s for an hour at most, whatever `min_interval` is.
+pub(crate) const HISTORY_POINTS: usize = 720;
+
+/// The last probe of a cluster: its report, or why it could not run.
+pub(crate) type Outcome = Arc<Result<Report, String>>;
+
+/// The clusters of one config, their servers (and SSH masters) and pools.
+pub(crate) struct Fleet {
+    pub config: Config,
+    pub clusters: Vec<String>,
+    servers: Servers,
+    pub sessions: Arc<PooledSessions>,
+    slots: BTreeMap<String, tokio::sync::Mutex<Option<(Instant, Outcome)>>>,
+    servers_at_once: Arc<Semaphore>,
+    /// Told when a cluster behind a bastion could not reach a server: its SSH master may
+    /// have died, serve opens the masters again ([`super::run`]).
+    pub masters_lost: tokio::sync::Notify,
+}
+
+impl Fleet {
+    /// Opens the SSH masters of the clusters behind a bastion; sessions open on demand.
+    pub(crate) async fn open(config: Config, clusters: Vec<String>) -> crate::error::Result<Fleet> {
+        let servers = Servers::open(&config).await?;
+        let slots = clusters
+            .iter()
+            .map(|name| (name.clone(), tokio::sync::Mutex::new(None)))
+            .collect();
+        let servers_at_once = Arc::new(Semaphore::new(config.serve.concurrency));
+        Ok(Fleet {
+            config,
+            clusters,
+            servers,
+            sessions: Arc::new(PooledSessions::default()),
+            slots,
+            servers_at_once,
+            masters_lost: tokio::sync::Notify::new(),
+        })
+    }
+
+    /// The cluster's last probe when it is recent enough, else a new probe (shared with
+    /// every scrape that comes meanwhile). None: not a cluster this serve answers for.
+    pub(crate) async fn probe(&self, name: &str, memory: &Memory) -> Option<Outcome> {
+        let slot = self.slots.get(name)?;
+        let mut last = slot.lock().await;
+        if let Some((at, outcome)) = last.as_ref() {
+            if at.elapsed() < self.config.serve.min_interval {
+                return Some(outcome.clone());
+            }
+        }
+        // A cluster's servers are probed together (its standbys wait for its primary's
+        // heartbeat), so it takes its permits all at once.
+        let servers = self
+            .config
+            .cluster(name)
+            .map(|c| 1 + c.standbys().len())
+            .unwrap_or(1);
+        let permits = servers.min(self.config.serve.concurrency) as u32;
+        let permit = self.servers_at_once.acquire_many(permits).await;
+        let started = Instant::now();
+        let outcome = crate::health::probe_cluster(&self.servers, name, self.sessions.clone())
+            .await
+            .map_err(|error| error.to_string());
+        drop(permit);
+        if let Ok(report) = &outcome {
+            self.sessions.forget_failed(report);
+            if self.behind_bastion(name) && unreachable(report) {
+                self.masters_lost.notify_one();
+            }
+        }
+        memory.record(name, &outcome, started.elapsed());
+        let outcome = Arc::new(outcome);
+        *last = Some((Instant::now(), outcome.clone()));
+        Some(outcome)
+    }
+
+    fn behind_bastion(&self, name: &str) -> bool {
+        self.config
+            .cluster(name)
+            .is_ok_and(|cluster| cluster.ssh.is_some())
+    }
+
+    /// Every cluster's probe, in the config's order, at once (the semaphore bounds them).
+    pub(crate) async fn probe_all(&self, memory: &Memory) -> Vec<(String, Outcome)> {
+        let probes = self.clusters.iter().map(|name| async move {
+            let outcome = self.probe(name, memory).await.expect("a served cluster");
+            (name.clone(), outcome)
+        });
+        futures_util::future::join_all(probes).await
+    }
+
+    /// Closes the pooled sessions and the SSH masters.
+    pub(crate) async fn close(self) {
+        self.sessions.close();
+        self.servers.close().await;
+    }
+}
+
+/// Whether a server of the report could not be reached at all.
+fn unreachable(report: &Report) -> bool {
+    report
+        .clusters
+        .iter()
+        .any(|c| !c.primary.server.reachable || c.standbys.iter().any(|s| !s.server.reachable))
+}
+
+/// One standby's lag at one probe.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Point {
+    /// Unix time of the probe.
+    pub at: f64,
+    pub bytes: Option<u64>,
+    pub seconds: Option<f64>,
+}
+
+/// Per cluster: probes run, probes that met an error, the last probe's duration.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Counters {
+    pub probes: u64,
+    pub errors: u64,
+    pub last_duration: f64,
+}
+
+/// What serve remembers across probes (and reloads).
+#[derive(Default)]
+pub(crate) struct Memory {
+    pub counters: Mutex<BTreeMap<String, Counters>>,
+    /// By (cluster, standby).
+    pub history: Mutex<BTreeMap<(String, String), VecDeque<Point>>>,
+}
+
+impl Memory {
+    fn record(&self, cluster: &str, outcome: &Result<Report, String>, took: Duration) {
+        let failed = match outcome {
+            Ok(report) => {
+                report.clusters.iter().any(|c| {
+                    c.primary.server.error.is_some()
+                        || c.standbys.iter().any(|s| s.server.error.is_some())
+                }) || report.deadline_hit
+            }
+            Err(_) => true,
+        };
+        {
+            let mut counters = self.counters.lock().unwrap_or_else(|p| p.into_inner());
+            let entry = counters.entry(cluster.to_string()).or_default();
+            entry.probes += 1;
+            entry.errors += u64::from(failed);
+            entry.last_duration = took.as_secs_f64();
+        }
+        let Ok(report) = outcome else {
+            return;
+        };
+        let at = report.started_at.timestamp_micros() as f64 / 1e6;
+        let mut history = self.history.lock().unwrap_or_else(|p| p.into_inner());
+        for cluster in &report.clusters {
+            for standby in &cluster.standbys {
+                let points = history
+                    .entry((cluster.name.clone(), standby.server.name.clone()))
+                    .or_default();
+                points.push_back(Point {
+                    at,
+                    bytes: standby.lag_bytes,
+                    seconds: standby.lag_seconds,
+                });
+                while points.len() > HISTORY_POINTS
+                    || points
+                        .front()
+                        .is_some_and(|p| p.at < at - HISTORY_SPAN.as_secs_f64())
+                {
+                    points.pop_front();
+                }
+            }
+        }
+    }
+
+    pub(crate) fn history_of(&self, cluster: &str, standby: &str) -> Vec<Point> {
+        let history = self.history.lock().unwrap_or_else(|p| p.into_inner());
+        history
+            .get(&(cluster.to_string(), standby.to_string()))
+            .map(|points| points.iter().copied().collect())
+            .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::health::judge;
+
+    fn report(at: chrono::DateTime<chrono::Utc>, lag: u64) -> Report {
+        let mut facts = judge::tests::healthy();
+        facts.standbys[0].lag_bytes = Some(lag);
+        let (cluster, checks) = judge::cluster(facts, &judge::tests::rules());
+        let mut report = super::super::http::merge(&[]);
+        report.started_at = at;
+        report.status = cluster.status;
+        report.clusters = vec![cluster];
+        report.checks = checks;
+        report
+    }
+
+    #[test]
+    fn the_history_is_bounded_in_points_and_time() {
+        let memory = Memory::default();
+        let start = chrono::Utc::now();
+        for i in 0..2000 {
+            let at = start + chrono::TimeDelta::seconds(i);
+            memory.record(
+                "production",
+                &Ok(report(at, i as u64)),
+                Duration::from_millis(5),
+            );
+        }
+        let points = memory.history_of("production", "db2");
+        assert_eq!(points.len(), HISTORY_POINTS);
+        assert_eq!(points.last().unwrap().bytes, Some(1999));
+        // An hour later, one probe: everything older than an hour is gone.
+        let later = start + chrono::TimeDelta::seconds(1999 + 3601);
+        memory.record(
+            "production",
+            &Ok(report(later, 1)),
+            Duration::from_millis(5),
+        );
+        assert_eq!(memory.history_of("production", "db2").len(), 1);
+        let counters = memory.counters.lock().unwrap()["production"];
+        assert_eq!((counters.probes, counters.errors), (2001, 0));
+        memory.record("production", &Err("no".into()), Duration::ZERO);
+        assert_eq!(memory.counters.lock().unwrap()["production"].errors, 1);
+    }
+}
