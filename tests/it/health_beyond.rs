@@ -269,9 +269,14 @@ async fn xmin_holders(harness: &Harness) {
     assert!(
         has(
             &report,
-            "OK",
+            "WARNING",
             "xmin_horizon",
-            "oldest holder of the xmin horizon: hot_standby_feedback of standby \"standby\""
+            "xmin horizon held by hot_standby_feedback of standby \"standby\" (WAL sender pid "
+        ) && has(
+            &report,
+            "WARNING",
+            "xmin_horizon",
+            "its standby's oldest query running for "
         ),
         "{:#?}",
         checks(&report, "xmin_horizon")
