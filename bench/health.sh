@@ -93,11 +93,16 @@ printf '| %s runs each, alternating | wall (ms, median) | peak RSS (MB, median) 
 row 'check_postgres --action=hot_standby_delay (primary + standby)' "$WORK/check_pg"
 row 'odoo-db health --format nagios --cluster production (primary + standby)' "$WORK/odoo_db"
 row 'odoo-db health --format nagios (all clusters: + integration)' "$WORK/odoo_db_all"
+printf '(exit codes: odoo-db %s; the peers %s)\n' "$(cut -d' ' -f3 "$WORK/odoo_db" | sort -u | tr '\n' ' ')" "$(cut -d' ' -f3 "$WORK/peers" | sort -u | tr '\n' ' ')" > "$WORK/codes"
 row 'check_pgactivity archiver, max_freeze_age, oldest_xmin, replication_slots + check_postgres hot_standby_delay (same coverage)' "$WORK/peers"
 ratio=$(echo "scale=3; $(median "$WORK/odoo_db" 1) / $(median "$WORK/check_pg" 1)" | bc)
 printf '\nodoo-db / check_postgres wall time = %s (target: at most 0.1); odoo-db peak RSS target: at most 8 MB\n' "$ratio"
 ratio=$(echo "scale=3; $(median "$WORK/odoo_db" 1) / $(median "$WORK/peers" 1)" | bc)
 printf 'odoo-db / the peers for the same coverage, wall time = %s\n' "$ratio"
+cat "$WORK/codes"
 printf 'load average during the run: %s\n' "$(cut -d' ' -f1-3 /proc/loadavg)"
 printf 'check_postgres said: %s\n' "$(check_pg | head -1)"
+for service in archiver max_freeze_age oldest_xmin replication_slots; do
+  printf 'check_pgactivity -s %s said: %s\n' "$service" "$("${PGACTIVITY[@]}" -s "$service" 2>&1 | head -1)"
+done
 printf 'odoo-db said: %s\n' "$(odoo_db | head -1)"

@@ -749,6 +749,32 @@ lag_warn = ["16MB", "30s"]
     }
 
     #[test]
+    fn the_thresholds_beyond_lag_are_checked() {
+        let with = |extra: &str| {
+            GOOD.replace(
+                "lag_warn = [\"16MB\", \"30s\"]",
+                &format!("lag_warn = [\"16MB\", \"30s\"]\n{extra}"),
+            )
+        };
+        let config = parse(&with("xmin_age_warn = \"10min\"\nwal_size_warn = \"1GB\"")).unwrap();
+        assert_eq!(config.health.xmin_age_warn, Duration::from_secs(600));
+        assert_eq!(config.health.wal_size_warn, 1 << 30);
+        assert_eq!(config.health.connections_crit, 0.95);
+        for (extra, key) in [
+            ("connections_warn = 1.5", "health.connections_warn"),
+            ("xid_age_crit = 0.0", "health.xid_age_crit"),
+            ("xid_age_warn = 0.8", "health.xid_age_warn"),
+            ("xmin_age_warn = \"7h\"", "health.xmin_age_warn"),
+            ("archive_ready_warn = 500", "health.archive_ready_warn"),
+            ("wal_size_warn = \"20GB\"", "health.wal_size_warn"),
+        ] {
+            let error = parse(&with(extra)).unwrap_err();
+            assert_eq!(error.class(), crate::error::Class::Refused, "{extra}");
+            assert!(error.to_string().contains(key), "{extra}: {error}");
+        }
+    }
+
+    #[test]
     fn lag_thresholds_are_checked() {
         let two_sizes = GOOD.replace(
             "lag_warn = [\"16MB\", \"30s\"]",

@@ -57,6 +57,31 @@ fn the_uncommented_example_parses_with_the_defaults_it_states() {
         config.health.slot_retained_warn,
         defaults.health.slot_retained_warn
     );
+    let (h, d) = (&config.health, &defaults.health);
+    assert_eq!(
+        (h.xid_age_warn, h.xid_age_crit),
+        (d.xid_age_warn, d.xid_age_crit)
+    );
+    assert_eq!(
+        (h.xmin_age_warn, h.xmin_age_crit),
+        (d.xmin_age_warn, d.xmin_age_crit)
+    );
+    assert_eq!(
+        (h.connections_warn, h.connections_crit),
+        (d.connections_warn, d.connections_crit)
+    );
+    assert_eq!(
+        (h.archive_ready_warn, h.archive_ready_crit),
+        (d.archive_ready_warn, d.archive_ready_crit)
+    );
+    assert_eq!(
+        (h.lock_wait_warn, h.lock_wait_crit),
+        (d.lock_wait_warn, d.lock_wait_crit)
+    );
+    assert_eq!(
+        (h.wal_size_warn, h.wal_size_crit),
+        (d.wal_size_warn, d.wal_size_crit)
+    );
     let production = &config.clusters["production"];
     assert!(production.ssh.is_some() && production.ssh_identity.is_some());
     assert!(production.ssh_known_hosts.is_some() && production.ssh_control_dir.is_some());

@@ -62,9 +62,6 @@ pub fn cluster(facts: ClusterFacts, rules: &Rules) -> (ClusterReport, Vec<Check>
         !standbys.is_empty(),
         &topology,
     );
-    if answered(&primary.server) {
-        server::judge(&mut checks, &primary_label, &primary.server, &rules.limits);
-    }
     if primary.server.in_recovery == Some(false) {
         judge_slots(
             &mut checks,
@@ -81,6 +78,12 @@ pub fn cluster(facts: ClusterFacts, rules: &Rules) -> (ClusterReport, Vec<Check>
             let label = standby.server.label("standby");
             server::judge(&mut checks, &label, &standby.server, &rules.limits);
         }
+    }
+    // After the standbys: a standby's feedback holds the primary's horizon as long as
+    // its oldest query runs.
+    if answered(&primary.server) {
+        server::feedback_times(&mut primary.server.facts, &standbys);
+        server::judge(&mut checks, &primary_label, &primary.server, &rules.limits);
     }
     if let Some((timeout, cluster_step)) = deadline {
         judge_deadline(

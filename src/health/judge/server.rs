@@ -4,7 +4,7 @@
 //! counters only (Prometheus), never a status.
 
 use super::{against, exceeded, failure_status, fmt_secs, Checks, Status, MONITOR_HINT};
-use crate::health::report::{CheckLimits, ServerReport, XminHolder};
+use crate::health::report::{CheckLimits, ServerFacts, ServerReport, StandbyReport, XminHolder};
 use crate::units::format_bytes;
 
 /// Every check of one reachable server that answered who it is.
@@ -43,6 +43,33 @@ pub(super) fn judge(checks: &mut Checks, label: &str, server: &ServerReport, lim
                 format!("settings changed but waiting for a restart: {}", pending.join(", ")),
                 Some("restart the server in a maintenance window, or revert the change (ALTER SYSTEM RESET, postgresql.conf) and reload"),
             );
+        }
+    }
+}
+
+/// A standby's hot_standby_feedback holds the primary's horizon as long as the standby's
+/// oldest query runs: the WAL sender carrying it (matched by the standby's
+/// application_name) or the slot it streams through gets that query's age, which the
+/// primary cannot know itself.
+pub(super) fn feedback_times(facts: &mut ServerFacts, standbys: &[StandbyReport]) {
+    for holder in facts.xmin_holders.iter_mut().flatten() {
+        if holder.age_seconds.is_some() {
+            continue;
+        }
+        let standby = standbys.iter().find(|s| match holder.kind.as_str() {
+            "hot_standby_feedback" => {
+                s.application_name.is_some() && s.application_name == holder.application
+            }
+            "replication_slot" => {
+                holder.state.as_deref() == Some("active")
+                    && s.wal_receiver.as_ref().and_then(|r| r.slot_name.as_ref())
+                        == holder.name.as_ref()
+                    && holder.name.is_some()
+            }
+            _ => false,
+        });
+        if let Some(query) = standby.and_then(|s| s.server.facts.oldest_query.as_ref()) {
+            holder.age_seconds = query.age_seconds;
         }
     }
 }
@@ -113,7 +140,17 @@ fn describe(holder: &XminHolder) -> String {
         ),
     };
     if let Some(seconds) = holder.age_seconds {
-        text.push_str(&format!(", for {} s", fmt_secs(seconds)));
+        if matches!(
+            holder.kind.as_str(),
+            "hot_standby_feedback" | "replication_slot"
+        ) {
+            text.push_str(&format!(
+                ", its standby's oldest query running for {} s",
+                fmt_secs(seconds)
+            ));
+        } else {
+            text.push_str(&format!(", for {} s", fmt_secs(seconds)));
+        }
     }
     if let Some(xids) = holder.xid_age {
         text.push_str(&format!(", {xids} transactions old"));
