@@ -69,7 +69,7 @@ SELECT 'Partner ' || g || ' ' || repeat(substr(md5((g % 1000)::text), 1, 16) || 
   FROM generate_series(1, $ROWS) AS g;
 SQL
 } | su_psql -p "$PRIMARY_PORT" -d "$PROD"
-su_psql -p "$PRIMARY_PORT" -d "$PROD" -c "VACUUM ANALYZE; CHECKPOINT;"
+su_psql -p "$PRIMARY_PORT" -d "$PROD" -c "VACUUM ANALYZE" -c "CHECKPOINT"
 SIZE=$(su_psql -p "$PRIMARY_PORT" -d postgres -At -c "SELECT pg_size_pretty(pg_database_size('$PROD'))")
 sleep 5 # the standby catches up
 
