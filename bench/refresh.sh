@@ -69,7 +69,7 @@ SELECT 'Partner ' || g || ' ' || repeat(substr(md5((g % 1000)::text), 1, 16) || 
   FROM generate_series(1, $ROWS) AS g;
 SQL
 } | su_psql -p "$PRIMARY_PORT" -d "$PROD"
-su_psql -p "$PRIMARY_PORT" -d "$PROD" -c "VACUUM ANALYZE; CHECKPOINT;"
+su_psql -p "$PRIMARY_PORT" -d "$PROD" -c "VACUUM ANALYZE" -c "CHECKPOINT"
 SIZE=$(su_psql -p "$PRIMARY_PORT" -d postgres -At -c "SELECT pg_size_pretty(pg_database_size('$PROD'))")
 sleep 5 # the standby catches up
 
@@ -104,5 +104,5 @@ printf '\nRefresh of a %s production database (PostgreSQL %s, %s CPUs, load aver
     "$SIZE" "$PG_VERSION" "$(nproc)" "$LOAD_BEFORE" "$LOAD_AFTER"
 printf '| sequence | seconds | ratio | target |\n|---|---:|---:|---:|\n'
 printf '| manual: `pg_dump -Fc` (primary) + `dropdb` + `createdb` + `pg_restore` | %.2f | 1.00 | |\n' "$MANUAL"
-printf '| `odoo-db refresh --yes --jobs %s` (backup of %s MB first, dump from the standby, neutralized) | %.2f | %.2f | <= 0.50 |\n' \
+printf '| `odoo-db refresh --yes --jobs %s` (backup of a %s MB dump alongside the dump from the standby, neutralized) | %.2f | %.2f | <= 0.50 |\n' \
     "$JOBS" "$((BACKUP / 1048576))" "$ODOO" "$(echo "$ODOO / $MANUAL" | bc -l)"

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 use crate::cli::LogFormat;
 
@@ -126,8 +126,15 @@ impl Drop for Progress {
     }
 }
 
+/// Every bar of the process, one per line: steps that run at once (a backup and a
+/// dump) each keep their own line.
+fn bars() -> &'static MultiProgress {
+    static BARS: OnceLock<MultiProgress> = OnceLock::new();
+    BARS.get_or_init(MultiProgress::new)
+}
+
 fn new_bar(what: &str, total: u64, unit: Unit) -> ProgressBar {
-    let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
+    let bar = bars().add(ProgressBar::new(total));
     let template = match unit {
         Unit::Bytes => "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
         Unit::Items => "{msg} [{bar:30}] {pos}/{len} items {per_sec} eta {eta}",

@@ -16,7 +16,8 @@
 //! 2. confirm (the name typed on a TTY, or `--yes`);
 //! 3. record the run (kind `refresh`), its source, its spool and the integration
 //!    role's login, then back up the integration database as recreate does;
-//! 4. dump production (directory format, `--jobs`) into the 0700 spool; record it;
+//! 4. meanwhile (another server), dump production (directory format, `--jobs`) into
+//!    the 0700 spool; record it;
 //! 5. the window: the integration role NOLOGIN (its login was recorded in step 3),
 //!    then recreate's drop and create with CONNECT for odoo-db alone, the restore
 //!    (`--no-owner --no-acl`, every object the integration role's, logged in as a
@@ -126,16 +127,25 @@ pub async fn run(config: &Config, args: &RefreshArgs) -> Result<String> {
         found.neutralization.is_some(),
     )
     .await?;
-    if !args.no_backup {
-        job.back_up(
+    // The backup (integration server) and the dump (production's standby) at once.
+    let dump = dump_to_spool(&tools, &source, &dirs.spool, args.jobs, job.server_major());
+    let (backed_up, dumped) = if args.no_backup {
+        (Ok(()), dump.await)
+    } else {
+        let backup = job.back_up(
             &tools,
             &dirs.backup,
             &config.recreate.compression,
             config.recreate.keep_backups,
-        )
-        .await?;
+        );
+        tokio::join!(backup, dump)
+    };
+    if let Err(error) = backed_up {
+        // The run is abandoned (back_up says so); the dump is of no use.
+        let _ = std::fs::remove_dir_all(&dirs.spool);
+        return Err(error);
     }
-    job.dump_source(&tools, &source, &dirs.spool).await?;
+    job.record_dump(dumped, &source, &dirs.spool).await?;
 
     // Steps 5 and 6.
     job.close_window(&props.owner).await?;
@@ -497,63 +507,36 @@ impl Job {
             .get(0))
     }
 
-    /// Step 4: production's dump into the spool (a leftover of an earlier run goes
-    /// first), recorded once complete. A failure abandons the run (nothing dropped).
+    /// Step 4: production's dump into the spool, recorded once complete. A failure
+    /// abandons the run (nothing dropped).
     async fn dump_source(&mut self, tools: &Tools, source: &Source, spool: &Path) -> Result<()> {
-        let result = self.dump_source_steps(tools, source, spool).await;
-        if let Err(error) = &result {
-            let _ = std::fs::remove_dir_all(spool);
-            if self.step < Step::Blocking {
-                self.abandon(error).await;
-            }
-        }
-        result.map_err(|error| explain_dump_failure(error, source, &self.name))
+        let jobs = self.refresh.as_ref().map_or(1, |w| w.jobs);
+        let dumped = dump_to_spool(tools, source, spool, jobs, self.server_major()).await;
+        self.record_dump(dumped, source, spool).await
     }
 
-    async fn dump_source_steps(
+    /// The dump's outcome recorded: the step, or the run abandoned and the spool gone.
+    async fn record_dump(
         &mut self,
-        tools: &Tools,
+        dumped: Result<(u64, f64)>,
         source: &Source,
         spool: &Path,
     ) -> Result<()> {
-        let root = spool.parent().expect("the spool is inside its root");
-        safefs::ensure_private_dir(root, "spool directory")?;
-        if spool.exists() {
-            std::fs::remove_dir_all(spool)
-                .with_context(|| format!("removing the leftover dump {}", spool.display()))?;
-        }
-        tracing::info!(
-            "dumping {} from the {} of cluster {} into {} (--jobs={})",
-            source.database,
-            source.server,
-            source.cluster,
-            spool.display(),
-            self.refresh.as_ref().map_or(1, |w| w.jobs)
-        );
-        let started = std::time::Instant::now();
-        let jobs = self.refresh.as_ref().map_or(1, |w| w.jobs);
-        let bytes = backup::dump_directory(
-            tools,
-            &source.params,
-            spool,
-            jobs,
-            self.server_major(),
-            source.size_bytes.max(0) as u64,
-        )
-        .await?;
-        // Created on production between the plan and the dump: refused all the same.
-        let foreign = backup::archive_foreign_entries(tools, spool).await?;
-        if !foreign.is_empty() {
-            return Err(Error::failed(format!(
-                "production's dump brings what a copy must not get: {}; nothing was dropped",
-                foreign.join("; ")
-            )));
-        }
+        let (bytes, seconds) = match dumped {
+            Ok(done) => done,
+            Err(error) => {
+                let _ = std::fs::remove_dir_all(spool);
+                if self.step < Step::Blocking {
+                    self.abandon(&error).await;
+                }
+                return Err(explain_dump_failure(error, source, &self.name));
+            }
+        };
         fail::fail_point!("refresh-after-dump");
         if self.step < Step::Blocking {
             self.advance(
                 Step::Dumped,
-                json!({ "spool": spool.to_string_lossy(), "bytes": bytes, "seconds": started.elapsed().as_secs_f64() }),
+                json!({ "spool": spool.to_string_lossy(), "bytes": bytes, "seconds": seconds }),
             )
             .await?;
         }
@@ -601,6 +584,44 @@ impl Job {
         ));
         Ok(summary)
     }
+}
+
+/// Production's dump into the spool (a leftover of an earlier run goes first), checked
+/// for what a copy must not get; returns its bytes and seconds. Needs nothing of the
+/// job, so it runs alongside the integration database's backup.
+async fn dump_to_spool(
+    tools: &Tools,
+    source: &Source,
+    spool: &Path,
+    jobs: u32,
+    server_major: u32,
+) -> Result<(u64, f64)> {
+    let root = spool.parent().expect("the spool is inside its root");
+    safefs::ensure_private_dir(root, "spool directory")?;
+    if spool.exists() {
+        std::fs::remove_dir_all(spool)
+            .with_context(|| format!("removing the leftover dump {}", spool.display()))?;
+    }
+    tracing::info!(
+        "dumping {} from the {} of cluster {} into {} (--jobs={jobs})",
+        source.database,
+        source.server,
+        source.cluster,
+        spool.display(),
+    );
+    let started = std::time::Instant::now();
+    let expected = source.size_bytes.max(0) as u64;
+    let bytes =
+        backup::dump_directory(tools, &source.params, spool, jobs, server_major, expected).await?;
+    // Created on production between the plan and the dump: refused all the same.
+    let foreign = backup::archive_foreign_entries(tools, spool).await?;
+    if !foreign.is_empty() {
+        return Err(Error::failed(format!(
+            "production's dump brings what a copy must not get: {}; nothing was dropped",
+            foreign.join("; ")
+        )));
+    }
+    Ok((bytes, started.elapsed().as_secs_f64()))
 }
 
 /// A failed dump, with what the standby's settings say about a recovery conflict.
