@@ -10,8 +10,7 @@
 #   - the same clusters with `odoo-db health` processes one after another, and with
 #     check_postgres hot_standby_delay: medians, and the ratios.
 #   bench/serve.sh [SCRAPES]      (default 1000)
-# (A config holds one production and one integration cluster, so the fleet of the issue,
-# 20 clusters of primary + standby, cannot be one serve's config; see the README.)
+# The fleet of the issue (20 clusters of primary + standby, one config) is bench/fleet.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SCRAPES=${1:-1000}

@@ -497,18 +497,6 @@ impl Config {
                 }
             }
         }
-        for kind in [ClusterKind::Production, ClusterKind::Integration] {
-            let count = self.clusters.values().filter(|c| c.kind == kind).count();
-            if count > 1 {
-                return Err(self.refuse(
-                    "clusters",
-                    format!(
-                        "{count} clusters have kind {:?}; odoo-db manages one production and one integration cluster",
-                        kind.as_str()
-                    ),
-                ));
-            }
-        }
         if self.health.timeout.is_zero() {
             return Err(self.refuse("health.timeout", "must be greater than zero"));
         }
@@ -613,12 +601,36 @@ impl Config {
         Ok(())
     }
 
-    /// The cluster of a given kind, if configured.
-    pub fn cluster_of_kind(&self, kind: ClusterKind) -> Option<(&str, &ClusterConfig)> {
-        self.clusters
+    /// The one cluster of a kind, for the commands that work on *the* production or
+    /// integration cluster (provision, adopt, recreate, refresh, lifecycle); `None` when
+    /// none has the kind. A config may list several clusters of a kind (health, serve,
+    /// audit and list check them all), but then those commands refuse rather than pick
+    /// one: `what` names the command in the refusal.
+    pub fn cluster_of_kind(
+        &self,
+        kind: ClusterKind,
+        what: &str,
+    ) -> Result<Option<(&str, &ClusterConfig)>> {
+        let mut found = self
+            .clusters
             .iter()
-            .find(|(_, cluster)| cluster.kind == kind)
-            .map(|(name, cluster)| (name.as_str(), cluster))
+            .filter(|(_, cluster)| cluster.kind == kind)
+            .map(|(name, cluster)| (name.as_str(), cluster));
+        let first = found.next();
+        let rest: Vec<&str> = found.map(|(name, _)| name).collect();
+        if rest.is_empty() {
+            return Ok(first);
+        }
+        let names: Vec<&str> = first
+            .into_iter()
+            .map(|(name, _)| name)
+            .chain(rest)
+            .collect();
+        let kind = kind.as_str();
+        Err(Error::refused(format!(
+            "clusters {} have kind {kind}; {what} works on one {kind} cluster: run it with a config that has one (health, serve and audit check them all)",
+            names.join(", ")
+        )))
     }
 
     pub fn cluster(&self, name: &str) -> Result<&ClusterConfig> {
@@ -685,6 +697,40 @@ lag_warn = ["16MB", "30s"]
 
     fn parse(text: &str) -> Result<Config> {
         Config::parse(text, Path::new("/etc/odoo-db/test.toml"))
+    }
+
+    #[test]
+    fn several_clusters_of_a_kind_are_allowed_but_not_picked_from() {
+        let text = format!(
+            "{GOOD}\n[clusters.production2]\nkind = \"production\"\nprimary = \"postgresql://odoo_db_admin@db9.example:5432/postgres\"\n"
+        );
+        let config = parse(&text).unwrap();
+        assert_eq!(config.clusters.len(), 3);
+        let refusal = config
+            .cluster_of_kind(ClusterKind::Production, "provision")
+            .unwrap_err();
+        assert_eq!(refusal.class(), crate::error::Class::Refused);
+        assert!(
+            refusal.to_string().contains(
+                "clusters production, production2 have kind production; provision works on one production cluster"
+            ),
+            "{refusal}"
+        );
+        let (name, _) = config
+            .cluster_of_kind(ClusterKind::Integration, "provision")
+            .unwrap()
+            .unwrap();
+        assert_eq!(name, "integration");
+        let without = parse(
+            &GOOD
+                .replace("kind = \"integration\"", "kind = \"production\"")
+                .replace("[clusters.integration]", "[clusters.other]"),
+        )
+        .unwrap();
+        assert!(without
+            .cluster_of_kind(ClusterKind::Integration, "adopt")
+            .unwrap()
+            .is_none());
     }
 
     #[test]

@@ -69,9 +69,10 @@ impl Servers {
             .collect()
     }
 
-    /// The configured cluster of a kind, or a refusal naming what is missing.
-    pub fn cluster_of_kind(&self, kind: ClusterKind) -> Result<(&str, &ClusterConfig)> {
-        self.config.cluster_of_kind(kind).ok_or_else(|| {
+    /// The one configured cluster of a kind, or a refusal naming what is missing (or the
+    /// clusters that share the kind: `what`, the command, works on one).
+    pub fn cluster_of_kind(&self, kind: ClusterKind, what: &str) -> Result<(&str, &ClusterConfig)> {
+        self.config.cluster_of_kind(kind, what)?.ok_or_else(|| {
             Error::refused(format!(
                 "no cluster of kind {:?} in config {}",
                 kind.as_str(),

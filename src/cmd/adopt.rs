@@ -35,6 +35,9 @@ struct Found {
 pub async fn run(config: &Config, args: &AdoptArgs) -> Result<String> {
     names::validate_customer(&args.customer)?;
     names::validate_base_name(&args.name, &config.catalog.database)?;
+    for kind in [ClusterKind::Production, ClusterKind::Integration] {
+        config.cluster_of_kind(kind, "adopt")?;
+    }
     let servers = Servers::open(config).await?;
     let catalog = Catalog::open(&servers).await?;
 
@@ -98,7 +101,7 @@ async fn inspect_environments(
 ) -> Result<Vec<(Client, Found)>> {
     let mut found = Vec::new();
     for kind in [ClusterKind::Production, ClusterKind::Integration] {
-        let Some((cluster, _)) = config.cluster_of_kind(kind) else {
+        let Some((cluster, _)) = config.cluster_of_kind(kind, "adopt")? else {
             continue;
         };
         let name = match kind {
@@ -154,7 +157,10 @@ fn describe_adopted(config: &Config, args: &AdoptArgs, found: &[Found]) -> Strin
     if !found
         .iter()
         .any(|entry| entry.kind == ClusterKind::Integration)
-        && config.cluster_of_kind(ClusterKind::Integration).is_some()
+        && matches!(
+            config.cluster_of_kind(ClusterKind::Integration, "adopt"),
+            Ok(Some(_))
+        )
     {
         tracing::warn!(
             "{} does not exist on the integration cluster; create it with `odoo-db provision --customer {} --env integration --secrets-dir DIR`",

@@ -70,9 +70,12 @@ pub async fn run(config: &Config, args: &ProvisionArgs) -> Result<String> {
     // Step 1: input, before any connection.
     check_input(config, args)?;
     let kinds = selected_kinds(args.env);
+    for kind in &kinds {
+        config.cluster_of_kind(*kind, "provision")?;
+    }
     let servers = Servers::open(config).await?;
     for kind in &kinds {
-        servers.cluster_of_kind(*kind)?;
+        servers.cluster_of_kind(*kind, "provision")?;
     }
 
     // One session per cluster for the whole job, opened in parallel with the catalog's.
@@ -318,7 +321,7 @@ async fn plan_environment(
     kind: ClusterKind,
     base_name: &str,
 ) -> Result<EnvPlan> {
-    let (cluster, _) = servers.cluster_of_kind(kind)?;
+    let (cluster, _) = servers.cluster_of_kind(kind, "provision")?;
     let name = env_database_name(kind, base_name);
     let client = &sessions[cluster];
     catalog.verify_identity(cluster, client).await?;

@@ -93,7 +93,8 @@ pub async fn targets(
 ) -> Result<Vec<Target>> {
     let mut targets = Vec::new();
     for kind in kinds {
-        let (cluster, _) = servers.cluster_of_kind(*kind)?;
+        let (cluster, _) =
+            servers.cluster_of_kind(*kind, "suspend, resume, rotate and retire each")?;
         let name = match kind {
             ClusterKind::Production => base.to_string(),
             ClusterKind::Integration => names::integration_name(base),

@@ -277,3 +277,51 @@ fn a_closed_stdout_and_stderr_keep_the_exit_code() {
         assert_eq!(closed, again, "audit with closed streams");
     }
 }
+
+/// A platform with several production clusters monitors them all from one config;
+/// the commands that work on *the* production cluster refuse it (exit 2, nothing
+/// changed) rather than pick one.
+#[test]
+fn several_production_clusters_are_all_checked_and_provision_refuses_them() {
+    let harness = initialized();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("odoo-db.toml");
+    let text = harness
+        .config_toml()
+        .replace("kind = \"integration\"", "kind = \"production\"");
+    std::fs::write(&path, text).unwrap();
+
+    let health = odoo_db()
+        .arg("--config")
+        .arg(&path)
+        .args(["health", "--format", "json"])
+        .run();
+    assert_ne!(health.code, 2, "{}", health.stderr);
+    for cluster in ["\"production\"", "\"integration\""] {
+        assert!(
+            health.stdout.contains(cluster),
+            "{cluster}: {}",
+            health.stdout
+        );
+    }
+
+    let before: Vec<String> = harness.servers().map(crate::util::snapshot).collect();
+    let secrets = tempfile::tempdir().unwrap();
+    let run = odoo_db()
+        .arg("--config")
+        .arg(&path)
+        .args(["provision", "--customer", "acme-fleet", "--secrets-dir"])
+        .arg(secrets.path())
+        .run();
+    run.expect_code(2);
+    assert!(
+        run.stderr.contains(
+            "clusters integration, production have kind production; provision works on one production cluster"
+        ),
+        "{}",
+        run.stderr
+    );
+    let after: Vec<String> = harness.servers().map(crate::util::snapshot).collect();
+    assert_eq!(before, after);
+    assert_eq!(std::fs::read_dir(secrets.path()).unwrap().count(), 0);
+}

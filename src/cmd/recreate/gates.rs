@@ -261,7 +261,7 @@ impl Job {
         let started_at = Utc::now();
         check_name(name, &config.catalog.database, kind)?;
         let servers = Servers::open(config).await?;
-        let (cluster, _) = servers.cluster_of_kind(ClusterKind::Integration)?;
+        let (cluster, _) = servers.cluster_of_kind(ClusterKind::Integration, "recreate")?;
         let cluster = cluster.to_string();
         let params = servers.primary(&cluster)?;
         // All three connections at once: each costs a TCP and SCRAM round trip or two.

@@ -61,7 +61,7 @@ impl Source {
         let refuse = |rule: String| refusal(&job.name, rule);
         let base = names::base_of_integration(&job.name).expect("the gates checked the name");
         let servers = Servers::open(config).await?;
-        let (cluster, _) = servers.cluster_of_kind(ClusterKind::Production)?;
+        let (cluster, _) = servers.cluster_of_kind(ClusterKind::Production, "recreate")?;
         let cluster = cluster.to_string();
         let rows = job.catalog.databases_named(base).await?;
         if !rows.iter().any(|row| {
