@@ -210,8 +210,9 @@ fn percent_decode(text: &str) -> String {
 
 /// The textfile's metrics for these clusters, then serve's own.
 fn metrics(outcomes: &[(String, Outcome)], memory: &Memory) -> Response<Full<Bytes>> {
-    let report = merge(outcomes);
-    let mut body = output::prometheus(&report);
+    let mut body = memory
+        .rendered(outcomes, || output::prometheus(&merge(outcomes)))
+        .to_string();
     let counters = memory
         .counters
         .lock()

@@ -142,12 +142,50 @@ pub(crate) struct Counters {
     pub last_duration: f64,
 }
 
+/// A rendering and the outcomes it was made of.
+type Rendered = (Vec<Outcome>, Arc<String>);
+
 /// What serve remembers across probes (and reloads).
 #[derive(Default)]
 pub(crate) struct Memory {
     pub counters: Mutex<BTreeMap<String, Counters>>,
     /// By (cluster, standby).
     pub history: Mutex<BTreeMap<(String, String), VecDeque<Point>>>,
+    /// The health part of `/metrics` (or of one `/probe`), by the clusters it shows,
+    /// rendered once per set of probe outcomes: a scrape answered from cached probes
+    /// then only appends the exporter's own counters (rendering 40 servers' families
+    /// on every scrape cost milliseconds). The key holds the outcomes themselves, so
+    /// their identity (`Arc::ptr_eq`) cannot be reused while cached.
+    pub rendered: Mutex<BTreeMap<Vec<String>, Rendered>>,
+}
+
+impl Memory {
+    /// The rendering of `outcomes`, from the cache when they are the ones it was made of.
+    pub(crate) fn rendered(
+        &self,
+        outcomes: &[(String, Outcome)],
+        render: impl FnOnce() -> String,
+    ) -> Arc<String> {
+        let names: Vec<String> = outcomes.iter().map(|(name, _)| name.clone()).collect();
+        let mut cache = self.rendered.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((cached, text)) = cache.get(&names) {
+            let same = cached.len() == outcomes.len()
+                && cached
+                    .iter()
+                    .zip(outcomes)
+                    .all(|(a, (_, b))| Arc::ptr_eq(a, b));
+            if same {
+                return Arc::clone(text);
+            }
+        }
+        let text = Arc::new(render());
+        let kept = outcomes
+            .iter()
+            .map(|(_, outcome)| Arc::clone(outcome))
+            .collect();
+        cache.insert(names, (kept, Arc::clone(&text)));
+        text
+    }
 }
 
 impl Memory {
