@@ -86,6 +86,64 @@ const MODULES: &[ModuleSql] = &[
         placeholders: &[],
     },
     ModuleSql {
+        module: "sms",
+        sql: include_str!("../../sql/neutralize/sms.sql"),
+        placeholders: &[],
+    },
+    ModuleSql {
+        module: "google_calendar",
+        sql: include_str!("../../sql/neutralize/google_calendar.sql"),
+        placeholders: &[
+            Placeholder {
+                name: "gcal_table",
+                oldest: "res_users",
+                since: &[(16, "res_users_settings")],
+            },
+            Placeholder {
+                name: "gcal_stopped",
+                oldest: "",
+                since: &[(16, ", google_synchronization_stopped = true")],
+            },
+            Placeholder {
+                name: "gcal_stopped_where",
+                oldest: "",
+                since: &[(16, " OR google_synchronization_stopped IS NOT TRUE")],
+            },
+        ],
+    },
+    ModuleSql {
+        module: "microsoft_calendar",
+        sql: include_str!("../../sql/neutralize/microsoft_calendar.sql"),
+        placeholders: &[],
+    },
+    ModuleSql {
+        module: "google_gmail",
+        sql: include_str!("../../sql/neutralize/google_gmail.sql"),
+        placeholders: &[Placeholder {
+            name: "gmail_fetchmail",
+            oldest: "",
+            since: &[(
+                16,
+                "UPDATE public.fetchmail_server SET google_gmail_refresh_token = NULL\n \
+                 WHERE google_gmail_refresh_token IS NOT NULL;",
+            )],
+        }],
+    },
+    ModuleSql {
+        module: "microsoft_outlook",
+        sql: include_str!("../../sql/neutralize/microsoft_outlook.sql"),
+        placeholders: &[Placeholder {
+            name: "outlook_fetchmail",
+            oldest: "",
+            since: &[(
+                16,
+                "UPDATE public.fetchmail_server\n   \
+                 SET microsoft_outlook_refresh_token = NULL, microsoft_outlook_access_token = NULL\n \
+                 WHERE microsoft_outlook_refresh_token IS NOT NULL OR microsoft_outlook_access_token IS NOT NULL;",
+            )],
+        }],
+    },
+    ModuleSql {
         module: "website",
         sql: include_str!("../../sql/neutralize/website.sql"),
         placeholders: &[],
@@ -108,10 +166,6 @@ const COVERED_UPSTREAM: &[&str] = &[
     "delivery_starshipit",
     "delivery_ups",
     "delivery_usps",
-    "google_calendar",
-    "google_gmail",
-    "microsoft_calendar",
-    "microsoft_outlook",
     "payment_adyen",
     "payment_alipay",
     "payment_aps",
@@ -138,7 +192,6 @@ const COVERED_UPSTREAM: &[&str] = &[
     "pos_stripe",
     "pos_viva_wallet",
     "sale_amazon",
-    "sms",
     "social_facebook",
     "social_instagram",
     "social_linkedin",
@@ -309,6 +362,52 @@ mod tests {
         assert!(text(&new).contains("payment_provider"));
         assert!(text(&new).contains("webhook_url"));
         assert!(text(&new).contains("fetchmail_server"));
+    }
+
+    fn text_of(p: &Plan, module: &str) -> String {
+        p.statements
+            .iter()
+            .filter(|s| s.module == module)
+            .map(|s| s.sql.clone())
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    #[test]
+    fn sync_and_sms_modules_blank_their_tokens_per_version() {
+        let modules = installed(&[
+            "sms",
+            "google_calendar",
+            "microsoft_calendar",
+            "google_gmail",
+            "microsoft_outlook",
+        ]);
+        for major in SUPPORTED {
+            let p = plan(major, &modules, None).unwrap();
+            assert!(p.unknown_covered.is_empty(), "Odoo {major}");
+            assert!(text_of(&p, "sms").contains("'sms.endpoint'"));
+            assert_eq!(
+                text_of(&p, "sms")
+                    .matches("iap-services-test.odoo.com")
+                    .count(),
+                3
+            );
+            let gcal = text_of(&p, "google_calendar");
+            let settings = gcal.contains("public.res_users_settings");
+            assert_eq!(settings, major >= 16, "Odoo {major}: {gcal}");
+            assert_eq!(gcal.contains("google_synchronization_stopped"), major >= 16);
+            assert!(text_of(&p, "microsoft_calendar").contains("microsoft_calendar_rtoken = NULL"));
+            let incoming = |module| {
+                p.statements
+                    .iter()
+                    .filter(|s| s.module == module && s.sql.contains("fetchmail_server"))
+                    .count()
+            };
+            let expected = usize::from(major >= 16);
+            assert_eq!(incoming("google_gmail"), expected, "Odoo {major}");
+            assert_eq!(incoming("microsoft_outlook"), expected, "Odoo {major}");
+            assert_eq!(p.statements.len(), 2 + 1 + 1 + 1 + expected * 2 + 1);
+        }
     }
 
     #[test]
