@@ -81,6 +81,118 @@ const MODULES: &[ModuleSql] = &[
         placeholders: &[PROVIDER_TABLE],
     },
     ModuleSql {
+        module: "payment_adyen",
+        sql: include_str!("../../sql/neutralize/payment_adyen.sql"),
+        placeholders: &[
+            PROVIDER_TABLE,
+            Placeholder {
+                name: "adyen_api_key",
+                oldest: "",
+                since: &[(16, ", adyen_api_key = NULL")],
+            },
+            Placeholder {
+                name: "adyen_api_key_where",
+                oldest: "",
+                since: &[(16, " OR adyen_api_key IS NOT NULL")],
+            },
+        ],
+    },
+    ModuleSql {
+        module: "payment_paypal",
+        sql: include_str!("../../sql/neutralize/payment_paypal.sql"),
+        placeholders: &[
+            PROVIDER_TABLE,
+            Placeholder {
+                name: "paypal_rest",
+                oldest: "",
+                since: &[(18, ", paypal_client_id = NULL, paypal_client_secret = NULL")],
+            },
+            Placeholder {
+                name: "paypal_rest_where",
+                oldest: "",
+                since: &[(
+                    18,
+                    " OR paypal_client_id IS NOT NULL OR paypal_client_secret IS NOT NULL",
+                )],
+            },
+        ],
+    },
+    ModuleSql {
+        module: "payment_mollie",
+        sql: include_str!("../../sql/neutralize/payment_mollie.sql"),
+        placeholders: &[PROVIDER_TABLE],
+    },
+    ModuleSql {
+        module: "payment_authorize",
+        sql: include_str!("../../sql/neutralize/payment_authorize.sql"),
+        placeholders: &[PROVIDER_TABLE],
+    },
+    ModuleSql {
+        module: "payment_buckaroo",
+        sql: include_str!("../../sql/neutralize/payment_buckaroo.sql"),
+        placeholders: &[PROVIDER_TABLE],
+    },
+    ModuleSql {
+        module: "payment_ogone",
+        sql: include_str!("../../sql/neutralize/payment_ogone.sql"),
+        placeholders: &[PROVIDER_TABLE],
+    },
+    ModuleSql {
+        module: "payment_razorpay",
+        sql: include_str!("../../sql/neutralize/payment_razorpay.sql"),
+        placeholders: &[PROVIDER_TABLE],
+    },
+    ModuleSql {
+        module: "payment_sips",
+        sql: include_str!("../../sql/neutralize/payment_sips.sql"),
+        placeholders: &[PROVIDER_TABLE],
+    },
+    ModuleSql {
+        module: "payment_worldline",
+        sql: include_str!("../../sql/neutralize/payment_worldline.sql"),
+        placeholders: &[PROVIDER_TABLE],
+    },
+    ModuleSql {
+        module: "payment_xendit",
+        sql: include_str!("../../sql/neutralize/payment_xendit.sql"),
+        placeholders: &[PROVIDER_TABLE],
+    },
+    ModuleSql {
+        module: "payment_mercado_pago",
+        sql: include_str!("../../sql/neutralize/payment_mercado_pago.sql"),
+        placeholders: &[PROVIDER_TABLE],
+    },
+    ModuleSql {
+        module: "payment_flutterwave",
+        sql: include_str!("../../sql/neutralize/payment_flutterwave.sql"),
+        placeholders: &[PROVIDER_TABLE],
+    },
+    ModuleSql {
+        module: "payment_aps",
+        sql: include_str!("../../sql/neutralize/payment_aps.sql"),
+        placeholders: &[PROVIDER_TABLE],
+    },
+    ModuleSql {
+        module: "payment_asiapay",
+        sql: include_str!("../../sql/neutralize/payment_asiapay.sql"),
+        placeholders: &[PROVIDER_TABLE],
+    },
+    ModuleSql {
+        module: "payment_alipay",
+        sql: include_str!("../../sql/neutralize/payment_alipay.sql"),
+        placeholders: &[PROVIDER_TABLE],
+    },
+    ModuleSql {
+        module: "payment_payulatam",
+        sql: include_str!("../../sql/neutralize/payment_payulatam.sql"),
+        placeholders: &[PROVIDER_TABLE],
+    },
+    ModuleSql {
+        module: "payment_payumoney",
+        sql: include_str!("../../sql/neutralize/payment_payumoney.sql"),
+        placeholders: &[PROVIDER_TABLE],
+    },
+    ModuleSql {
         module: "iap",
         sql: include_str!("../../sql/neutralize/iap.sql"),
         placeholders: &[],
@@ -166,23 +278,6 @@ const COVERED_UPSTREAM: &[&str] = &[
     "delivery_starshipit",
     "delivery_ups",
     "delivery_usps",
-    "payment_adyen",
-    "payment_alipay",
-    "payment_aps",
-    "payment_asiapay",
-    "payment_authorize",
-    "payment_buckaroo",
-    "payment_flutterwave",
-    "payment_mercado_pago",
-    "payment_mollie",
-    "payment_ogone",
-    "payment_paypal",
-    "payment_payulatam",
-    "payment_payumoney",
-    "payment_razorpay",
-    "payment_sips",
-    "payment_worldline",
-    "payment_xendit",
     "pos_adyen",
     "pos_mercado_pago",
     "pos_mercury",
@@ -411,14 +506,62 @@ mod tests {
     }
 
     #[test]
+    fn payment_providers_blank_their_credentials_in_their_table() {
+        let providers: Vec<&str> = MODULES
+            .iter()
+            .map(|m| m.module)
+            .filter(|m| m.starts_with("payment_"))
+            .collect();
+        assert_eq!(providers.len(), 18);
+        for major in SUPPORTED {
+            let p = plan(major, &installed(&providers), None).unwrap();
+            assert!(p.unknown_covered.is_empty());
+            let table = if major >= 16 {
+                "public.payment_provider"
+            } else {
+                "public.payment_acquirer"
+            };
+            for provider in &providers {
+                let sql = text_of(&p, provider);
+                assert!(
+                    sql.starts_with(&format!("UPDATE {table}\n")),
+                    "{provider} {major}"
+                );
+                let (set, filter) = sql.split_once(" WHERE ").unwrap();
+                // every blanked column is in the filter, so a second run changes nothing
+                let columns: Vec<&str> = set
+                    .split(" = NULL")
+                    .filter_map(|part| part.split_whitespace().last())
+                    .map(|c| c.trim_start_matches(','))
+                    .collect();
+                assert!(!columns.is_empty(), "{provider}");
+                for column in columns {
+                    assert!(
+                        filter.contains(&format!("{column} IS NOT NULL")),
+                        "{provider} {major}: {column}"
+                    );
+                }
+            }
+            assert_eq!(
+                text_of(&p, "payment_adyen").contains("adyen_api_key"),
+                major >= 16
+            );
+            assert_eq!(
+                text_of(&p, "payment_paypal").contains("paypal_client_secret"),
+                major >= 18
+            );
+        }
+    }
+
+    #[test]
     fn unknown_modules_are_sorted_out() {
         let p = plan(
             16,
-            &installed(&["base", "payment_adyen", "x_reports"]),
+            &installed(&["base", "pos_adyen", "x_reports"]),
             Some("https://i.example"),
         )
         .unwrap();
-        assert_eq!(p.unknown_covered, ["payment_adyen"]);
+        assert_eq!(p.unknown_covered, ["pos_adyen"]);
         assert_eq!(p.other_modules, ["x_reports"]);
         assert_eq!(
             p.statements.last().unwrap().param.as_deref(),
