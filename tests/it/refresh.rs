@@ -282,6 +282,44 @@ async fn mark_integration(c: &Customer) {
 }
 
 /// Every neutralization the fixture calls for, as the copy shows it.
+/// Odoo 16's shapes for sms, google_calendar and payment_adyen, installed, with
+/// production's endpoint and tokens in them (for the happy path).
+const SYNC_AND_ADYEN: &str = "
+    UPDATE ir_module_module SET state = 'installed', latest_version = '16.0.1.0' WHERE name = 'google_calendar';
+    INSERT INTO ir_module_module (name, state, latest_version) VALUES
+        ('sms', 'installed', '16.0.2.0'), ('payment_adyen', 'installed', '16.0.2.0');
+    INSERT INTO ir_config_parameter (key, value) VALUES ('sms.endpoint', 'https://iap-sms.odoo.com');
+    CREATE TABLE res_users_settings (id serial PRIMARY KEY, user_id integer, google_calendar_rtoken varchar,
+                                     google_calendar_token varchar, google_synchronization_stopped boolean);
+    INSERT INTO res_users_settings (user_id, google_calendar_rtoken, google_calendar_token, google_synchronization_stopped)
+    VALUES (2, 'g-rtoken', 'g-token', false), (3, NULL, NULL, NULL);
+    ALTER TABLE payment_provider ADD COLUMN adyen_merchant_account varchar, ADD COLUMN adyen_api_key varchar;
+    INSERT INTO payment_provider (name, code, state, adyen_merchant_account, adyen_api_key)
+    VALUES ('Adyen', 'adyen', 'enabled', 'FluxdockECOM', 'AQE-live-key')";
+
+/// What [`SYNC_AND_ADYEN`] brought is neutralized.
+async fn assert_sync_and_adyen_neutralized(c: &Customer) {
+    for (sql, expected) in [
+        (
+            "SELECT value FROM ir_config_parameter WHERE key = 'sms.endpoint'",
+            "https://iap-services-test.odoo.com",
+        ),
+        (
+            "SELECT string_agg(concat_ws(' ', coalesce(google_calendar_rtoken, 'null'), \
+             coalesce(google_calendar_token, 'null'), google_synchronization_stopped), ',' ORDER BY id) \
+             FROM res_users_settings",
+            "null null t,null null t",
+        ),
+        (
+            "SELECT concat_ws(' ', state, coalesce(adyen_merchant_account, 'null'), \
+             coalesce(adyen_api_key, 'null')) FROM payment_provider WHERE code = 'adyen'",
+            "disabled null null",
+        ),
+    ] {
+        assert_eq!(one(integration(), &c.name, sql).await, expected, "{sql}");
+    }
+}
+
 async fn assert_neutralized(c: &Customer, major: u32) {
     let db = &c.name;
     let server = integration();
@@ -332,7 +370,7 @@ async fn assert_neutralized(c: &Customer, major: u32) {
     )
     .await;
     check(
-        "SELECT string_agg(state, ',' ORDER BY id) FROM payment_provider",
+        "SELECT string_agg(state, ',' ORDER BY id) FROM payment_provider WHERE code IN ('stripe', 'transfer')",
         "disabled,test",
     )
     .await;
@@ -403,7 +441,7 @@ async fn integration_role_connects(c: &Customer) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refresh_copies_production_from_the_standby_and_neutralizes_it_odoo16() {
     let c = provision("happy");
-    load_odoo(&c, 16, "").await;
+    load_odoo(&c, 16, SYNC_AND_ADYEN).await;
     mark_integration(&c).await;
     assert!(integration_role_connects(&c).await);
     let production_before = state(primary(), Some(&c.base)).await;
@@ -435,6 +473,7 @@ async fn refresh_copies_production_from_the_standby_and_neutralizes_it_odoo16() 
     run.success();
     assert!(run.stdout.contains("refreshed"), "{}", run.stdout);
     assert_neutralized(&c, 16).await;
+    assert_sync_and_adyen_neutralized(&c).await;
     assert!(
         integration_role_connects(&c).await,
         "the role's login is back"
@@ -503,21 +542,21 @@ async fn refusals_change_nothing_anywhere() {
     query(
         primary(),
         &c.base,
-        "UPDATE ir_module_module SET state = 'installed' WHERE name = 'payment_adyen'",
+        "UPDATE ir_module_module SET state = 'installed' WHERE name = 'pos_adyen'",
     )
     .await;
     wait_for_standby(
         &c.base,
-        "SELECT state FROM ir_module_module WHERE name = 'payment_adyen'",
+        "SELECT state FROM ir_module_module WHERE name = 'pos_adyen'",
         "installed",
     )
     .await;
     let run = c.refresh(&["--yes"]).run();
-    assert_refused(&run, "payment_adyen");
+    assert_refused(&run, "pos_adyen");
     query(
         primary(),
         &c.base,
-        "UPDATE ir_module_module SET state = 'uninstalled' WHERE name = 'payment_adyen'",
+        "UPDATE ir_module_module SET state = 'uninstalled' WHERE name = 'pos_adyen'",
     )
     .await;
     let after = (
