@@ -31,6 +31,12 @@ const PROVIDER_TABLE: Placeholder = Placeholder {
     since: &[(16, "payment_provider")],
 };
 
+/// Shared by every carrier integration (see the file for why not per carrier).
+const DELIVERY_CARRIER: &str = include_str!("../../sql/neutralize/delivery_carrier.sql");
+
+/// Shared by every payment terminal integration (see the file for why not per terminal).
+const POS_TERMINAL: &str = include_str!("../../sql/neutralize/pos_terminal.sql");
+
 const MODULES: &[ModuleSql] = &[
     ModuleSql {
         module: "base",
@@ -193,6 +199,91 @@ const MODULES: &[ModuleSql] = &[
         placeholders: &[PROVIDER_TABLE],
     },
     ModuleSql {
+        module: "delivery_bpost",
+        sql: DELIVERY_CARRIER,
+        placeholders: &[],
+    },
+    ModuleSql {
+        module: "delivery_dhl",
+        sql: DELIVERY_CARRIER,
+        placeholders: &[],
+    },
+    ModuleSql {
+        module: "delivery_easypost",
+        sql: DELIVERY_CARRIER,
+        placeholders: &[],
+    },
+    ModuleSql {
+        module: "delivery_fedex",
+        sql: DELIVERY_CARRIER,
+        placeholders: &[],
+    },
+    ModuleSql {
+        module: "delivery_sendcloud",
+        sql: DELIVERY_CARRIER,
+        placeholders: &[],
+    },
+    ModuleSql {
+        module: "delivery_shiprocket",
+        sql: DELIVERY_CARRIER,
+        placeholders: &[],
+    },
+    ModuleSql {
+        module: "delivery_starshipit",
+        sql: DELIVERY_CARRIER,
+        placeholders: &[],
+    },
+    ModuleSql {
+        module: "delivery_ups",
+        sql: DELIVERY_CARRIER,
+        placeholders: &[],
+    },
+    ModuleSql {
+        module: "delivery_usps",
+        sql: DELIVERY_CARRIER,
+        placeholders: &[],
+    },
+    ModuleSql {
+        module: "pos_adyen",
+        sql: POS_TERMINAL,
+        placeholders: &[],
+    },
+    ModuleSql {
+        module: "pos_mercado_pago",
+        sql: POS_TERMINAL,
+        placeholders: &[],
+    },
+    ModuleSql {
+        module: "pos_mercury",
+        sql: POS_TERMINAL,
+        placeholders: &[],
+    },
+    ModuleSql {
+        module: "pos_paytm",
+        sql: POS_TERMINAL,
+        placeholders: &[],
+    },
+    ModuleSql {
+        module: "pos_razorpay",
+        sql: POS_TERMINAL,
+        placeholders: &[],
+    },
+    ModuleSql {
+        module: "pos_six",
+        sql: POS_TERMINAL,
+        placeholders: &[],
+    },
+    ModuleSql {
+        module: "pos_stripe",
+        sql: POS_TERMINAL,
+        placeholders: &[],
+    },
+    ModuleSql {
+        module: "pos_viva_wallet",
+        sql: POS_TERMINAL,
+        placeholders: &[],
+    },
+    ModuleSql {
         module: "iap",
         sql: include_str!("../../sql/neutralize/iap.sql"),
         placeholders: &[],
@@ -269,23 +360,6 @@ const COVERED_UPSTREAM: &[&str] = &[
     "account_online_synchronization",
     "cloud_storage_azure",
     "cloud_storage_google",
-    "delivery_bpost",
-    "delivery_dhl",
-    "delivery_easypost",
-    "delivery_fedex",
-    "delivery_sendcloud",
-    "delivery_shiprocket",
-    "delivery_starshipit",
-    "delivery_ups",
-    "delivery_usps",
-    "pos_adyen",
-    "pos_mercado_pago",
-    "pos_mercury",
-    "pos_paytm",
-    "pos_razorpay",
-    "pos_six",
-    "pos_stripe",
-    "pos_viva_wallet",
     "sale_amazon",
     "social_facebook",
     "social_instagram",
@@ -554,14 +628,35 @@ mod tests {
     }
 
     #[test]
+    fn carriers_and_terminals_share_one_statement_each() {
+        let p = plan(
+            14,
+            &installed(&["delivery_fedex", "delivery_ups", "pos_adyen", "pos_six"]),
+            None,
+        )
+        .unwrap();
+        assert!(p.unknown_covered.is_empty());
+        assert_eq!(p.statements.len(), 4);
+        assert_eq!(p.statements[0].sql, p.statements[1].sql);
+        assert!(p.statements[0]
+            .sql
+            .starts_with("UPDATE public.delivery_carrier SET prod_environment = false"));
+        assert_eq!(p.statements[2].sql, p.statements[3].sql);
+        assert!(p.statements[2]
+            .sql
+            .contains("use_payment_terminal IS NOT NULL AND active"));
+        assert_eq!(p.statements[3].module, "pos_six");
+    }
+
+    #[test]
     fn unknown_modules_are_sorted_out() {
         let p = plan(
             16,
-            &installed(&["base", "pos_adyen", "x_reports"]),
+            &installed(&["base", "sale_amazon", "x_reports"]),
             Some("https://i.example"),
         )
         .unwrap();
-        assert_eq!(p.unknown_covered, ["pos_adyen"]);
+        assert_eq!(p.unknown_covered, ["sale_amazon"]);
         assert_eq!(p.other_modules, ["x_reports"]);
         assert_eq!(
             p.statements.last().unwrap().param.as_deref(),

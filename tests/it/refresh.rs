@@ -282,8 +282,9 @@ async fn mark_integration(c: &Customer) {
 }
 
 /// Every neutralization the fixture calls for, as the copy shows it.
-/// Odoo 16's shapes for sms, google_calendar and payment_adyen, installed, with
-/// production's endpoint and tokens in them (for the happy path).
+/// Odoo 16's shapes for sms, calendar sync, OAuth mail servers, payment_adyen, a
+/// carrier and a payment terminal, installed, with production's endpoints and tokens
+/// in them (for the happy path).
 const SYNC_AND_ADYEN: &str = "
     UPDATE ir_module_module SET state = 'installed', latest_version = '16.0.1.0' WHERE name = 'google_calendar';
     INSERT INTO ir_module_module (name, state, latest_version) VALUES
@@ -295,7 +296,28 @@ const SYNC_AND_ADYEN: &str = "
     VALUES (2, 'g-rtoken', 'g-token', false), (3, NULL, NULL, NULL);
     ALTER TABLE payment_provider ADD COLUMN adyen_merchant_account varchar, ADD COLUMN adyen_api_key varchar;
     INSERT INTO payment_provider (name, code, state, adyen_merchant_account, adyen_api_key)
-    VALUES ('Adyen', 'adyen', 'enabled', 'FluxdockECOM', 'AQE-live-key')";
+    VALUES ('Adyen', 'adyen', 'enabled', 'FluxdockECOM', 'AQE-live-key');
+    INSERT INTO ir_module_module (name, state, latest_version) VALUES
+        ('microsoft_calendar', 'installed', '16.0.1.0'), ('google_gmail', 'installed', '16.0.1.0'),
+        ('microsoft_outlook', 'installed', '16.0.1.0'), ('delivery_fedex', 'installed', '16.0.1.0'),
+        ('pos_adyen', 'installed', '16.0.1.0');
+    CREATE TABLE res_users (id serial PRIMARY KEY, login varchar, microsoft_calendar_token varchar,
+                            microsoft_calendar_rtoken varchar);
+    INSERT INTO res_users (login, microsoft_calendar_token, microsoft_calendar_rtoken) VALUES ('admin', 'm-token', 'm-rtoken');
+    ALTER TABLE ir_mail_server ADD COLUMN google_gmail_refresh_token varchar,
+        ADD COLUMN microsoft_outlook_refresh_token varchar, ADD COLUMN microsoft_outlook_access_token varchar;
+    ALTER TABLE fetchmail_server ADD COLUMN google_gmail_refresh_token varchar,
+        ADD COLUMN microsoft_outlook_refresh_token varchar, ADD COLUMN microsoft_outlook_access_token varchar;
+    UPDATE ir_mail_server SET google_gmail_refresh_token = 'gm-rtoken' WHERE id = 1;
+    UPDATE ir_mail_server SET microsoft_outlook_refresh_token = 'ol-rtoken', microsoft_outlook_access_token = 'ol-token' WHERE id = 2;
+    UPDATE fetchmail_server SET google_gmail_refresh_token = 'gm-in', microsoft_outlook_refresh_token = 'ol-in';
+    CREATE TABLE delivery_carrier (id serial PRIMARY KEY, name varchar, delivery_type varchar,
+                                   prod_environment boolean, active boolean);
+    INSERT INTO delivery_carrier (name, delivery_type, prod_environment, active) VALUES
+        ('FedEx', 'fedex', true, true), ('Local', 'fixed', false, true);
+    CREATE TABLE pos_payment_method (id serial PRIMARY KEY, name varchar, use_payment_terminal varchar, active boolean);
+    INSERT INTO pos_payment_method (name, use_payment_terminal, active) VALUES
+        ('Card', 'adyen', true), ('Cash', NULL, true)";
 
 /// What [`SYNC_AND_ADYEN`] brought is neutralized.
 async fn assert_sync_and_adyen_neutralized(c: &Customer) {
@@ -314,6 +336,30 @@ async fn assert_sync_and_adyen_neutralized(c: &Customer) {
             "SELECT concat_ws(' ', state, coalesce(adyen_merchant_account, 'null'), \
              coalesce(adyen_api_key, 'null')) FROM payment_provider WHERE code = 'adyen'",
             "disabled null null",
+        ),
+        (
+            "SELECT concat_ws(' ', coalesce(microsoft_calendar_token, 'null'), \
+             coalesce(microsoft_calendar_rtoken, 'null')) FROM res_users",
+            "null null",
+        ),
+        (
+            "SELECT count(*) FROM ir_mail_server WHERE google_gmail_refresh_token IS NOT NULL \
+             OR microsoft_outlook_refresh_token IS NOT NULL OR microsoft_outlook_access_token IS NOT NULL",
+            "0",
+        ),
+        (
+            "SELECT count(*) FROM fetchmail_server WHERE google_gmail_refresh_token IS NOT NULL \
+             OR microsoft_outlook_refresh_token IS NOT NULL",
+            "0",
+        ),
+        (
+            "SELECT string_agg(concat_ws(' ', name, prod_environment, active), ',' ORDER BY id) \
+             FROM delivery_carrier",
+            "FedEx f f,Local f t",
+        ),
+        (
+            "SELECT string_agg(concat_ws(' ', name, active), ',' ORDER BY id) FROM pos_payment_method",
+            "Card f,Cash t",
         ),
     ] {
         assert_eq!(one(integration(), &c.name, sql).await, expected, "{sql}");
@@ -542,21 +588,21 @@ async fn refusals_change_nothing_anywhere() {
     query(
         primary(),
         &c.base,
-        "UPDATE ir_module_module SET state = 'installed' WHERE name = 'pos_adyen'",
+        "UPDATE ir_module_module SET state = 'installed' WHERE name = 'sale_amazon'",
     )
     .await;
     wait_for_standby(
         &c.base,
-        "SELECT state FROM ir_module_module WHERE name = 'pos_adyen'",
+        "SELECT state FROM ir_module_module WHERE name = 'sale_amazon'",
         "installed",
     )
     .await;
     let run = c.refresh(&["--yes"]).run();
-    assert_refused(&run, "pos_adyen");
+    assert_refused(&run, "sale_amazon");
     query(
         primary(),
         &c.base,
-        "UPDATE ir_module_module SET state = 'uninstalled' WHERE name = 'pos_adyen'",
+        "UPDATE ir_module_module SET state = 'uninstalled' WHERE name = 'sale_amazon'",
     )
     .await;
     let after = (
