@@ -284,6 +284,21 @@ const MODULES: &[ModuleSql] = &[
         placeholders: &[],
     },
     ModuleSql {
+        module: "account_online_synchronization",
+        sql: include_str!("../../sql/neutralize/account_online_synchronization.sql"),
+        placeholders: &[],
+    },
+    ModuleSql {
+        module: "cloud_storage_azure",
+        sql: include_str!("../../sql/neutralize/cloud_storage_azure.sql"),
+        placeholders: &[],
+    },
+    ModuleSql {
+        module: "cloud_storage_google",
+        sql: include_str!("../../sql/neutralize/cloud_storage_google.sql"),
+        placeholders: &[],
+    },
+    ModuleSql {
         module: "iap",
         sql: include_str!("../../sql/neutralize/iap.sql"),
         placeholders: &[],
@@ -357,9 +372,6 @@ const MODULES: &[ModuleSql] = &[
 /// enterprise) blanks something: installed and not in [`MODULES`], they are refused.
 const COVERED_UPSTREAM: &[&str] = &[
     "account_edi_proxy_client",
-    "account_online_synchronization",
-    "cloud_storage_azure",
-    "cloud_storage_google",
     "sale_amazon",
     "social_facebook",
     "social_instagram",
@@ -646,6 +658,29 @@ mod tests {
             .sql
             .contains("use_payment_terminal IS NOT NULL AND active"));
         assert_eq!(p.statements[3].module, "pos_six");
+    }
+
+    #[test]
+    fn cloud_storage_and_bank_sync_are_version_independent() {
+        let modules = installed(&[
+            "account_online_synchronization",
+            "cloud_storage_azure",
+            "cloud_storage_google",
+        ]);
+        let first = plan(14, &modules, None).unwrap();
+        assert!(first.unknown_covered.is_empty());
+        for major in SUPPORTED {
+            let p = plan(major, &modules, None).unwrap();
+            assert_eq!(
+                text_of(&p, "cloud_storage_azure"),
+                text_of(&first, "cloud_storage_azure")
+            );
+            assert!(
+                text_of(&p, "cloud_storage_google").contains("LIKE 'cloud\\_storage\\_google\\_%'")
+            );
+            assert!(text_of(&p, "account_online_synchronization")
+                .contains("IS DISTINCT FROM 'duplicate'"));
+        }
     }
 
     #[test]

@@ -283,7 +283,7 @@ async fn mark_integration(c: &Customer) {
 
 /// Every neutralization the fixture calls for, as the copy shows it.
 /// Odoo 16's shapes for sms, calendar sync, OAuth mail servers, payment_adyen, a
-/// carrier and a payment terminal, installed, with production's endpoints and tokens
+/// carrier, a payment terminal, cloud storage and bank synchronization, installed, with production's endpoints and tokens
 /// in them (for the happy path).
 const SYNC_AND_ADYEN: &str = "
     UPDATE ir_module_module SET state = 'installed', latest_version = '16.0.1.0' WHERE name = 'google_calendar';
@@ -317,7 +317,15 @@ const SYNC_AND_ADYEN: &str = "
         ('FedEx', 'fedex', true, true), ('Local', 'fixed', false, true);
     CREATE TABLE pos_payment_method (id serial PRIMARY KEY, name varchar, use_payment_terminal varchar, active boolean);
     INSERT INTO pos_payment_method (name, use_payment_terminal, active) VALUES
-        ('Card', 'adyen', true), ('Cash', NULL, true)";
+        ('Card', 'adyen', true), ('Cash', NULL, true);
+    INSERT INTO ir_module_module (name, state, latest_version) VALUES
+        ('cloud_storage_google', 'installed', '16.0.1.0'),
+        ('account_online_synchronization', 'installed', '16.0.2.0');
+    INSERT INTO ir_config_parameter (key, value) VALUES
+        ('cloud_storage_google_bucket_name', 'fluxdock-prod'), ('cloud_storage_google_account_info', '{}'),
+        ('cloud_storage_googlex', 'kept');
+    CREATE TABLE account_online_link (id serial PRIMARY KEY, name varchar, client_id varchar);
+    INSERT INTO account_online_link (name, client_id) VALUES ('Bank', 'prod-client-1')";
 
 /// What [`SYNC_AND_ADYEN`] brought is neutralized.
 async fn assert_sync_and_adyen_neutralized(c: &Customer) {
@@ -361,6 +369,11 @@ async fn assert_sync_and_adyen_neutralized(c: &Customer) {
             "SELECT string_agg(concat_ws(' ', name, active), ',' ORDER BY id) FROM pos_payment_method",
             "Card f,Cash t",
         ),
+        (
+            "SELECT string_agg(key, ',') FROM ir_config_parameter WHERE key LIKE 'cloud_storage%'",
+            "cloud_storage_googlex",
+        ),
+        ("SELECT client_id FROM account_online_link", "duplicate"),
     ] {
         assert_eq!(one(integration(), &c.name, sql).await, expected, "{sql}");
     }
