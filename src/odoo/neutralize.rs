@@ -21,6 +21,9 @@ pub(crate) const SUPPORTED: std::ops::RangeInclusive<u32> = 14..=18;
 /// Odoo majors here, not PostgreSQL's).
 struct ModuleSql {
     module: &'static str,
+    /// The oldest Odoo major whose schema the SQL is known for: on an older one the
+    /// module is refused like a module odoo-db does not know.
+    oldest_major: u32,
     sql: &'static str,
     placeholders: &'static [Placeholder],
 }
@@ -40,6 +43,7 @@ const POS_TERMINAL: &str = include_str!("../../sql/neutralize/pos_terminal.sql")
 const MODULES: &[ModuleSql] = &[
     ModuleSql {
         module: "base",
+        oldest_major: 14,
         sql: include_str!("../../sql/neutralize/base.sql"),
         placeholders: &[
             Placeholder {
@@ -64,6 +68,7 @@ const MODULES: &[ModuleSql] = &[
     },
     ModuleSql {
         module: "mail",
+        oldest_major: 14,
         sql: include_str!("../../sql/neutralize/mail.sql"),
         placeholders: &[Placeholder {
             name: "fetchmail",
@@ -73,21 +78,25 @@ const MODULES: &[ModuleSql] = &[
     },
     ModuleSql {
         module: "fetchmail",
+        oldest_major: 14,
         sql: include_str!("../../sql/neutralize/fetchmail.sql"),
         placeholders: &[],
     },
     ModuleSql {
         module: "payment",
+        oldest_major: 14,
         sql: include_str!("../../sql/neutralize/payment.sql"),
         placeholders: &[PROVIDER_TABLE],
     },
     ModuleSql {
         module: "payment_stripe",
+        oldest_major: 14,
         sql: include_str!("../../sql/neutralize/payment_stripe.sql"),
         placeholders: &[PROVIDER_TABLE],
     },
     ModuleSql {
         module: "payment_adyen",
+        oldest_major: 14,
         sql: include_str!("../../sql/neutralize/payment_adyen.sql"),
         placeholders: &[
             PROVIDER_TABLE,
@@ -105,6 +114,7 @@ const MODULES: &[ModuleSql] = &[
     },
     ModuleSql {
         module: "payment_paypal",
+        oldest_major: 14,
         sql: include_str!("../../sql/neutralize/payment_paypal.sql"),
         placeholders: &[
             PROVIDER_TABLE,
@@ -125,191 +135,235 @@ const MODULES: &[ModuleSql] = &[
     },
     ModuleSql {
         module: "payment_mollie",
+        oldest_major: 14,
         sql: include_str!("../../sql/neutralize/payment_mollie.sql"),
         placeholders: &[PROVIDER_TABLE],
     },
     ModuleSql {
         module: "payment_authorize",
+        oldest_major: 14,
         sql: include_str!("../../sql/neutralize/payment_authorize.sql"),
         placeholders: &[PROVIDER_TABLE],
     },
     ModuleSql {
         module: "payment_buckaroo",
+        oldest_major: 14,
         sql: include_str!("../../sql/neutralize/payment_buckaroo.sql"),
         placeholders: &[PROVIDER_TABLE],
     },
     ModuleSql {
         module: "payment_ogone",
+        oldest_major: 14,
         sql: include_str!("../../sql/neutralize/payment_ogone.sql"),
         placeholders: &[PROVIDER_TABLE],
     },
     ModuleSql {
         module: "payment_razorpay",
+        oldest_major: 14,
         sql: include_str!("../../sql/neutralize/payment_razorpay.sql"),
         placeholders: &[PROVIDER_TABLE],
     },
     ModuleSql {
         module: "payment_sips",
+        oldest_major: 14,
         sql: include_str!("../../sql/neutralize/payment_sips.sql"),
         placeholders: &[PROVIDER_TABLE],
     },
     ModuleSql {
         module: "payment_worldline",
+        oldest_major: 14,
         sql: include_str!("../../sql/neutralize/payment_worldline.sql"),
         placeholders: &[PROVIDER_TABLE],
     },
     ModuleSql {
         module: "payment_xendit",
+        oldest_major: 14,
         sql: include_str!("../../sql/neutralize/payment_xendit.sql"),
         placeholders: &[PROVIDER_TABLE],
     },
     ModuleSql {
         module: "payment_mercado_pago",
+        oldest_major: 14,
         sql: include_str!("../../sql/neutralize/payment_mercado_pago.sql"),
         placeholders: &[PROVIDER_TABLE],
     },
     ModuleSql {
         module: "payment_flutterwave",
+        oldest_major: 14,
         sql: include_str!("../../sql/neutralize/payment_flutterwave.sql"),
         placeholders: &[PROVIDER_TABLE],
     },
     ModuleSql {
         module: "payment_aps",
+        oldest_major: 14,
         sql: include_str!("../../sql/neutralize/payment_aps.sql"),
         placeholders: &[PROVIDER_TABLE],
     },
     ModuleSql {
         module: "payment_asiapay",
+        oldest_major: 14,
         sql: include_str!("../../sql/neutralize/payment_asiapay.sql"),
         placeholders: &[PROVIDER_TABLE],
     },
     ModuleSql {
         module: "payment_alipay",
+        oldest_major: 14,
         sql: include_str!("../../sql/neutralize/payment_alipay.sql"),
         placeholders: &[PROVIDER_TABLE],
     },
     ModuleSql {
         module: "payment_payulatam",
+        oldest_major: 14,
         sql: include_str!("../../sql/neutralize/payment_payulatam.sql"),
         placeholders: &[PROVIDER_TABLE],
     },
     ModuleSql {
         module: "payment_payumoney",
+        oldest_major: 14,
         sql: include_str!("../../sql/neutralize/payment_payumoney.sql"),
         placeholders: &[PROVIDER_TABLE],
     },
     ModuleSql {
         module: "delivery_bpost",
+        oldest_major: 14,
         sql: DELIVERY_CARRIER,
         placeholders: &[],
     },
     ModuleSql {
         module: "delivery_dhl",
+        oldest_major: 14,
         sql: DELIVERY_CARRIER,
         placeholders: &[],
     },
     ModuleSql {
         module: "delivery_easypost",
+        oldest_major: 14,
         sql: DELIVERY_CARRIER,
         placeholders: &[],
     },
     ModuleSql {
         module: "delivery_fedex",
+        oldest_major: 14,
         sql: DELIVERY_CARRIER,
         placeholders: &[],
     },
     ModuleSql {
         module: "delivery_sendcloud",
+        oldest_major: 14,
         sql: DELIVERY_CARRIER,
         placeholders: &[],
     },
     ModuleSql {
         module: "delivery_shiprocket",
+        oldest_major: 14,
         sql: DELIVERY_CARRIER,
         placeholders: &[],
     },
     ModuleSql {
         module: "delivery_starshipit",
+        oldest_major: 14,
         sql: DELIVERY_CARRIER,
         placeholders: &[],
     },
     ModuleSql {
         module: "delivery_ups",
+        oldest_major: 14,
         sql: DELIVERY_CARRIER,
         placeholders: &[],
     },
     ModuleSql {
         module: "delivery_usps",
+        oldest_major: 14,
         sql: DELIVERY_CARRIER,
         placeholders: &[],
     },
     ModuleSql {
         module: "pos_adyen",
+        oldest_major: 14,
         sql: POS_TERMINAL,
         placeholders: &[],
     },
     ModuleSql {
         module: "pos_mercado_pago",
+        oldest_major: 14,
         sql: POS_TERMINAL,
         placeholders: &[],
     },
     ModuleSql {
         module: "pos_mercury",
+        oldest_major: 14,
         sql: POS_TERMINAL,
         placeholders: &[],
     },
     ModuleSql {
         module: "pos_paytm",
+        oldest_major: 14,
         sql: POS_TERMINAL,
         placeholders: &[],
     },
     ModuleSql {
         module: "pos_razorpay",
+        oldest_major: 14,
         sql: POS_TERMINAL,
         placeholders: &[],
     },
     ModuleSql {
         module: "pos_six",
+        oldest_major: 14,
         sql: POS_TERMINAL,
         placeholders: &[],
     },
     ModuleSql {
         module: "pos_stripe",
+        oldest_major: 14,
         sql: POS_TERMINAL,
         placeholders: &[],
     },
     ModuleSql {
         module: "pos_viva_wallet",
+        oldest_major: 14,
         sql: POS_TERMINAL,
         placeholders: &[],
     },
     ModuleSql {
         module: "account_online_synchronization",
+        oldest_major: 14,
         sql: include_str!("../../sql/neutralize/account_online_synchronization.sql"),
         placeholders: &[],
     },
     ModuleSql {
         module: "cloud_storage_azure",
+        oldest_major: 14,
         sql: include_str!("../../sql/neutralize/cloud_storage_azure.sql"),
         placeholders: &[],
     },
     ModuleSql {
         module: "cloud_storage_google",
+        oldest_major: 14,
         sql: include_str!("../../sql/neutralize/cloud_storage_google.sql"),
         placeholders: &[],
     },
     ModuleSql {
+        module: "account_edi_proxy_client",
+        oldest_major: 17,
+        sql: include_str!("../../sql/neutralize/account_edi_proxy_client.sql"),
+        placeholders: &[],
+    },
+    ModuleSql {
         module: "iap",
+        oldest_major: 14,
         sql: include_str!("../../sql/neutralize/iap.sql"),
         placeholders: &[],
     },
     ModuleSql {
         module: "sms",
+        oldest_major: 14,
         sql: include_str!("../../sql/neutralize/sms.sql"),
         placeholders: &[],
     },
     ModuleSql {
         module: "google_calendar",
+        oldest_major: 14,
         sql: include_str!("../../sql/neutralize/google_calendar.sql"),
         placeholders: &[
             Placeholder {
@@ -331,11 +385,13 @@ const MODULES: &[ModuleSql] = &[
     },
     ModuleSql {
         module: "microsoft_calendar",
+        oldest_major: 14,
         sql: include_str!("../../sql/neutralize/microsoft_calendar.sql"),
         placeholders: &[],
     },
     ModuleSql {
         module: "google_gmail",
+        oldest_major: 14,
         sql: include_str!("../../sql/neutralize/google_gmail.sql"),
         placeholders: &[Placeholder {
             name: "gmail_fetchmail",
@@ -349,6 +405,7 @@ const MODULES: &[ModuleSql] = &[
     },
     ModuleSql {
         module: "microsoft_outlook",
+        oldest_major: 14,
         sql: include_str!("../../sql/neutralize/microsoft_outlook.sql"),
         placeholders: &[Placeholder {
             name: "outlook_fetchmail",
@@ -363,6 +420,7 @@ const MODULES: &[ModuleSql] = &[
     },
     ModuleSql {
         module: "website",
+        oldest_major: 14,
         sql: include_str!("../../sql/neutralize/website.sql"),
         placeholders: &[],
     },
@@ -371,7 +429,6 @@ const MODULES: &[ModuleSql] = &[
 /// Modules whose upstream `data/neutralize.sql` (Odoo 14 to 18, community and
 /// enterprise) blanks something: installed and not in [`MODULES`], they are refused.
 const COVERED_UPSTREAM: &[&str] = &[
-    "account_edi_proxy_client",
     "sale_amazon",
     "social_facebook",
     "social_instagram",
@@ -427,7 +484,10 @@ pub(crate) fn plan(major: u32, installed: &[String], web_base_url: Option<&str>)
     }
     let mut plan = Plan::default();
     for module in installed {
-        match MODULES.iter().find(|known| known.module == module) {
+        let known = MODULES
+            .iter()
+            .find(|known| known.module == module && major >= known.oldest_major);
+        match known {
             Some(known) => {
                 let sql = render(known.sql, known.placeholders, major as i32);
                 plan.statements
@@ -449,7 +509,9 @@ pub(crate) fn plan(major: u32, installed: &[String], web_base_url: Option<&str>)
                     }
                 }
             }
-            None if COVERED_UPSTREAM.contains(&module.as_str()) => {
+            None if COVERED_UPSTREAM.contains(&module.as_str())
+                || MODULES.iter().any(|known| known.module == module) =>
+            {
                 plan.unknown_covered.push(module.clone())
             }
             None => plan.other_modules.push(module.clone()),
@@ -680,6 +742,16 @@ mod tests {
             );
             assert!(text_of(&p, "account_online_synchronization")
                 .contains("IS DISTINCT FROM 'duplicate'"));
+        }
+    }
+
+    #[test]
+    fn the_edi_proxy_is_refused_before_17() {
+        let modules = installed(&["account_edi_proxy_client"]);
+        for major in SUPPORTED {
+            let p = plan(major, &modules, None).unwrap();
+            assert_eq!(p.unknown_covered.is_empty(), major >= 17, "Odoo {major}");
+            assert_eq!(p.statements.len(), usize::from(major >= 17));
         }
     }
 
