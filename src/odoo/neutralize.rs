@@ -350,6 +350,23 @@ const MODULES: &[ModuleSql] = &[
         placeholders: &[],
     },
     ModuleSql {
+        module: "sale_amazon",
+        oldest_major: 14,
+        sql: include_str!("../../sql/neutralize/sale_amazon.sql"),
+        placeholders: &[
+            Placeholder {
+                name: "amazon_token",
+                oldest: "",
+                since: &[(16, ", refresh_token = 'neutralized'")],
+            },
+            Placeholder {
+                name: "amazon_token_where",
+                oldest: "",
+                since: &[(16, " OR refresh_token IS DISTINCT FROM 'neutralized'")],
+            },
+        ],
+    },
+    ModuleSql {
         module: "iap",
         oldest_major: 14,
         sql: include_str!("../../sql/neutralize/iap.sql"),
@@ -429,7 +446,6 @@ const MODULES: &[ModuleSql] = &[
 /// Modules whose upstream `data/neutralize.sql` (Odoo 14 to 18, community and
 /// enterprise) blanks something: installed and not in [`MODULES`], they are refused.
 const COVERED_UPSTREAM: &[&str] = &[
-    "sale_amazon",
     "social_facebook",
     "social_instagram",
     "social_linkedin",
@@ -756,14 +772,23 @@ mod tests {
     }
 
     #[test]
+    fn amazon_gets_a_marker_in_its_required_columns() {
+        let old = plan(15, &installed(&["sale_amazon"]), None).unwrap();
+        let new = plan(16, &installed(&["sale_amazon"]), None).unwrap();
+        assert!(!text_of(&old, "sale_amazon").contains("refresh_token"));
+        assert!(text_of(&new, "sale_amazon").contains("refresh_token = 'neutralized'"));
+        assert!(!text_of(&new, "sale_amazon").contains("NULL"));
+    }
+
+    #[test]
     fn unknown_modules_are_sorted_out() {
         let p = plan(
             16,
-            &installed(&["base", "sale_amazon", "x_reports"]),
+            &installed(&["base", "social_twitter", "x_reports"]),
             Some("https://i.example"),
         )
         .unwrap();
-        assert_eq!(p.unknown_covered, ["sale_amazon"]);
+        assert_eq!(p.unknown_covered, ["social_twitter"]);
         assert_eq!(p.other_modules, ["x_reports"]);
         assert_eq!(
             p.statements.last().unwrap().param.as_deref(),

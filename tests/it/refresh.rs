@@ -601,21 +601,21 @@ async fn refusals_change_nothing_anywhere() {
     query(
         primary(),
         &c.base,
-        "UPDATE ir_module_module SET state = 'installed' WHERE name = 'sale_amazon'",
+        "UPDATE ir_module_module SET state = 'installed' WHERE name = 'social_twitter'",
     )
     .await;
     wait_for_standby(
         &c.base,
-        "SELECT state FROM ir_module_module WHERE name = 'sale_amazon'",
+        "SELECT state FROM ir_module_module WHERE name = 'social_twitter'",
         "installed",
     )
     .await;
     let run = c.refresh(&["--yes"]).run();
-    assert_refused(&run, "sale_amazon");
+    assert_refused(&run, "social_twitter");
     query(
         primary(),
         &c.base,
-        "UPDATE ir_module_module SET state = 'uninstalled' WHERE name = 'sale_amazon'",
+        "UPDATE ir_module_module SET state = 'uninstalled' WHERE name = 'social_twitter'",
     )
     .await;
     let after = (
