@@ -21,6 +21,9 @@ pub(crate) const SUPPORTED: std::ops::RangeInclusive<u32> = 14..=18;
 /// Odoo majors here, not PostgreSQL's).
 struct ModuleSql {
     module: &'static str,
+    /// The oldest Odoo major whose schema the SQL is known for: on an older one the
+    /// module is refused like a module odoo-db does not know.
+    oldest_major: u32,
     sql: &'static str,
     placeholders: &'static [Placeholder],
 }
@@ -31,9 +34,16 @@ const PROVIDER_TABLE: Placeholder = Placeholder {
     since: &[(16, "payment_provider")],
 };
 
+/// Shared by every carrier integration (see the file for why not per carrier).
+const DELIVERY_CARRIER: &str = include_str!("../../sql/neutralize/delivery_carrier.sql");
+
+/// Shared by every payment terminal integration (see the file for why not per terminal).
+const POS_TERMINAL: &str = include_str!("../../sql/neutralize/pos_terminal.sql");
+
 const MODULES: &[ModuleSql] = &[
     ModuleSql {
         module: "base",
+        oldest_major: 14,
         sql: include_str!("../../sql/neutralize/base.sql"),
         placeholders: &[
             Placeholder {
@@ -58,6 +68,7 @@ const MODULES: &[ModuleSql] = &[
     },
     ModuleSql {
         module: "mail",
+        oldest_major: 14,
         sql: include_str!("../../sql/neutralize/mail.sql"),
         placeholders: &[Placeholder {
             name: "fetchmail",
@@ -67,26 +78,366 @@ const MODULES: &[ModuleSql] = &[
     },
     ModuleSql {
         module: "fetchmail",
+        oldest_major: 14,
         sql: include_str!("../../sql/neutralize/fetchmail.sql"),
         placeholders: &[],
     },
     ModuleSql {
         module: "payment",
+        oldest_major: 14,
         sql: include_str!("../../sql/neutralize/payment.sql"),
         placeholders: &[PROVIDER_TABLE],
     },
     ModuleSql {
         module: "payment_stripe",
+        oldest_major: 14,
         sql: include_str!("../../sql/neutralize/payment_stripe.sql"),
         placeholders: &[PROVIDER_TABLE],
     },
     ModuleSql {
+        module: "payment_adyen",
+        oldest_major: 14,
+        sql: include_str!("../../sql/neutralize/payment_adyen.sql"),
+        placeholders: &[
+            PROVIDER_TABLE,
+            Placeholder {
+                name: "adyen_api_key",
+                oldest: "",
+                since: &[(16, ", adyen_api_key = NULL")],
+            },
+            Placeholder {
+                name: "adyen_api_key_where",
+                oldest: "",
+                since: &[(16, " OR adyen_api_key IS NOT NULL")],
+            },
+        ],
+    },
+    ModuleSql {
+        module: "payment_paypal",
+        oldest_major: 14,
+        sql: include_str!("../../sql/neutralize/payment_paypal.sql"),
+        placeholders: &[
+            PROVIDER_TABLE,
+            Placeholder {
+                name: "paypal_rest",
+                oldest: "",
+                since: &[(18, ", paypal_client_id = NULL, paypal_client_secret = NULL")],
+            },
+            Placeholder {
+                name: "paypal_rest_where",
+                oldest: "",
+                since: &[(
+                    18,
+                    " OR paypal_client_id IS NOT NULL OR paypal_client_secret IS NOT NULL",
+                )],
+            },
+        ],
+    },
+    ModuleSql {
+        module: "payment_mollie",
+        oldest_major: 14,
+        sql: include_str!("../../sql/neutralize/payment_mollie.sql"),
+        placeholders: &[PROVIDER_TABLE],
+    },
+    ModuleSql {
+        module: "payment_authorize",
+        oldest_major: 14,
+        sql: include_str!("../../sql/neutralize/payment_authorize.sql"),
+        placeholders: &[PROVIDER_TABLE],
+    },
+    ModuleSql {
+        module: "payment_buckaroo",
+        oldest_major: 14,
+        sql: include_str!("../../sql/neutralize/payment_buckaroo.sql"),
+        placeholders: &[PROVIDER_TABLE],
+    },
+    ModuleSql {
+        module: "payment_ogone",
+        oldest_major: 14,
+        sql: include_str!("../../sql/neutralize/payment_ogone.sql"),
+        placeholders: &[PROVIDER_TABLE],
+    },
+    ModuleSql {
+        module: "payment_razorpay",
+        oldest_major: 14,
+        sql: include_str!("../../sql/neutralize/payment_razorpay.sql"),
+        placeholders: &[PROVIDER_TABLE],
+    },
+    ModuleSql {
+        module: "payment_sips",
+        oldest_major: 14,
+        sql: include_str!("../../sql/neutralize/payment_sips.sql"),
+        placeholders: &[PROVIDER_TABLE],
+    },
+    ModuleSql {
+        module: "payment_worldline",
+        oldest_major: 14,
+        sql: include_str!("../../sql/neutralize/payment_worldline.sql"),
+        placeholders: &[PROVIDER_TABLE],
+    },
+    ModuleSql {
+        module: "payment_xendit",
+        oldest_major: 14,
+        sql: include_str!("../../sql/neutralize/payment_xendit.sql"),
+        placeholders: &[PROVIDER_TABLE],
+    },
+    ModuleSql {
+        module: "payment_mercado_pago",
+        oldest_major: 14,
+        sql: include_str!("../../sql/neutralize/payment_mercado_pago.sql"),
+        placeholders: &[PROVIDER_TABLE],
+    },
+    ModuleSql {
+        module: "payment_flutterwave",
+        oldest_major: 14,
+        sql: include_str!("../../sql/neutralize/payment_flutterwave.sql"),
+        placeholders: &[PROVIDER_TABLE],
+    },
+    ModuleSql {
+        module: "payment_aps",
+        oldest_major: 14,
+        sql: include_str!("../../sql/neutralize/payment_aps.sql"),
+        placeholders: &[PROVIDER_TABLE],
+    },
+    ModuleSql {
+        module: "payment_asiapay",
+        oldest_major: 14,
+        sql: include_str!("../../sql/neutralize/payment_asiapay.sql"),
+        placeholders: &[PROVIDER_TABLE],
+    },
+    ModuleSql {
+        module: "payment_alipay",
+        oldest_major: 14,
+        sql: include_str!("../../sql/neutralize/payment_alipay.sql"),
+        placeholders: &[PROVIDER_TABLE],
+    },
+    ModuleSql {
+        module: "payment_payulatam",
+        oldest_major: 14,
+        sql: include_str!("../../sql/neutralize/payment_payulatam.sql"),
+        placeholders: &[PROVIDER_TABLE],
+    },
+    ModuleSql {
+        module: "payment_payumoney",
+        oldest_major: 14,
+        sql: include_str!("../../sql/neutralize/payment_payumoney.sql"),
+        placeholders: &[PROVIDER_TABLE],
+    },
+    ModuleSql {
+        module: "delivery_bpost",
+        oldest_major: 14,
+        sql: DELIVERY_CARRIER,
+        placeholders: &[],
+    },
+    ModuleSql {
+        module: "delivery_dhl",
+        oldest_major: 14,
+        sql: DELIVERY_CARRIER,
+        placeholders: &[],
+    },
+    ModuleSql {
+        module: "delivery_easypost",
+        oldest_major: 14,
+        sql: DELIVERY_CARRIER,
+        placeholders: &[],
+    },
+    ModuleSql {
+        module: "delivery_fedex",
+        oldest_major: 14,
+        sql: DELIVERY_CARRIER,
+        placeholders: &[],
+    },
+    ModuleSql {
+        module: "delivery_sendcloud",
+        oldest_major: 14,
+        sql: DELIVERY_CARRIER,
+        placeholders: &[],
+    },
+    ModuleSql {
+        module: "delivery_shiprocket",
+        oldest_major: 14,
+        sql: DELIVERY_CARRIER,
+        placeholders: &[],
+    },
+    ModuleSql {
+        module: "delivery_starshipit",
+        oldest_major: 14,
+        sql: DELIVERY_CARRIER,
+        placeholders: &[],
+    },
+    ModuleSql {
+        module: "delivery_ups",
+        oldest_major: 14,
+        sql: DELIVERY_CARRIER,
+        placeholders: &[],
+    },
+    ModuleSql {
+        module: "delivery_usps",
+        oldest_major: 14,
+        sql: DELIVERY_CARRIER,
+        placeholders: &[],
+    },
+    ModuleSql {
+        module: "pos_adyen",
+        oldest_major: 14,
+        sql: POS_TERMINAL,
+        placeholders: &[],
+    },
+    ModuleSql {
+        module: "pos_mercado_pago",
+        oldest_major: 14,
+        sql: POS_TERMINAL,
+        placeholders: &[],
+    },
+    ModuleSql {
+        module: "pos_mercury",
+        oldest_major: 14,
+        sql: POS_TERMINAL,
+        placeholders: &[],
+    },
+    ModuleSql {
+        module: "pos_paytm",
+        oldest_major: 14,
+        sql: POS_TERMINAL,
+        placeholders: &[],
+    },
+    ModuleSql {
+        module: "pos_razorpay",
+        oldest_major: 14,
+        sql: POS_TERMINAL,
+        placeholders: &[],
+    },
+    ModuleSql {
+        module: "pos_six",
+        oldest_major: 14,
+        sql: POS_TERMINAL,
+        placeholders: &[],
+    },
+    ModuleSql {
+        module: "pos_stripe",
+        oldest_major: 14,
+        sql: POS_TERMINAL,
+        placeholders: &[],
+    },
+    ModuleSql {
+        module: "pos_viva_wallet",
+        oldest_major: 14,
+        sql: POS_TERMINAL,
+        placeholders: &[],
+    },
+    ModuleSql {
+        module: "account_online_synchronization",
+        oldest_major: 14,
+        sql: include_str!("../../sql/neutralize/account_online_synchronization.sql"),
+        placeholders: &[],
+    },
+    ModuleSql {
+        module: "cloud_storage_azure",
+        oldest_major: 14,
+        sql: include_str!("../../sql/neutralize/cloud_storage_azure.sql"),
+        placeholders: &[],
+    },
+    ModuleSql {
+        module: "cloud_storage_google",
+        oldest_major: 14,
+        sql: include_str!("../../sql/neutralize/cloud_storage_google.sql"),
+        placeholders: &[],
+    },
+    ModuleSql {
+        module: "account_edi_proxy_client",
+        oldest_major: 17,
+        sql: include_str!("../../sql/neutralize/account_edi_proxy_client.sql"),
+        placeholders: &[],
+    },
+    ModuleSql {
+        module: "sale_amazon",
+        oldest_major: 14,
+        sql: include_str!("../../sql/neutralize/sale_amazon.sql"),
+        placeholders: &[
+            Placeholder {
+                name: "amazon_token",
+                oldest: "",
+                since: &[(16, ", refresh_token = 'neutralized'")],
+            },
+            Placeholder {
+                name: "amazon_token_where",
+                oldest: "",
+                since: &[(16, " OR refresh_token IS DISTINCT FROM 'neutralized'")],
+            },
+        ],
+    },
+    ModuleSql {
         module: "iap",
+        oldest_major: 14,
         sql: include_str!("../../sql/neutralize/iap.sql"),
         placeholders: &[],
     },
     ModuleSql {
+        module: "sms",
+        oldest_major: 14,
+        sql: include_str!("../../sql/neutralize/sms.sql"),
+        placeholders: &[],
+    },
+    ModuleSql {
+        module: "google_calendar",
+        oldest_major: 14,
+        sql: include_str!("../../sql/neutralize/google_calendar.sql"),
+        placeholders: &[
+            Placeholder {
+                name: "gcal_table",
+                oldest: "res_users",
+                since: &[(16, "res_users_settings")],
+            },
+            Placeholder {
+                name: "gcal_stopped",
+                oldest: "",
+                since: &[(16, ", google_synchronization_stopped = true")],
+            },
+            Placeholder {
+                name: "gcal_stopped_where",
+                oldest: "",
+                since: &[(16, " OR google_synchronization_stopped IS NOT TRUE")],
+            },
+        ],
+    },
+    ModuleSql {
+        module: "microsoft_calendar",
+        oldest_major: 14,
+        sql: include_str!("../../sql/neutralize/microsoft_calendar.sql"),
+        placeholders: &[],
+    },
+    ModuleSql {
+        module: "google_gmail",
+        oldest_major: 14,
+        sql: include_str!("../../sql/neutralize/google_gmail.sql"),
+        placeholders: &[Placeholder {
+            name: "gmail_fetchmail",
+            oldest: "",
+            since: &[(
+                16,
+                "UPDATE public.fetchmail_server SET google_gmail_refresh_token = NULL\n \
+                 WHERE google_gmail_refresh_token IS NOT NULL;",
+            )],
+        }],
+    },
+    ModuleSql {
+        module: "microsoft_outlook",
+        oldest_major: 14,
+        sql: include_str!("../../sql/neutralize/microsoft_outlook.sql"),
+        placeholders: &[Placeholder {
+            name: "outlook_fetchmail",
+            oldest: "",
+            since: &[(
+                16,
+                "UPDATE public.fetchmail_server\n   \
+                 SET microsoft_outlook_refresh_token = NULL, microsoft_outlook_access_token = NULL\n \
+                 WHERE microsoft_outlook_refresh_token IS NOT NULL OR microsoft_outlook_access_token IS NOT NULL;",
+            )],
+        }],
+    },
+    ModuleSql {
         module: "website",
+        oldest_major: 14,
         sql: include_str!("../../sql/neutralize/website.sql"),
         placeholders: &[],
     },
@@ -95,50 +446,6 @@ const MODULES: &[ModuleSql] = &[
 /// Modules whose upstream `data/neutralize.sql` (Odoo 14 to 18, community and
 /// enterprise) blanks something: installed and not in [`MODULES`], they are refused.
 const COVERED_UPSTREAM: &[&str] = &[
-    "account_edi_proxy_client",
-    "account_online_synchronization",
-    "cloud_storage_azure",
-    "cloud_storage_google",
-    "delivery_bpost",
-    "delivery_dhl",
-    "delivery_easypost",
-    "delivery_fedex",
-    "delivery_sendcloud",
-    "delivery_shiprocket",
-    "delivery_starshipit",
-    "delivery_ups",
-    "delivery_usps",
-    "google_calendar",
-    "google_gmail",
-    "microsoft_calendar",
-    "microsoft_outlook",
-    "payment_adyen",
-    "payment_alipay",
-    "payment_aps",
-    "payment_asiapay",
-    "payment_authorize",
-    "payment_buckaroo",
-    "payment_flutterwave",
-    "payment_mercado_pago",
-    "payment_mollie",
-    "payment_ogone",
-    "payment_paypal",
-    "payment_payulatam",
-    "payment_payumoney",
-    "payment_razorpay",
-    "payment_sips",
-    "payment_worldline",
-    "payment_xendit",
-    "pos_adyen",
-    "pos_mercado_pago",
-    "pos_mercury",
-    "pos_paytm",
-    "pos_razorpay",
-    "pos_six",
-    "pos_stripe",
-    "pos_viva_wallet",
-    "sale_amazon",
-    "sms",
     "social_facebook",
     "social_instagram",
     "social_linkedin",
@@ -193,7 +500,10 @@ pub(crate) fn plan(major: u32, installed: &[String], web_base_url: Option<&str>)
     }
     let mut plan = Plan::default();
     for module in installed {
-        match MODULES.iter().find(|known| known.module == module) {
+        let known = MODULES
+            .iter()
+            .find(|known| known.module == module && major >= known.oldest_major);
+        match known {
             Some(known) => {
                 let sql = render(known.sql, known.placeholders, major as i32);
                 plan.statements
@@ -215,7 +525,9 @@ pub(crate) fn plan(major: u32, installed: &[String], web_base_url: Option<&str>)
                     }
                 }
             }
-            None if COVERED_UPSTREAM.contains(&module.as_str()) => {
+            None if COVERED_UPSTREAM.contains(&module.as_str())
+                || MODULES.iter().any(|known| known.module == module) =>
+            {
                 plan.unknown_covered.push(module.clone())
             }
             None => plan.other_modules.push(module.clone()),
@@ -311,15 +623,172 @@ mod tests {
         assert!(text(&new).contains("fetchmail_server"));
     }
 
+    fn text_of(p: &Plan, module: &str) -> String {
+        p.statements
+            .iter()
+            .filter(|s| s.module == module)
+            .map(|s| s.sql.clone())
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    #[test]
+    fn sync_and_sms_modules_blank_their_tokens_per_version() {
+        let modules = installed(&[
+            "sms",
+            "google_calendar",
+            "microsoft_calendar",
+            "google_gmail",
+            "microsoft_outlook",
+        ]);
+        for major in SUPPORTED {
+            let p = plan(major, &modules, None).unwrap();
+            assert!(p.unknown_covered.is_empty(), "Odoo {major}");
+            assert!(text_of(&p, "sms").contains("'sms.endpoint'"));
+            assert_eq!(
+                text_of(&p, "sms")
+                    .matches("iap-services-test.odoo.com")
+                    .count(),
+                3
+            );
+            let gcal = text_of(&p, "google_calendar");
+            let settings = gcal.contains("public.res_users_settings");
+            assert_eq!(settings, major >= 16, "Odoo {major}: {gcal}");
+            assert_eq!(gcal.contains("google_synchronization_stopped"), major >= 16);
+            assert!(text_of(&p, "microsoft_calendar").contains("microsoft_calendar_rtoken = NULL"));
+            let incoming = |module| {
+                p.statements
+                    .iter()
+                    .filter(|s| s.module == module && s.sql.contains("fetchmail_server"))
+                    .count()
+            };
+            let expected = usize::from(major >= 16);
+            assert_eq!(incoming("google_gmail"), expected, "Odoo {major}");
+            assert_eq!(incoming("microsoft_outlook"), expected, "Odoo {major}");
+            assert_eq!(p.statements.len(), 2 + 1 + 1 + 1 + expected * 2 + 1);
+        }
+    }
+
+    #[test]
+    fn payment_providers_blank_their_credentials_in_their_table() {
+        let providers: Vec<&str> = MODULES
+            .iter()
+            .map(|m| m.module)
+            .filter(|m| m.starts_with("payment_"))
+            .collect();
+        assert_eq!(providers.len(), 18);
+        for major in SUPPORTED {
+            let p = plan(major, &installed(&providers), None).unwrap();
+            assert!(p.unknown_covered.is_empty());
+            let table = if major >= 16 {
+                "public.payment_provider"
+            } else {
+                "public.payment_acquirer"
+            };
+            for provider in &providers {
+                let sql = text_of(&p, provider);
+                assert!(
+                    sql.starts_with(&format!("UPDATE {table}\n")),
+                    "{provider} {major}"
+                );
+                let (set, filter) = sql.split_once(" WHERE ").unwrap();
+                // every blanked column is in the filter, so a second run changes nothing
+                let columns: Vec<&str> = set
+                    .split(" = NULL")
+                    .filter_map(|part| part.split_whitespace().last())
+                    .map(|c| c.trim_start_matches(','))
+                    .collect();
+                assert!(!columns.is_empty(), "{provider}");
+                for column in columns {
+                    assert!(
+                        filter.contains(&format!("{column} IS NOT NULL")),
+                        "{provider} {major}: {column}"
+                    );
+                }
+            }
+            assert_eq!(
+                text_of(&p, "payment_adyen").contains("adyen_api_key"),
+                major >= 16
+            );
+            assert_eq!(
+                text_of(&p, "payment_paypal").contains("paypal_client_secret"),
+                major >= 18
+            );
+        }
+    }
+
+    #[test]
+    fn carriers_and_terminals_share_one_statement_each() {
+        let p = plan(
+            14,
+            &installed(&["delivery_fedex", "delivery_ups", "pos_adyen", "pos_six"]),
+            None,
+        )
+        .unwrap();
+        assert!(p.unknown_covered.is_empty());
+        assert_eq!(p.statements.len(), 4);
+        assert_eq!(p.statements[0].sql, p.statements[1].sql);
+        assert!(p.statements[0]
+            .sql
+            .starts_with("UPDATE public.delivery_carrier SET prod_environment = false"));
+        assert_eq!(p.statements[2].sql, p.statements[3].sql);
+        assert!(p.statements[2]
+            .sql
+            .contains("use_payment_terminal IS NOT NULL AND active"));
+        assert_eq!(p.statements[3].module, "pos_six");
+    }
+
+    #[test]
+    fn cloud_storage_and_bank_sync_are_version_independent() {
+        let modules = installed(&[
+            "account_online_synchronization",
+            "cloud_storage_azure",
+            "cloud_storage_google",
+        ]);
+        let first = plan(14, &modules, None).unwrap();
+        assert!(first.unknown_covered.is_empty());
+        for major in SUPPORTED {
+            let p = plan(major, &modules, None).unwrap();
+            assert_eq!(
+                text_of(&p, "cloud_storage_azure"),
+                text_of(&first, "cloud_storage_azure")
+            );
+            assert!(
+                text_of(&p, "cloud_storage_google").contains("LIKE 'cloud\\_storage\\_google\\_%'")
+            );
+            assert!(text_of(&p, "account_online_synchronization")
+                .contains("IS DISTINCT FROM 'duplicate'"));
+        }
+    }
+
+    #[test]
+    fn the_edi_proxy_is_refused_before_17() {
+        let modules = installed(&["account_edi_proxy_client"]);
+        for major in SUPPORTED {
+            let p = plan(major, &modules, None).unwrap();
+            assert_eq!(p.unknown_covered.is_empty(), major >= 17, "Odoo {major}");
+            assert_eq!(p.statements.len(), usize::from(major >= 17));
+        }
+    }
+
+    #[test]
+    fn amazon_gets_a_marker_in_its_required_columns() {
+        let old = plan(15, &installed(&["sale_amazon"]), None).unwrap();
+        let new = plan(16, &installed(&["sale_amazon"]), None).unwrap();
+        assert!(!text_of(&old, "sale_amazon").contains("refresh_token"));
+        assert!(text_of(&new, "sale_amazon").contains("refresh_token = 'neutralized'"));
+        assert!(!text_of(&new, "sale_amazon").contains("NULL"));
+    }
+
     #[test]
     fn unknown_modules_are_sorted_out() {
         let p = plan(
             16,
-            &installed(&["base", "payment_adyen", "x_reports"]),
+            &installed(&["base", "social_twitter", "x_reports"]),
             Some("https://i.example"),
         )
         .unwrap();
-        assert_eq!(p.unknown_covered, ["payment_adyen"]);
+        assert_eq!(p.unknown_covered, ["social_twitter"]);
         assert_eq!(p.other_modules, ["x_reports"]);
         assert_eq!(
             p.statements.last().unwrap().param.as_deref(),

@@ -282,6 +282,103 @@ async fn mark_integration(c: &Customer) {
 }
 
 /// Every neutralization the fixture calls for, as the copy shows it.
+/// Odoo 16's shapes for sms, calendar sync, OAuth mail servers, payment_adyen, a
+/// carrier, a payment terminal, cloud storage and bank synchronization, installed, with production's endpoints and tokens
+/// in them (for the happy path).
+const SYNC_AND_ADYEN: &str = "
+    UPDATE ir_module_module SET state = 'installed', latest_version = '16.0.1.0' WHERE name = 'google_calendar';
+    INSERT INTO ir_module_module (name, state, latest_version) VALUES
+        ('sms', 'installed', '16.0.2.0'), ('payment_adyen', 'installed', '16.0.2.0');
+    INSERT INTO ir_config_parameter (key, value) VALUES ('sms.endpoint', 'https://iap-sms.odoo.com');
+    CREATE TABLE res_users_settings (id serial PRIMARY KEY, user_id integer, google_calendar_rtoken varchar,
+                                     google_calendar_token varchar, google_synchronization_stopped boolean);
+    INSERT INTO res_users_settings (user_id, google_calendar_rtoken, google_calendar_token, google_synchronization_stopped)
+    VALUES (2, 'g-rtoken', 'g-token', false), (3, NULL, NULL, NULL);
+    ALTER TABLE payment_provider ADD COLUMN adyen_merchant_account varchar, ADD COLUMN adyen_api_key varchar;
+    INSERT INTO payment_provider (name, code, state, adyen_merchant_account, adyen_api_key)
+    VALUES ('Adyen', 'adyen', 'enabled', 'FluxdockECOM', 'AQE-live-key');
+    INSERT INTO ir_module_module (name, state, latest_version) VALUES
+        ('microsoft_calendar', 'installed', '16.0.1.0'), ('google_gmail', 'installed', '16.0.1.0'),
+        ('microsoft_outlook', 'installed', '16.0.1.0'), ('delivery_fedex', 'installed', '16.0.1.0'),
+        ('pos_adyen', 'installed', '16.0.1.0');
+    CREATE TABLE res_users (id serial PRIMARY KEY, login varchar, microsoft_calendar_token varchar,
+                            microsoft_calendar_rtoken varchar);
+    INSERT INTO res_users (login, microsoft_calendar_token, microsoft_calendar_rtoken) VALUES ('admin', 'm-token', 'm-rtoken');
+    ALTER TABLE ir_mail_server ADD COLUMN google_gmail_refresh_token varchar,
+        ADD COLUMN microsoft_outlook_refresh_token varchar, ADD COLUMN microsoft_outlook_access_token varchar;
+    ALTER TABLE fetchmail_server ADD COLUMN google_gmail_refresh_token varchar,
+        ADD COLUMN microsoft_outlook_refresh_token varchar, ADD COLUMN microsoft_outlook_access_token varchar;
+    UPDATE ir_mail_server SET google_gmail_refresh_token = 'gm-rtoken' WHERE id = 1;
+    UPDATE ir_mail_server SET microsoft_outlook_refresh_token = 'ol-rtoken', microsoft_outlook_access_token = 'ol-token' WHERE id = 2;
+    UPDATE fetchmail_server SET google_gmail_refresh_token = 'gm-in', microsoft_outlook_refresh_token = 'ol-in';
+    CREATE TABLE delivery_carrier (id serial PRIMARY KEY, name varchar, delivery_type varchar,
+                                   prod_environment boolean, active boolean);
+    INSERT INTO delivery_carrier (name, delivery_type, prod_environment, active) VALUES
+        ('FedEx', 'fedex', true, true), ('Local', 'fixed', false, true);
+    CREATE TABLE pos_payment_method (id serial PRIMARY KEY, name varchar, use_payment_terminal varchar, active boolean);
+    INSERT INTO pos_payment_method (name, use_payment_terminal, active) VALUES
+        ('Card', 'adyen', true), ('Cash', NULL, true);
+    INSERT INTO ir_module_module (name, state, latest_version) VALUES
+        ('cloud_storage_google', 'installed', '16.0.1.0'),
+        ('account_online_synchronization', 'installed', '16.0.2.0');
+    INSERT INTO ir_config_parameter (key, value) VALUES
+        ('cloud_storage_google_bucket_name', 'fluxdock-prod'), ('cloud_storage_google_account_info', '{}'),
+        ('cloud_storage_googlex', 'kept');
+    CREATE TABLE account_online_link (id serial PRIMARY KEY, name varchar, client_id varchar);
+    INSERT INTO account_online_link (name, client_id) VALUES ('Bank', 'prod-client-1')";
+
+/// What [`SYNC_AND_ADYEN`] brought is neutralized.
+async fn assert_sync_and_adyen_neutralized(c: &Customer) {
+    for (sql, expected) in [
+        (
+            "SELECT value FROM ir_config_parameter WHERE key = 'sms.endpoint'",
+            "https://iap-services-test.odoo.com",
+        ),
+        (
+            "SELECT string_agg(concat_ws(' ', coalesce(google_calendar_rtoken, 'null'), \
+             coalesce(google_calendar_token, 'null'), google_synchronization_stopped), ',' ORDER BY id) \
+             FROM res_users_settings",
+            "null null t,null null t",
+        ),
+        (
+            "SELECT concat_ws(' ', state, coalesce(adyen_merchant_account, 'null'), \
+             coalesce(adyen_api_key, 'null')) FROM payment_provider WHERE code = 'adyen'",
+            "disabled null null",
+        ),
+        (
+            "SELECT concat_ws(' ', coalesce(microsoft_calendar_token, 'null'), \
+             coalesce(microsoft_calendar_rtoken, 'null')) FROM res_users",
+            "null null",
+        ),
+        (
+            "SELECT count(*) FROM ir_mail_server WHERE google_gmail_refresh_token IS NOT NULL \
+             OR microsoft_outlook_refresh_token IS NOT NULL OR microsoft_outlook_access_token IS NOT NULL",
+            "0",
+        ),
+        (
+            "SELECT count(*) FROM fetchmail_server WHERE google_gmail_refresh_token IS NOT NULL \
+             OR microsoft_outlook_refresh_token IS NOT NULL",
+            "0",
+        ),
+        (
+            "SELECT string_agg(concat_ws(' ', name, prod_environment, active), ',' ORDER BY id) \
+             FROM delivery_carrier",
+            "FedEx f f,Local f t",
+        ),
+        (
+            "SELECT string_agg(concat_ws(' ', name, active), ',' ORDER BY id) FROM pos_payment_method",
+            "Card f,Cash t",
+        ),
+        (
+            "SELECT string_agg(key, ',') FROM ir_config_parameter WHERE key LIKE 'cloud_storage%'",
+            "cloud_storage_googlex",
+        ),
+        ("SELECT client_id FROM account_online_link", "duplicate"),
+    ] {
+        assert_eq!(one(integration(), &c.name, sql).await, expected, "{sql}");
+    }
+}
+
 async fn assert_neutralized(c: &Customer, major: u32) {
     let db = &c.name;
     let server = integration();
@@ -332,7 +429,7 @@ async fn assert_neutralized(c: &Customer, major: u32) {
     )
     .await;
     check(
-        "SELECT string_agg(state, ',' ORDER BY id) FROM payment_provider",
+        "SELECT string_agg(state, ',' ORDER BY id) FROM payment_provider WHERE code IN ('stripe', 'transfer')",
         "disabled,test",
     )
     .await;
@@ -403,7 +500,7 @@ async fn integration_role_connects(c: &Customer) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refresh_copies_production_from_the_standby_and_neutralizes_it_odoo16() {
     let c = provision("happy");
-    load_odoo(&c, 16, "").await;
+    load_odoo(&c, 16, SYNC_AND_ADYEN).await;
     mark_integration(&c).await;
     assert!(integration_role_connects(&c).await);
     let production_before = state(primary(), Some(&c.base)).await;
@@ -435,6 +532,7 @@ async fn refresh_copies_production_from_the_standby_and_neutralizes_it_odoo16() 
     run.success();
     assert!(run.stdout.contains("refreshed"), "{}", run.stdout);
     assert_neutralized(&c, 16).await;
+    assert_sync_and_adyen_neutralized(&c).await;
     assert!(
         integration_role_connects(&c).await,
         "the role's login is back"
@@ -503,21 +601,21 @@ async fn refusals_change_nothing_anywhere() {
     query(
         primary(),
         &c.base,
-        "UPDATE ir_module_module SET state = 'installed' WHERE name = 'payment_adyen'",
+        "UPDATE ir_module_module SET state = 'installed' WHERE name = 'social_twitter'",
     )
     .await;
     wait_for_standby(
         &c.base,
-        "SELECT state FROM ir_module_module WHERE name = 'payment_adyen'",
+        "SELECT state FROM ir_module_module WHERE name = 'social_twitter'",
         "installed",
     )
     .await;
     let run = c.refresh(&["--yes"]).run();
-    assert_refused(&run, "payment_adyen");
+    assert_refused(&run, "social_twitter");
     query(
         primary(),
         &c.base,
-        "UPDATE ir_module_module SET state = 'uninstalled' WHERE name = 'payment_adyen'",
+        "UPDATE ir_module_module SET state = 'uninstalled' WHERE name = 'social_twitter'",
     )
     .await;
     let after = (
