@@ -39,7 +39,6 @@ use crate::pg::backup::{self, Tools};
 use crate::pg::dbprops;
 use crate::pg::lifecycle::{self, Target};
 use crate::pg::membership::{plan_act_as_owner, OwnerAccess};
-use crate::pg::oplock::{LockSession, OpLock};
 use crate::pg::quote::quote_ident;
 use crate::servers::Servers;
 use crate::units::format_bytes;
@@ -72,7 +71,7 @@ pub async fn run(config: &Config, args: &RetireArgs) -> Result<String> {
     let base = lifecycle::customer_base_name(&catalog, &args.customer).await?;
     let kinds = [ClusterKind::Production, ClusterKind::Integration];
     let targets = lifecycle::targets(&servers, &catalog, &base, &kinds, true).await?;
-    let _locks = lock(&servers, &targets).await?;
+    let _locks = lifecycle::lock_each(&servers, &targets, "retire").await?;
 
     // Step 2.
     let archive_dir = config.lifecycle.archive_dir.clone();
@@ -118,15 +117,6 @@ pub async fn run(config: &Config, args: &RetireArgs) -> Result<String> {
     .ok();
     servers.close().await;
     Ok(text)
-}
-
-async fn lock(servers: &Servers, targets: &[Target]) -> Result<Vec<OpLock>> {
-    let mut locks = Vec::new();
-    for target in targets {
-        let session = LockSession::connect(servers).await?;
-        locks.push(session.acquire(&target.name, "retire").await?);
-    }
-    Ok(locks)
 }
 
 /// Step 2 for one environment: the suspension and its grace from the catalog, the

@@ -35,7 +35,6 @@ use crate::error::{Context, Error, Result};
 use crate::names;
 use crate::pg::lifecycle::{self, Target};
 use crate::pg::membership::{plan_act_as_owner, OwnerAccess};
-use crate::pg::oplock::{LockSession, OpLock};
 use crate::pg::quote::{quote_ident, quote_literal};
 use crate::secrets::{self, Secret};
 use crate::servers::Servers;
@@ -68,7 +67,7 @@ pub async fn run(config: &Config, args: &RotateArgs) -> Result<String> {
     let base = lifecycle::customer_base_name(&catalog, &args.customer).await?;
     let all = args.env == EnvSelection::All;
     let targets = lifecycle::targets(&servers, &catalog, &base, &args.env.kinds(), all).await?;
-    let _locks = lock(&servers, &targets).await?;
+    let _locks = lifecycle::lock_each(&servers, &targets, "rotate").await?;
 
     // Step 2.
     let mut plans = Vec::new();
@@ -107,17 +106,6 @@ pub async fn run(config: &Config, args: &RotateArgs) -> Result<String> {
     }
     servers.close().await;
     Ok(text)
-}
-
-/// One lock per name: a concurrent recreate, restore, refresh or lifecycle command on
-/// the same database is refused.
-async fn lock(servers: &Servers, targets: &[Target]) -> Result<Vec<OpLock>> {
-    let mut locks = Vec::new();
-    for target in targets {
-        let session = LockSession::connect(servers).await?;
-        locks.push(session.acquire(&target.name, "rotate").await?);
-    }
-    Ok(locks)
 }
 
 /// Step 2 for one environment; refused (nothing changed) when the file is not one

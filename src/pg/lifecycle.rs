@@ -13,6 +13,7 @@ use crate::config::ClusterKind;
 use crate::error::{Context, Error, Result};
 use crate::names;
 use crate::pg::dbprops::{self, AclItem, DbProps};
+use crate::pg::oplock::{LockSession, OpLock};
 use crate::pg::quote::{quote_ident, quote_literal};
 use crate::servers::Servers;
 use pgconn::ConnParams;
@@ -146,6 +147,18 @@ pub async fn targets(
 }
 
 /// Whether `role` may log in; `None` when it does not exist.
+/// One operation lock per target's name, each on its own catalog session, so that a
+/// concurrent recreate, restore, refresh or lifecycle command on any of them is refused
+/// ("in progress"). `what` names the command holding them.
+pub async fn lock_each(servers: &Servers, targets: &[Target], what: &str) -> Result<Vec<OpLock>> {
+    let mut locks = Vec::new();
+    for target in targets {
+        let session = LockSession::connect(servers).await?;
+        locks.push(session.acquire(&target.name, what).await?);
+    }
+    Ok(locks)
+}
+
 pub async fn role_can_login(client: &Client, role: &str) -> Result<Option<bool>> {
     Ok(client
         .query_typed_opt(

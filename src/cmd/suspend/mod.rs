@@ -31,7 +31,7 @@ use crate::names;
 use crate::pg::dbprops::{self, DbProps};
 use crate::pg::lifecycle::{self, Target};
 use crate::pg::membership::{plan_act_as_owner, OwnerAccess};
-use crate::pg::oplock::{LockSession, OpLock};
+use crate::pg::oplock::OpLock;
 use crate::pg::quote::quote_ident;
 use crate::servers::Servers;
 
@@ -101,11 +101,7 @@ impl Job {
         let all = selection == EnvSelection::All;
         let targets =
             lifecycle::targets(&servers, &catalog, &base, &selection.kinds(), all).await?;
-        let mut locks = Vec::new();
-        for target in &targets {
-            let session = LockSession::connect(&servers).await?;
-            locks.push(session.acquire(&target.name, what).await?);
-        }
+        let locks = lifecycle::lock_each(&servers, &targets, what).await?;
         let mut plans = Vec::new();
         for target in targets {
             plans.push(plan_environment(&catalog, target).await?);
