@@ -38,50 +38,11 @@ STANDBY_PORT=$((PRIMARY_PORT + 1))
 export PGSSLMODE=disable
 for _ in $(seq 1 100); do "$BIN" -q health --format nagios >/dev/null && break; sleep 0.1; done
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-
-# Starts serve with [serve] min_interval = $1; prints its pid and port.
-start_serve() {
-  local config="$WORK/serve-$1.toml" port
-  { cat "$ODOO_DB_CONFIG"; printf '\n[serve]\nmin_interval = "%s"\n' "$1"; } > "$config"
-  port=$(free_port)
-  ODOO_DB_CONFIG=$config "$BIN" -q serve --listen "127.0.0.1:$port" &
-  local pid=$!
-  for _ in $(seq 1 100); do
-    python3 -c "import socket; socket.create_connection(('127.0.0.1',$port))" 2>/dev/null && break
-    sleep 0.05
-  done
-  echo "$pid $port"
-}
-
-# Latencies of N scrapes of PATH on one keep-alive connection: "p50_ms p99_ms first_ms".
-scrape() {
-  python3 - "$1" "$2" "$3" <<'PY'
-import http.client, sys, time
-port, path, n = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
-c = http.client.HTTPConnection("127.0.0.1", port)
-times = []
-for _ in range(n):
-    t = time.perf_counter()
-    c.request("GET", path)
-    r = c.getresponse(); body = r.read()
-    assert r.status == 200 and b"odoo_db_up" in body, r.status
-    times.append((time.perf_counter() - t) * 1000)
-first = times[0]
-rest = sorted(times[1:]) or [first]
-pick = lambda q: rest[min(len(rest) - 1, int(q * len(rest)))]
-print(f"{pick(0.5):.2f} {pick(0.99):.2f} {first:.1f}")
-PY
-}
-
-rss_kb() { sed -n 's/^VmHWM:[[:space:]]*\([0-9]*\) kB/\1/p' "/proc/$1/status"; }
-sessions() {
-  psql -X -At -h 127.0.0.1 -p "$1" -U odoo_db_admin -d postgres \
-    -c "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'odoo-db' AND pid <> pg_backend_pid()"
-}
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
 
 # 1. Cold probe and cached scrapes (min_interval 1h: everything after the first is cached).
-read -r PID PORT < <(start_serve 1h)
+read -r PID PORT < <(serve_start "$ODOO_DB_CONFIG" 1h)
 SERVE_PIDS+=("$PID")
 RSS_START=$(rss_kb "$PID")
 read -r _ _ COLD < <(scrape "$PORT" /metrics 1)
@@ -89,12 +50,12 @@ RSS_COLD=$(rss_kb "$PID")
 read -r CACHED_P50 CACHED_P99 _ < <(scrape "$PORT" /metrics "$SCRAPES")
 RSS_END=$(rss_kb "$PID")
 # psql itself shows as application_name psql, so only serve's sessions count.
-HELD_PRIMARY=$(sessions "$PRIMARY_PORT")
-HELD_STANDBY=$(sessions "$STANDBY_PORT")
+HELD_PRIMARY=$(serve_sessions "$PRIMARY_PORT")
+HELD_STANDBY=$(serve_sessions "$STANDBY_PORT")
 kill "$PID"; wait "$PID" 2>/dev/null || true
 
 # 2. Warm probes: every scrape probes, on the pooled sessions.
-read -r PID PORT < <(start_serve 0s)
+read -r PID PORT < <(serve_start "$ODOO_DB_CONFIG" 0s)
 SERVE_PIDS+=("$PID")
 read -r WARM_P50 WARM_P99 _ < <(scrape "$PORT" /metrics 50)
 kill "$PID"; wait "$PID" 2>/dev/null || true

@@ -248,6 +248,8 @@ fn table(entries: &[Entry]) -> String {
         .iter()
         .map(|entry| {
             let size = match (entry.present, entry.size_bytes) {
+                // Retiring drops the database: its absence is the expected state.
+                (Some(false), _) if entry.retired_at.is_some() => "-".to_string(),
                 (Some(true), Some(bytes)) => format_bytes(bytes.max(0) as u64),
                 (Some(false), _) => "MISSING".to_string(),
                 _ => "?".to_string(),

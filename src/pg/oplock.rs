@@ -1,7 +1,8 @@
 //! The lock that keeps two destructive operations off the same database name.
 //!
-//! A recreate or restore interleaved with another one of the same name could drop the
-//! database the other just created, or back up a half-made copy. So each one holds a
+//! A recreate, restore or refresh interleaved with another one of the same name could
+//! drop the database the other just created, or back up a half-made copy; a rotate,
+//! suspend, resume or retire could record the wrong state. So each one holds a
 //! PostgreSQL session advisory lock in the catalog database for its whole run, on a
 //! connection of its own: a pooled connection would go back to the pool still holding
 //! the lock (or be recycled and silently drop it), and the catalog's own session must
@@ -71,13 +72,13 @@ impl LockSession {
                 ],
             )
             .await
-            .context("taking the recreate/restore lock in the catalog")?;
+            .with_context(|| format!("taking the lock on {name} in the catalog"))?;
         let key: i64 = row.get(1);
         let taken: bool = row.get(2);
         if !taken {
             let holder = holder(&client, key).await.unwrap_or_default();
             return Err(Error::refused(format!(
-                "another recreate or restore of {name} is in progress{holder}; nothing was changed. \
+                "another odoo-db command on {name} is in progress{holder}; nothing was changed. \
                  Wait for it to finish (odoo-db list shows its state), then run the command again"
             )));
         }

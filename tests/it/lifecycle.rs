@@ -978,6 +978,15 @@ fn retire_after_the_grace_archives_drops_and_leaves_tombstones() {
         "{}",
         list.stdout
     );
+    // Its database is gone by design: no alarm word in the size column.
+    assert!(
+        list.stdout
+            .lines()
+            .filter(|l| l.contains(&c.base))
+            .all(|l| !l.contains("MISSING")),
+        "{}",
+        list.stdout
+    );
     let all = c.odoo(&["list", "--all"]).run();
     all.success();
     for (path, _) in recorded_archives(&c) {

@@ -66,12 +66,24 @@ extern "C" fn run_at_exit() {
     let _ = std::panic::catch_unwind(|| {
         // try_lock: a thread that died holding the lock must not hang the exit;
         // the watchdogs still clean up then.
-        let entries = match REGISTRY.try_lock() {
-            Ok(mut guard) => std::mem::take(&mut *guard),
-            Err(std::sync::TryLockError::Poisoned(poisoned)) => {
-                std::mem::take(&mut *poisoned.into_inner())
+        // A thread registering or forgetting a harness holds it for microseconds:
+        // retry for a second before leaving the work to the watchdogs.
+        let mut entries = None;
+        for _ in 0..100 {
+            match REGISTRY.try_lock() {
+                Ok(mut guard) => entries = Some(std::mem::take(&mut *guard)),
+                Err(std::sync::TryLockError::Poisoned(poisoned)) => {
+                    entries = Some(std::mem::take(&mut *poisoned.into_inner()))
+                }
+                Err(std::sync::TryLockError::WouldBlock) => {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                    continue;
+                }
             }
-            Err(std::sync::TryLockError::WouldBlock) => return,
+            break;
+        }
+        let Some(entries) = entries else {
+            return;
         };
         for entry in entries {
             clean(&entry.data_dirs, &entry.remove);
@@ -86,7 +98,7 @@ fn clean(data_dirs: &[PathBuf], remove: &[PathBuf]) {
         stop_immediate_dir(dir);
     }
     for dir in remove {
-        let _ = std::fs::remove_dir_all(dir);
+        let _ = crate::remove_tree(dir);
     }
 }
 
@@ -121,7 +133,12 @@ done
 for p in $pids; do kill -KILL "$p" 2>/dev/null; done
 [ -n "$pids" ] && sleep 1
 shift "$n"
-[ "$#" -gt 0 ] && rm -rf -- "$@"
+# Again while something still writes in the tree (see remove_tree).
+t=0
+while [ "$#" -gt 0 ] && ! rm -rf -- "$@" 2>/dev/null && [ "$t" -lt 30 ]; do
+  sleep 0.1
+  t=$((t+1))
+done
 exit 0
 "#;
 

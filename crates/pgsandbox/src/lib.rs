@@ -237,7 +237,7 @@ impl Harness {
         let result = Self::build(&options, tools, &dir, ports, fixed).await;
         if result.is_err() {
             if created {
-                let _ = std::fs::remove_dir_all(&dir);
+                let _ = remove_tree(&dir);
             } else if let Ok(entries) = std::fs::read_dir(&dir) {
                 // Leave the directory the caller gave us empty, as we found it.
                 for entry in entries.flatten() {
@@ -586,10 +586,25 @@ impl Drop for Harness {
 }
 
 fn remove_dir(dir: &Path) -> Result<()> {
-    match std::fs::remove_dir_all(dir) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(Error::failed(format!("removing {}: {e}", dir.display()))),
+    remove_tree(dir).map_err(|e| Error::failed(format!("removing {}: {e}", dir.display())))
+}
+
+/// `remove_dir_all`, tried again for a few seconds when something still writes in the
+/// tree (a server process finishing its exit, an orphaned client tool of a killed test
+/// process): one failed attempt would leave the harness's client file, with the admin
+/// password, behind. A tree that is already gone is removed.
+pub(crate) fn remove_tree(dir: &Path) -> std::io::Result<()> {
+    let mut attempts = 0;
+    loop {
+        match std::fs::remove_dir_all(dir) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) if attempts >= 30 => return Err(e),
+            Err(_) => {
+                attempts += 1;
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
     }
 }
 
