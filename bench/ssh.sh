@@ -14,8 +14,9 @@ scripts/install-deps >/dev/null
 if ! command -v hyperfine >/dev/null; then
   (apt-get install -y -qq hyperfine >/dev/null 2>&1) || echo "(hyperfine not available: timing with a shell loop)" >&2
 fi
-cargo build --release --quiet
-BIN=$PWD/target/release/odoo-db
+# ODOO_DB_BIN: a binary built beforehand (the tree may change while this runs).
+if [ -z "${ODOO_DB_BIN:-}" ]; then cargo build --release --quiet; fi
+BIN=${ODOO_DB_BIN:-$PWD/target/release/odoo-db}
 WORK=$(mktemp -d /tmp/odoo-db-bench-ssh.XXXXXX)
 chmod 755 "$WORK"
 SSHD_PID=

@@ -13,7 +13,7 @@ use tokio_postgres::Client;
 use crate::config::{ClusterConfig, ClusterKind, Config, Standby};
 use crate::error::{Context, Error, Result};
 use pgconn::{ConnParams, SessionOptions};
-use sshtunnel::{Bastion, Bastions, ClusterBehindBastion};
+use sshtunnel::{Bastion, Bastions, ClusterBehindBastion, Sharing};
 
 /// Statements of the admin jobs (CREATE DATABASE waits for a checkpoint, DROP for
 /// sessions to end): generous, but never unbounded.
@@ -32,9 +32,15 @@ impl Servers {
     /// servers fails with its error (naming the bastion, exit 1, health CRITICAL), the
     /// other clusters work.
     pub async fn open(config: &Config) -> Result<Servers> {
+        Self::open_sharing(config, Sharing::PerBastion).await
+    }
+
+    /// [`Servers::open`] with the SSH masters shared as `sharing` says (`serve`: one
+    /// per server, see [`Sharing::PerServer`]).
+    pub async fn open_sharing(config: &Config, sharing: Sharing) -> Result<Servers> {
         Ok(Servers {
             config: config.clone(),
-            bastions: Bastions::open(clusters_behind_bastions(config)).await,
+            bastions: Bastions::open_sharing(clusters_behind_bastions(config), sharing).await,
         })
     }
 

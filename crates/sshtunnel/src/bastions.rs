@@ -1,10 +1,13 @@
 //! The bastions of one run: which cluster is behind which bastion, one master per
-//! bastion, and the parameters of each server redirected through its forward. This is
-//! the crate's entry point; it takes plain inputs (a cluster name, its bastion, its
-//! servers' parameters), so whatever configuration the caller has stays the caller's.
+//! bastion (or per server, see [`Sharing`]), and the parameters of each server
+//! redirected through its forward. This is the crate's entry point; it takes plain
+//! inputs (a cluster name, its bastion, its servers' parameters), so whatever
+//! configuration the caller has stays the caller's.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
+
+use futures_util::StreamExt;
 
 use pgconn::{Class, ConnParams, Error};
 
@@ -22,6 +25,26 @@ pub struct ClusterBehindBastion {
     pub servers: Vec<ConnParams>,
 }
 
+/// How the servers behind one bastion share SSH connections.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Sharing {
+    /// One master per bastion, a forward per server through it: one handshake per
+    /// bastion, for jobs that run once.
+    #[default]
+    PerBastion,
+    /// One master per server, for a prober that asks every server again and again
+    /// (`serve`). sshd leaves Nagle's algorithm on for a connection without a terminal,
+    /// so when two servers' answers come back on one connection, the second waits for
+    /// the client's acknowledgement of the first, which its kernel delays by 40 ms: a
+    /// probe of three servers through one master took 90 ms more than direct, one
+    /// master each removes the queueing (bench/ssh.sh).
+    PerServer,
+}
+
+/// Masters started at once: sshd's `MaxStartups` (10 by default) drops unauthenticated
+/// connections beyond it, and per-server masters can be many for one bastion.
+const STARTS_AT_ONCE: usize = 8;
+
 /// The SSH masters of one run and the forwards through them, per cluster. Built by
 /// [`Bastions::open`], which never fails as a whole: one bad bastion must not stop a
 /// health run from checking the other clusters. [`Bastions::route`] redirects a server's
@@ -32,7 +55,9 @@ pub struct ClusterBehindBastion {
 pub struct Bastions {
     /// The bastion of each cluster that has one.
     clusters: BTreeMap<String, Bastion>,
-    masters: BTreeMap<Bastion, std::result::Result<Master, Failure>>,
+    /// Per bastion, and per server with [`Sharing::PerServer`].
+    masters: BTreeMap<(Bastion, Option<Target>), std::result::Result<Master, Failure>>,
+    sharing: Sharing,
 }
 
 /// An error kept to be returned once per server that needs it.
@@ -61,29 +86,47 @@ impl Bastions {
     /// Start one master per distinct bastion of `clusters` (concurrently) and a local
     /// forward for every server behind it. Failures are kept per bastion.
     pub async fn open(clusters: impl IntoIterator<Item = ClusterBehindBastion>) -> Bastions {
+        Self::open_sharing(clusters, Sharing::PerBastion).await
+    }
+
+    /// [`Bastions::open`], with the masters shared as `sharing` says. Failures are kept
+    /// per master.
+    pub async fn open_sharing(
+        clusters: impl IntoIterator<Item = ClusterBehindBastion>,
+        sharing: Sharing,
+    ) -> Bastions {
         let mut by_cluster = BTreeMap::new();
-        let mut wanted: BTreeMap<Bastion, (BTreeSet<Target>, Duration)> = BTreeMap::new();
+        let mut wanted: BTreeMap<(Bastion, Option<Target>), (BTreeSet<Target>, Duration)> =
+            BTreeMap::new();
         for cluster in clusters {
-            let (targets, timeout) = wanted.entry(cluster.bastion.clone()).or_default();
             for params in &cluster.servers {
-                targets.insert(Target::of(params));
+                let target = Target::of(params);
+                let key = match sharing {
+                    Sharing::PerBastion => (cluster.bastion.clone(), None),
+                    Sharing::PerServer => (cluster.bastion.clone(), Some(target.clone())),
+                };
+                let (targets, timeout) = wanted.entry(key).or_default();
+                targets.insert(target);
                 *timeout = (*timeout).max(params.connect_timeout());
             }
             by_cluster.insert(cluster.name, cluster.bastion);
         }
         let clusters = by_cluster;
-        let started = futures_util::future::join_all(wanted.into_iter().map(
-            |(spec, (targets, timeout))| async move {
-                let master = Master::start(&spec, &targets, timeout)
+        let started: Vec<_> = futures_util::stream::iter(wanted.into_iter().map(
+            |(key, (targets, timeout))| async move {
+                let master = Master::start(&key.0, &targets, timeout)
                     .await
                     .map_err(Failure::from);
-                (spec, master)
+                (key, master)
             },
         ))
+        .buffer_unordered(STARTS_AT_ONCE)
+        .collect()
         .await;
         Bastions {
             clusters,
             masters: started.into_iter().collect(),
+            sharing,
         }
     }
 
@@ -95,7 +138,11 @@ impl Bastions {
         let Some(spec) = self.clusters.get(cluster) else {
             return params;
         };
-        match self.masters.get(spec) {
+        let server = match self.sharing {
+            Sharing::PerBastion => None,
+            Sharing::PerServer => Some(Target::of(&params)),
+        };
+        match self.masters.get(&(spec.clone(), server)) {
             Some(Ok(master)) => master.route(params),
             Some(Err(failure)) => failed_route(&spec.destination, params, failure.clone()),
             None => failed_route(

@@ -12,7 +12,8 @@
 //!
 //! How:
 //! - one OpenSSH master connection per bastion per run (the `openssh` crate, native
-//!   mux), shared by all the clusters behind it; strict host-key checking (an unknown
+//!   mux), shared by all the clusters behind it (or one per server for a long-running
+//!   prober, [`Sharing`]); strict host-key checking (an unknown
 //!   key is refused, its fingerprint in the message), `BatchMode` (never a prompt), a
 //!   connect timeout bounding TCP, key exchange and authentication as a whole;
 //! - one local TCP forward per server, bound to 127.0.0.1 on a free port (the crate
@@ -40,7 +41,7 @@ mod rundir;
 mod tunnel;
 
 pub use bastion::Bastion;
-pub use bastions::{Bastions, ClusterBehindBastion};
+pub use bastions::{Bastions, ClusterBehindBastion, Sharing};
 pub use master::MASTER_IDLE;
 pub use rundir::clean_up_on_signals;
 pub use tunnel::Tunnel;

@@ -40,9 +40,11 @@ pub(crate) struct Fleet {
 }
 
 impl Fleet {
-    /// Opens the SSH masters of the clusters behind a bastion; sessions open on demand.
+    /// Opens the SSH masters of the clusters behind a bastion, one per server so that
+    /// no server's answers queue behind another's ([`sshtunnel::Sharing::PerServer`]);
+    /// sessions open on demand.
     pub(crate) async fn open(config: Config, clusters: Vec<String>) -> crate::error::Result<Fleet> {
-        let servers = Servers::open(&config).await?;
+        let servers = Servers::open_sharing(&config, sshtunnel::Sharing::PerServer).await?;
         let slots = clusters
             .iter()
             .map(|name| (name.clone(), tokio::sync::Mutex::new(None)))

@@ -2,8 +2,9 @@
 //! answered: wraparound, the xmin horizon, archiving, connections, lock waits, the size
 //! of `pg_wal`, settings waiting for a restart and recovery conflicts.
 //!
-//! All of a server's questions go out at once on its connection (one round trip), each
-//! answer parsed on its own: a query the role may not run (a missing `pg_monitor`) costs
+//! All of a server's questions go out at once on its connection (one round trip; one
+//! after the other through an SSH bastion, see [`super::both`]), each answer parsed on
+//! its own: a query the role may not run (a missing `pg_monitor`) costs
 //! that check only, recorded as an error for [`crate::health::judge`] to report.
 
 use futures_util::future::join_all;
@@ -69,15 +70,29 @@ fn questions(version_num: i32, in_recovery: bool) -> Vec<(&'static str, String)>
     list
 }
 
-/// Asks every question at once and records each answer (or why it has none).
-pub(super) async fn read(client: &Client, version_num: i32, in_recovery: bool) -> ServerFacts {
+/// Asks every question (at once when `pipelined`, see [`super::both`]) and records
+/// each answer (or why it has none).
+pub(super) async fn read(
+    client: &Client,
+    version_num: i32,
+    in_recovery: bool,
+    pipelined: bool,
+) -> ServerFacts {
     let questions = questions(version_num, in_recovery);
-    let answers = join_all(
-        questions
-            .iter()
-            .map(|(_, sql)| client.query_typed(sql, &[])),
-    )
-    .await;
+    let answers = if pipelined {
+        join_all(
+            questions
+                .iter()
+                .map(|(_, sql)| client.query_typed(sql, &[])),
+        )
+        .await
+    } else {
+        let mut answers = Vec::with_capacity(questions.len());
+        for (_, sql) in &questions {
+            answers.push(client.query_typed(sql, &[]).await);
+        }
+        answers
+    };
     let mut facts = ServerFacts::default();
     for ((check, _), answer) in questions.iter().zip(answers) {
         let recorded = answer
