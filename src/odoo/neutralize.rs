@@ -446,6 +446,10 @@ const MODULES: &[ModuleSql] = &[
 /// Modules whose upstream `data/neutralize.sql` (Odoo 14 to 18, community and
 /// enterprise) blanks something: installed and not in [`MODULES`], they are refused.
 const COVERED_UPSTREAM: &[&str] = &[
+    // E-invoicing through Odoo's proxy (Greece's myDATA, Malaysia's MyInvois): their
+    // neutralization points the copy away from the production registration.
+    "l10n_gr_edi",
+    "l10n_my_edi",
     "social_facebook",
     "social_instagram",
     "social_linkedin",
@@ -525,12 +529,17 @@ pub(crate) fn plan(major: u32, installed: &[String], web_base_url: Option<&str>)
                     }
                 }
             }
-            None if COVERED_UPSTREAM.contains(&module.as_str())
-                || MODULES.iter().any(|known| known.module == module) =>
-            {
+            None if COVERED_UPSTREAM.contains(&module.as_str()) => {
                 plan.unknown_covered.push(module.clone())
             }
-            None => plan.other_modules.push(module.clone()),
+            None => match MODULES.iter().find(|known| known.module == module) {
+                // Known, but not for this major: say from which one.
+                Some(known) => plan.unknown_covered.push(format!(
+                    "{module} (odoo-db neutralizes it from Odoo {}, this is Odoo {major})",
+                    known.oldest_major
+                )),
+                None => plan.other_modules.push(module.clone()),
+            },
         }
     }
     Ok(plan)
@@ -769,6 +778,11 @@ mod tests {
             assert_eq!(p.unknown_covered.is_empty(), major >= 17, "Odoo {major}");
             assert_eq!(p.statements.len(), usize::from(major >= 17));
         }
+        // The refusal says why a module odoo-db knows is refused.
+        assert_eq!(
+            plan(15, &modules, None).unwrap().unknown_covered,
+            ["account_edi_proxy_client (odoo-db neutralizes it from Odoo 17, this is Odoo 15)"]
+        );
     }
 
     #[test]
@@ -784,11 +798,11 @@ mod tests {
     fn unknown_modules_are_sorted_out() {
         let p = plan(
             16,
-            &installed(&["base", "social_twitter", "x_reports"]),
+            &installed(&["base", "l10n_my_edi", "social_twitter", "x_reports"]),
             Some("https://i.example"),
         )
         .unwrap();
-        assert_eq!(p.unknown_covered, ["social_twitter"]);
+        assert_eq!(p.unknown_covered, ["l10n_my_edi", "social_twitter"]);
         assert_eq!(p.other_modules, ["x_reports"]);
         assert_eq!(
             p.statements.last().unwrap().param.as_deref(),
