@@ -8,7 +8,7 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
@@ -157,7 +157,8 @@ async fn draw(bar: ProgressBar, done: Arc<AtomicU64>) {
 
 /// A progress line every [`LOG_EVERY`]: done, total, rate and time left.
 async fn log(what: String, total: u64, unit: Unit, done: Arc<AtomicU64>) {
-    let started = Instant::now();
+    // tokio's clock, which tests can pause and advance.
+    let started = tokio::time::Instant::now();
     loop {
         tokio::time::sleep(LOG_EVERY).await;
         let now = done.load(Ordering::Relaxed);
@@ -193,5 +194,78 @@ fn size_of(path: &std::path::Path) -> u64 {
             .unwrap_or(0),
         Ok(metadata) => metadata.len(),
         Err(_) => 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+
+    /// What the subscriber writes, shared with the test.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Captured {
+        fn lines(&self) -> Vec<serde_json::Value> {
+            String::from_utf8(self.0.lock().unwrap().clone())
+                .unwrap()
+                .lines()
+                .map(|line| serde_json::from_str(line).unwrap())
+                .collect()
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn json_logs_a_line_every_five_seconds_with_rate_and_time_left() {
+        let captured = Captured::default();
+        let subscriber = tracing_subscriber::fmt()
+            .json()
+            .with_writer({
+                let captured = captured.clone();
+                move || captured.clone()
+            })
+            .finish();
+        let _default = tracing::subscriber::set_default(subscriber);
+        let done = Arc::new(AtomicU64::new(0));
+        let task = tokio::spawn(log(
+            "dump of production".to_string(),
+            1000,
+            Unit::Bytes,
+            done.clone(),
+        ));
+        done.store(250, Ordering::Relaxed);
+        tokio::time::sleep(Duration::from_millis(4900)).await;
+        assert!(captured.lines().is_empty(), "nothing before 5 s");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        done.store(600, Ordering::Relaxed);
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        task.abort();
+
+        let lines = captured.lines();
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        let first = &lines[0]["fields"];
+        assert_eq!(first["message"], "dump of production: 250 of 1000");
+        assert_eq!(first["progress"], "dump of production");
+        assert_eq!(first["unit"], "bytes");
+        assert_eq!(first["done"], 250);
+        assert_eq!(first["total"], 1000);
+        assert_eq!(first["rate_per_second"], 50.0);
+        assert_eq!(first["seconds_left"], 15.0);
+        let second = &lines[1]["fields"];
+        assert_eq!(second["done"], 600);
+        assert_eq!(second["rate_per_second"], 60.0);
+        assert_eq!(second["seconds_left"], 7.0);
     }
 }

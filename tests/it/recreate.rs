@@ -121,45 +121,15 @@ fn provision(tag: &str) -> Customer {
     }
 }
 
-/// Run `sql` as the superuser inside database `db` and close the session before
-/// returning: a superuser session left open there would (rightly) make recreate refuse,
-/// and a dropped client of a current-thread test runtime is only closed when that
-/// runtime runs again. Returns the first column of the first row, if any.
+/// Run `sql` as the superuser inside database `db`, the session gone before returning
+/// ([`util::superuser_rows`]). Returns the first column of the first row, if any.
 async fn in_database(
     server: &PgServer,
     db: &str,
     sql: &str,
 ) -> Result<Option<i64>, tokio_postgres::Error> {
-    let (client, connection) = server
-        .superuser_config(db)
-        .connect(tokio_postgres::NoTls)
-        .await?;
-    let connection = tokio::spawn(connection);
-    let result = client.simple_query(sql).await;
-    drop(client);
-    let _ = connection.await;
-    // The backend exits a moment after its client; wait until it is gone.
-    let maintenance = server.superuser().await.unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let left: i64 = maintenance
-            .query_one(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND application_name = 'odoo-db-harness'",
-                &[&db],
-            )
-            .await
-            .unwrap()
-            .get(0);
-        if left == 0 || Instant::now() > deadline {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let value = result?.into_iter().find_map(|message| match message {
-        tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0).and_then(|v| v.parse().ok()),
-        _ => None,
-    });
-    Ok(value)
+    let rows = util::superuser_rows(server, db, "", sql).await?;
+    Ok(rows.into_iter().flatten().find_map(|v| v.parse().ok()))
 }
 
 /// Rows, ACL entries, settings of every kind, a connection limit and a comment: all

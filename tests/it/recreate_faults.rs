@@ -20,41 +20,15 @@ use super::{
 };
 use crate::util::{self, odoo_db};
 
-/// Run `sql` as the superuser in `db` (session closed and gone before returning, as
-/// [`super::in_database`] does); the first column of the first row, as text.
+/// Run `sql` as the superuser in `db` (session gone before returning,
+/// [`util::superuser_rows`]); the first column of the first row, as text.
 async fn text_in(server: &PgServer, db: &str, sql: &str) -> Option<String> {
-    let (client, connection) = server
-        .superuser_config(db)
-        .connect(tokio_postgres::NoTls)
+    util::superuser_rows(server, db, "", sql)
         .await
-        .unwrap();
-    let connection = tokio::spawn(connection);
-    let result = client.simple_query(sql).await;
-    drop(client);
-    let _ = connection.await;
-    let maintenance = server.superuser().await.unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let left: i64 = maintenance
-            .query_one(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND application_name = 'odoo-db-harness'",
-                &[&db],
-            )
-            .await
-            .unwrap()
-            .get(0);
-        if left == 0 || Instant::now() > deadline {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    result
         .unwrap_or_else(|e| panic!("{sql}: {e}"))
         .into_iter()
-        .find_map(|message| match message {
-            tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0).map(str::to_string),
-            _ => None,
-        })
+        .next()
+        .flatten()
 }
 
 /// Whether odoo-db's own role is a member of `role` (directly or not).

@@ -91,43 +91,14 @@ fn provision(tag: &str) -> Customer {
     }
 }
 
-/// Run `sql` as the superuser in `db`, the session gone before returning; the first
-/// column of every row, as text.
+/// Run `sql` as the superuser in `db`, the session gone before returning
+/// ([`util::superuser_rows`]); the first column of every row, as text.
 async fn query(server: &PgServer, db: &str, sql: &str) -> Vec<String> {
-    let (client, connection) = server
-        .superuser_config(db)
-        .connect(tokio_postgres::NoTls)
+    util::superuser_rows(server, db, "", sql)
         .await
-        .unwrap_or_else(|e| panic!("connecting to {db} on {}: {e}", server.name));
-    let connection = tokio::spawn(connection);
-    let result = client.simple_query(sql).await;
-    drop(client);
-    let _ = connection.await;
-    let maintenance = server.superuser().await.unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let left: i64 = maintenance
-            .query_one(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND application_name = 'odoo-db-harness'",
-                &[&db],
-            )
-            .await
-            .unwrap()
-            .get(0);
-        if left == 0 || Instant::now() > deadline {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    result
-        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .unwrap_or_else(|e| panic!("{sql} in {db} on {}: {e}", server.name))
         .into_iter()
-        .filter_map(|message| match message {
-            tokio_postgres::SimpleQueryMessage::Row(row) => {
-                Some(row.get(0).unwrap_or("NULL").to_string())
-            }
-            _ => None,
-        })
+        .map(|value| value.unwrap_or_else(|| "NULL".to_string()))
         .collect()
 }
 
@@ -832,48 +803,90 @@ async fn the_dump_brings_no_event_trigger_and_no_publication() {
     );
 }
 
+/// A harness of its own (for tests that reconfigure or pause its standby) with odoo-db
+/// initialized on it (its config plus `extra_toml`) and one customer provisioned.
+struct OwnHarness {
+    harness: pgsandbox::Harness,
+    config: std::path::PathBuf,
+    pgpass: std::path::PathBuf,
+    base: String,
+    name: String,
+    secrets: TempDir,
+    spool: TempDir,
+}
+
+impl OwnHarness {
+    fn start(customer: &str, extra_toml: &str) -> OwnHarness {
+        let harness = util::fresh(pgsandbox::HarnessOptions::default());
+        let (config, pgpass) = harness.write_client_files().unwrap();
+        let mut toml = std::fs::read_to_string(&config).unwrap();
+        toml.push_str(extra_toml);
+        std::fs::write(&config, toml).unwrap();
+        let mut own = OwnHarness {
+            harness,
+            config,
+            pgpass,
+            base: String::new(),
+            name: String::new(),
+            secrets: tempfile::tempdir().unwrap(),
+            spool: tempfile::tempdir().unwrap(),
+        };
+        own.tool().arg("init").run().success();
+        let run = own
+            .tool()
+            .args(["provision", "--customer", customer, "--secrets-dir"])
+            .arg(own.secrets.path())
+            .run();
+        run.success();
+        own.base = run
+            .stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("export DB_NAME="))
+            .unwrap()
+            .to_string();
+        own.name = format!("{}_integration", own.base);
+        own
+    }
+
+    fn tool(&self) -> OdooDb {
+        OdooDb::new()
+            .env("ODOO_DB_CONFIG", &self.config)
+            .env("PGPASSFILE", &self.pgpass)
+    }
+
+    /// `refresh NAME --yes --no-backup` with this harness's spool, plus `extra`.
+    fn refresh(&self, extra: &[&str]) -> OdooDb {
+        self.tool()
+            .args(["refresh", &self.name, "--yes", "--no-backup", "--spool-dir"])
+            .arg(self.spool.path().join("spool"))
+            .args(extra)
+    }
+
+    fn standby(&self) -> &PgServer {
+        self.harness.standby.as_ref().expect("a standby")
+    }
+
+    fn integration(&self) -> &PgServer {
+        self.harness
+            .integration
+            .as_ref()
+            .expect("an integration server")
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stale_standby_or_a_failed_identity_pin_is_refused() {
-    let harness = util::fresh(pgsandbox::HarnessOptions::default());
-    let (config, pgpass) = harness.write_client_files().unwrap();
-    let mut toml = std::fs::read_to_string(&config).unwrap();
-    toml.push_str("\n[refresh]\nmax_source_lag = \"1s\"\n");
-    std::fs::write(&config, toml).unwrap();
-    let tool = || {
-        OdooDb::new()
-            .env("ODOO_DB_CONFIG", &config)
-            .env("PGPASSFILE", &pgpass)
-    };
-    tool().arg("init").run().success();
-    let secrets = tempfile::tempdir().unwrap();
-    let run = tool()
-        .args(["provision", "--customer", "stale-shop", "--secrets-dir"])
-        .arg(secrets.path())
-        .run();
-    run.success();
-    let base = run
-        .stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("export DB_NAME="))
-        .unwrap()
-        .to_string();
-    let name = format!("{base}_integration");
-    let primary = &harness.primary;
-    let standby = harness.standby.as_ref().unwrap();
-    let integration = harness.integration.as_ref().unwrap();
-    let spool = tempfile::tempdir().unwrap();
-    let refresh = |extra: &[&str]| {
-        tool()
-            .args(["refresh", &name, "--yes", "--no-backup", "--spool-dir"])
-            .arg(spool.path().join("spool"))
-            .args(extra)
-            .run()
-    };
+    let own = OwnHarness::start("stale-shop", "\n[refresh]\nmax_source_lag = \"1s\"\n");
+    let (base, name) = (own.base.as_str(), own.name.as_str());
+    let primary = &own.harness.primary;
+    let standby = own.standby();
+    let integration = own.integration();
+    let refresh = |extra: &[&str]| own.refresh(extra).run();
     let sql = include_str!("../fixtures/odoo.sql").replace("{major}", "16");
-    query(primary, &base, &format!("SET ROLE {base}; {sql}")).await;
+    query(primary, base, &format!("SET ROLE {base}; {sql}")).await;
     let before = (
-        state(primary, Some(&base)).await,
-        state(integration, Some(&name)).await,
+        state(primary, Some(base)).await,
+        state(integration, Some(name)).await,
     );
 
     // Replay paused: the heartbeat never shows within 1 s.
@@ -883,8 +896,8 @@ async fn a_stale_standby_or_a_failed_identity_pin_is_refused() {
     assert_refused(&refresh(&[]), "too far behind");
     assert_eq!(
         (
-            state(primary, Some(&base)).await,
-            state(integration, Some(&name)).await
+            state(primary, Some(base)).await,
+            state(integration, Some(name)).await
         ),
         before
     );
@@ -902,8 +915,8 @@ async fn a_stale_standby_or_a_failed_identity_pin_is_refused() {
     assert_refused(&refresh(&["--source", "primary"]), "init pinned 42");
     assert_eq!(
         (
-            state(primary, Some(&base)).await,
-            state(integration, Some(&name)).await
+            state(primary, Some(base)).await,
+            state(integration, Some(name)).await
         ),
         before
     );
@@ -1001,4 +1014,108 @@ async fn sigkill_during_the_dump() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_during_the_restore() {
     sigkilled_during("pg_restore", false, "srestore").await;
+}
+
+/// A standby that cancels queries in conflict with replay at once
+/// (`max_standby_streaming_delay = 0`, no `hot_standby_feedback`): production takes an
+/// ACCESS EXCLUSIVE lock while the dump holds its locks on the standby, replay cancels
+/// pg_dump, and the refresh fails (exit 1) saying so with the standby's settings,
+/// leaving the integration database as it was; a rerun from the primary then works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dump_cancelled_by_a_recovery_conflict_says_why_and_changes_nothing() {
+    let own = OwnHarness::start("conflict-shop", "");
+    let (base, name) = (own.base.as_str(), own.name.as_str());
+    let primary = &own.harness.primary;
+    let standby = own.standby();
+    let integration = own.integration();
+    standby
+        .set_conf("max_standby_streaming_delay", "0")
+        .expect("setting max_standby_streaming_delay on the standby");
+    standby.reload().expect("reloading the standby");
+    let sql = include_str!("../fixtures/odoo.sql").replace("{major}", "16");
+    query(
+        primary,
+        base,
+        &format!(
+            "SET ROLE {base}; {sql}
+             CREATE TABLE mail_message (id serial PRIMARY KEY, body text);
+             INSERT INTO mail_message (body) SELECT repeat(md5(g::text), 6) FROM generate_series(1, 300000) g;"
+        ),
+    )
+    .await;
+    let written = query(primary, "postgres", "SELECT pg_current_wal_lsn()").await;
+    let replayed = || async {
+        query(
+            standby,
+            "postgres",
+            &format!("SELECT pg_last_wal_replay_lsn() >= '{}'", written[0]),
+        )
+        .await
+            == ["t"]
+            && query(standby, "postgres", "SHOW max_standby_streaming_delay").await == ["0"]
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !replayed().await {
+        assert!(Instant::now() < deadline, "the standby never caught up");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let before = state(integration, Some(name)).await;
+
+    let refresh = |extra: &[&str]| {
+        own.refresh(&[&["--jobs", "2"], extra].concat())
+            .timeout(Duration::from_secs(300))
+    };
+    let running = tokio::task::spawn_blocking({
+        let refresh = refresh(&[]);
+        move || refresh.run()
+    });
+    // Production locks a table that the plan does not read and pg_dump locks for its
+    // whole run, again and again until the run ends: replaying the lock conflicts with
+    // pg_dump's whenever pg_dump runs.
+    let locker = primary.superuser_in(base).await.unwrap();
+    while !running.is_finished() {
+        locker
+            .batch_execute("BEGIN; LOCK TABLE mail_message IN ACCESS EXCLUSIVE MODE; COMMIT;")
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let run = running.await.unwrap();
+    run.expect_code(1);
+    for needle in ["a retry restarts the whole dump", "nothing was dropped"] {
+        assert!(
+            run.stderr.contains(needle),
+            "{needle:?} in:\n{}",
+            run.stderr
+        );
+    }
+    // Replay cancels pg_dump's sessions, or (when a worker asks for its table's lock
+    // while replay holds it) a worker gives up at once: either is explained.
+    assert!(
+        run.stderr.contains(
+            "the standby cancelled it (recovery conflict; max_standby_streaming_delay = 0 ms, \
+             hot_standby_feedback = off)"
+        ) || run
+            .stderr
+            .contains("a table was locked ACCESS EXCLUSIVE during the dump (DDL, TRUNCATE or VACUUM FULL on production, which the standby replays)"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(state(integration, Some(name)).await, before);
+
+    // From the primary, which cancels nothing: the copy is made and neutralized.
+    refresh(&["--source", "primary"]).run().success();
+    assert_eq!(
+        query(integration, name, "SELECT count(*) FROM mail_message").await,
+        ["300000"]
+    );
+    assert_eq!(
+        query(
+            integration,
+            name,
+            "SELECT value FROM ir_config_parameter WHERE key = 'database.is_neutralized'"
+        )
+        .await,
+        ["true"]
+    );
 }

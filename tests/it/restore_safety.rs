@@ -107,48 +107,17 @@ fn provision(tag: &str) -> Customer {
 }
 
 /// Run `sql` as the superuser in `db` (its own settings neutralized first, since the
-/// customer may have set timeouts there) and wait until the session is gone: a
-/// superuser session left open would make recreate refuse. Returns the first column of
-/// every row.
+/// customer may have set timeouts there), the session gone before returning
+/// ([`util::superuser_rows`]). Returns the first column of every row.
 async fn superuser_in(db: &str, sql: &str) -> Vec<Option<String>> {
-    let server = integration();
-    let (client, connection) = server
-        .superuser_config(db)
-        .options("-c statement_timeout=0 -c lock_timeout=0 -c default_transaction_read_only=off -c DateStyle=ISO -c IntervalStyle=postgres -c search_path=public")
-        .connect(tokio_postgres::NoTls)
-        .await
-        .unwrap_or_else(|e| panic!("connecting to {db} as the superuser: {e}"));
-    let connection = tokio::spawn(connection);
-    let result = client.simple_query(sql).await;
-    drop(client);
-    let _ = connection.await;
-    // Only a session in the customer's database stands in recreate's way.
-    if db != "postgres" {
-        let maintenance = server.superuser().await.unwrap();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let left: i64 = maintenance
-                .query_one(
-                    "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND application_name = 'odoo-db-harness'",
-                    &[&db],
-                )
-                .await
-                .unwrap()
-                .get(0);
-            if left == 0 || Instant::now() > deadline {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-    result
-        .unwrap_or_else(|e| panic!("{sql} in {db}: {e}"))
-        .into_iter()
-        .filter_map(|message| match message {
-            tokio_postgres::SimpleQueryMessage::Row(row) => Some(row.get(0).map(str::to_string)),
-            _ => None,
-        })
-        .collect()
+    util::superuser_rows(
+        integration(),
+        db,
+        "-c statement_timeout=0 -c lock_timeout=0 -c default_transaction_read_only=off -c DateStyle=ISO -c IntervalStyle=postgres -c search_path=public",
+        sql,
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{sql} in {db}: {e}"))
 }
 
 /// One value from the maintenance database, as the superuser.

@@ -114,6 +114,60 @@ pub async fn connect_tcp(
     Ok(client)
 }
 
+/// Runs `sql` (simple protocol, several statements allowed) as the superuser in database
+/// `db`, with `options` as the session's startup options (e.g. `-c statement_timeout=0`
+/// against settings a customer gave its database), and returns once that session has
+/// left the server: a superuser session still in a customer's database would (rightly)
+/// make recreate refuse, and a dropped client of a test's runtime is only closed when
+/// that runtime runs again. The first column of every row, NULL as None.
+pub async fn superuser_rows(
+    server: &PgServer,
+    db: &str,
+    options: &str,
+    sql: &str,
+) -> Result<Vec<Option<String>>, tokio_postgres::Error> {
+    let mut config = server.superuser_config(db);
+    if !options.is_empty() {
+        config.options(options);
+    }
+    let (client, connection) = config.connect(tokio_postgres::NoTls).await?;
+    let connection = tokio::spawn(connection);
+    let pid = client
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await?
+        .get::<_, i32>(0);
+    let result = client.simple_query(sql).await;
+    drop(client);
+    let _ = connection.await;
+    // The backend exits a moment after its client.
+    let maintenance = server
+        .superuser()
+        .await
+        .unwrap_or_else(|e| panic!("connecting to the {} server: {e}", server.name));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let left: i64 = maintenance
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE pid = $1",
+                &[&pid],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if left == 0 || Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(result?
+        .into_iter()
+        .filter_map(|message| match message {
+            tokio_postgres::SimpleQueryMessage::Row(row) => Some(row.get(0).map(str::to_string)),
+            _ => None,
+        })
+        .collect())
+}
+
 /// PIDs of the live processes whose working directory is inside `dir` (every
 /// PostgreSQL process works in its data directory; a removed one shows as
 /// `dir (deleted)`), from /proc.

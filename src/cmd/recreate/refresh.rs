@@ -611,8 +611,31 @@ async fn dump_to_spool(
     );
     let started = std::time::Instant::now();
     let expected = source.size_bytes.max(0) as u64;
+    // A recovery conflict may end pg_dump's sessions without pg_dump seeing why (the
+    // connection just closes): the standby's counters say it.
+    let conflicts_before = match source.conflicts {
+        Some(_) => recovery_conflicts(source).await,
+        None => None,
+    };
     let bytes =
-        backup::dump_directory(tools, &source.params, spool, jobs, server_major, expected).await?;
+        match backup::dump_directory(tools, &source.params, spool, jobs, server_major, expected)
+            .await
+        {
+            Ok(bytes) => bytes,
+            Err(error) => {
+                let grown = match conflicts_before {
+                    Some(before) => conflicts_since(source, &before).await,
+                    None => None,
+                };
+                return Err(match grown {
+                    Some(grown) if !grown.is_empty() => error.context(format!(
+                        "{RECOVERY_CONFLICTS_DURING_THE_DUMP}: {}",
+                        grown.join(", ")
+                    )),
+                    _ => error,
+                });
+            }
+        };
     // Created on production between the plan and the dump: refused all the same.
     let foreign = backup::archive_foreign_entries(tools, spool).await?;
     if !foreign.is_empty() {
@@ -624,15 +647,88 @@ async fn dump_to_spool(
     Ok((bytes, started.elapsed().as_secs_f64()))
 }
 
-/// A failed dump, with what the standby's settings say about a recovery conflict.
+/// How a failed dump's error says that the standby's conflict counters grew meanwhile.
+const RECOVERY_CONFLICTS_DURING_THE_DUMP: &str =
+    "queries cancelled by recovery conflicts on the standby during the dump";
+
+/// `pg_stat_database_conflicts` of the source database: (reason, count) per reason;
+/// None when it cannot be read (the explanation is best effort).
+async fn recovery_conflicts(source: &Source) -> Option<Vec<(&'static str, i64)>> {
+    let client = source
+        .params
+        .connect(&crate::servers::admin_session())
+        .await
+        .ok()?;
+    let row = client
+        .query_opt(
+            "SELECT confl_tablespace, confl_lock, confl_snapshot, confl_bufferpin, confl_deadlock
+               FROM pg_catalog.pg_stat_database_conflicts WHERE datname = $1",
+            &[&source.database],
+        )
+        .await
+        .ok()??;
+    Some(
+        ["tablespace", "lock", "snapshot", "bufferpin", "deadlock"]
+            .into_iter()
+            .enumerate()
+            .map(|(i, reason)| (reason, row.get::<_, i64>(i)))
+            .collect(),
+    )
+}
+
+/// The conflicts counted since `before`. A cancelled session reports its conflict when
+/// it ends, a moment after pg_dump gave up: asked again for up to a second.
+async fn conflicts_since(source: &Source, before: &[(&'static str, i64)]) -> Option<Vec<String>> {
+    let mut grown = None;
+    for _ in 0..10 {
+        grown = recovery_conflicts(source)
+            .await
+            .map(|after| conflicts_grown(before, &after));
+        if grown.as_ref().is_some_and(|grown| !grown.is_empty()) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    grown
+}
+
+/// "lock 1, snapshot 2": the reasons whose count grew.
+fn conflicts_grown(before: &[(&str, i64)], after: &[(&str, i64)]) -> Vec<String> {
+    before
+        .iter()
+        .zip(after)
+        .filter(|((_, was), (_, is))| is > was)
+        .map(|((reason, was), (_, is))| format!("{reason} {}", is - was))
+        .collect()
+}
+
+/// A failed dump, with what the standby's settings say about a recovery conflict, or
+/// what a worker's lock failure means.
 fn explain_dump_failure(error: Error, source: &Source, name: &str) -> Error {
-    let conflict = error.to_string().contains("conflict with recovery");
-    let facts = match (conflict, source.conflicts) {
-        (true, Some((delay, feedback))) => format!(
+    let text = error.to_string();
+    let conflict = text.contains("conflict with recovery")
+        || text.contains(RECOVERY_CONFLICTS_DURING_THE_DUMP);
+    // A parallel worker takes its table's lock with NOWAIT: an ACCESS EXCLUSIVE lock
+    // asked for since the leader locked everything (on a standby: production's, being
+    // replayed) makes it fail at once instead of waiting.
+    let worker_locked_out = text.contains("could not obtain lock on relation");
+    let facts = match (conflict, worker_locked_out, source.conflicts) {
+        (true, _, Some((delay, feedback))) => format!(
             ": the standby cancelled it (recovery conflict; max_standby_streaming_delay = {delay} ms, \
              hot_standby_feedback = {}): a retry restarts the whole dump; raise the delay, turn \
              hot_standby_feedback on, or use --source primary",
             if feedback { "on" } else { "off" }
+        ),
+        (false, true, _) => format!(
+            ": a table was locked ACCESS EXCLUSIVE during the dump (DDL, TRUNCATE or VACUUM FULL \
+             on production{}), so a pg_dump worker could not lock it: a retry restarts the whole \
+             dump; run it when production takes no such lock, or with --jobs 1, whose single \
+             session waits for the lock instead",
+            if source.conflicts.is_some() {
+                ", which the standby replays"
+            } else {
+                ""
+            }
         ),
         _ => String::new(),
     };
@@ -640,4 +736,29 @@ fn explain_dump_failure(error: Error, source: &Source, name: &str) -> Error {
         "the dump of production ({}) for {name} failed{facts}; nothing was dropped, {name} is as it was",
         format_bytes(source.size_bytes.max(0) as u64)
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::conflicts_grown;
+
+    #[test]
+    fn only_the_reasons_that_grew_are_named() {
+        let before = [
+            ("tablespace", 0),
+            ("lock", 3),
+            ("snapshot", 1),
+            ("bufferpin", 0),
+            ("deadlock", 0),
+        ];
+        let after = [
+            ("tablespace", 0),
+            ("lock", 4),
+            ("snapshot", 3),
+            ("bufferpin", 0),
+            ("deadlock", 0),
+        ];
+        assert_eq!(conflicts_grown(&before, &after), ["lock 1", "snapshot 2"]);
+        assert!(conflicts_grown(&before, &before).is_empty());
+    }
 }
