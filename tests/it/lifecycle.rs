@@ -11,13 +11,12 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use pgsandbox::PgServer;
 use tempfile::TempDir;
 
-use crate::util::{self, connect_tcp, initialized, odoo_db, shared, OdooDb};
+use crate::util::{self, connect_tcp, odoo_db, shared, OdooDb};
 
 mod faults;
 
@@ -131,14 +130,7 @@ fn provision(tag: &str) -> Customer {
 
 /// A customer provisioned with `extra` arguments (`--env production`, say).
 fn provision_with(tag: &str, extra: &[&str]) -> Customer {
-    static COUNTER: AtomicU32 = AtomicU32::new(0);
-    initialized();
-    let tag: String = tag.chars().filter(char::is_ascii_alphanumeric).collect();
-    let customer = format!(
-        "lc{tag}{}x{}z",
-        std::process::id() % 100_000,
-        COUNTER.fetch_add(1, Ordering::SeqCst)
-    );
+    let customer = util::unique(&format!("lc{tag}"));
     let secrets = private_dir();
     let home = private_dir();
     let config = std::fs::read_to_string(util::shared_config()).expect("the shared config");
@@ -151,18 +143,7 @@ fn provision_with(tag: &str, extra: &[&str]) -> Customer {
         ),
     )
     .unwrap();
-    let run = odoo_db()
-        .args(["provision", "--customer", &customer, "--secrets-dir"])
-        .arg(secrets.path())
-        .args(extra)
-        .run();
-    run.success();
-    let base = run
-        .stdout
-        .lines()
-        .find_map(|line| line.strip_prefix("export DB_NAME="))
-        .expect("provision prints DB_NAME")
-        .to_string();
+    let base = util::provision_customer(&customer, secrets.path(), extra).remove(0);
     Customer {
         customer,
         base,
@@ -177,12 +158,7 @@ fn toml_string(path: &Path) -> String {
 
 /// `DB_PASSWORD` of `<dir>/<env>.env`.
 fn password(dir: &Path, env: &str) -> String {
-    let text = std::fs::read_to_string(dir.join(format!("{env}.env")))
-        .unwrap_or_else(|e| panic!("reading {env}.env: {e}"));
-    text.lines()
-        .find_map(|line| line.strip_prefix("export DB_PASSWORD="))
-        .unwrap_or_else(|| panic!("no DB_PASSWORD in {env}.env"))
-        .to_string()
+    util::env_password(dir, env)
 }
 
 fn runtime() -> tokio::runtime::Runtime {

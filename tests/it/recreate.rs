@@ -79,45 +79,21 @@ impl Customer {
 
     /// The owner's password, from the secrets file provision wrote.
     fn password(&self) -> String {
-        let text = std::fs::read_to_string(self.secrets.path().join("integration.env")).unwrap();
-        text.lines()
-            .find_map(|line| line.strip_prefix("export DB_PASSWORD="))
-            .expect("DB_PASSWORD in integration.env")
-            .trim_matches(|c| c == '\'' || c == '"')
-            .to_string()
+        util::env_password(self.secrets.path(), "integration")
     }
 }
 
 /// Provision a fresh customer on both environments.
 fn provision(tag: &str) -> Customer {
-    static COUNTER: AtomicU32 = AtomicU32::new(0);
     init();
-    // One token (see util::unique): tags such as "kind" or "rest" are inside generated
-    // names ("kindly", "forest"), which would make the customer refused.
-    let tag: String = tag.chars().filter(char::is_ascii_alphanumeric).collect();
-    let customer = format!(
-        "rc{tag}{}x{}z",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::SeqCst)
-    );
     let secrets = tempfile::tempdir().unwrap();
-    let backups = tempfile::tempdir().unwrap();
-    let run = odoo_db()
-        .args(["provision", "--customer", &customer, "--secrets-dir"])
-        .arg(secrets.path())
-        .run();
-    run.success();
-    let names: Vec<&str> = run
-        .stdout
-        .lines()
-        .filter_map(|line| line.strip_prefix("export DB_NAME="))
-        .collect();
-    assert_eq!(names.len(), 2, "provision output:\n{}", run.stdout);
+    let names = util::provision_customer(&util::unique(&format!("rc{tag}")), secrets.path(), &[]);
+    assert_eq!(names.len(), 2, "{names:?}");
     Customer {
-        base: names[0].to_string(),
-        name: names[1].to_string(),
+        base: names[0].clone(),
+        name: names[1].clone(),
         secrets,
-        backups,
+        backups: tempfile::tempdir().unwrap(),
     }
 }
 

@@ -5,14 +5,13 @@
 //! of odoo-db between steps, the window that keeps the integration role out, the
 //! rerun that converges, and `restore` back to the database before the refresh.
 
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use odoo_db::cmd::sandbox::ClientFiles;
 use pgsandbox::PgServer;
 use tempfile::TempDir;
 
-use crate::util::{self, initialized, odoo_db, shared, OdooDb, Run};
+use crate::util::{self, odoo_db, shared, OdooDb, Run};
 
 fn integration() -> &'static PgServer {
     shared()
@@ -52,36 +51,14 @@ impl Customer {
 
     /// The integration owner's password, from the secrets file provision wrote.
     fn password(&self) -> String {
-        let text = std::fs::read_to_string(self.secrets.path().join("integration.env")).unwrap();
-        text.lines()
-            .find_map(|line| line.strip_prefix("export DB_PASSWORD="))
-            .expect("DB_PASSWORD in integration.env")
-            .trim_matches(|c| c == '\'' || c == '"')
-            .to_string()
+        util::env_password(self.secrets.path(), "integration")
     }
 }
 
 fn provision(tag: &str) -> Customer {
-    static COUNTER: AtomicU32 = AtomicU32::new(0);
-    initialized();
-    let customer = format!(
-        "rf{tag}{}x{}z",
-        std::process::id() % 100_000,
-        COUNTER.fetch_add(1, Ordering::SeqCst)
-    );
     let secrets = tempfile::tempdir().unwrap();
-    let run = odoo_db()
-        .args(["provision", "--customer", &customer, "--secrets-dir"])
-        .arg(secrets.path())
-        .run();
-    run.success();
-    let names: Vec<String> = run
-        .stdout
-        .lines()
-        .filter_map(|line| line.strip_prefix("export DB_NAME="))
-        .map(str::to_string)
-        .collect();
-    assert_eq!(names.len(), 2, "provision output:\n{}", run.stdout);
+    let names = util::provision_customer(&util::unique(&format!("rf{tag}")), secrets.path(), &[]);
+    assert_eq!(names.len(), 2, "{names:?}");
     Customer {
         base: names[0].clone(),
         name: names[1].clone(),

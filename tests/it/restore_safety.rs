@@ -9,7 +9,6 @@
 //! DBA would check on the server afterwards (roles, memberships, settings, rows).
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use pgsandbox::{PgServer, ADMIN_PASSWORD, ADMIN_ROLE};
@@ -65,38 +64,11 @@ impl Customer {
 }
 
 fn provision(tag: &str) -> Customer {
-    static COUNTER: AtomicU32 = AtomicU32::new(0);
-    util::initialized();
-    // One token (see util::unique): a `-`-separated pid is a token of its own, which
-    // other tests' database names (scratch_PID_N, --name given ones) contain, and a new
-    // customer named in existing objects is refused.
-    let tag: String = tag.chars().filter(char::is_ascii_alphanumeric).collect();
-    let customer = format!(
-        "rs{tag}{}x{}z",
-        std::process::id() % 100_000,
-        COUNTER.fetch_add(1, Ordering::SeqCst)
-    );
     let secrets = tempfile::tempdir().unwrap();
     let backups = tempfile::tempdir().unwrap();
-    let run = odoo_db()
-        .args(["provision", "--customer", &customer, "--secrets-dir"])
-        .arg(secrets.path())
-        .run();
-    run.success();
-    let names: Vec<String> = run
-        .stdout
-        .lines()
-        .filter_map(|line| line.strip_prefix("export DB_NAME="))
-        .map(str::to_string)
-        .collect();
-    assert_eq!(names.len(), 2, "provision output:\n{}", run.stdout);
-    let env = std::fs::read_to_string(secrets.path().join("integration.env")).unwrap();
-    let password = env
-        .lines()
-        .find_map(|line| line.strip_prefix("export DB_PASSWORD="))
-        .expect("DB_PASSWORD in integration.env")
-        .trim_matches(|c| c == '\'' || c == '"')
-        .to_string();
+    let names = util::provision_customer(&util::unique(&format!("rs{tag}")), secrets.path(), &[]);
+    assert_eq!(names.len(), 2, "{names:?}");
+    let password = util::env_password(secrets.path(), "integration");
     Customer {
         base: names[0].clone(),
         name: names[1].clone(),

@@ -464,6 +464,38 @@ pub fn unique(prefix: &str) -> String {
     format!("{prefix}{}x{n}z", std::process::id() % 100_000)
 }
 
+/// Provisions `customer` on the shared harness (initialized first), its secrets in
+/// `secrets`, with `extra` arguments (`--env production`, say); the databases provision
+/// printed, production's first.
+pub fn provision_customer(customer: &str, secrets: &Path, extra: &[&str]) -> Vec<String> {
+    initialized();
+    let run = odoo_db()
+        .args(["provision", "--customer", customer, "--secrets-dir"])
+        .arg(secrets)
+        .args(extra)
+        .run();
+    run.success();
+    let names: Vec<String> = run
+        .stdout
+        .lines()
+        .filter_map(|line| line.strip_prefix("export DB_NAME="))
+        .map(str::to_string)
+        .collect();
+    assert!(!names.is_empty(), "provision output:\n{}", run.stdout);
+    names
+}
+
+/// `DB_PASSWORD` of `<dir>/<env>.env`, as provision wrote it.
+pub fn env_password(dir: &Path, env: &str) -> String {
+    let text = std::fs::read_to_string(dir.join(format!("{env}.env")))
+        .unwrap_or_else(|e| panic!("reading {env}.env: {e}"));
+    text.lines()
+        .find_map(|line| line.strip_prefix("export DB_PASSWORD="))
+        .unwrap_or_else(|| panic!("no DB_PASSWORD in {env}.env"))
+        .trim_matches(|c| c == '\'' || c == '"')
+        .to_string()
+}
+
 /// Everything a user would compare to prove "nothing changed" on a server:
 /// databases with owner, ACL and connection settings; roles with attributes.
 pub fn snapshot(server: &PgServer) -> String {
