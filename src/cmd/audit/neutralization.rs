@@ -18,12 +18,6 @@ use crate::output::check::{Check, Status};
 use crate::pg::steprole::{pinned_search_path, StepRole};
 use crate::servers::{self, Servers};
 
-/// One database's facts, read as a throwaway member of its owner.
-enum Facts {
-    Uuid(Option<String>),
-    State(NeutralizationState),
-}
-
 /// The neutralization checks of every managed integration database.
 pub(super) async fn checks(servers: &Servers) -> Vec<Check> {
     match audit(servers).await {
@@ -78,6 +72,9 @@ async fn audit(servers: &Servers) -> Result<Vec<Check>> {
 }
 
 /// The checks of one integration database: none unless it is a copy of production.
+/// At most two throwaway-role sessions: the production twin's uuid (unless the catalog
+/// records a refresh), then the integration database's uuid and, only when it is a copy,
+/// its neutralization state.
 async fn audit_one(
     servers: &Servers,
     catalog: &Catalog,
@@ -85,34 +82,43 @@ async fn audit_one(
     twin: Option<&ManagedDatabase>,
     is_refreshed: bool,
 ) -> Result<Vec<Check>> {
-    let copied = match (is_refreshed, twin) {
-        (true, _) => true,
-        (false, Some(twin)) => same_uuid(servers, catalog, integration, twin).await?,
-        (false, None) => false,
+    let copy_of = if is_refreshed {
+        CopyOf::Refreshed
+    } else {
+        let twin_uuid = match twin {
+            Some(twin) => read(servers, catalog, twin, None)
+                .await?
+                .and_then(|read| read.uuid),
+            None => None,
+        };
+        match twin_uuid {
+            Some(uuid) => CopyOf::Uuid(uuid),
+            // No production uuid to compare with: not a copy as far as we can tell.
+            None => return Ok(Vec::new()),
+        }
     };
-    if !copied {
-        return Ok(Vec::new());
-    }
-    match read(servers, catalog, integration, false).await? {
-        Some(Facts::State(state)) => Ok(judge(integration, is_refreshed, &state)),
+    match read(servers, catalog, integration, Some(&copy_of)).await? {
+        Some(Read {
+            state: Some(state), ..
+        }) => Ok(judge(integration, is_refreshed, &state)),
         _ => Ok(Vec::new()),
     }
 }
 
-/// Whether the integration database carries its production twin's `database.uuid`.
-async fn same_uuid(
-    servers: &Servers,
-    catalog: &Catalog,
-    integration: &ManagedDatabase,
-    twin: &ManagedDatabase,
-) -> Result<bool> {
-    let Some(Facts::Uuid(Some(uuid))) = read(servers, catalog, integration, true).await? else {
-        return Ok(false);
-    };
-    let Some(Facts::Uuid(Some(twin_uuid))) = read(servers, catalog, twin, true).await? else {
-        return Ok(false);
-    };
-    Ok(uuid == twin_uuid)
+/// What makes a database a copy of production.
+enum CopyOf {
+    /// The catalog records a refresh of it.
+    Refreshed,
+    /// Its `database.uuid` is this one, production's.
+    Uuid(String),
+}
+
+/// What one database says, read as a throwaway member of its owner.
+struct Read {
+    uuid: Option<String>,
+    /// Its neutralization state, read only when it is a copy of production and an
+    /// Odoo database.
+    state: Option<NeutralizationState>,
 }
 
 /// The verdicts on one copy of production.
@@ -151,14 +157,15 @@ fn judge(db: &ManagedDatabase, refreshed: bool, state: &NeutralizationState) -> 
     checks
 }
 
-/// Read the uuid (`uuid_only`) or the neutralization state of `db`, logged in as a
-/// throwaway member of its owner; None when the database is not there to read.
+/// Read `db`'s uuid and, when it is a copy (`copy_of`; None: only the uuid is wanted),
+/// its neutralization state, in one session as a throwaway member of its owner; None
+/// when the database is not there to read.
 async fn read(
     servers: &Servers,
     catalog: &Catalog,
     db: &ManagedDatabase,
-    uuid_only: bool,
-) -> Result<Option<Facts>> {
+    copy_of: Option<&CopyOf>,
+) -> Result<Option<Read>> {
     let admin = servers.primary(&db.cluster)?;
     let server = servers.connect_primary(&db.cluster).await?;
     if !open_to_its_owner(&server, &db.name, &db.owner).await? || !is_odoo(&admin, &db.name).await?
@@ -167,22 +174,27 @@ async fn read(
     }
     let role =
         StepRole::create(&server, catalog, &db.cluster, &db.name, &db.owner, "audit").await?;
-    let facts = async {
+    let read = async {
         let client = pinned_search_path(&role.login(&admin))
             .connect(&servers::admin_session())
             .await
             .with_context(|| format!("connecting to {} as {}", db.name, role.name))?;
-        if uuid_only {
-            return Ok(Facts::Uuid(odoo::database_uuid(&client).await?));
-        }
-        if odoo::inspect(&client).await?.is_none() {
-            return Ok(Facts::Uuid(None));
-        }
-        Ok::<_, crate::error::Error>(Facts::State(odoo::neutralization_state(&client).await?))
+        let uuid = odoo::database_uuid(&client).await?;
+        let copy = match copy_of {
+            None => false,
+            Some(CopyOf::Refreshed) => true,
+            Some(CopyOf::Uuid(production)) => uuid.as_deref() == Some(production.as_str()),
+        };
+        let state = if copy && odoo::inspect(&client).await?.is_some() {
+            Some(odoo::neutralization_state(&client).await?)
+        } else {
+            None
+        };
+        Ok::<_, crate::error::Error>(Read { uuid, state })
     }
     .await;
     role.drop(&server, catalog, &admin).await?;
-    facts.map(Some)
+    read.map(Some)
 }
 
 /// Whether `database` exists and its owner may connect to it. A database closed to
