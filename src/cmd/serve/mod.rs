@@ -193,6 +193,7 @@ async fn reopen(app: &App) {
 
 /// Puts `fleet` in service and closes the one it replaces.
 async fn swap(app: &App, fleet: Fleet) {
+    app.memory.forget_all_but(&fleet.clusters);
     let old = std::mem::replace(&mut *app.fleet.write().await, Arc::new(fleet));
     match Arc::try_unwrap(old) {
         Ok(old) => old.close().await,

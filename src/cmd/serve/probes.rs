@@ -162,6 +162,20 @@ pub(crate) struct Memory {
 }
 
 impl Memory {
+    /// After a reload: the renderings are made again (the served clusters, or their
+    /// servers, may differ), and the lag history of clusters no longer served goes.
+    /// Counters stay: Prometheus expects them never to go back.
+    pub(crate) fn forget_all_but(&self, clusters: &[String]) {
+        self.rendered
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+        self.history
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|(cluster, _), _| clusters.contains(cluster));
+    }
+
     /// The rendering of `outcomes`, from the cache when they are the ones it was made of.
     pub(crate) fn rendered(
         &self,
@@ -258,6 +272,30 @@ mod tests {
         report.clusters = vec![cluster];
         report.checks = checks;
         report
+    }
+
+    #[test]
+    fn a_reload_renders_again_and_forgets_the_history_of_clusters_no_longer_served() {
+        let memory = Memory::default();
+        let now = chrono::Utc::now();
+        for cluster in ["kept", "gone"] {
+            let mut named = report(now, 7);
+            named.clusters[0].name = cluster.to_string();
+            memory.record(cluster, &Ok(named), Duration::from_millis(5));
+        }
+        let outcomes = vec![("kept".to_string(), Arc::new(Ok(report(now, 7))))];
+        let first = memory.rendered(&outcomes, || "rendered".to_string());
+        // The same outcomes: the cached text, not a new rendering.
+        let again = memory.rendered(&outcomes, || unreachable!("rendered twice"));
+        assert!(Arc::ptr_eq(&first, &again));
+
+        memory.forget_all_but(&["kept".to_string()]);
+        assert_eq!(memory.history_of("kept", "db2").len(), 1);
+        assert!(memory.history_of("gone", "db2").is_empty());
+        // Counters never go back.
+        assert_eq!(memory.counters.lock().unwrap()["gone"].probes, 1);
+        let after = memory.rendered(&outcomes, || "rendered again".to_string());
+        assert_eq!(after.as_str(), "rendered again");
     }
 
     #[test]
