@@ -44,6 +44,12 @@ impl Servers {
         })
     }
 
+    /// Whether every SSH master of the clusters behind a bastion still answers (true
+    /// when there is none).
+    pub async fn ssh_masters_answer(&self) -> bool {
+        self.bastions.all_answer().await
+    }
+
     /// Close the SSH masters and forwards now (dropping does it too, blocking).
     pub async fn close(self) {
         self.bastions.close().await;

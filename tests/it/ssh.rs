@@ -1160,3 +1160,51 @@ fn serve_keeps_its_ssh_master_and_opens_it_again_when_it_dies() {
     assert_eq!(status.code(), Some(0));
     route.assert_clean();
 }
+
+/// A standby behind the bastion that is down (nothing listens where it is said to be):
+/// its server is reported down on every scrape, and serve keeps its SSH masters, which
+/// all still answer, instead of opening them again on every probe.
+#[test]
+fn serve_keeps_its_masters_while_a_server_behind_the_bastion_is_down() {
+    let harness = util::initialized();
+    let route = Route::good();
+    let ghost_port = free_port();
+    let toml = route.apply(&harness.config_toml(), None).replacen(
+        "standbys = [",
+        &format!(
+            "standbys = [{{ name = \"ghost\", url = \"postgresql://{}@127.0.0.1:{ghost_port}/postgres?sslmode=disable\" }}, ",
+            pgsandbox::ADMIN_ROLE
+        ),
+        1,
+    );
+    assert!(toml.contains("name = \"ghost\""), "{toml}");
+    let config = route.write(&format!("{toml}\n[serve]\nmin_interval = \"0s\"\n"));
+    let addr = format!("127.0.0.1:{}", free_port());
+    let mut serve = route
+        .odoo_db(harness, &config)
+        .args(["serve", "--listen", &addr])
+        .spawn();
+    wait_until(Duration::from_secs(30), "serve listens", || {
+        std::net::TcpStream::connect(&addr).is_ok()
+    });
+    let servers = harness.servers().count() + 1;
+    let up = |values: Vec<f64>| values.iter().filter(|&&v| v == 1.0).count();
+    assert_eq!(up(serve_up(&addr)), servers - 1);
+    let masters = held_masters(&route, servers);
+    for _ in 0..5 {
+        let values = serve_up(&addr);
+        assert_eq!(values.len(), servers, "{values:?}");
+        assert_eq!(up(values), servers - 1);
+    }
+    // Time for masters opened again after those probes (they would be new processes).
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(held_masters(&route, servers), masters);
+
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(serve.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    assert_eq!(serve.wait().unwrap().code(), Some(0));
+    route.assert_clean();
+}

@@ -159,6 +159,19 @@ impl Bastions {
         }
     }
 
+    /// Whether every master still answers on its control socket. A bastion that could
+    /// not be reached when the run began counts as not answering: opening the masters
+    /// again may reach it now.
+    pub async fn all_answer(&self) -> bool {
+        for master in self.masters.values() {
+            match master {
+                Ok(master) if master.answers().await => {}
+                _ => return false,
+            }
+        }
+        true
+    }
+
     /// Close every master and its forwards, and remove the control directories.
     pub async fn close(mut self) {
         let masters = std::mem::take(&mut self.masters);

@@ -134,6 +134,11 @@ impl Master {
         Ok(master)
     }
 
+    /// Whether the master still answers on its control socket.
+    pub(crate) async fn answers(&self) -> bool {
+        self.link.check().await
+    }
+
     pub(crate) fn route(&self, params: ConnParams) -> ConnParams {
         let target = Target::of(&params);
         let bastion = &self.link.destination;

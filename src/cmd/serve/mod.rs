@@ -173,11 +173,19 @@ async fn reload(app: &App, path: &Path, args: &ServeArgs) {
     tracing::info!("configuration reloaded from {}", path.display());
 }
 
-/// A server behind a bastion could not be reached: the SSH masters are opened again
-/// (with new pools, since the forwards' local ports change) for the next probe.
+/// A server behind a bastion could not be reached: unless every SSH master still
+/// answers (then the server itself is down, and new masters would not bring it back),
+/// the masters are opened again (with new pools, since the forwards' local ports
+/// change) for the next probe.
 async fn reopen(app: &App) {
     let (config, clusters) = {
         let fleet = app.fleet.read().await;
+        if fleet.ssh_masters_answer().await {
+            tracing::debug!(
+                "a server behind a bastion is unreachable but every SSH master answers: not opening them again"
+            );
+            return;
+        }
         (fleet.config.clone(), fleet.clusters.clone())
     };
     match Fleet::open(config, clusters).await {

@@ -97,6 +97,11 @@ impl Fleet {
         Some(outcome)
     }
 
+    /// Whether every SSH master of the fleet still answers.
+    pub(crate) async fn ssh_masters_answer(&self) -> bool {
+        self.servers.ssh_masters_answer().await
+    }
+
     fn behind_bastion(&self, name: &str) -> bool {
         self.config
             .cluster(name)
