@@ -317,7 +317,9 @@ pub async fn dump(
     // The customer may have given its database `statement_timeout = 1ms`, a read-only
     // default or a bad search_path: pg_dump resets most of them itself, but only after
     // its first queries, so the session overrides them from the start, as a restore's.
-    let params = &params.with_startup_options(&restore_session_options(server_major));
+    let params = &params
+        .with_startup_options(&restore_session_options(server_major))
+        .with_application_name(PG_DUMP_APPLICATION_NAME);
     // It and its missing parents 0700 whatever the umask; an existing one that others
     // can write (or that is not ours) is refused: they could swap the dump.
     safefs::ensure_private_dir(dir, "backup directory")?;
@@ -679,6 +681,30 @@ pub fn restore_session_options(server_major: u32) -> Vec<&'static str> {
     switches
 }
 
+/// What `pg_stat_activity` shows for odoo-db's pg_dump sessions: a DBA (and health's
+/// xmin horizon check) sees which of odoo-db's sessions is the dump.
+pub const PG_DUMP_APPLICATION_NAME: &str = "odoo-db pg_dump";
+
+/// Whether this server's parallel workers may refuse the restore. A regression of some
+/// minor releases (seen on 12.22, fixed in 13.19, 14.16, 15.11, 16.7 and 17.3; 12 had no
+/// release after 12.22) makes a parallel worker check CONNECT as the role the session
+/// acts as, not as the one that logged in. The restore acts as the owner, who has no
+/// CONNECT while the database is closed to all but odoo-db, so a parallel scan or index
+/// build fails: "permission denied for database … CONTEXT: parallel worker". On every
+/// release older than the fix, the restore runs without parallel workers (slower index
+/// builds, the same result).
+fn parallel_workers_check_connect_as_the_current_role(server_version_num: u32) -> bool {
+    match server_version_num / 10000 {
+        ..=12 => true,
+        13 => server_version_num < 130019,
+        14 => server_version_num < 140016,
+        15 => server_version_num < 150011,
+        16 => server_version_num < 160007,
+        17 => server_version_num < 170003,
+        _ => false,
+    }
+}
+
 /// How a restore goes in: a backup of the database itself (one transaction, with its
 /// ACL), or a copy of another database (production's, for a refresh: in parallel,
 /// without its ACL, publications or subscriptions).
@@ -703,11 +729,18 @@ pub async fn restore(
     login: &ConnParams,
     path: &Path,
     owner: &str,
-    server_major: u32,
+    server_version_num: u32,
     mode: RestoreMode,
 ) -> Result<()> {
-    let login =
-        crate::pg::steprole::with_startup_options(login, &restore_session_options(server_major));
+    let server_major = server_version_num / 10000;
+    let mut options = restore_session_options(server_major);
+    if parallel_workers_check_connect_as_the_current_role(server_version_num) {
+        options.extend([
+            "-c max_parallel_workers_per_gather=0",
+            "-c max_parallel_maintenance_workers=0",
+        ]);
+    }
+    let login = crate::pg::steprole::with_startup_options(login, &options);
     if needs_script_detour(tools, server_major) {
         return restore_through_psql(tools, &login, path, owner, mode).await;
     }
@@ -843,7 +876,9 @@ pub async fn dump_directory(
     server_major: u32,
     expected_bytes: u64,
 ) -> Result<u64> {
-    let params = &params.with_startup_options(&restore_session_options(server_major));
+    let params = &params
+        .with_startup_options(&restore_session_options(server_major))
+        .with_application_name(PG_DUMP_APPLICATION_NAME);
     let mut pg_dump = libpq_command(tools, "pg_dump", Some(params));
     pg_dump
         .arg("--format=directory")
@@ -1005,6 +1040,24 @@ mod tests {
         );
         assert!(to_prune(&files, 5, &[]).is_empty());
         assert!(to_prune(&files[..1], 1, &[]).is_empty());
+    }
+
+    #[test]
+    fn parallel_workers_are_off_for_a_restore_on_releases_older_than_the_fix() {
+        for affected in [120022, 130018, 140015, 150010, 160006, 170002, 170000] {
+            assert!(
+                parallel_workers_check_connect_as_the_current_role(affected),
+                "{affected}"
+            );
+        }
+        for fixed in [
+            130019, 140016, 150011, 150020, 160007, 170003, 180000, 180004,
+        ] {
+            assert!(
+                !parallel_workers_check_connect_as_the_current_role(fixed),
+                "{fixed}"
+            );
+        }
     }
 
     #[test]

@@ -774,7 +774,25 @@ fn restored_rows(server: &PgServer, archive: &Path) -> i64 {
     server
         .psql_superuser(&format!("CREATE DATABASE {scratch}"))
         .unwrap();
-    let out = std::process::Command::new(server.bin("pg_restore"))
+    // As a script through psql: pg_restore 17+ sets transaction_timeout, which older
+    // servers do not know (odoo-db's own restore takes the same detour).
+    let script = std::process::Command::new(server.bin("pg_restore"))
+        .args(["--no-owner", "--no-acl", "--file=-"])
+        .arg(archive)
+        .output()
+        .unwrap();
+    assert!(
+        script.status.success(),
+        "pg_restore: {}",
+        String::from_utf8_lossy(&script.stderr)
+    );
+    let script: String = String::from_utf8(script.stdout)
+        .unwrap()
+        .lines()
+        .filter(|line| !line.starts_with("SET transaction_timeout"))
+        .map(|line| format!("{line}\n"))
+        .collect();
+    let mut psql = std::process::Command::new(server.bin("psql"))
         .arg("-h")
         .arg(&server.socket_dir)
         .args([
@@ -782,17 +800,30 @@ fn restored_rows(server: &PgServer, archive: &Path) -> i64 {
             &server.port.to_string(),
             "-U",
             "postgres",
-            "--no-owner",
-            "--no-acl",
+            "-X",
+            "-q",
+            "-v",
+            "ON_ERROR_STOP=1",
             "-d",
             &scratch,
         ])
-        .arg(archive)
-        .output()
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .unwrap();
+    {
+        use std::io::Write;
+        psql.stdin
+            .take()
+            .unwrap()
+            .write_all(script.as_bytes())
+            .unwrap();
+    }
+    let out = psql.wait_with_output().unwrap();
     assert!(
         out.status.success(),
-        "pg_restore: {}",
+        "psql: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     let rows = one(server, &scratch, "SELECT count(*) FROM orders")

@@ -798,6 +798,14 @@ impl ConnParams {
 
     /// The same server, another database. A password from the password file (or none)
     /// is looked up again, since the file's lines can differ by database.
+    /// The same parameters with another `application_name` (what `pg_stat_activity`
+    /// shows, e.g. for a tool's sessions).
+    pub fn with_application_name(&self, name: &str) -> ConnParams {
+        let mut params = self.clone();
+        params.application_name = Some(name.to_string());
+        params
+    }
+
     pub fn with_dbname(&self, dbname: &str) -> ConnParams {
         let mut params = self.clone();
         params.dbname = Some(dbname.to_string());

@@ -308,7 +308,7 @@ impl Job {
             &role.login(&self.params),
             path,
             &props.owner,
-            self.server_major(),
+            self.version_num as u32,
             mode,
         )
         .await;
