@@ -1110,22 +1110,27 @@ fn serve_up(addr: &str) -> Vec<f64> {
         .collect()
 }
 
-#[test]
-fn serve_keeps_its_ssh_master_and_opens_it_again_when_it_dies() {
-    let harness = util::initialized();
-    let route = Route::good();
-    let config = route.write(&format!(
-        "{}\n[serve]\nmin_interval = \"0s\"\n",
-        route.apply(&harness.config_toml(), None)
-    ));
+/// `serve` on `toml` (a config routed through the bastion) with a probe per scrape,
+/// once it listens: the process and its address.
+fn serve_through(route: &Route, harness: &Harness, toml: &str) -> (Child, String) {
+    let config = route.write(&format!("{toml}\n[serve]\nmin_interval = \"0s\"\n"));
     let addr = format!("127.0.0.1:{}", free_port());
-    let mut serve = route
+    let serve = route
         .odoo_db(harness, &config)
         .args(["serve", "--listen", &addr])
         .spawn();
     wait_until(Duration::from_secs(30), "serve listens", || {
         std::net::TcpStream::connect(&addr).is_ok()
     });
+    (serve, addr)
+}
+
+#[test]
+fn serve_keeps_its_ssh_master_and_opens_it_again_when_it_dies() {
+    let harness = util::initialized();
+    let route = Route::good();
+    let (mut serve, addr) =
+        serve_through(&route, harness, &route.apply(&harness.config_toml(), None));
     let servers = harness.servers().count();
     assert_eq!(serve_up(&addr), vec![1.0; servers]);
     // One master per server (no server's answers queue behind another's in one SSH
@@ -1178,15 +1183,7 @@ fn serve_keeps_its_masters_while_a_server_behind_the_bastion_is_down() {
         1,
     );
     assert!(toml.contains("name = \"ghost\""), "{toml}");
-    let config = route.write(&format!("{toml}\n[serve]\nmin_interval = \"0s\"\n"));
-    let addr = format!("127.0.0.1:{}", free_port());
-    let mut serve = route
-        .odoo_db(harness, &config)
-        .args(["serve", "--listen", &addr])
-        .spawn();
-    wait_until(Duration::from_secs(30), "serve listens", || {
-        std::net::TcpStream::connect(&addr).is_ok()
-    });
+    let (mut serve, addr) = serve_through(&route, harness, &toml);
     let servers = harness.servers().count() + 1;
     let up = |values: Vec<f64>| values.iter().filter(|&&v| v == 1.0).count();
     assert_eq!(up(serve_up(&addr)), servers - 1);
