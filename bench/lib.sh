@@ -1,6 +1,33 @@
-# Shared by the serve benchmarks (serve.sh, fleet.sh, ssh.sh): starting `odoo-db serve`,
-# timing scrapes the way Prometheus makes them, and reading what serve holds. Sourced,
-# not run; the caller sets BIN (the odoo-db binary) and WORK (its scratch directory).
+# Shared by the benchmarks: a sandbox of the bench's own (recreate.sh, refresh.sh,
+# lifecycle.sh), and for the serve benchmarks (serve.sh, fleet.sh, ssh.sh) starting
+# `odoo-db serve`, timing scrapes the way Prometheus makes them and reading what serve
+# holds. Sourced, not run; the caller sets BIN (the odoo-db binary), and WORK (its
+# scratch directory) unless sandbox_start makes it.
+
+# A new scratch directory WORK with a sandbox in SANDBOX=$WORK/sandbox, on three free
+# consecutive ports BASE..BASE+2 drawn from FIRST_PORT..FIRST_PORT+2999 (away from 5432
+# and the sandbox's default range); both are removed when the script exits.
+#   sandbox_start FIRST_PORT
+sandbox_start() {
+  WORK=$(mktemp -d /tmp/odoo-db-bench-XXXXXX)
+  chmod 711 "$WORK" # the servers run as the postgres OS user when we are root
+  SANDBOX=$WORK/sandbox
+  trap sandbox_remove EXIT
+  local _
+  for _ in $(seq 1 50); do
+    BASE=$(($1 + RANDOM % 3000))
+    listening "$BASE" || listening $((BASE + 1)) || listening $((BASE + 2)) || break
+  done
+  echo "# starting a sandbox in $SANDBOX (ports $BASE-$((BASE + 2)))" >&2
+  "$BIN" -q sandbox up --dir "$SANDBOX" --port "$BASE" >"$WORK/exports"
+}
+
+sandbox_remove() {
+  "$BIN" sandbox down --dir "$SANDBOX" >/dev/null 2>&1 || true
+  rm -rf "$WORK"
+}
+
+listening() { ss -Hltn "sport = :$1" | grep -q .; }
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 

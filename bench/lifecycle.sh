@@ -25,22 +25,9 @@ else
     BIN=$ODOO_DB_BIN
 fi
 
-WORK=$(mktemp -d /tmp/odoo-db-bench-XXXXXX)
-chmod 711 "$WORK" # the servers run as the postgres OS user when we are root
-SANDBOX=$WORK/sandbox
-cleanup() {
-    "$BIN" sandbox down --dir "$SANDBOX" >/dev/null 2>&1 || true
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-listening() { ss -Hltn "sport = :$1" | grep -q .; }
-for _ in $(seq 1 50); do
-    BASE=$((59000 + RANDOM % 3000))
-    listening "$BASE" || listening $((BASE + 1)) || listening $((BASE + 2)) || break
-done
-echo "# starting a sandbox in $SANDBOX (ports $BASE-$((BASE + 2)))" >&2
-"$BIN" -q sandbox up --dir "$SANDBOX" --port "$BASE" >"$WORK/exports"
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
+sandbox_start 59000
 cp "$SANDBOX/odoo-db.toml" "$WORK/odoo-db.toml"
 printf '\n[lifecycle]\ngrace = "0s"\narchive_dir = "%s"\n' "$WORK/archives" >>"$WORK/odoo-db.toml"
 export ODOO_DB_CONFIG=$WORK/odoo-db.toml PGPASSFILE=$SANDBOX/pgpass

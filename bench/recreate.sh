@@ -25,23 +25,9 @@ PLAIN_RUNS=${3:-$((3 * RUNS))}
 cargo build --release --quiet
 BIN=$PWD/target/release/odoo-db
 
-WORK=$(mktemp -d /tmp/odoo-db-bench-XXXXXX)
-chmod 711 "$WORK" # the servers run as the postgres OS user when we are root
-SANDBOX=$WORK/sandbox
-cleanup() {
-    "$BIN" sandbox down --dir "$SANDBOX" >/dev/null 2>&1 || true
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-# Three free consecutive ports, away from the usual 5432 and the sandbox default range.
-listening() { ss -Hltn "sport = :$1" | grep -q .; }
-for _ in $(seq 1 50); do
-    BASE=$((56000 + RANDOM % 3000))
-    listening "$BASE" || listening $((BASE + 1)) || listening $((BASE + 2)) || break
-done
-echo "# starting a sandbox in $SANDBOX (ports $BASE-$((BASE + 2)))" >&2
-"$BIN" -q sandbox up --dir "$SANDBOX" --port "$BASE" >"$WORK/exports"
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
+sandbox_start 56000
 export ODOO_DB_CONFIG=$SANDBOX/odoo-db.toml PGPASSFILE=$SANDBOX/pgpass
 "$BIN" -q init >/dev/null
 mkdir -m 700 "$WORK/secrets"

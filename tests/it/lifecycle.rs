@@ -90,37 +90,7 @@ impl Customer {
     /// Run odoo-db with its own config on a pseudo-terminal (util-linux `script`),
     /// typing `input`; the exit code and everything shown on the terminal.
     fn on_a_tty(&self, args: &[&str], input: &str) -> (i32, String) {
-        use std::io::Write;
-        use std::process::{Command, Stdio};
-        let config = self.config();
-        let command = [env!("CARGO_BIN_EXE_odoo-db"), "--config"]
-            .into_iter()
-            .chain(std::iter::once(config.to_str().unwrap()))
-            .chain(args.iter().copied())
-            .map(|word| format!("'{}'", word.replace('\'', r"'\''")))
-            .collect::<Vec<_>>()
-            .join(" ");
-        let mut child = Command::new("script")
-            .args(["-q", "-e", "-c", &command, "/dev/null"])
-            .env("PGPASSFILE", shared().pgpass_path())
-            .env_remove("ODOO_DB_CONFIG")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("running `script` (util-linux) to get a TTY");
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(input.as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
-        (
-            out.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&out.stdout).into_owned()
-                + &String::from_utf8_lossy(&out.stderr),
-        )
+        util::on_a_tty(&self.config(), args, input)
     }
 }
 

@@ -613,35 +613,9 @@ async fn without_a_tty_yes_is_required_and_a_wrong_answer_on_a_tty_changes_nothi
     assert_recreated(&c.name, before.properties.as_deref().unwrap(), before.oid).await;
 }
 
-/// Run odoo-db with a pseudo-terminal as stdin/stdout (util-linux `script`), typing
-/// `input`; returns the exit code and everything shown on the terminal.
+/// Run odoo-db with the shared config on a pseudo-terminal, typing `input`.
 fn on_a_tty(args: &[&str], input: &str) -> (i32, String) {
-    use std::io::Write;
-    let command = std::iter::once(env!("CARGO_BIN_EXE_odoo-db"))
-        .chain(args.iter().copied())
-        .map(|word| format!("'{}'", word.replace('\'', r"'\''")))
-        .collect::<Vec<_>>()
-        .join(" ");
-    let mut child = Command::new("script")
-        .args(["-q", "-e", "-c", &command, "/dev/null"])
-        .env("ODOO_DB_CONFIG", shared().config_path())
-        .env("PGPASSFILE", shared().pgpass_path())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("running `script` (util-linux) to get a TTY");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
-    )
+    util::on_a_tty(&shared().config_path(), args, input)
 }
 
 #[tokio::test]

@@ -464,6 +464,42 @@ pub fn unique(prefix: &str) -> String {
     format!("{prefix}{}x{n}z", std::process::id() % 100_000)
 }
 
+/// Runs odoo-db with `config` (and the shared harness's pgpass) on a pseudo-terminal
+/// (util-linux `script`), typing `input`: the exit code and everything shown on the
+/// terminal.
+pub fn on_a_tty(config: &Path, args: &[&str], input: &str) -> (i32, String) {
+    use std::io::Write;
+    let command = [env!("CARGO_BIN_EXE_odoo-db"), "--config"]
+        .into_iter()
+        .chain(std::iter::once(
+            config.to_str().expect("a UTF-8 config path"),
+        ))
+        .chain(args.iter().copied())
+        .map(|word| format!("'{}'", word.replace('\'', r"'\''")))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let mut child = Command::new("script")
+        .args(["-q", "-e", "-c", &command, "/dev/null"])
+        .env("PGPASSFILE", shared().pgpass_path())
+        .env_remove("ODOO_DB_CONFIG")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("running `script` (util-linux) to get a TTY");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
 /// Provisions `customer` on the shared harness (initialized first), its secrets in
 /// `secrets`, with `extra` arguments (`--env production`, say); the databases provision
 /// printed, production's first.
