@@ -179,7 +179,8 @@ async fn reload(app: &App, path: &Path, args: &ServeArgs) {
 /// change) for the next probe.
 async fn reopen(app: &App) {
     let (config, clusters) = {
-        let fleet = app.fleet.read().await;
+        // Asked outside the lock: a reload must not wait for the masters' answers.
+        let fleet = app.fleet.read().await.clone();
         if fleet.ssh_masters_answer().await {
             tracing::debug!(
                 "a server behind a bastion is unreachable but every SSH master answers: not opening them again"
