@@ -138,17 +138,21 @@ fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-/// Log in over TCP with SCRAM as `role` into `db` (as Odoo would) and run `SELECT 1`.
+/// Log in over TCP with SCRAM as `role` into `db` (as Odoo would) and run `SELECT 1`;
+/// returns once the session has left the server, so that no later snapshot sees it.
 fn login(server: &PgServer, role: &str, password: &str, db: &str) -> Result<(), String> {
     runtime().block_on(async {
         let client = connect_tcp(server, role, password, db)
             .await
             .map_err(|e| odoo_db::error::describe_pg_error(&e))?;
-        client
-            .simple_query("SELECT 1")
+        let pid: i32 = client
+            .query_one("SELECT pg_backend_pid()", &[])
             .await
-            .map(|_| ())
-            .map_err(|e| e.to_string())
+            .map_err(|e| e.to_string())?
+            .get(0);
+        drop(client);
+        util::backend_gone(server, pid).await;
+        Ok(())
     })
 }
 
@@ -724,6 +728,15 @@ fn populate(c: &Customer) {
                 ))
                 .await
                 .unwrap();
+            // Gone before anything counts the customer's sessions (a refusal's
+            // before-and-after snapshot, retire's "no sessions" gate).
+            let pid: i32 = client
+                .query_one("SELECT pg_backend_pid()", &[])
+                .await
+                .unwrap()
+                .get(0);
+            drop(client);
+            util::backend_gone(server, pid).await;
         });
     }
 }

@@ -139,7 +139,20 @@ pub async fn superuser_rows(
     let result = client.simple_query(sql).await;
     drop(client);
     let _ = connection.await;
-    // The backend exits a moment after its client.
+    backend_gone(server, pid).await;
+    Ok(result?
+        .into_iter()
+        .filter_map(|message| match message {
+            tokio_postgres::SimpleQueryMessage::Row(row) => Some(row.get(0).map(str::to_string)),
+            _ => None,
+        })
+        .collect())
+}
+
+/// Returns once backend `pid` has left `server` (at most 10 s): a backend exits a moment
+/// after its client closed the connection, and until then it shows in
+/// `pg_stat_activity`, where a snapshot or a command's "no sessions" gate would see it.
+pub async fn backend_gone(server: &PgServer, pid: i32) {
     let maintenance = server
         .superuser()
         .await
@@ -159,13 +172,6 @@ pub async fn superuser_rows(
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    Ok(result?
-        .into_iter()
-        .filter_map(|message| match message {
-            tokio_postgres::SimpleQueryMessage::Row(row) => Some(row.get(0).map(str::to_string)),
-            _ => None,
-        })
-        .collect())
 }
 
 /// PIDs of the live processes whose working directory is inside `dir` (every
