@@ -10,8 +10,9 @@
 //!    database is refused);
 //! 2. the gates, re-verified on the servers now, whatever the catalog says: suspended
 //!    in every environment for the grace period (the refusal says when retire becomes
-//!    possible), the role still NOLOGIN, nobody but odoo-db holding CONNECT, no
-//!    session, nothing of the role elsewhere in the cluster (`pg_shdepend`), and on
+//!    possible), the role still NOLOGIN and still the database's owner, nobody but
+//!    odoo-db holding CONNECT, no session, nothing of the role elsewhere in the
+//!    cluster (`pg_shdepend`), and on
 //!    PostgreSQL 16+ ADMIN OPTION on the role (refused with the GRANT a superuser must
 //!    run); the archive directory private and the client tools there;
 //! 3. print the plan; `--dry-run` stops here; confirmation: the customer's name typed
@@ -197,6 +198,14 @@ async fn verify_database(plan: &mut Plan) -> Result<()> {
             target.cluster
         )));
     };
+    // Given to another role behind odoo-db's back: archiving and dropping it would end
+    // that role's database, not this customer's.
+    if inspection.props.owner != *name {
+        return Err(undone(
+            target,
+            &format!("its database is now owned by {:?}", inspection.props.owner),
+        ));
+    }
     let holders: Vec<String> = lifecycle::connect_holders(&inspection.props, &target.agent)
         .iter()
         .map(lifecycle::grantee_name)

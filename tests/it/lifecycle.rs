@@ -942,6 +942,25 @@ fn retire_after_the_grace_archives_drops_and_leaves_tombstones() {
             c.base
         ))
         .unwrap();
+    // Given to another role behind odoo-db's back: retire would end that role's database.
+    primary()
+        .psql_superuser(&format!(
+            "CREATE ROLE {0}_other; ALTER DATABASE {0} OWNER TO {0}_other",
+            c.base
+        ))
+        .unwrap();
+    assert_refused(
+        &c,
+        c.cmd("retire", &["--yes"]),
+        Some(&archives),
+        "now owned by",
+    );
+    primary()
+        .psql_superuser(&format!(
+            "ALTER DATABASE {0} OWNER TO {0}; DROP ROLE {0}_other",
+            c.base
+        ))
+        .unwrap();
     let dry = c.cmd("retire", &["--dry-run"]).run();
     dry.success();
     assert!(archive_files(&c).is_empty(), "a dry run writes nothing");

@@ -326,6 +326,65 @@ async fn settings_the_owner_gave_its_database_never_block_its_restore() {
     assert_eq!(step_roles_left(&c.name).await, (String::new(), 0));
 }
 
+/// Row-level security is the customer's to turn on in its own database. Its policies do
+/// not restrict the table's owner, and odoo-db's role, which inherits the owner's
+/// privileges, counts as the owner: recreate's backup holds every row and restore brings
+/// them back, policy included. Forced on the owner too, the policies would hide rows
+/// from any dump (pg_dump's `row_security = off` refuses the table): the backup fails
+/// with PostgreSQL's hint and nothing is dropped.
+#[tokio::test]
+async fn row_level_security_the_customer_turned_on_hides_no_row_from_its_backup() {
+    let c = provision("rls");
+    let customer = c.session().await;
+    customer
+        .batch_execute(
+            "CREATE TABLE public.secret (i int PRIMARY KEY, h text);
+             INSERT INTO public.secret SELECT g, md5(g::text) FROM generate_series(1, 500) g;
+             ALTER TABLE public.secret ENABLE ROW LEVEL SECURITY;
+             CREATE POLICY nobody ON public.secret USING (false);",
+        )
+        .await
+        .unwrap();
+    drop(customer);
+    let content =
+        "SELECT count(*)::text || ' ' || md5(string_agg(s::text, ',' ORDER BY i)) FROM secret s";
+    let security = "SELECT relrowsecurity::text || ' ' || relforcerowsecurity::text || ' '
+                           || (SELECT string_agg(polname, ',') FROM pg_policy WHERE polrelid = c.oid)
+                      FROM pg_class c WHERE oid = 'public.secret'::regclass";
+    let before_data = superuser_in(&c.name, content).await;
+    assert!(
+        before_data[0].as_deref().unwrap().starts_with("500 "),
+        "{before_data:?}"
+    );
+    let before_security = superuser_in(&c.name, security).await;
+    assert_eq!(before_security, [Some("true false nobody".to_string())]);
+
+    c.recreate(&[]).run().success();
+    c.restore().run().success();
+    assert_eq!(superuser_in(&c.name, content).await, before_data);
+    assert_eq!(superuser_in(&c.name, security).await, before_security);
+
+    // Forced on the owner: no dump can see the rows, so none is taken.
+    c.session()
+        .await
+        .batch_execute("ALTER TABLE public.secret FORCE ROW LEVEL SECURITY")
+        .await
+        .unwrap();
+    let backups_before = c.backup_files();
+    let run = c.recreate(&[]).run();
+    assert_stderr(
+        &run,
+        1,
+        &[
+            "row-level security",
+            "NO FORCE ROW LEVEL SECURITY",
+            "nothing was dropped",
+        ],
+    );
+    assert_eq!(superuser_in(&c.name, content).await, before_data);
+    assert_eq!(c.backup_files(), backups_before);
+}
+
 /// Item 1: what odoo-db's role could not create again from the backup (an extension
 /// that is not trusted, created by a superuser; an object owned by another role) is
 /// refused at plan time, named, with nothing changed; `--no-backup` goes ahead.
