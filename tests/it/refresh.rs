@@ -682,6 +682,16 @@ async fn killed_at(point: &str, tag: &str) {
             "{point}: the integration role got in"
         );
     }
+    // `list` says which kind of run was interrupted, and where.
+    let list = odoo_db().args(["list", "--format", "json"]).run();
+    list.success();
+    let listed: serde_json::Value = serde_json::from_str(&list.stdout).unwrap();
+    let entry = listed
+        .as_array()
+        .and_then(|entries| entries.iter().find(|e| e["name"] == c.name.as_str()))
+        .unwrap_or_else(|| panic!("{} is not listed: {}", c.name, list.stdout));
+    assert_eq!(entry["state"], "refreshing", "{point}: {entry}");
+    assert!(entry["step"].is_string(), "{point}: {entry}");
     let recreate = odoo_db()
         .args(["recreate", &c.name, "--yes", "--backup-dir"])
         .arg(c.backups.path())
