@@ -712,6 +712,113 @@ fn rotate_killed_between_the_file_and_alter_role_is_finished_by_a_rerun() {
     assert!(login(primary(), &c.base, &old, &c.base).is_err());
 }
 
+/// suspend killed after its record (nothing changed on the servers yet), or after
+/// NOLOGIN and the revokes (a session still open): the customer is reported by audit
+/// while it can still log in, the rerun finishes the suspend keeping the first record,
+/// and resume (itself killed once, then run again) puts back exactly what was there
+/// before the first run.
+#[test]
+fn suspend_killed_anywhere_is_finished_by_a_rerun_and_resumes_exactly() {
+    for (point, tag) in [
+        ("suspend-after-record", "skrec"),
+        ("suspend-after-revoke", "skrev"),
+    ] {
+        let c = provision(tag);
+        add_grants(primary(), &c.base);
+        let before: Vec<_> = c.envs().iter().map(|(s, n, _)| access(s, n)).collect();
+        let prod_password = password(c.secrets.path(), "production");
+        // An open session of the customer's (as its Odoo would hold).
+        let session_runtime = runtime();
+        let session = session_runtime
+            .block_on(connect_tcp(primary(), &c.base, &prod_password, &c.base))
+            .unwrap();
+        let run = c
+            .cmd("suspend", &["--yes"])
+            .env("FAILPOINTS", format!("{point}=panic"))
+            .run();
+        assert_eq!(
+            run.code, 101,
+            "{point}: the failpoint stops the run:\n{}",
+            run.stderr
+        );
+        if point == "suspend-after-record" {
+            assert_eq!(
+                c.envs()[0..1]
+                    .iter()
+                    .map(|(s, n, _)| access(s, n))
+                    .collect::<Vec<_>>(),
+                before[0..1],
+                "{point}: nothing changed on the server yet"
+            );
+            // Recorded as suspended but able to log in: the monitoring hears of it.
+            let audit = c.odoo(&["audit", "--format", "json"]).run();
+            let report: serde_json::Value = serde_json::from_str(&audit.stdout)
+                .unwrap_or_else(|e| panic!("{e}: {}", audit.stdout));
+            let finding = report["checks"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|check| {
+                    check["check"] == "suspension"
+                        && check["message"].as_str().unwrap_or("").contains(&c.base)
+                })
+                .cloned()
+                .unwrap_or_else(|| panic!("{point}: audit is silent: {}", audit.stdout));
+            assert_eq!(finding["status"], "WARNING", "{finding}");
+        } else {
+            assert_eq!(access(primary(), &c.base).1.as_deref(), Some("false"));
+        }
+        c.cmd("suspend", &["--yes"]).run().success();
+        for (server, name, _) in c.envs() {
+            assert_eq!(
+                access(server, &name).1.as_deref(),
+                Some("false"),
+                "{point}: {name}"
+            );
+            assert_eq!(
+                one(
+                    server,
+                    "postgres",
+                    &format!("SELECT has_database_privilege('{name}', '{name}', 'CONNECT')::text")
+                )
+                .as_deref(),
+                Some("false"),
+                "{point}: {name}'s role may not connect"
+            );
+        }
+        assert!(
+            session_runtime
+                .block_on(session.simple_query("SELECT 1"))
+                .is_err(),
+            "{point}: the customer's session was ended"
+        );
+        drop(session);
+        drop(session_runtime);
+        // resume killed after giving access back, before closing the record: the rerun
+        // finds nothing left to give and closes it.
+        let run = c
+            .cmd("resume", &[])
+            .env("FAILPOINTS", "resume-after-grants=panic")
+            .run();
+        assert_eq!(run.code, 101, "resume-after-grants:\n{}", run.stderr);
+        c.cmd("resume", &[]).run().success();
+        let list = c.odoo(&["list"]).run();
+        list.success();
+        assert!(
+            list.stdout
+                .lines()
+                .filter(|l| l.contains(&c.base))
+                .all(|l| l.contains("ready")),
+            "{point}: resumed everywhere:\n{}",
+            list.stdout
+        );
+        let resumed: Vec<_> = c.envs().iter().map(|(s, n, _)| access(s, n)).collect();
+        assert_eq!(before, resumed, "{point}: datacl and rolcanlogin as before");
+        login(primary(), &c.base, &prod_password, &c.base)
+            .unwrap_or_else(|e| panic!("{point}: logs in again: {e}"));
+    }
+}
+
 /// Rows the archive must hold.
 const ROWS: i64 = 1000;
 

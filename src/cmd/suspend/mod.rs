@@ -200,6 +200,7 @@ async fn suspend_environment(catalog: &Catalog, plan: &Plan) -> Result<String> {
             props: &props_json,
         })
         .await?;
+    fail::fail_point!("suspend-after-record");
     plan.access
         .apply(&target.client)
         .await
@@ -218,6 +219,7 @@ async fn suspend_environment(catalog: &Catalog, plan: &Plan) -> Result<String> {
         .batch_execute(&statements.join(";\n"))
         .await
         .with_context(context)?;
+    fail::fail_point!("suspend-after-revoke");
     let ended = lifecycle::end_sessions(&target.client, name, name)
         .await
         .with_context(context)?;

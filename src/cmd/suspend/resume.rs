@@ -139,6 +139,7 @@ async fn resume_environment(
         .batch_execute(&format!("BEGIN;\n{};\nCOMMIT", statements.join(";\n")))
         .await
         .with_context(context)?;
+    fail::fail_point!("resume-after-grants");
     catalog.end_suspension(suspension.id).await?;
     catalog
         .record_event(
