@@ -268,6 +268,23 @@ fn assert_refused(c: &Customer, run: OdooDb, dir: Option<&Path>, says: &str) {
     assert_eq!(before, everything(c, dir), "a refusal changed something");
 }
 
+/// audit's `suspension` finding about customer `c`, if any (a suspend someone undid in
+/// part, or one that never finished).
+fn suspension_finding(c: &Customer) -> Option<serde_json::Value> {
+    let audit = c.odoo(&["audit", "--format", "json"]).run();
+    let report: serde_json::Value =
+        serde_json::from_str(&audit.stdout).unwrap_or_else(|e| panic!("{e}: {}", audit.stdout));
+    report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|check| {
+            check["check"] == "suspension"
+                && check["message"].as_str().unwrap_or("").contains(&c.base)
+        })
+        .cloned()
+}
+
 /// A third grantee (a reporting role, with grant option) and PUBLIC's CONNECT, as
 /// adopted databases often have them.
 fn add_grants(server: &PgServer, name: &str) -> String {
@@ -360,28 +377,14 @@ fn suspend_then_resume_puts_back_exactly_what_was_there() {
     assert!(list.stdout.contains("suspended since"), "{}", list.stdout);
 
     // Someone undoes part of the suspend: the audit says so (WARNING).
-    let audit_finding = || {
-        let audit = c.odoo(&["audit", "--format", "json"]).run();
-        let report: serde_json::Value =
-            serde_json::from_str(&audit.stdout).unwrap_or_else(|e| panic!("{e}: {}", audit.stdout));
-        report["checks"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|check| {
-                check["check"] == "suspension"
-                    && check["message"].as_str().unwrap_or("").contains(&c.base)
-            })
-            .cloned()
-    };
     assert!(
-        audit_finding().is_none(),
+        suspension_finding(&c).is_none(),
         "a suspension in place is no finding"
     );
     primary()
         .psql_superuser(&format!("ALTER ROLE {} LOGIN", c.base))
         .unwrap();
-    let finding = audit_finding().expect("a suspended role that can log in is reported");
+    let finding = suspension_finding(&c).expect("a suspended role that can log in is reported");
     assert_eq!(finding["status"], "WARNING", "{finding}");
     assert!(
         finding["message"].as_str().unwrap().contains("can log in"),
@@ -751,19 +754,8 @@ fn suspend_killed_anywhere_is_finished_by_a_rerun_and_resumes_exactly() {
                 "{point}: nothing changed on the server yet"
             );
             // Recorded as suspended but able to log in: the monitoring hears of it.
-            let audit = c.odoo(&["audit", "--format", "json"]).run();
-            let report: serde_json::Value = serde_json::from_str(&audit.stdout)
-                .unwrap_or_else(|e| panic!("{e}: {}", audit.stdout));
-            let finding = report["checks"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .find(|check| {
-                    check["check"] == "suspension"
-                        && check["message"].as_str().unwrap_or("").contains(&c.base)
-                })
-                .cloned()
-                .unwrap_or_else(|| panic!("{point}: audit is silent: {}", audit.stdout));
+            let finding = suspension_finding(&c)
+                .unwrap_or_else(|| panic!("{point}: audit says nothing of {}", c.base));
             assert_eq!(finding["status"], "WARNING", "{finding}");
         } else {
             assert_eq!(access(primary(), &c.base).1.as_deref(), Some("false"));
