@@ -104,17 +104,27 @@ impl Drop for Serve {
 
 /// GET over plain HTTP/1.1: the status code and the body.
 pub(crate) fn http_get(addr: &str, path: &str, authorization: Option<&str>) -> (u16, String) {
+    let headers: Vec<(&str, &str)> = authorization
+        .map(|a| ("Authorization", a))
+        .into_iter()
+        .collect();
+    http_get_with(addr, path, &headers)
+}
+
+/// GET over plain HTTP/1.1 with extra `headers`: the status code and the body.
+fn http_get_with(addr: &str, path: &str, headers: &[(&str, &str)]) -> (u16, String) {
     let mut stream =
         TcpStream::connect(addr).unwrap_or_else(|e| panic!("connecting to {addr}: {e}"));
     stream
         .set_read_timeout(Some(Duration::from_secs(60)))
         .unwrap();
-    let auth = authorization
-        .map(|a| format!("Authorization: {a}\r\n"))
-        .unwrap_or_default();
+    let extra: String = headers
+        .iter()
+        .map(|(name, value)| format!("{name}: {value}\r\n"))
+        .collect();
     write!(
         stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Connection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{extra}Connection: close\r\n\r\n"
     )
     .unwrap();
     let mut response = String::new();
@@ -364,6 +374,112 @@ fn killed_sessions_and_a_restarted_standby_are_survived() {
         ) >= 1.0
     );
     assert_eq!(sessions(standby), 1);
+}
+
+/// Every process of a server stopped (SIGSTOP), as a partitioned or hung machine looks:
+/// connections are accepted by the kernel, nothing answers, pooled sessions hang in the
+/// middle of a query. Started again (SIGCONT) when dropped, whatever the test did.
+struct Frozen(Vec<i32>);
+
+impl Frozen {
+    fn new(server: &PgServer) -> Frozen {
+        let pids = util::processes_in(&server.data_dir);
+        assert!(!pids.is_empty(), "no process of the {} server", server.name);
+        for &pid in &pids {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGSTOP,
+            );
+        }
+        Frozen(pids)
+    }
+}
+
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        for &pid in &self.0 {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGCONT,
+            );
+        }
+    }
+}
+
+/// A standby that stops answering holds a probe until odoo-db gives up on it (5 s here,
+/// the connect timeout; up to 85 % of `[health] timeout` for a query that hangs), which
+/// can be longer than Prometheus waits for a scrape. A scrape that says how long it may
+/// wait (`X-Prometheus-Scrape-Timeout-Seconds`) is answered in time, from the last
+/// finished probe; the probe goes on without it, and its verdict (the standby does not
+/// answer) answers the next scrape: one probe, not one per scrape.
+#[test]
+fn a_standby_that_stops_answering_never_holds_a_scrape_past_prometheus_timeout() {
+    let harness = fleet();
+    let standby = harness.standby.as_ref().unwrap();
+    let config = config(
+        &harness,
+        "frozen",
+        "min_interval = \"0s\"\n\n[health]\ntimeout = \"12s\"",
+    );
+    let serve = Serve::start(&harness, &config, &["--cluster", "production"]);
+    let (status, body) = serve.get("/metrics");
+    assert_eq!(status, 200, "{body}");
+    let first = parse(&body);
+    assert_eq!(value(&first, "odoo_db_up", &[("role", "standby")]), 1.0);
+    let probes = |scrape: &prometheus_parse::Scrape| {
+        value(scrape, "odoo_db_probes_total", &[("cluster", "production")])
+    };
+    let probes_before = probes(&first);
+
+    let frozen = Frozen::new(standby);
+    let prometheus = [("X-Prometheus-Scrape-Timeout-Seconds", "2")];
+    let started = Instant::now();
+    let (status, body) = http_get_with(&serve.addr, "/metrics", &prometheus);
+    let took = started.elapsed();
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        took < Duration::from_secs(2) + util::LATE_MARGIN,
+        "the scrape took {took:?}, past Prometheus' 2 s"
+    );
+    // Meanwhile: the last finished probe, which saw the standby streaming.
+    let meanwhile = parse(&body);
+    assert_eq!(value(&meanwhile, "odoo_db_up", &[("role", "standby")]), 1.0);
+    assert_eq!(probes(&meanwhile), probes_before);
+
+    // The probe that scrape started went on; a scrape without a limit waits for it.
+    let (status, body) = serve.get("/metrics");
+    assert_eq!(status, 200, "{body}");
+    let verdict = parse(&body);
+    assert_eq!(
+        value(&verdict, "odoo_db_up", &[("role", "standby")]),
+        0.0,
+        "{body}"
+    );
+    assert_eq!(value(&verdict, "odoo_db_up", &[("server", "primary")]), 1.0);
+    assert_eq!(
+        probes(&verdict),
+        probes_before + 1.0,
+        "one probe, not one per scrape"
+    );
+
+    // A serve that has no finished probe yet says why it has no verdict, in time.
+    let fresh = Serve::start(&harness, &config, &["--cluster", "production"]);
+    let started = Instant::now();
+    let (status, body) = http_get_with(&fresh.addr, "/health", &prometheus);
+    assert!(started.elapsed() < Duration::from_secs(2) + util::LATE_MARGIN);
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("still runs after"), "{body}");
+    drop(fresh);
+
+    drop(frozen);
+    util::wait_until(
+        Duration::from_secs(30),
+        "serve sees the standby again",
+        || {
+            let (_, body) = serve.get("/metrics");
+            value(&parse(&body), "odoo_db_up", &[("role", "standby")]) == 1.0
+        },
+    );
 }
 
 #[test]

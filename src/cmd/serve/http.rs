@@ -31,7 +31,8 @@ const DRAIN: Duration = Duration::from_millis(300);
 pub(crate) struct App {
     /// Replaced as a whole by a reload.
     pub fleet: RwLock<Arc<Fleet>>,
-    pub memory: Memory,
+    /// Shared with the probes, which run as tasks of their own.
+    pub memory: Arc<Memory>,
     pub access: RwLock<Arc<Access>>,
 }
 
@@ -124,14 +125,15 @@ async fn route(app: &App, request: Request<Incoming>) -> Response<Full<Bytes>> {
         return text(StatusCode::METHOD_NOT_ALLOWED, "only GET\n".to_string());
     }
     let fleet = app.fleet.read().await.clone();
+    let budget = scrape_budget(request.headers());
     match request.uri().path() {
         "/metrics" => {
-            let outcomes = fleet.probe_all(&app.memory).await;
+            let outcomes = fleet.probe_all(&app.memory, budget).await;
             metrics(&outcomes, &app.memory)
         }
-        "/probe" => probe(&fleet, &app.memory, request.uri().query()).await,
+        "/probe" => probe(&fleet, &app.memory, request.uri().query(), budget).await,
         "/health" => {
-            let report = merge(&fleet.probe_all(&app.memory).await);
+            let report = merge(&fleet.probe_all(&app.memory, budget).await);
             let status = match report.status {
                 Status::Ok | Status::Warning => StatusCode::OK,
                 _ => StatusCode::SERVICE_UNAVAILABLE,
@@ -139,7 +141,7 @@ async fn route(app: &App, request: Request<Incoming>) -> Response<Full<Bytes>> {
             with_type(status, output::json(&report), "application/json")
         }
         "/" => {
-            let report = merge(&fleet.probe_all(&app.memory).await);
+            let report = merge(&fleet.probe_all(&app.memory, budget).await);
             with_type(
                 StatusCode::OK,
                 page::render(&report, &app.memory),
@@ -153,8 +155,33 @@ async fn route(app: &App, request: Request<Incoming>) -> Response<Full<Bytes>> {
     }
 }
 
+/// How long a scrape may wait for running probes: what Prometheus says it will wait
+/// (`X-Prometheus-Scrape-Timeout-Seconds`), less half a second for the answer to travel
+/// (blackbox_exporter's margin). None: no such header, wait for the probes (each ends
+/// by `[health] timeout`).
+fn scrape_budget(headers: &hyper::HeaderMap) -> Option<Duration> {
+    let seconds: f64 = headers
+        .get("x-prometheus-scrape-timeout-seconds")?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    if !seconds.is_finite() || seconds <= 0.0 {
+        return None;
+    }
+    Some(Duration::from_secs_f64(
+        (seconds - 0.5).max(seconds / 2.0).min(3600.0),
+    ))
+}
+
 /// `/probe?cluster=NAME`: Prometheus' multi-target pattern.
-async fn probe(fleet: &Fleet, memory: &Memory, query: Option<&str>) -> Response<Full<Bytes>> {
+async fn probe(
+    fleet: &Arc<Fleet>,
+    memory: &Arc<Memory>,
+    query: Option<&str>,
+    budget: Option<Duration>,
+) -> Response<Full<Bytes>> {
     let names = || fleet.clusters.join(", ");
     let Some(name) = cluster_param(query.unwrap_or("")) else {
         return text(
@@ -165,7 +192,7 @@ async fn probe(fleet: &Fleet, memory: &Memory, query: Option<&str>) -> Response<
             ),
         );
     };
-    match fleet.probe(&name, memory).await {
+    match fleet.probe(&name, memory, budget).await {
         Some(outcome) => metrics(&[(name, outcome)], memory),
         None => text(
             StatusCode::BAD_REQUEST,
@@ -334,5 +361,25 @@ mod tests {
         assert_eq!(cluster_param("cluster=%zz"), Some("%zz".into()));
         assert_eq!(cluster_param("cluster=%4"), Some("%4".into()));
         assert_eq!(cluster_param("other=1"), None);
+    }
+
+    #[test]
+    fn the_scrape_budget_is_prometheus_timeout_less_a_margin() {
+        let budget = |value: &str| {
+            let mut headers = hyper::HeaderMap::new();
+            headers.insert(
+                "X-Prometheus-Scrape-Timeout-Seconds",
+                value.parse().unwrap(),
+            );
+            scrape_budget(&headers)
+        };
+        assert_eq!(budget("10"), Some(Duration::from_millis(9500)));
+        assert_eq!(budget(" 2.5 "), Some(Duration::from_secs(2)));
+        // A short timeout keeps half of itself.
+        assert_eq!(budget("0.6"), Some(Duration::from_millis(300)));
+        for refused in ["0", "-3", "NaN", "inf", "ten", ""] {
+            assert_eq!(budget(refused), None, "{refused:?}");
+        }
+        assert_eq!(scrape_budget(&hyper::HeaderMap::new()), None);
     }
 }

@@ -74,7 +74,7 @@ pub async fn run(config_path: PathBuf, args: &ServeArgs) -> Result<u8> {
     );
     let app = Arc::new(App {
         fleet: RwLock::new(Arc::new(fleet)),
-        memory: Memory::default(),
+        memory: Arc::new(Memory::default()),
         access: RwLock::new(access),
     });
 

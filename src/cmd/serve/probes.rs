@@ -3,6 +3,17 @@
 //! (so 50 concurrent scrapes write one heartbeat), and at most `[serve] concurrency`
 //! servers are probed at once.
 //!
+//! A probe runs as a task of its own, not inside the scrape that started it: Prometheus
+//! gives up on a scrape after its `scrape_timeout` (10 s by default) and closes the
+//! connection, while a server that stopped answering in the middle of a conversation
+//! (a partitioned standby, a stopped process) holds a probe for up to 85 % of
+//! `[health] timeout`. Cancelled with the scrape, that probe would never finish and the
+//! cluster would never be reported; detached, it finishes and answers the next scrape.
+//! A scrape that says how long it may take (Prometheus' `X-Prometheus-Scrape-Timeout-
+//! Seconds`) waits for a running probe no longer than that, and meanwhile gets the
+//! cluster's last finished probe (its `odoo_db_last_run_timestamp_seconds` says when),
+//! or, before the first, a probe error.
+//!
 //! What serve remembers across probes and reloads ([`Memory`]) is its own: the probe
 //! counters and, per standby, the lag of the last hour for the status page's charts
 //! (bounded: at most [`HISTORY_POINTS`] points per standby).
@@ -11,6 +22,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use futures_util::future::{BoxFuture, FutureExt, Shared};
 use tokio::sync::Semaphore;
 
 use super::pools::PooledSessions;
@@ -26,13 +38,24 @@ pub(crate) const HISTORY_POINTS: usize = 720;
 /// The last probe of a cluster: its report, or why it could not run.
 pub(crate) type Outcome = Arc<Result<Report, String>>;
 
+/// A probe running as a task of its own, awaited by every scrape that wants it.
+type Running = Shared<BoxFuture<'static, Outcome>>;
+
+/// One cluster's probes: the last finished one (and when it finished), and the one
+/// running, if any.
+#[derive(Default)]
+struct Slot {
+    last: Option<(Instant, Outcome)>,
+    running: Option<Running>,
+}
+
 /// The clusters of one config, their servers (and SSH masters) and pools.
 pub(crate) struct Fleet {
     pub config: Config,
     pub clusters: Vec<String>,
     servers: Servers,
     pub sessions: Arc<PooledSessions>,
-    slots: BTreeMap<String, tokio::sync::Mutex<Option<(Instant, Outcome)>>>,
+    slots: BTreeMap<String, Mutex<Slot>>,
     servers_at_once: Arc<Semaphore>,
     /// Told when a cluster behind a bastion could not reach a server: its SSH master may
     /// have died, serve opens the masters again ([`super::run`]).
@@ -47,7 +70,7 @@ impl Fleet {
         let servers = Servers::open_sharing(&config, sshtunnel::Sharing::PerServer).await?;
         let slots = clusters
             .iter()
-            .map(|name| (name.clone(), tokio::sync::Mutex::new(None)))
+            .map(|name| (name.clone(), Mutex::new(Slot::default())))
             .collect();
         let servers_at_once = Arc::new(Semaphore::new(config.serve.concurrency));
         Ok(Fleet {
@@ -61,16 +84,79 @@ impl Fleet {
         })
     }
 
-    /// The cluster's last probe when it is recent enough, else a new probe (shared with
-    /// every scrape that comes meanwhile). None: not a cluster this serve answers for.
-    pub(crate) async fn probe(&self, name: &str, memory: &Memory) -> Option<Outcome> {
+    /// The cluster's last probe when it is recent enough, else the running probe, started
+    /// if none runs (shared with every scrape that comes meanwhile). With a `budget`
+    /// (what the scrape may still take), a probe that runs longer is answered by the
+    /// last finished one, or before the first by a probe error; it goes on all the same.
+    /// None: not a cluster this serve answers for.
+    pub(crate) async fn probe(
+        self: &Arc<Self>,
+        name: &str,
+        memory: &Arc<Memory>,
+        budget: Option<Duration>,
+    ) -> Option<Outcome> {
         let slot = self.slots.get(name)?;
-        let mut last = slot.lock().await;
-        if let Some((at, outcome)) = last.as_ref() {
-            if at.elapsed() < self.config.serve.min_interval {
-                return Some(outcome.clone());
+        let (running, last) = {
+            let mut slot = slot.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some((at, outcome)) = &slot.last {
+                if at.elapsed() < self.config.serve.min_interval {
+                    return Some(outcome.clone());
+                }
             }
+            let running = match &slot.running {
+                Some(running) => running.clone(),
+                None => {
+                    let running = self.start(name, memory);
+                    slot.running = Some(running.clone());
+                    running
+                }
+            };
+            (
+                running,
+                slot.last.as_ref().map(|(_, outcome)| outcome.clone()),
+            )
+        };
+        let Some(budget) = budget else {
+            return Some(running.await);
+        };
+        match tokio::time::timeout(budget, running).await {
+            Ok(outcome) => Some(outcome),
+            Err(_) => Some(last.unwrap_or_else(|| {
+                Arc::new(Err(format!(
+                    "the first probe of cluster {name} still runs after {:.1} s, the time the scrape \
+                     allows (a server is slow to answer); its result answers a later scrape",
+                    budget.as_secs_f64()
+                )))
+            })),
         }
+    }
+
+    /// Starts a probe of cluster `name` as a task of its own: it finishes, and becomes
+    /// the cluster's last probe, whatever happens to the scrapes waiting for it.
+    fn start(self: &Arc<Self>, name: &str, memory: &Arc<Memory>) -> Running {
+        let fleet = Arc::clone(self);
+        let memory = Arc::clone(memory);
+        let name = name.to_string();
+        let task = tokio::spawn(async move {
+            let outcome = fleet.run_probe(&name, &memory).await;
+            if let Some(slot) = fleet.slots.get(&name) {
+                let mut slot = slot.lock().unwrap_or_else(|p| p.into_inner());
+                slot.last = Some((Instant::now(), outcome.clone()));
+                slot.running = None;
+            }
+            outcome
+        });
+        async move {
+            task.await.unwrap_or_else(|error| {
+                Arc::new(Err(format!("the probe ended abnormally: {error}")))
+            })
+        }
+        .boxed()
+        .shared()
+    }
+
+    /// One probe of cluster `name`, counted in `memory`.
+    async fn run_probe(&self, name: &str, memory: &Memory) -> Outcome {
         // A cluster's servers are probed together (its standbys wait for its primary's
         // heartbeat), so it takes its permits all at once.
         let servers = self
@@ -92,9 +178,7 @@ impl Fleet {
             }
         }
         memory.record(name, &outcome, started.elapsed());
-        let outcome = Arc::new(outcome);
-        *last = Some((Instant::now(), outcome.clone()));
-        Some(outcome)
+        Arc::new(outcome)
     }
 
     /// Whether every SSH master of the fleet still answers.
@@ -108,10 +192,18 @@ impl Fleet {
             .is_ok_and(|cluster| cluster.ssh.is_some())
     }
 
-    /// Every cluster's probe, in the config's order, at once (the semaphore bounds them).
-    pub(crate) async fn probe_all(&self, memory: &Memory) -> Vec<(String, Outcome)> {
+    /// Every cluster's probe, in the config's order, at once (the semaphore bounds them),
+    /// each waited for at most `budget` ([`Fleet::probe`]).
+    pub(crate) async fn probe_all(
+        self: &Arc<Self>,
+        memory: &Arc<Memory>,
+        budget: Option<Duration>,
+    ) -> Vec<(String, Outcome)> {
         let probes = self.clusters.iter().map(|name| async move {
-            let outcome = self.probe(name, memory).await.expect("a served cluster");
+            let outcome = self
+                .probe(name, memory, budget)
+                .await
+                .expect("a served cluster");
             (name.clone(), outcome)
         });
         futures_util::future::join_all(probes).await
