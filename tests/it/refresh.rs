@@ -458,13 +458,10 @@ async fn refresh_copies_production_from_the_standby_and_neutralizes_it_odoo16() 
         .parse::<i32>()
         .unwrap()
         >= 140000;
-    let (primary_sessions, standby_sessions) = if counts_sessions {
-        (
-            sessions(primary(), &c.base).await,
-            sessions(standby(), &c.base).await,
-        )
+    let standby_sessions = if counts_sessions {
+        sessions(standby(), &c.base).await
     } else {
-        (0, 0)
+        0
     };
 
     let dry = c.refresh(&["--dry-run"]).run();
@@ -538,14 +535,11 @@ async fn refresh_copies_production_from_the_standby_and_neutralizes_it_odoo16() 
         .join(format!("{}.production", c.name))
         .exists());
     assert_eq!(std::fs::read_dir(c.backups.path()).unwrap().count(), 1);
-    // Production untouched; the dump came from the standby, not the primary (above),
-    // and no session at all touched the primary's copy.
+    // Production untouched; the dump came from the standby, not the primary (above, from
+    // pg_stat_activity; and the standby's session count grew). The primary's count is
+    // not compared: other tests' `audit` runs, in parallel on the shared harness, read
+    // each production twin's uuid from the primary.
     if counts_sessions {
-        assert_eq!(
-            sessions(primary(), &c.base).await,
-            primary_sessions,
-            "no session on the primary's copy"
-        );
         assert!(
             sessions(standby(), &c.base).await > standby_sessions,
             "the standby served the dump"
