@@ -63,12 +63,25 @@ struct Serve {
 
 impl Serve {
     fn start(harness: &Harness, config: &Path, args: &[&str]) -> Serve {
+        Serve::start_with_env(harness, config, args, &[])
+    }
+
+    /// As [`Serve::start`], with more environment variables.
+    fn start_with_env(
+        harness: &Harness,
+        config: &Path,
+        args: &[&str],
+        env: &[(&str, &Path)],
+    ) -> Serve {
         let addr = format!("127.0.0.1:{}", free_port());
-        let child = util::odoo_db_for(harness)
+        let mut command = util::odoo_db_for(harness)
             .env("ODOO_DB_CONFIG", config)
             .args(["serve", "--listen", &addr])
-            .args(args)
-            .spawn();
+            .args(args);
+        for (key, value) in env {
+            command = command.env(key, value);
+        }
+        let child = command.spawn();
         let mut serve = Serve { child, addr };
         let started = Instant::now();
         while TcpStream::connect(&serve.addr).is_err() {
@@ -487,13 +500,36 @@ fn sigterm_ends_it_at_once_and_sighup_reloads() {
     use nix::sys::signal::Signal;
     let harness = fleet();
     let path = config(&harness, "reload", "min_interval = \"0s\"");
-    let mut serve = Serve::start(&harness, &path, &[]);
+    // What systemd (Type=notify) would hear, on a socket of the test's own.
+    let notify_dir = tempfile::tempdir().unwrap();
+    let notify_path = notify_dir.path().join("notify");
+    let systemd = std::os::unix::net::UnixDatagram::bind(&notify_path).unwrap();
+    systemd
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let told = |what: &str| {
+        let mut buffer = [0u8; 4096];
+        let length = systemd
+            .recv(&mut buffer)
+            .unwrap_or_else(|e| panic!("systemd was not told {what}: {e}"));
+        String::from_utf8_lossy(&buffer[..length]).into_owned()
+    };
+    let mut serve = Serve::start_with_env(&harness, &path, &[], &[("NOTIFY_SOCKET", &notify_path)]);
+    let ready = told("READY=1");
+    assert!(ready.lines().any(|l| l == "READY=1"), "{ready:?}");
+    assert!(ready.contains("STATUS=serving production"), "{ready:?}");
     assert_eq!(serve.get("/metrics").0, 200);
 
     // A broken config: refused, the old one keeps serving.
     std::fs::write(&path, "this is [not toml").unwrap();
     serve.signal(Signal::SIGHUP);
-    std::thread::sleep(Duration::from_millis(300));
+    let reloading = told("RELOADING=1");
+    assert!(
+        reloading.lines().any(|l| l == "RELOADING=1"),
+        "{reloading:?}"
+    );
+    assert!(reloading.contains("MONOTONIC_USEC="), "{reloading:?}");
+    assert_eq!(told("READY=1 after the reload"), "READY=1\n");
     let (status, body) = serve.get("/metrics");
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("cluster=\"integration\""), "{body}");
@@ -501,14 +537,15 @@ fn sigterm_ends_it_at_once_and_sighup_reloads() {
     // A good one that drops the integration cluster: in force at once.
     std::fs::write(&path, config_without_integration(&harness)).unwrap();
     serve.signal(Signal::SIGHUP);
-    util::wait_until(Duration::from_secs(10), "the reload is in force", || {
-        !serve.get("/metrics").1.contains("cluster=\"integration\"")
-    });
+    told("RELOADING=1");
+    told("READY=1 after the reload");
+    assert!(!serve.get("/metrics").1.contains("cluster=\"integration\""));
 
     // SIGTERM: exit 0 within a second, sessions closed.
     assert!(sessions(&harness.primary) >= 1);
     let started = Instant::now();
     serve.signal(Signal::SIGTERM);
+    assert_eq!(told("STOPPING=1"), "STOPPING=1\n");
     let status = loop {
         if let Some(status) = serve.child.try_wait().unwrap() {
             break status;

@@ -17,6 +17,11 @@
 //!    swap it in, or keep the old and log why when the new does not load;
 //! 4. on SIGTERM stop accepting, give open requests a moment, close the pooled sessions
 //!    and the SSH masters, exit 0 (all within a second).
+//!
+//! Under systemd (`Type=notify`) each change of state is told to the service manager
+//! ([`tell_systemd`]): ready once it listens, reloading and ready again around a SIGHUP,
+//! stopping on SIGTERM; so `systemctl start` returns when scrapes can be answered, and
+//! units ordered after it start then.
 
 mod http;
 mod page;
@@ -28,6 +33,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use sd_notify::NotifyState;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{watch, RwLock};
 
@@ -68,10 +74,11 @@ pub async fn run(config_path: PathBuf, args: &ServeArgs) -> Result<u8> {
     } else {
         "http"
     };
-    tracing::info!(
+    let status = format!(
         "serving {} on {scheme}://{listen}/",
         fleet.clusters.join(", ")
     );
+    tracing::info!("{status}");
     let app = Arc::new(App {
         fleet: RwLock::new(Arc::new(fleet)),
         memory: Arc::new(Memory::default()),
@@ -81,6 +88,7 @@ pub async fn run(config_path: PathBuf, args: &ServeArgs) -> Result<u8> {
     // 3. Requests until told to stop; reloads meanwhile.
     let (stop, stopped) = watch::channel(false);
     let server = tokio::spawn(http::serve(listener, app.clone(), stopped));
+    tell_systemd(&[NotifyState::Ready, NotifyState::Status(&status)]);
     loop {
         let event = {
             let fleet = app.fleet.read().await.clone();
@@ -93,13 +101,21 @@ pub async fn run(config_path: PathBuf, args: &ServeArgs) -> Result<u8> {
         };
         match event {
             Event::Stop => break,
-            Event::Reload => reload(&app, &config_path, args).await,
+            Event::Reload => {
+                // systemd 253+ wants the monotonic time with RELOADING=1.
+                let mut reloading = vec![NotifyState::Reloading];
+                reloading.extend(NotifyState::monotonic_usec_now().ok());
+                tell_systemd(&reloading);
+                reload(&app, &config_path, args).await;
+                tell_systemd(&[NotifyState::Ready]);
+            }
             Event::MastersLost => reopen(&app).await,
         }
     }
 
     // 4. Stop: no new connections, the open ones drained, then sessions and masters.
     tracing::info!("stopping");
+    tell_systemd(&[NotifyState::Stopping]);
     let _ = stop.send(true);
     let _ = server.await;
     let fleet = app.fleet.read().await.clone();
@@ -113,6 +129,15 @@ pub async fn run(config_path: PathBuf, args: &ServeArgs) -> Result<u8> {
         tracing::warn!("closing the sessions and SSH masters took longer than {CLOSE_LIMIT:?}");
     }
     Ok(0)
+}
+
+/// Tells the service manager (systemd's `$NOTIFY_SOCKET`, when there is one) what serve
+/// is doing. Without one it does nothing; a failure to tell is logged, never fatal: the
+/// service itself works either way.
+fn tell_systemd(states: &[NotifyState]) {
+    if let Err(error) = sd_notify::notify(states) {
+        tracing::warn!("telling systemd ($NOTIFY_SOCKET) the service's state: {error}");
+    }
 }
 
 /// What the main loop waits for.
