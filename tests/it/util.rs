@@ -174,30 +174,7 @@ pub async fn backend_gone(server: &PgServer, pid: i32) {
     }
 }
 
-/// PIDs of the live processes whose working directory is inside `dir` (every
-/// PostgreSQL process works in its data directory; a removed one shows as
-/// `dir (deleted)`), from /proc.
-pub fn processes_in(dir: &Path) -> Vec<i32> {
-    let dir = dir.to_string_lossy().into_owned();
-    let mut pids = Vec::new();
-    for entry in std::fs::read_dir("/proc").expect("reading /proc").flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        if let Ok(cwd) = std::fs::read_link(entry.path().join("cwd")) {
-            let cwd = cwd.to_string_lossy();
-            let inside = cwd == dir
-                || cwd.starts_with(&format!("{dir}/"))
-                || cwd.starts_with(&format!("{dir} "));
-            // A zombie is gone already; only an init that reaps slowly shows it.
-            let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
-            if inside && !stat.contains(") Z ") && !stat.contains(") X ") {
-                pids.push(pid);
-            }
-        }
-    }
-    pids
-}
+pub use pgsandbox::processes_in;
 
 /// How much later than its own bound (a deadline, a connect timeout) a run may end
 /// before a test calls it late: process start and exit on a loaded 2-core machine. A

@@ -74,6 +74,8 @@ use serde::{Deserialize, Serialize};
 #[cfg(any(test, feature = "test-support"))]
 pub use cleanup::{register_cleanup_at_exit, unregister_cleanup_at_exit};
 pub use error::{Class, Error, Result};
+#[cfg(any(test, feature = "test-support"))]
+pub use server::processes_in;
 pub use server::PgServer;
 #[cfg(any(test, feature = "test-support"))]
 pub use testing::free_port_base;

@@ -259,6 +259,31 @@ pub(crate) fn postmaster_pid(data_dir: &Path) -> Option<i32> {
     Some(pid)
 }
 
+/// The live processes (zombies left out) whose working directory is `data_dir` or
+/// inside it (a removed one shows as `DIR (deleted)`), from /proc: every process of a
+/// PostgreSQL server works in its data directory. Backends lead process groups of
+/// their own (PostgreSQL calls `setsid` in each child), so this, not the postmaster's
+/// group, finds them all.
+#[cfg(any(test, feature = "test-support"))]
+pub fn processes_in(data_dir: &Path) -> Vec<i32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| {
+            let pid: i32 = entry.file_name().to_string_lossy().parse().ok()?;
+            let cwd = std::fs::read_link(entry.path().join("cwd")).ok()?;
+            let cwd = cwd.to_string_lossy().into_owned();
+            let dir = data_dir.to_string_lossy();
+            let inside = cwd == *dir
+                || cwd.starts_with(&format!("{dir}/"))
+                || cwd.starts_with(&format!("{dir} "));
+            (inside && alive(pid)).then_some(pid)
+        })
+        .collect()
+}
+
 /// True while `pid` exists and is not a zombie.
 fn alive(pid: i32) -> bool {
     match kill(Pid::from_raw(pid), None) {

@@ -11,7 +11,8 @@ use nix::sys::signal::Signal;
 use crate::error::{Context, Error, Result};
 use crate::port_is_free;
 use crate::server::{
-    leads_group, postmaster_pid, signal_postmaster, stop_immediate_dir, wait_gone, PgServer,
+    leads_group, postmaster_pid, processes_in, signal_postmaster, stop_immediate_dir, wait_gone,
+    PgServer,
 };
 use crate::tools::{chown_to, run};
 
@@ -94,12 +95,32 @@ impl PgServer {
             )));
         };
         let group = leads_group(pid);
+        // Its children too, as a power loss would: each backend leads a process group of
+        // its own, and left alone it exits only once it notices the postmaster is gone,
+        // a moment later, still holding the shared memory the next start checks.
+        let children = processes_in(&self.data_dir);
         signal_postmaster(pid, Signal::SIGKILL, group);
+        for &child in &children {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(child), Signal::SIGKILL);
+        }
         if !wait_gone(pid, group, Duration::from_secs(10)) {
             return Err(Error::failed(format!(
                 "killing the {} server: postmaster {pid} is still there after SIGKILL",
                 self.name
             )));
+        }
+        // Forked between the scan and the kill: they exit on the postmaster's death.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !processes_in(&self.data_dir).is_empty() {
+            if std::time::Instant::now() >= deadline {
+                return Err(Error::failed(format!(
+                    "killing the {} server: processes {:?} still work in {} after SIGKILL",
+                    self.name,
+                    processes_in(&self.data_dir),
+                    self.data_dir.display()
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(10));
         }
         // Its lock files still name it, and until an init that reaps slowly has
         // reaped the zombie, the next postmaster would take it for a live one (as
