@@ -36,6 +36,18 @@ use crate::servers;
 use crate::sqltemplate::{render, Placeholder};
 use pgconn::ConnParams;
 
+/// How a step role may connect to its database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Connect {
+    /// Granted CONNECT itself: for a database closed to all but odoo-db (a restore, a
+    /// neutralization before the copy opens), where the owner has none to pass on.
+    Granted,
+    /// Through what it inherits as a member of the owner, who may connect: the
+    /// database's ACL is left exactly as it is (the audit, which must change nothing,
+    /// and whose reads may overlap a suspend or a recreate that records that ACL).
+    ThroughOwner,
+}
+
 /// The group role every step role belongs to: NOLOGIN, no attributes, member of
 /// nothing. pg_hba.conf admits step roles with `+odoo_db_step`.
 pub const GROUP_ROLE: &str = "odoo_db_step";
@@ -184,7 +196,7 @@ impl StepRole {
     /// Record, then create, a role that can log into `database` (on `server`, the
     /// cluster `cluster`) with the rights of `owner` and nothing else. odoo-db's role
     /// must be able to grant `owner` (it is a member of it, or CREATEROLE up to 15,
-    /// ADMIN on it from 16).
+    /// ADMIN on it from 16). `connect` says whether it is granted CONNECT itself.
     pub async fn create(
         server: &Client,
         catalog: &Catalog,
@@ -192,6 +204,7 @@ impl StepRole {
         database: &str,
         owner: &str,
         purpose: &str,
+        connect: Connect,
     ) -> Result<StepRole> {
         ensure_group(server).await?;
         let role = StepRole {
@@ -205,16 +218,22 @@ impl StepRole {
             .await?;
         let verifier = secrets::scram_verifier(&role.password);
         let ident = quote_ident(&role.name);
+        let grant = match connect {
+            Connect::Granted => format!(
+                "GRANT CONNECT ON DATABASE {} TO {ident};",
+                quote_ident(database)
+            ),
+            Connect::ThroughOwner => String::new(),
+        };
         let statements = format!(
             "CREATE ROLE {ident} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS INHERIT \
                  PASSWORD {verifier} VALID UNTIL {until} IN ROLE {owner}, {group};
-             GRANT CONNECT ON DATABASE {database} TO {ident};
+             {grant}
              COMMENT ON ROLE {ident} IS {comment}",
             verifier = quote_literal(&verifier),
             until = quote_literal(&valid_until(server).await?),
             owner = quote_ident(owner),
             group = quote_ident(GROUP_ROLE),
-            database = quote_ident(database),
             comment = quote_literal(&format!(
                 "odoo-db: throwaway role of a {purpose} of {database}; dropped when it ends"
             )),

@@ -787,7 +787,31 @@ async fn audit_judges_the_copies_of_production() {
         &format!("SET ROLE {}; {sql}", d.name),
     )
     .await;
-    let checks = audit_checks(&d.name);
+    // The audit reads production's uuid as a throwaway member of the owner, connecting
+    // through the owner's CONNECT: production's ACL does not change, not even while the
+    // audit runs (a suspend or recreate running meanwhile would record the change).
+    let name = d.name.clone();
+    let audit = std::thread::spawn(move || audit_checks(&name));
+    let on_primary = primary().superuser().await.unwrap();
+    let mut acls = std::collections::BTreeSet::new();
+    while !audit.is_finished() {
+        let acl: Option<String> = on_primary
+            .query_one(
+                "SELECT datacl::text FROM pg_database WHERE datname = $1",
+                &[&d.base],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        acls.insert(acl);
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    assert_eq!(
+        acls.len(),
+        1,
+        "the ACL of production changed during the audit: {acls:?}"
+    );
+    let checks = audit.join().unwrap();
     assert_eq!(checks.len(), 1, "{checks:?}");
     assert_eq!(checks[0].0, "CRITICAL", "{checks:?}");
     assert!(

@@ -15,7 +15,7 @@ use crate::catalog::{Catalog, ManagedDatabase};
 use crate::error::{Context, Result};
 use crate::odoo::{self, NeutralizationState};
 use crate::output::check::{Check, Status};
-use crate::pg::steprole::{pinned_search_path, StepRole};
+use crate::pg::steprole::{pinned_search_path, Connect, StepRole};
 use crate::servers::{self, Servers};
 
 /// The neutralization checks of every managed integration database.
@@ -172,8 +172,18 @@ async fn read(
     {
         return Ok(None);
     }
-    let role =
-        StepRole::create(&server, catalog, &db.cluster, &db.name, &db.owner, "audit").await?;
+    // CONNECT through the owner: the audit changes no database's ACL, not even for a
+    // moment (a suspend or recreate running meanwhile records it).
+    let role = StepRole::create(
+        &server,
+        catalog,
+        &db.cluster,
+        &db.name,
+        &db.owner,
+        "audit",
+        Connect::ThroughOwner,
+    )
+    .await?;
     let read = async {
         let client = pinned_search_path(&role.login(&admin))
             .connect(&servers::admin_session())

@@ -12,7 +12,7 @@ use crate::error::{Context, Error, Result};
 use crate::odoo::{self, neutralize};
 use crate::pg::backup;
 use crate::pg::dbprops::DbProps;
-use crate::pg::steprole::{self, StepRole};
+use crate::pg::steprole::{self, Connect, StepRole};
 use crate::servers;
 
 impl Job {
@@ -40,6 +40,7 @@ impl Job {
             &self.name,
             &props.owner,
             "neutralization",
+            Connect::Granted,
         )
         .await?;
         let applied = self.apply_as(&role, work.web_base_url.as_deref()).await;

@@ -13,7 +13,7 @@ use crate::error::{Context, Error, Result};
 use crate::pg::backup::{self, Tools};
 use crate::pg::dbprops::{self, DbProps};
 use crate::pg::quote::quote_ident;
-use crate::pg::steprole::{self, StepRole};
+use crate::pg::steprole::{self, Connect, StepRole};
 use crate::units::format_bytes;
 
 /// A database found under the name by a resumed run, before it drops.
@@ -535,6 +535,7 @@ impl Job {
             &self.name,
             &props.owner,
             "restore",
+            Connect::Granted,
         )
         .await
     }
