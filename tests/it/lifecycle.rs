@@ -37,9 +37,7 @@ fn integration() -> &'static PgServer {
 
 /// A 0700 temporary directory.
 fn private_dir() -> TempDir {
-    let dir = tempfile::tempdir().expect("temp dir");
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
-    dir
+    util::scratch_dir()
 }
 
 /// A provisioned customer with a config of its own (short grace, its own archive

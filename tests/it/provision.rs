@@ -11,9 +11,7 @@ use crate::util::{self, connect_tcp, initialized, odoo_db, snapshot, unique};
 
 /// A fresh 0700 directory for one customer's secrets files.
 fn secrets_dir() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().expect("temp dir");
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
-    dir
+    util::scratch_dir()
 }
 
 /// `DB_PASSWORD` from `<dir>/<env>.env`.

@@ -86,14 +86,14 @@ impl Customer {
 /// Provision a fresh customer on both environments.
 fn provision(tag: &str) -> Customer {
     init();
-    let secrets = tempfile::tempdir().unwrap();
+    let secrets = util::scratch_dir();
     let names = util::provision_customer(&util::unique(&format!("rc{tag}")), secrets.path(), &[]);
     assert_eq!(names.len(), 2, "{names:?}");
     Customer {
         base: names[0].clone(),
         name: names[1].clone(),
         secrets,
-        backups: tempfile::tempdir().unwrap(),
+        backups: util::scratch_dir(),
     }
 }
 

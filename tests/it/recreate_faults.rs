@@ -606,7 +606,7 @@ async fn a_drop_whose_server_process_is_killed_is_finished_by_a_rerun() {
     let harness = util::fresh(odoo_db_harness_options());
     let server = harness.integration.as_ref().expect("integration server");
     util::odoo_db_for(&harness).arg("init").run().success();
-    let secrets = tempfile::tempdir().unwrap();
+    let secrets = util::scratch_dir();
     let run = util::odoo_db_for(&harness)
         .args(["provision", "--customer", "crash-drop", "--secrets-dir"])
         .arg(secrets.path())

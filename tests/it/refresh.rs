@@ -56,15 +56,15 @@ impl Customer {
 }
 
 fn provision(tag: &str) -> Customer {
-    let secrets = tempfile::tempdir().unwrap();
+    let secrets = util::scratch_dir();
     let names = util::provision_customer(&util::unique(&format!("rf{tag}")), secrets.path(), &[]);
     assert_eq!(names.len(), 2, "{names:?}");
     Customer {
         base: names[0].clone(),
         name: names[1].clone(),
         secrets,
-        backups: tempfile::tempdir().unwrap(),
-        spool: tempfile::tempdir().unwrap(),
+        backups: util::scratch_dir(),
+        spool: util::scratch_dir(),
     }
 }
 
@@ -887,8 +887,8 @@ impl OwnHarness {
             pgpass,
             base: String::new(),
             name: String::new(),
-            secrets: tempfile::tempdir().unwrap(),
-            spool: tempfile::tempdir().unwrap(),
+            secrets: util::scratch_dir(),
+            spool: util::scratch_dir(),
         };
         own.tool().arg("init").run().success();
         let run = own

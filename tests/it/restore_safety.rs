@@ -64,8 +64,8 @@ impl Customer {
 }
 
 fn provision(tag: &str) -> Customer {
-    let secrets = tempfile::tempdir().unwrap();
-    let backups = tempfile::tempdir().unwrap();
+    let secrets = util::scratch_dir();
+    let backups = util::scratch_dir();
     let names = util::provision_customer(&util::unique(&format!("rs{tag}")), secrets.path(), &[]);
     assert_eq!(names.len(), 2, "{names:?}");
     let password = util::env_password(secrets.path(), "integration");
@@ -768,8 +768,8 @@ async fn a_step_group_role_with_any_right_is_refused_before_anything_changes() {
         "init creates the group role without rights"
     );
 
-    let secrets = tempfile::tempdir().unwrap();
-    let backups = tempfile::tempdir().unwrap();
+    let secrets = util::scratch_dir();
+    let backups = util::scratch_dir();
     let run = util::odoo_db_for(&harness)
         .args(["provision", "--customer", "group-check", "--secrets-dir"])
         .arg(secrets.path())

@@ -342,7 +342,7 @@ fn provision_and_list_through_the_bastion_match_direct() {
 
     // Provision through the bastion; the same command direct finds it done and prints the same.
     let customer = unique("bastion");
-    let secrets = tempfile::tempdir().unwrap();
+    let secrets = util::scratch_dir();
     let first = through()
         .args(["provision", "--customer", &customer, "--secrets-dir"])
         .arg(secrets.path())
@@ -365,7 +365,7 @@ fn provision_and_list_through_the_bastion_match_direct() {
 
     // And the other way round.
     let customer = unique("direct");
-    let secrets = tempfile::tempdir().unwrap();
+    let secrets = util::scratch_dir();
     let direct = odoo_db()
         .args(["provision", "--customer", &customer, "--secrets-dir"])
         .arg(secrets.path())
@@ -410,7 +410,7 @@ fn recreate_through_the_bastion_matches_direct() {
     let route = Route::good();
     let config = route.write(&route.apply(&harness.config_toml(), None));
     let customer = unique("recreate-bastion");
-    let secrets = tempfile::tempdir().unwrap();
+    let secrets = util::scratch_dir();
     let provisioned = odoo_db()
         .args([
             "provision",
@@ -1021,7 +1021,7 @@ fn lifecycle_commands_through_the_bastion() {
         toml::Value::String(archives.to_string_lossy().into_owned())
     ));
     let customer = unique("lifecycle-bastion");
-    let secrets = tempfile::tempdir().unwrap();
+    let secrets = util::scratch_dir();
     std::fs::set_permissions(secrets.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
     let provisioned = odoo_db()
         .args(["provision", "--customer", &customer, "--secrets-dir"])

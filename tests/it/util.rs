@@ -51,6 +51,21 @@ pub fn shared_config() -> &'static Path {
     &shared_state().config
 }
 
+/// A private (0700) scratch directory for what a test writes that holds secrets or
+/// customer data (secrets directories, backups, spools, archives): inside the shared
+/// harness's directory, which the harness removes when the test process ends, by its
+/// watchdog when the process is killed. A plain temporary directory would outlive a
+/// killed run, customers' passwords in it.
+pub fn scratch_dir() -> tempfile::TempDir {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::Builder::new()
+        .prefix("scratch-")
+        .tempdir_in(&shared().dir)
+        .expect("a scratch directory in the shared harness's directory");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    dir
+}
+
 /// A harness of its own, for tests that stop, kill or reconfigure servers;
 /// stopped and removed when dropped.
 pub fn fresh(options: HarnessOptions) -> Harness {
