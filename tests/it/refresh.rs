@@ -158,17 +158,11 @@ async fn sessions(server: &PgServer, db: &str) -> i64 {
 /// ACL and row count, the crons and the parameters.
 async fn state(server: &PgServer, db: Option<&str>) -> String {
     let db = db.expect("a database");
-    // The ACL without throwaway step roles: other tests' `audit` runs, in parallel on the
-    // shared harness, grant theirs CONNECT on each production database for a moment (to
-    // read its uuid); those entries are not this test's.
     let mut text = query(
         server,
         "postgres",
         &format!(
-            "SELECT format('%s|%s|%s|%s|%s', datname, pg_get_userbyid(datdba),
-                           (SELECT array_agg(item ORDER BY n) FROM unnest(datacl::text[]) WITH ORDINALITY AS u(item, n)
-                             WHERE item NOT LIKE 'odoo\\_db\\_step\\_%'),
-                           datconnlimit, datallowconn)
+            "SELECT format('%s|%s|%s|%s|%s', datname, pg_get_userbyid(datdba), datacl, datconnlimit, datallowconn)
                FROM pg_database WHERE datname = '{db}'
              UNION ALL
              SELECT * FROM (SELECT format('%s|%s|%s', rolname, rolcanlogin, rolvaliduntil) FROM pg_roles
